@@ -1,0 +1,250 @@
+//! The JSON conventions every LiveMix HTTP API follows.
+//!
+//! Every reply is `{"success": bool, "request_id": "<uuid>", ...}`; errors add
+//! `"error": {"code": <http status>, "message": "..."}`. The request id is made by [`request_context`], returned
+//! in `X-Request-ID`, attached to the request's tracing span and read back by [`Reply`] and [`ApiError`] when
+//! they render, so handlers never pass it around.
+
+use std::time::Instant;
+
+use axum::{
+    Router,
+    extract::{FromRequest, FromRequestParts, Request, rejection},
+    http::{HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use tracing::{Instrument, info_span};
+use uuid::Uuid;
+
+use crate::telemetry::HttpMetrics;
+
+tokio::task_local! {
+    static REQUEST_ID: Uuid;
+}
+
+/// The id of the request being handled (nil outside a request).
+pub fn request_id() -> Uuid {
+    REQUEST_ID
+        .try_with(|id| *id)
+        .unwrap_or_else(|_| Uuid::nil())
+}
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Result type of handlers.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// A successful JSON reply: the fields of `T` next to `success` and `request_id`.
+#[derive(Debug)]
+pub struct Reply<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Reply<T> {
+    fn into_response(self) -> Response {
+        let mut body = match serde_json::to_value(&self.0) {
+            Ok(Value::Object(map)) => map,
+            Ok(Value::Null) => Map::new(),
+            Ok(other) => {
+                let mut map = Map::new();
+                map.insert("result".into(), other);
+                map
+            }
+            Err(err) => {
+                return ApiError::internal(format!("encoding reply: {err}")).into_response();
+            }
+        };
+        body.insert("success".into(), Value::Bool(true));
+        body.insert("request_id".into(), Value::String(request_id().to_string()));
+        axum::Json(Value::Object(body)).into_response()
+    }
+}
+
+/// A reply with only `success` and `request_id`.
+pub fn ok() -> Reply<Map<String, Value>> {
+    Reply(Map::new())
+}
+
+/// An error reply. Client errors are logged at `warn`, server errors at `error`, both inside the request span.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{status}: {message}")]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, message)
+    }
+    pub fn payload_too_large(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+    }
+    pub fn gateway_timeout(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::GATEWAY_TIMEOUT, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(status = self.status.as_u16(), error = %self.message, "request failed");
+        } else {
+            tracing::warn!(status = self.status.as_u16(), error = %self.message, "request rejected");
+        }
+        let body = json!({
+            "success": false,
+            "request_id": request_id().to_string(),
+            "error": {"code": self.status.as_u16(), "message": self.message},
+        });
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+macro_rules! rejection_into_api_error {
+    ($($rejection:ty),*) => {$(
+        impl From<$rejection> for ApiError {
+            fn from(rejection: $rejection) -> Self {
+                Self::new(rejection.status(), rejection.body_text())
+            }
+        }
+    )*};
+}
+rejection_into_api_error!(
+    rejection::JsonRejection,
+    rejection::QueryRejection,
+    rejection::PathRejection,
+    rejection::BytesRejection
+);
+
+/// `axum::Json` whose rejections are JSON [`ApiError`]s (400 bad JSON, 413 too large, 415 wrong type).
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+/// `axum::extract::Query` with JSON rejections.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+/// `axum::extract::Path` with JSON rejections.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+/// A raw request body with JSON rejections (413 past the route's body limit).
+#[derive(Debug)]
+pub struct Body(pub bytes::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(bytes::Bytes::from_request(req, state).await?))
+    }
+}
+
+/// Wraps a service's router with what every LiveMix API has: request ids, a span per request, access logs,
+/// request metrics and JSON replies for unknown routes and methods.
+pub fn with_conventions<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    service: &'static str,
+    metrics: HttpMetrics,
+) -> Router<S> {
+    router
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route",
+            )
+        })
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            request_context(service, metrics.clone(), req, next)
+        }))
+}
+
+async fn request_context(
+    service: &'static str,
+    metrics: HttpMetrics,
+    req: Request,
+    next: Next,
+) -> Response {
+    let id = Uuid::new_v4();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let span = info_span!("http", %service, request_id = %id, %method, %path);
+    let started = Instant::now();
+    let mut response = REQUEST_ID
+        .scope(id, next.run(req))
+        .instrument(span.clone())
+        .await;
+    let elapsed = started.elapsed();
+    let status = response.status();
+    span.in_scope(|| {
+        tracing::debug!(
+            status = status.as_u16(),
+            elapsed_ms = elapsed.as_secs_f64() * 1e3,
+            "request done"
+        )
+    });
+    metrics.observe(service, method.as_str(), status.as_u16(), elapsed);
+    if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+/// `Content-Type` of HLS playlists.
+pub const M3U8_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
+/// `Content-Type` of MPEG-TS segments.
+pub const TS_CONTENT_TYPE: &str = "video/mp2t";
+
+/// A playlist response that players must not cache (it changes every segment).
+pub fn playlist_response(text: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, M3U8_CONTENT_TYPE),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        text,
+    )
+        .into_response()
+}
+
+/// A segment response; segments never change once written, so they may be cached.
+pub fn segment_response(data: bytes::Bytes) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, TS_CONTENT_TYPE),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        data,
+    )
+        .into_response()
+}

@@ -1,0 +1,17 @@
+//! Pieces shared by every LiveMix binary.
+//!
+//! The control node, the edge node and the operator all speak the same JSON, read their configuration the same
+//! way and talk to the same backing services, so those concepts live here exactly once.
+
+pub mod api;
+pub mod bus;
+pub mod cache;
+pub mod config;
+pub mod hls;
+pub mod messages;
+pub mod model;
+pub mod rpc;
+pub mod store;
+pub mod telemetry;
+
+pub use api::{ApiError, ApiResult};

@@ -1,0 +1,159 @@
+//! The objects LiveMix exchanges over its APIs and messages.
+//!
+//! Field names follow the original product's JSON (`segment_length`, `streaming: 1 | -1`, `start_ts`...), so
+//! scripts written against it keep working.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A camera or encoder feed, registered in the control node and served by one edge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    pub id: Uuid,
+    pub name: String,
+    /// Nominal segment length in seconds, as the encoder is configured.
+    pub segment_length: i32,
+    pub description: String,
+    /// The state the control node wants: `1` forward segments, `-1` keep them on the edge.
+    #[serde(with = "flag")]
+    pub streaming: bool,
+    /// The edge serving this source (its request topic); `null` until an edge has reported.
+    pub rr_target: Option<String>,
+    /// The edge's own clock at its last report, for diagnosing clock skew.
+    pub local_time: Option<DateTime<Utc>>,
+    /// When the control node last heard from the edge, by the control node's own clock.
+    pub last_seen: Option<DateTime<Utc>>,
+    /// Whether the edge reported within the configured staleness delay.
+    pub reachable: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A snippet of one source's stream being (or having been) saved to the object store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recording {
+    /// A ULID, so recordings sort by creation time.
+    pub id: String,
+    pub alias: Option<String>,
+    pub description: Option<String>,
+    pub source: Uuid,
+    pub start_ts: DateTime<Utc>,
+    pub end_ts: Option<DateTime<Utc>>,
+    #[serde(with = "flag")]
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One MPEG-TS segment of a source, as stored for a recording.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    pub id: i64,
+    pub name: String,
+    pub source: Uuid,
+    pub seq: i64,
+    pub start_ts: DateTime<Utc>,
+    pub end_ts: DateTime<Utc>,
+    pub length_ms: i64,
+    pub size: i64,
+    /// The object-store key holding the bytes.
+    pub uri: String,
+}
+
+/// What an edge knows about a segment it uploaded: a [`Segment`] before the control node gave it an id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentInfo {
+    pub name: String,
+    pub source: Uuid,
+    pub seq: i64,
+    pub start_ts: DateTime<Utc>,
+    pub end_ts: DateTime<Utc>,
+    pub length_ms: i64,
+    pub size: i64,
+    pub uri: String,
+}
+
+/// Serde helper for the seed's `1 | -1` booleans.
+pub mod flag {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(value: &bool, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i8(if *value { 1 } else { -1 })
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        match i8::deserialize(d)? {
+            1 => Ok(true),
+            -1 => Ok(false),
+            other => Err(D::Error::custom(format!("expected 1 or -1, got {other}"))),
+        }
+    }
+}
+
+/// A segment or playlist name is a single path component of safe characters; anything else is refused.
+///
+/// Names end up in cache keys, object-store keys and `file://` paths, so `/`, `..` and control characters must
+/// never get through.
+pub fn validate_segment_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 255 {
+        return Err("segment name must be 1 to 255 characters".into());
+    }
+    if name == "." || name == ".." || name.contains("..") {
+        return Err(format!("segment name {name:?} must not contain '..'"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~' | '+' | '=')))
+    {
+        return Err(format!(
+            "segment name {name:?} contains the character {c:?}; allowed: letters, digits, - _ . ~ + ="
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_are_single_safe_components() {
+        for ok in [
+            "seg-1.ts",
+            "test-video-1704596100.ts",
+            "index0.ts",
+            "a_b~c+d=e.ts",
+        ] {
+            assert!(validate_segment_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "..",
+            "../etc/passwd",
+            "a/b.ts",
+            "a\\b.ts",
+            "x..ts",
+            "a b.ts",
+            "é.ts",
+            "a\0.ts",
+        ] {
+            assert!(validate_segment_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn flags_round_trip_as_one_and_minus_one() {
+        #[derive(Serialize, Deserialize)]
+        struct F {
+            #[serde(with = "flag")]
+            f: bool,
+        }
+        assert_eq!(serde_json::to_string(&F { f: true }).unwrap(), r#"{"f":1}"#);
+        assert_eq!(
+            serde_json::to_string(&F { f: false }).unwrap(),
+            r#"{"f":-1}"#
+        );
+        assert!(serde_json::from_str::<F>(r#"{"f":0}"#).is_err());
+    }
+}

@@ -1,0 +1,96 @@
+//! Durable storage of recorded segments: S3 in production ([`s3::S3Store`]), a local directory for quick local
+//! runs ([`local::LocalStore`]).
+
+pub mod local;
+pub mod s3;
+
+use std::{path::PathBuf, sync::Arc};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::bus::BoxError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("object {key} not found")]
+    NotFound { key: String },
+    #[error("object store {op} of {key}: {source}")]
+    Op {
+        op: &'static str,
+        key: String,
+        source: BoxError,
+    },
+    #[error("object store unreachable: {0}")]
+    Unreachable(BoxError),
+}
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync + 'static {
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError>;
+    async fn get(&self, key: &str) -> Result<Bytes, StoreError>;
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Whether the store (and its bucket) answers, for readiness probes.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+pub type SharedStore = Arc<dyn ObjectStore>;
+
+/// Where recordings are stored.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// S3 bucket for recordings; without it recordings go to --local-store-dir.
+    #[arg(long, env = "LIVEMIX_BUCKET")]
+    pub bucket: Option<String>,
+    /// S3 endpoint URL for S3-compatible servers (MinIO, moto...); AWS's own when unset.
+    #[arg(long, env = "S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+    /// Create the bucket at start-up if it is missing (dev setups).
+    #[arg(long, env = "LIVEMIX_CREATE_BUCKET")]
+    pub create_bucket: bool,
+    /// Key prefix of recorded segments: objects are `{prefix}/{source_id}/{segment_name}`.
+    #[arg(long, env = "LIVEMIX_OBJECT_PREFIX", default_value = "recordings")]
+    pub object_prefix: String,
+    /// Directory for recordings when no bucket is configured.
+    #[arg(
+        long,
+        env = "LIVEMIX_LOCAL_STORE_DIR",
+        default_value = "./data/objects"
+    )]
+    pub local_store_dir: PathBuf,
+}
+
+impl StoreArgs {
+    pub async fn connect(&self) -> Result<SharedStore, StoreError> {
+        Ok(match &self.bucket {
+            Some(bucket) => Arc::new(
+                s3::S3Store::connect(s3::S3Config {
+                    bucket: bucket.clone(),
+                    endpoint: self.s3_endpoint.clone(),
+                    region: self.s3_region.clone(),
+                    create_bucket: self.create_bucket,
+                })
+                .await?,
+            ),
+            None => Arc::new(local::LocalStore::new(self.local_store_dir.clone())),
+        })
+    }
+
+    /// The object key of a recorded segment.
+    pub fn segment_key(&self, source_id: uuid::Uuid, segment_name: &str) -> String {
+        segment_key(&self.object_prefix, source_id, segment_name)
+    }
+}
+
+/// `{prefix}/{source_id}/{segment_name}`, the documented layout of recorded segments.
+pub fn segment_key(prefix: &str, source_id: uuid::Uuid, segment_name: &str) -> String {
+    let prefix = prefix.trim_matches('/');
+    if prefix.is_empty() {
+        format!("{source_id}/{segment_name}")
+    } else {
+        format!("{prefix}/{source_id}/{segment_name}")
+    }
+}

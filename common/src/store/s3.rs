@@ -1,0 +1,202 @@
+//! S3 object store, on `aws-sdk-s3`; also S3-compatible servers (MinIO, moto) through [`S3Config::endpoint`].
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::{BehaviorVersion, Region, timeout::TimeoutConfig};
+use aws_sdk_s3::{
+    Client,
+    error::{DisplayErrorContext, SdkError},
+    primitives::ByteStream,
+    types::{BucketLocationConstraint, CreateBucketConfiguration},
+};
+use bytes::Bytes;
+use tracing::{debug, info};
+
+use super::{ObjectStore, StoreError};
+use crate::bus::BoxError;
+
+/// Fail fast when the endpoint does not answer at all.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Upper bound for one request attempt, including a segment upload of several MB.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Upper bound for a readiness probe.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Endpoint of an S3-compatible server; AWS's own when `None`.
+    pub endpoint: Option<String>,
+    pub region: String,
+    /// Create the bucket if it is missing (dev setups).
+    pub create_bucket: bool,
+}
+
+/// An [`ObjectStore`] on one S3 bucket. Credentials come from the SDK's default chain (`AWS_ACCESS_KEY_ID` /
+/// `AWS_SECRET_ACCESS_KEY`, profile, web identity, instance metadata...).
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+}
+
+/// The SDK's own `Display` of an error is just "service error"; this keeps the code and message.
+fn describe<E: std::error::Error>(e: &E) -> BoxError {
+    DisplayErrorContext(e).to_string().into()
+}
+
+impl S3Store {
+    /// Builds the client; with `create_bucket`, also creates the bucket when it is missing (so then the server
+    /// must answer). Otherwise nothing is sent until the first call.
+    pub async fn connect(config: S3Config) -> Result<Self, StoreError> {
+        let shared = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(config.region.clone()))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                    .build(),
+            )
+            .load()
+            .await;
+        let mut s3 = aws_sdk_s3::config::Builder::from(&shared);
+        if let Some(endpoint) = &config.endpoint {
+            // S3-compatible servers rarely resolve `{bucket}.{host}` names.
+            s3 = s3.endpoint_url(endpoint).force_path_style(true);
+        }
+        let store = Self {
+            client: Client::from_conf(s3.build()),
+            bucket: config.bucket,
+        };
+        info!(bucket = %store.bucket, endpoint = ?config.endpoint, region = %config.region, "S3 store configured");
+        if config.create_bucket {
+            store.create_bucket(&config.region).await?;
+        }
+        Ok(store)
+    }
+
+    /// Creates the bucket unless it exists (and is ours).
+    async fn create_bucket(&self, region: &str) -> Result<(), StoreError> {
+        let error = |source: BoxError| StoreError::Op {
+            op: "create bucket",
+            key: self.bucket.clone(),
+            source,
+        };
+        match self.client.head_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => {
+                debug!(bucket = %self.bucket, "bucket exists");
+                return Ok(());
+            }
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => {}
+            Err(e) => return Err(error(describe(&e))),
+        }
+        let mut create = self.client.create_bucket().bucket(&self.bucket);
+        // us-east-1 is the default location and must not be named.
+        if region != "us-east-1" {
+            create = create.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(region))
+                    .build(),
+            );
+        }
+        match create.send().await {
+            Ok(_) => info!(bucket = %self.bucket, "created bucket"),
+            // Lost a race with another process creating it.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_bucket_already_owned_by_you()) => {}
+            Err(e) => return Err(error(describe(&e))),
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        let size = data.len();
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(data))
+            .send()
+            .await
+            .map_err(|e| StoreError::Op {
+                op: "put",
+                key: key.to_owned(),
+                source: describe(&e),
+            })?;
+        debug!(bucket = %self.bucket, key, size, "stored object");
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
+        let error = |source: BoxError| StoreError::Op {
+            op: "get",
+            key: key.to_owned(),
+            source,
+        };
+        let object = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(object) => object,
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                return Err(StoreError::NotFound {
+                    key: key.to_owned(),
+                });
+            }
+            Err(e) => return Err(error(describe(&e))),
+        };
+        let data = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| error(describe(&e)))?
+            .into_bytes();
+        Ok(data)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        // S3 answers a delete of a missing key with success too.
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| StoreError::Op {
+                op: "delete",
+                key: key.to_owned(),
+                source: describe(&e),
+            })?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let head = self.client.head_bucket().bucket(&self.bucket).send();
+        match tokio::time::timeout(PING_TIMEOUT, head).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
+                let why = match &e {
+                    SdkError::ServiceError(s) if s.err().is_not_found() => {
+                        "does not exist".to_owned()
+                    }
+                    _ => DisplayErrorContext(&e).to_string(),
+                };
+                Err(StoreError::Unreachable(
+                    format!("bucket {}: {why}", self.bucket).into(),
+                ))
+            }
+            Err(_) => Err(StoreError::Unreachable(
+                format!("bucket {}: no answer within {PING_TIMEOUT:?}", self.bucket).into(),
+            )),
+        }
+    }
+}

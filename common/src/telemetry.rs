@@ -1,0 +1,142 @@
+//! Logs and Prometheus metrics.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    extract::State,
+    http::header,
+    response::{IntoResponse, Response},
+};
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    registry::Registry,
+};
+use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+/// How logs are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logging flags every binary takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// Log format: human-readable text or one JSON object per line.
+    #[arg(long, env = "LIVEMIX_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter in `tracing` syntax, e.g. `info` or `info,livemix_control=debug`.
+    #[arg(long, env = "LIVEMIX_LOG", default_value = "info")]
+    pub log: String,
+}
+
+/// Installs the global subscriber. `RUST_LOG`, when set, wins over `--log`.
+pub fn init_logging(args: &LogArgs) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&args.log))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = match args.log_format {
+        LogFormat::Json => registry
+            .with(fmt::layer().json().with_current_span(true))
+            .try_init(),
+        LogFormat::Text => registry.with(fmt::layer().with_target(false)).try_init(),
+    };
+    // A second init (tests start several services in one process) keeps the first subscriber.
+    let _ = result;
+}
+
+/// The metrics registry of one process, shared by everything that registers metrics.
+#[derive(Clone, Default)]
+pub struct Metrics {
+    registry: Arc<Mutex<Registry>>,
+}
+
+impl Metrics {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            registry: Arc::new(Mutex::new(Registry::with_prefix(prefix))),
+        }
+    }
+
+    /// Registers a metric; registration happens at start-up, before any scrape.
+    pub fn register<M: prometheus_client::registry::Metric + Clone>(
+        &self,
+        name: &str,
+        help: &str,
+        metric: M,
+    ) -> M {
+        if let Ok(mut registry) = self.registry.lock() {
+            registry.register(name, help, metric.clone());
+        }
+        metric
+    }
+
+    /// The Prometheus text exposition of every registered metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Ok(registry) = self.registry.lock() {
+            let _ = encode(&mut out, &registry);
+        }
+        out
+    }
+}
+
+/// `GET /metrics` handler; the router's state must be (or contain via `FromRef`) the [`Metrics`].
+pub async fn metrics_handler(State(metrics): State<Metrics>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics.encode(),
+    )
+        .into_response()
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    service: &'static str,
+    method: String,
+    status: u16,
+}
+
+/// Request counts and latencies of the HTTP APIs.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    requests: Family<HttpLabels, Counter>,
+    latency: Family<HttpLabels, Histogram>,
+}
+
+impl HttpMetrics {
+    pub fn new(metrics: &Metrics) -> Self {
+        let requests =
+            metrics.register("http_requests", "HTTP requests handled", Family::default());
+        let latency = metrics.register(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            Family::<HttpLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0])
+            }),
+        );
+        Self { requests, latency }
+    }
+
+    pub fn observe(&self, service: &'static str, method: &str, status: u16, elapsed: Duration) {
+        let labels = HttpLabels {
+            service,
+            method: method.to_owned(),
+            status,
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.latency
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+}

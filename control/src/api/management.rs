@@ -1,0 +1,455 @@
+//! Management API (`:8080`): sources, streaming, recordings.
+
+use axum::{
+    Router,
+    extract::State,
+    routing::{get, post, put},
+};
+use chrono::{DateTime, TimeZone, Utc};
+use livemix_common::{
+    ApiError, ApiResult,
+    api::{Body, Json, Path, Query, Reply, ok},
+    messages::Message,
+    model::{Recording, Segment, Source},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::{edge_link::command_error, state::AppState};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/source", post(create_source).get(list_sources))
+        .route("/v1/source/{id}", get(get_source).delete(delete_source))
+        .route("/v1/source/{id}/name", put(rename_source))
+        .route("/v1/source/{id}/description", put(set_description))
+        .route("/v1/source/{id}/streaming", put(set_streaming))
+        .route(
+            "/v1/source/{id}/recording",
+            post(start_recording).get(list_source_recordings),
+        )
+        .route("/v1/recording", get(list_recordings))
+        .route(
+            "/v1/recording/{id}",
+            get(get_recording).delete(delete_recording),
+        )
+        .route("/v1/recording/{id}/stop", post(stop_recording))
+        .route("/v1/recording/{id}/segment", get(recording_segments))
+}
+
+const MAX_NAME_LEN: usize = 253;
+const MAX_TEXT_LEN: usize = 4096;
+
+#[derive(Serialize)]
+pub struct SourceReply {
+    pub source: Source,
+}
+
+#[derive(Serialize)]
+pub struct SourcesReply {
+    pub sources: Vec<Source>,
+}
+
+#[derive(Serialize)]
+pub struct RecordingReply {
+    pub recording: Recording,
+}
+
+#[derive(Serialize)]
+pub struct RecordingsReply {
+    pub recordings: Vec<Recording>,
+}
+
+#[derive(Serialize)]
+pub struct SegmentsReply {
+    pub segments: Vec<Segment>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSource {
+    name: String,
+    /// Seconds.
+    segment_len: i32,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+/// Source names appear in URLs, headers and Kubernetes objects: keep them to DNS-label-like characters.
+fn validate_source_name(name: &str) -> ApiResult<()> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.contains("..");
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "invalid source name {name:?}: use 1 to {MAX_NAME_LEN} letters, digits, '-', '_' or '.'"
+        )))
+    }
+}
+
+fn validate_text(field: &str, text: &str) -> ApiResult<()> {
+    if text.len() > MAX_TEXT_LEN {
+        return Err(ApiError::bad_request(format!(
+            "{field} is longer than {MAX_TEXT_LEN} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn parse_id(id: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(id)
+        .map_err(|_| ApiError::bad_request(format!("{id:?} is not a source id (a UUID)")))
+}
+
+fn validate_recording_id(id: &str) -> ApiResult<&str> {
+    ulid::Ulid::from_string(id)
+        .map_err(|_| ApiError::bad_request(format!("{id:?} is not a recording id (a ULID)")))?;
+    Ok(id)
+}
+
+#[tracing::instrument(skip_all, fields(name = %body.name))]
+async fn create_source(
+    State(state): State<AppState>,
+    Json(body): Json<NewSource>,
+) -> ApiResult<Reply<SourceReply>> {
+    validate_source_name(&body.name)?;
+    if !(1..=3600).contains(&body.segment_len) {
+        return Err(ApiError::bad_request(
+            "segment_len must be between 1 and 3600 seconds",
+        ));
+    }
+    let description = body.description.unwrap_or_default();
+    validate_text("description", &description)?;
+    let source = state
+        .db
+        .create_source(&body.name, body.segment_len, &description)
+        .await?;
+    tracing::info!(id = %source.id, "source created");
+    Ok(Reply(SourceReply { source }))
+}
+
+#[derive(Debug, Deserialize)]
+struct SourceFilter {
+    source_name: Option<String>,
+}
+
+async fn list_sources(
+    State(state): State<AppState>,
+    Query(q): Query<SourceFilter>,
+) -> ApiResult<Reply<SourcesReply>> {
+    let sources = state.db.list_sources(q.source_name.as_deref()).await?;
+    Ok(Reply(SourcesReply { sources }))
+}
+
+async fn get_source(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Reply<SourceReply>> {
+    let source = state.db.get_source(parse_id(&id)?).await?;
+    Ok(Reply(SourceReply { source }))
+}
+
+#[tracing::instrument(skip(state))]
+async fn delete_source(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Reply<Map<String, Value>>> {
+    let id = parse_id(&id)?;
+    let source = state.db.get_source(id).await?;
+    // Tell the edge to stop uploading for the source's recordings before they vanish.
+    for recording in state.db.list_recordings(Some(id), true).await? {
+        let recording = state.db.stop_recording(&recording.id).await?;
+        if let Err(err) = state.edges.stop_recording(&source, &recording).await {
+            tracing::warn!(%err, recording = %recording.id, "edge did not confirm stopping a recording of a deleted source");
+        }
+    }
+    state.db.delete_source(id).await?;
+    tracing::info!(%id, name = %source.name, "source deleted");
+    Ok(ok())
+}
+
+#[derive(Debug, Deserialize)]
+struct NewName {
+    new_name: String,
+}
+
+async fn rename_source(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<NewName>,
+) -> ApiResult<Reply<SourceReply>> {
+    let id = parse_id(&id)?;
+    validate_source_name(&q.new_name)?;
+    let source = state.db.rename_source(id, &q.new_name).await?;
+    Ok(Reply(SourceReply { source }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewDescription {
+    description: String,
+}
+
+async fn set_description(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Json(body): Json<NewDescription>,
+) -> ApiResult<Reply<SourceReply>> {
+    let id = parse_id(&id)?;
+    validate_text("description", &body.description)?;
+    let source = state.db.set_description(id, &body.description).await?;
+    Ok(Reply(SourceReply { source }))
+}
+
+#[derive(Debug, Deserialize)]
+struct NewState {
+    new_state: String,
+}
+
+/// Saves the wanted streaming state, then tells a reachable edge and waits for it to confirm. An unreachable
+/// edge gets the state with its next status report.
+#[tracing::instrument(skip(state, q), fields(new_state = %q.new_state))]
+async fn set_streaming(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<NewState>,
+) -> ApiResult<Reply<SourceReply>> {
+    let id = parse_id(&id)?;
+    let wanted = match q.new_state.as_str() {
+        "true" => true,
+        "false" => false,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "new_state must be true or false, not {other:?}"
+            )));
+        }
+    };
+    let source = state.db.set_streaming(id, wanted).await?;
+    match state.edges.change_stream_state(&source).await {
+        Ok(delivery) => {
+            tracing::info!(source = %id, streaming = wanted, ?delivery, "streaming state changed");
+            Ok(Reply(SourceReply { source }))
+        }
+        Err(err) => Err(command_error(
+            err,
+            "the wanted state is saved and is sent again when the edge next reports",
+        )),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRecording {
+    alias: Option<String>,
+    description: Option<String>,
+    /// Seconds since the Unix epoch; absent means now.
+    start_time_epoch: Option<i64>,
+}
+
+fn start_time(epoch: Option<i64>) -> ApiResult<DateTime<Utc>> {
+    let now = Utc::now();
+    let Some(epoch) = epoch else { return Ok(now) };
+    let ts = Utc
+        .timestamp_opt(epoch, 0)
+        .single()
+        .filter(|ts| epoch > 0 && *ts <= now + chrono::Duration::days(1))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "start_time_epoch {epoch} is not a time between 1970 and tomorrow, in seconds since the Unix epoch"
+            ))
+        })?;
+    Ok(ts)
+}
+
+/// Starts a recording. A reachable edge must confirm (else nothing is kept and the call can be retried); an
+/// unreachable edge starts it when it next reports.
+#[tracing::instrument(skip(state, body))]
+async fn start_recording(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> ApiResult<Reply<RecordingReply>> {
+    let id = parse_id(&id)?;
+    // An empty body means "now, no alias", as `curl -X POST` sends it.
+    let body: NewRecording = if body.iter().all(u8::is_ascii_whitespace) {
+        NewRecording::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|err| ApiError::bad_request(format!("invalid recording JSON: {err}")))?
+    };
+    let start = start_time(body.start_time_epoch)?;
+    if let Some(alias) = &body.alias {
+        validate_source_name(alias).map_err(|_| {
+            ApiError::bad_request(format!(
+                "invalid alias {alias:?}: use letters, digits, '-', '_' or '.'"
+            ))
+        })?;
+    }
+    if let Some(description) = &body.description {
+        validate_text("description", description)?;
+    }
+    let source = state.db.get_source(id).await?;
+    let recording = state
+        .db
+        .create_recording(
+            id,
+            body.alias.as_deref(),
+            body.description.as_deref(),
+            start,
+        )
+        .await?;
+    match state.edges.start_recording(&source, &recording).await {
+        Ok(delivery) => {
+            tracing::info!(recording = %recording.id, ?delivery, "recording started");
+            state.broadcast(Message::RecordingStarted {
+                recording: recording.clone(),
+            });
+            Ok(Reply(RecordingReply { recording }))
+        }
+        Err(err) => {
+            if let Err(cleanup) = state.db.delete_recording(&recording.id).await {
+                tracing::error!(%cleanup, recording = %recording.id, "could not remove an unconfirmed recording");
+            }
+            Err(command_error(
+                err,
+                "the recording was not started; try again",
+            ))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ActiveFilter {
+    #[serde(default)]
+    only_active: Option<String>,
+}
+
+fn only_active(q: &ActiveFilter) -> ApiResult<bool> {
+    match q.only_active.as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "only_active must be true or false, not {other:?}"
+        ))),
+    }
+}
+
+async fn list_source_recordings(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<ActiveFilter>,
+) -> ApiResult<Reply<RecordingsReply>> {
+    let id = parse_id(&id)?;
+    let only_active = only_active(&q)?;
+    state.db.get_source(id).await?;
+    let recordings = state.db.list_recordings(Some(id), only_active).await?;
+    Ok(Reply(RecordingsReply { recordings }))
+}
+
+async fn list_recordings(
+    State(state): State<AppState>,
+    Query(q): Query<ActiveFilter>,
+) -> ApiResult<Reply<RecordingsReply>> {
+    let recordings = state.db.list_recordings(None, only_active(&q)?).await?;
+    Ok(Reply(RecordingsReply { recordings }))
+}
+
+async fn get_recording(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Reply<RecordingReply>> {
+    let recording = state.db.get_recording(validate_recording_id(&id)?).await?;
+    Ok(Reply(RecordingReply { recording }))
+}
+
+/// Stops a recording. The stop is saved first and is final; an edge that misses the command stops when its next
+/// status reply no longer lists the recording.
+#[tracing::instrument(skip(state))]
+async fn stop_recording(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Reply<RecordingReply>> {
+    let recording = state.db.stop_recording(validate_recording_id(&id)?).await?;
+    notify_stopped(&state, &recording).await;
+    Ok(Reply(RecordingReply { recording }))
+}
+
+async fn notify_stopped(state: &AppState, recording: &Recording) {
+    match state.db.get_source(recording.source).await {
+        Ok(source) => match state.edges.stop_recording(&source, recording).await {
+            Ok(delivery) => {
+                tracing::info!(recording = %recording.id, ?delivery, "recording stopped")
+            }
+            Err(err) => {
+                tracing::warn!(%err, recording = %recording.id, "edge did not confirm the stop; it stops at its next report")
+            }
+        },
+        Err(err) => {
+            tracing::warn!(%err, recording = %recording.id, "source of a stopped recording not found")
+        }
+    }
+    state.broadcast(Message::RecordingStopped {
+        recording: recording.clone(),
+    });
+}
+
+/// Deletes a recording (stopping it first if active). Its objects stay in the object store.
+#[tracing::instrument(skip(state))]
+async fn delete_recording(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Reply<Map<String, Value>>> {
+    let id = validate_recording_id(&id)?;
+    let recording = state.db.get_recording(id).await?;
+    if recording.active {
+        let stopped = state.db.stop_recording(id).await?;
+        notify_stopped(&state, &stopped).await;
+    }
+    state.db.delete_recording(id).await?;
+    tracing::info!(recording = %id, "recording deleted");
+    Ok(ok())
+}
+
+async fn recording_segments(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Reply<SegmentsReply>> {
+    let id = validate_recording_id(&id)?;
+    state.db.get_recording(id).await?;
+    let segments = state.db.recording_segments(id).await?;
+    Ok(Reply(SegmentsReply { segments }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_defaults_to_now_and_refuses_nonsense() {
+        let now = Utc::now();
+        assert!((start_time(None).unwrap() - now).num_seconds().abs() < 2);
+        assert_eq!(
+            start_time(Some(1_704_596_000)).unwrap().timestamp(),
+            1_704_596_000
+        );
+        assert!(start_time(Some(0)).is_err());
+        assert!(start_time(Some(-5)).is_err());
+        assert!(start_time(Some(now.timestamp() + 3 * 86_400)).is_err());
+        assert!(start_time(Some(i64::MAX)).is_err());
+    }
+
+    #[test]
+    fn source_names_are_url_safe() {
+        assert!(validate_source_name("camera-0").is_ok());
+        assert!(validate_source_name("test_video.1").is_ok());
+        for bad in ["", "a/b", "..", "a b", "ü", &"x".repeat(300)] {
+            assert!(validate_source_name(bad).is_err(), "{bad}");
+        }
+    }
+}

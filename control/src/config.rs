@@ -1,0 +1,135 @@
+//! Command-line flags, environment variables and config-file settings of `livemix-control`.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::Parser;
+use livemix_common::{
+    bus::BusArgs, cache::CacheArgs, config::ConfigFileArgs, store::StoreArgs, telemetry::LogArgs,
+};
+
+/// LiveMix control node: management API, VOD API for players and the API edges dial into.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "livemix-control", version, about, max_term_width = 110)]
+pub struct ControlArgs {
+    #[command(flatten)]
+    pub config: ConfigFileArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+
+    /// Address of the management API (admins, the operator).
+    #[arg(long, env = "LIVEMIX_MANAGEMENT_ADDR", default_value = "0.0.0.0:8080")]
+    pub management_addr: SocketAddr,
+    /// Address of the VOD API (players; public).
+    #[arg(long, env = "LIVEMIX_VOD_ADDR", default_value = "0.0.0.0:8081")]
+    pub vod_addr: SocketAddr,
+    /// Address of the edge-facing API (edges report status and forward segments here).
+    #[arg(long, env = "LIVEMIX_EDGE_API_ADDR", default_value = "0.0.0.0:8082")]
+    pub edge_api_addr: SocketAddr,
+
+    /// PostgreSQL URL, e.g. postgres://livemix:livemix@127.0.0.1:5432/livemix
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+    /// Largest number of PostgreSQL connections.
+    #[arg(long, env = "LIVEMIX_DB_MAX_CONNECTIONS", default_value_t = 10)]
+    pub db_max_connections: u32,
+
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub bus: BusArgs,
+
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// Behaviour settings, separate from where the backing services are so tests can start a control node on
+/// services they built themselves.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// Bearer token edges must present on the edge-facing API. Without it that API is open: never do that
+    /// outside a trusted network.
+    #[arg(long, env = "LIVEMIX_EDGE_TOKEN", hide_env_values = true)]
+    pub edge_token: Option<String>,
+    /// Bearer token required on the management API (the operator has its own copy). Unset: no auth.
+    #[arg(long, env = "LIVEMIX_MANAGEMENT_TOKEN", hide_env_values = true)]
+    pub management_token: Option<String>,
+    /// Number of segments in a live playlist. Also sets how long live segments stay cached.
+    #[arg(long, env = "LIVEMIX_LIVE_SEGMENTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub live_segments: u32,
+    /// A source is reachable while its edge's last status report is younger than this many seconds.
+    #[arg(long, env = "LIVEMIX_REACHABLE_WITHIN_SECS", default_value_t = 30)]
+    pub reachable_within_secs: u64,
+    /// How long to wait for an edge to confirm a command, in milliseconds.
+    #[arg(long, env = "LIVEMIX_COMMAND_TIMEOUT_MS", default_value_t = 5000)]
+    pub command_timeout_ms: u64,
+    /// Largest segment an edge may forward, in bytes (memcached must accept items this large: `-I 8m`).
+    #[arg(long, env = "LIVEMIX_MAX_SEGMENT_BYTES", default_value_t = 8_000_000)]
+    pub max_segment_bytes: usize,
+    /// Recorded segments to prefetch from the object store into the cache ahead of a player.
+    #[arg(long, env = "LIVEMIX_PRIME_SEGMENTS", default_value_t = 3)]
+    pub prime_segments: usize,
+    /// How long recorded segments stay cached after being read from the object store, in seconds.
+    #[arg(long, env = "LIVEMIX_RECORDING_CACHE_TTL_SECS", default_value_t = 300)]
+    pub recording_cache_ttl_secs: u64,
+    /// Topic edges publish to (recorded segments); all replicas share its subscription.
+    #[arg(long, env = "LIVEMIX_CONTROL_TOPIC", default_value = "livemix-control")]
+    pub control_topic: String,
+    /// The shared subscription on the control topic.
+    #[arg(
+        long,
+        env = "LIVEMIX_CONTROL_SUBSCRIPTION",
+        default_value = "livemix-control"
+    )]
+    pub control_subscription: String,
+    /// This replica's own topic (and subscription) for edges' answers; default `livemix-control-reply-<host>`.
+    #[arg(long, env = "LIVEMIX_REPLY_TOPIC")]
+    pub reply_topic: Option<String>,
+    /// Topic for system events (source status, recordings started/stopped); empty to publish none.
+    #[arg(
+        long,
+        env = "LIVEMIX_BROADCAST_TOPIC",
+        default_value = "livemix-events"
+    )]
+    pub broadcast_topic: String,
+}
+
+impl Settings {
+    pub fn reachable_within(&self) -> Duration {
+        Duration::from_secs(self.reachable_within_secs.max(1))
+    }
+
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_millis(self.command_timeout_ms.max(1))
+    }
+
+    pub fn reply_topic(&self) -> String {
+        self.reply_topic.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+            let host: String = host
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .collect();
+            format!("livemix-control-reply-{host}")
+        })
+    }
+
+    /// Seconds a live segment stays listed in the live playlist after it arrived: the playlist's span plus two
+    /// segments of slack for slow edges.
+    pub fn live_window(&self, segment_secs: f64) -> Duration {
+        Duration::from_secs_f64(segment_secs.max(1.0).ceil() * f64::from(self.live_segments + 2))
+    }
+
+    /// Cache TTL of live segments: twice the listing window, so a player that fetched the playlist just before a
+    /// segment left it can still download every segment it saw.
+    pub fn live_ttl(&self, segment_secs: f64) -> Duration {
+        self.live_window(segment_secs) * 2
+    }
+}

@@ -1,0 +1,568 @@
+//! PostgreSQL state of the control node: sources, recordings, recorded segments and the live segment index.
+//!
+//! Everything a replica knows lives here (or in the cache and object store), so any number of replicas can
+//! serve the same deployment.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use livemix_common::{
+    ApiError,
+    model::{Recording, Segment, SegmentInfo, Source},
+};
+// Dynamic SQL here only ever interpolates this module's column-list constants, never input.
+use sqlx::{AssertSqlSafe, PgPool, postgres::PgPoolOptions};
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("connecting to PostgreSQL: {0}")]
+    Connect(sqlx::Error),
+    #[error("applying database migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database: {0}")]
+    Sqlx(#[from] sqlx::Error),
+}
+
+impl From<DbError> for ApiError {
+    fn from(err: DbError) -> Self {
+        match err {
+            DbError::NotFound { .. } => ApiError::not_found(err.to_string()),
+            DbError::Conflict(message) => ApiError::conflict(message),
+            other => ApiError::internal(other.to_string()),
+        }
+    }
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
+const UNIQUE_VIOLATION: &str = "23505";
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == UNIQUE_VIOLATION)
+}
+
+/// The columns of a source plus its reachability, judged by the database clock; `$1` is the staleness delay in
+/// seconds.
+const SOURCE_COLUMNS: &str = "id, name, segment_length, description, streaming, rr_target, local_time, \
+    last_seen, COALESCE(last_seen > now() - make_interval(secs => $1), false) AS reachable, created_at, updated_at";
+
+const RECORDING_COLUMNS: &str =
+    "id, alias, description, source, start_ts, end_ts, active, created_at, updated_at";
+
+const SEGMENT_COLUMNS: &str =
+    "s.id, s.name, s.source, s.seq, s.start_ts, s.end_ts, s.length_ms, s.size, s.uri";
+
+#[derive(sqlx::FromRow)]
+struct SourceRow {
+    id: Uuid,
+    name: String,
+    segment_length: i32,
+    description: String,
+    streaming: bool,
+    rr_target: Option<String>,
+    local_time: Option<DateTime<Utc>>,
+    last_seen: Option<DateTime<Utc>>,
+    reachable: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<SourceRow> for Source {
+    fn from(r: SourceRow) -> Self {
+        Source {
+            id: r.id,
+            name: r.name,
+            segment_length: r.segment_length,
+            description: r.description,
+            streaming: r.streaming,
+            rr_target: r.rr_target,
+            local_time: r.local_time,
+            last_seen: r.last_seen,
+            reachable: r.reachable,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct RecordingRow {
+    id: String,
+    alias: Option<String>,
+    description: Option<String>,
+    source: Uuid,
+    start_ts: DateTime<Utc>,
+    end_ts: Option<DateTime<Utc>>,
+    active: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<RecordingRow> for Recording {
+    fn from(r: RecordingRow) -> Self {
+        Recording {
+            id: r.id,
+            alias: r.alias,
+            description: r.description,
+            source: r.source,
+            start_ts: r.start_ts,
+            end_ts: r.end_ts,
+            active: r.active,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct SegmentRow {
+    id: i64,
+    name: String,
+    source: Uuid,
+    seq: i64,
+    start_ts: DateTime<Utc>,
+    end_ts: DateTime<Utc>,
+    length_ms: i64,
+    size: i64,
+    uri: String,
+}
+
+impl From<SegmentRow> for Segment {
+    fn from(r: SegmentRow) -> Self {
+        Segment {
+            id: r.id,
+            name: r.name,
+            source: r.source,
+            seq: r.seq,
+            start_ts: r.start_ts,
+            end_ts: r.end_ts,
+            length_ms: r.length_ms,
+            size: r.size,
+            uri: r.uri,
+        }
+    }
+}
+
+/// A live segment as indexed for the live playlist.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LiveSegment {
+    pub media_seq: i64,
+    pub name: String,
+    pub length_ms: i64,
+    pub discontinuity: bool,
+    pub disc_seq: i64,
+}
+
+/// A new live segment arriving from an edge.
+#[derive(Debug, Clone)]
+pub struct NewLiveSegment {
+    pub source: Uuid,
+    pub name: String,
+    pub length_ms: i64,
+    pub start_ts: DateTime<Utc>,
+    /// The edge saw a discontinuity before this segment.
+    pub discontinuity: bool,
+}
+
+#[derive(Clone)]
+pub struct Db {
+    pool: PgPool,
+    reachable_secs: f64,
+}
+
+impl Db {
+    /// Connects and applies the migrations under `control/migrations/`.
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        reachable_within: Duration,
+    ) -> DbResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .map_err(DbError::Connect)?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self {
+            pool,
+            reachable_secs: reachable_within.as_secs_f64(),
+        })
+    }
+
+    pub async fn ping(&self) -> DbResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    // ---- sources ----
+
+    pub async fn create_source(
+        &self,
+        name: &str,
+        segment_length: i32,
+        description: &str,
+    ) -> DbResult<Source> {
+        let sql = format!(
+            "INSERT INTO sources (id, name, segment_length, description) VALUES ($2, $3, $4, $5) \
+             RETURNING {SOURCE_COLUMNS}"
+        );
+        sqlx::query_as::<_, SourceRow>(AssertSqlSafe(sql))
+            .bind(self.reachable_secs)
+            .bind(Uuid::new_v4())
+            .bind(name)
+            .bind(segment_length)
+            .bind(description)
+            .fetch_one(&self.pool)
+            .await
+            .map(Source::from)
+            .map_err(|err| name_conflict(err, name))
+    }
+
+    pub async fn list_sources(&self, name: Option<&str>) -> DbResult<Vec<Source>> {
+        let sql = format!(
+            "SELECT {SOURCE_COLUMNS} FROM sources WHERE ($2::text IS NULL OR name = $2) ORDER BY name"
+        );
+        let rows = sqlx::query_as::<_, SourceRow>(AssertSqlSafe(sql))
+            .bind(self.reachable_secs)
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(Source::from).collect())
+    }
+
+    pub async fn get_source(&self, id: Uuid) -> DbResult<Source> {
+        let sql = format!("SELECT {SOURCE_COLUMNS} FROM sources WHERE id = $2");
+        sqlx::query_as::<_, SourceRow>(AssertSqlSafe(sql))
+            .bind(self.reachable_secs)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(Source::from)
+            .ok_or_else(|| not_found("source", id))
+    }
+
+    pub async fn delete_source(&self, id: Uuid) -> DbResult<()> {
+        let done = sqlx::query("DELETE FROM sources WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(not_found("source", id));
+        }
+        Ok(())
+    }
+
+    /// Sets one column; `column` is always a literal of this module, never input.
+    async fn update_source<T>(&self, id: Uuid, column: &str, value: T) -> DbResult<Source>
+    where
+        T: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + 'static,
+    {
+        let sql = format!(
+            "UPDATE sources SET {column} = $3, updated_at = now() WHERE id = $2 RETURNING {SOURCE_COLUMNS}"
+        );
+        sqlx::query_as::<_, SourceRow>(AssertSqlSafe(sql))
+            .bind(self.reachable_secs)
+            .bind(id)
+            .bind(value)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(Source::from)
+            .ok_or_else(|| not_found("source", id))
+    }
+
+    pub async fn rename_source(&self, id: Uuid, new_name: &str) -> DbResult<Source> {
+        self.update_source(id, "name", new_name.to_owned())
+            .await
+            .map_err(|err| match err {
+                DbError::Sqlx(e) => name_conflict(e, new_name),
+                other => other,
+            })
+    }
+
+    pub async fn set_description(&self, id: Uuid, description: &str) -> DbResult<Source> {
+        self.update_source(id, "description", description.to_owned())
+            .await
+    }
+
+    pub async fn set_streaming(&self, id: Uuid, streaming: bool) -> DbResult<Source> {
+        self.update_source(id, "streaming", streaming).await
+    }
+
+    /// Records an edge's status report: which edge serves the source and that it is alive now.
+    pub async fn record_status(
+        &self,
+        id: Uuid,
+        rr_target: &str,
+        local_time: Option<DateTime<Utc>>,
+    ) -> DbResult<Source> {
+        let sql = format!(
+            "UPDATE sources SET rr_target = $3, local_time = $4, last_seen = now(), updated_at = now() \
+             WHERE id = $2 RETURNING {SOURCE_COLUMNS}"
+        );
+        sqlx::query_as::<_, SourceRow>(AssertSqlSafe(sql))
+            .bind(self.reachable_secs)
+            .bind(id)
+            .bind(rr_target)
+            .bind(local_time)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(Source::from)
+            .ok_or_else(|| not_found("source", id))
+    }
+
+    // ---- recordings ----
+
+    pub async fn create_recording(
+        &self,
+        source: Uuid,
+        alias: Option<&str>,
+        description: Option<&str>,
+        start_ts: DateTime<Utc>,
+    ) -> DbResult<Recording> {
+        let sql = format!(
+            "INSERT INTO recordings (id, alias, description, source, start_ts) VALUES ($1, $2, $3, $4, $5) \
+             RETURNING {RECORDING_COLUMNS}"
+        );
+        sqlx::query_as::<_, RecordingRow>(AssertSqlSafe(sql))
+            .bind(ulid::Ulid::new().to_string())
+            .bind(alias)
+            .bind(description)
+            .bind(source)
+            .bind(start_ts)
+            .fetch_one(&self.pool)
+            .await
+            .map(Recording::from)
+            .map_err(|err| {
+                if is_unique_violation(&err) {
+                    DbError::Conflict(format!(
+                        "a recording with alias {:?} already exists",
+                        alias.unwrap_or("")
+                    ))
+                } else {
+                    err.into()
+                }
+            })
+    }
+
+    pub async fn list_recordings(
+        &self,
+        source: Option<Uuid>,
+        only_active: bool,
+    ) -> DbResult<Vec<Recording>> {
+        let sql = format!(
+            "SELECT {RECORDING_COLUMNS} FROM recordings WHERE ($1::uuid IS NULL OR source = $1) \
+             AND (NOT $2 OR active) ORDER BY id"
+        );
+        let rows = sqlx::query_as::<_, RecordingRow>(AssertSqlSafe(sql))
+            .bind(source)
+            .bind(only_active)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(Recording::from).collect())
+    }
+
+    pub async fn get_recording(&self, id: &str) -> DbResult<Recording> {
+        let sql = format!("SELECT {RECORDING_COLUMNS} FROM recordings WHERE id = $1");
+        sqlx::query_as::<_, RecordingRow>(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(Recording::from)
+            .ok_or_else(|| not_found("recording", id))
+    }
+
+    /// Marks a recording stopped (idempotent: a stopped recording keeps its first end time).
+    pub async fn stop_recording(&self, id: &str) -> DbResult<Recording> {
+        let sql = format!(
+            "UPDATE recordings SET active = false, end_ts = COALESCE(end_ts, now()), updated_at = now() \
+             WHERE id = $1 RETURNING {RECORDING_COLUMNS}"
+        );
+        sqlx::query_as::<_, RecordingRow>(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(Recording::from)
+            .ok_or_else(|| not_found("recording", id))
+    }
+
+    pub async fn delete_recording(&self, id: &str) -> DbResult<()> {
+        let done = sqlx::query("DELETE FROM recordings WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(not_found("recording", id));
+        }
+        Ok(())
+    }
+
+    // ---- recorded segments ----
+
+    /// Stores a recorded segment and links it to the recordings that exist among `recording_ids`. Idempotent,
+    /// because the bus redelivers. Returns the ids of the recordings it was linked to.
+    pub async fn add_recorded_segment(
+        &self,
+        recording_ids: &[String],
+        info: &SegmentInfo,
+    ) -> DbResult<Vec<String>> {
+        let mut tx = self.pool.begin().await?;
+        let segment_id: i64 = sqlx::query_scalar(
+            "INSERT INTO segments (source, name, seq, start_ts, end_ts, length_ms, size, uri) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (source, name) DO UPDATE SET size = EXCLUDED.size, uri = EXCLUDED.uri \
+             RETURNING id",
+        )
+        .bind(info.source)
+        .bind(&info.name)
+        .bind(info.seq)
+        .bind(info.start_ts)
+        .bind(info.end_ts)
+        .bind(info.length_ms)
+        .bind(info.size)
+        .bind(&info.uri)
+        .fetch_one(&mut *tx)
+        .await?;
+        let linked: Vec<String> = sqlx::query_scalar(
+            "INSERT INTO recording_segments (recording, segment) \
+             SELECT id, $2 FROM recordings WHERE id = ANY($1) AND source = $3 \
+             ON CONFLICT DO NOTHING RETURNING recording",
+        )
+        .bind(recording_ids)
+        .bind(segment_id)
+        .bind(info.source)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(linked)
+    }
+
+    /// The segments of a recording in playback order.
+    pub async fn recording_segments(&self, recording: &str) -> DbResult<Vec<Segment>> {
+        let sql = format!(
+            "SELECT {SEGMENT_COLUMNS} FROM segments s JOIN recording_segments rs ON rs.segment = s.id \
+             WHERE rs.recording = $1 ORDER BY s.start_ts, s.seq"
+        );
+        let rows = sqlx::query_as::<_, SegmentRow>(AssertSqlSafe(sql))
+            .bind(recording)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(Segment::from).collect())
+    }
+
+    // ---- live segments ----
+
+    /// Indexes a live segment, giving it the source's next media sequence number. A segment already indexed
+    /// (an edge retry) keeps its number. `gap` marks a discontinuity when the previous segment ended long before
+    /// this one started.
+    pub async fn add_live_segment(
+        &self,
+        seg: &NewLiveSegment,
+        gap: Duration,
+    ) -> DbResult<LiveSegment> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(existing) = sqlx::query_as::<_, LiveSegment>(
+            "SELECT media_seq, name, length_ms, discontinuity, disc_seq FROM live_segments \
+             WHERE source = $1 AND name = $2",
+        )
+        .bind(seg.source)
+        .bind(&seg.name)
+        .fetch_optional(&mut *tx)
+        .await?
+        {
+            return Ok(existing);
+        }
+        let previous_end: Option<DateTime<Utc>> = sqlx::query_scalar(
+            "SELECT start_ts + make_interval(secs => length_ms / 1000.0) FROM live_segments \
+             WHERE source = $1 ORDER BY media_seq DESC LIMIT 1",
+        )
+        .bind(seg.source)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let gap_ms = i64::try_from(gap.as_millis()).unwrap_or(i64::MAX);
+        let discontinuity = seg.discontinuity
+            || previous_end
+                .is_some_and(|end| (seg.start_ts - end).num_milliseconds().abs() > gap_ms);
+        // Row lock on the source serialises replicas handing out numbers for the same source.
+        let (media_seq, disc_seq): (i64, i64) = sqlx::query_as(
+            "UPDATE sources SET live_media_seq = live_media_seq + 1, \
+             live_disc_seq = live_disc_seq + CASE WHEN $2 THEN 1 ELSE 0 END \
+             WHERE id = $1 RETURNING live_media_seq, live_disc_seq",
+        )
+        .bind(seg.source)
+        .bind(discontinuity)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| not_found("source", seg.source))?;
+        let row = sqlx::query_as::<_, LiveSegment>(
+            "INSERT INTO live_segments (source, media_seq, name, length_ms, discontinuity, disc_seq, start_ts) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             RETURNING media_seq, name, length_ms, discontinuity, disc_seq",
+        )
+        .bind(seg.source)
+        .bind(media_seq)
+        .bind(&seg.name)
+        .bind(seg.length_ms)
+        .bind(discontinuity)
+        .bind(disc_seq)
+        .bind(seg.start_ts)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// The newest `count` live segments received within `max_age`, oldest first.
+    pub async fn newest_live_segments(
+        &self,
+        source: Uuid,
+        count: i64,
+        max_age: Duration,
+    ) -> DbResult<Vec<LiveSegment>> {
+        let mut rows = sqlx::query_as::<_, LiveSegment>(
+            "SELECT media_seq, name, length_ms, discontinuity, disc_seq FROM live_segments \
+             WHERE source = $1 AND received_at > now() - make_interval(secs => $3) \
+             ORDER BY media_seq DESC LIMIT $2",
+        )
+        .bind(source)
+        .bind(count)
+        .bind(max_age.as_secs_f64())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.reverse();
+        Ok(rows)
+    }
+
+    /// Drops live index rows older than `max_age`; their bytes have expired from the cache anyway.
+    pub async fn prune_live_segments(&self, max_age: Duration) -> DbResult<u64> {
+        let done = sqlx::query(
+            "DELETE FROM live_segments WHERE received_at < now() - make_interval(secs => $1)",
+        )
+        .bind(max_age.as_secs_f64())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+fn not_found(what: &'static str, id: impl ToString) -> DbError {
+    DbError::NotFound {
+        what,
+        id: id.to_string(),
+    }
+}
+
+fn name_conflict(err: sqlx::Error, name: &str) -> DbError {
+    if is_unique_violation(&err) {
+        DbError::Conflict(format!("a source named {name:?} already exists"))
+    } else {
+        err.into()
+    }
+}

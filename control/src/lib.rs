@@ -1,0 +1,267 @@
+//! LiveMix control node.
+//!
+//! [`run`] starts it from its configuration; [`serve`] starts it on backing services and listeners the caller
+//! built, which is how the tests run real control nodes on the real services.
+
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod edge_link;
+pub mod inbox;
+pub mod segments;
+pub mod state;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use axum::{Router, middleware};
+use livemix_common::{
+    api::with_conventions,
+    bus::{BusArgs, SharedBus},
+    cache::SharedCache,
+    rpc::Requester,
+    store::SharedStore,
+    telemetry::{HttpMetrics, Metrics},
+};
+use prometheus_client::metrics::counter::Counter;
+use tokio::net::TcpListener;
+
+use crate::{
+    config::{ControlArgs, Settings},
+    db::Db,
+    edge_link::EdgeLink,
+    segments::SegmentLoader,
+    state::AppState,
+};
+
+/// The backing services a control node runs on.
+#[derive(Clone)]
+pub struct Backends {
+    pub db: Db,
+    pub cache: SharedCache,
+    pub store: SharedStore,
+    pub bus: SharedBus,
+}
+
+/// The sockets of the three APIs.
+pub struct Listeners {
+    pub management: TcpListener,
+    pub vod: TcpListener,
+    pub edge: TcpListener,
+}
+
+/// Starts the control node from its configuration and runs until SIGINT or SIGTERM.
+pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
+    let settings = args.settings.clone();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        "starting livemix-control"
+    );
+    let db = Db::connect(
+        &args.database_url,
+        args.db_max_connections,
+        settings.reachable_within(),
+    )
+    .await
+    .context("database (DATABASE_URL)")?;
+    tracing::info!("database ready, migrations applied");
+    let cache = args
+        .cache
+        .connect()
+        .context("segment cache (MEMCACHED_URL)")?;
+    let store = args
+        .store
+        .connect()
+        .await
+        .context("object store (LIVEMIX_BUCKET, S3_ENDPOINT)")?;
+    let bus = args
+        .bus
+        .connect()
+        .await
+        .context("message bus (PUBSUB_PROJECT_ID, PUBSUB_EMULATOR_HOST)")?;
+    prepare_topics(&args.bus, &bus, &settings).await?;
+    let listeners = Listeners {
+        management: bind(args.management_addr, "management").await?,
+        vod: bind(args.vod_addr, "VOD").await?,
+        edge: bind(args.edge_api_addr, "edge-facing").await?,
+    };
+    serve(
+        settings,
+        Backends {
+            db,
+            cache,
+            store,
+            bus,
+        },
+        listeners,
+        shutdown_signal(),
+    )
+    .await
+}
+
+async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {what} API to {addr}"))?;
+    tracing::info!(%addr, "{what} API listening");
+    Ok(listener)
+}
+
+/// Creates the control node's topics and subscriptions when `--create-topics` is set.
+pub async fn prepare_topics(
+    args: &BusArgs,
+    bus: &SharedBus,
+    settings: &Settings,
+) -> anyhow::Result<()> {
+    let reply = settings.reply_topic();
+    args.prepare(
+        bus.as_ref(),
+        &settings.control_topic,
+        Some(&settings.control_subscription),
+    )
+    .await?;
+    args.prepare(bus.as_ref(), &reply, Some(&reply)).await?;
+    if !settings.broadcast_topic.is_empty() {
+        args.prepare(bus.as_ref(), &settings.broadcast_topic, None)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Serves the three APIs and runs the bus consumers and timers until `shutdown` completes.
+pub async fn serve(
+    settings: Settings,
+    backends: Backends,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let Backends {
+        db,
+        cache,
+        store,
+        bus,
+    } = backends;
+    let metrics = Metrics::new("livemix_control");
+    let http_metrics = HttpMetrics::new(&metrics);
+    let store_reads = metrics.register(
+        "object_store_reads",
+        "Recorded segments read from the object store",
+        Counter::default(),
+    );
+    let reply_topic = settings.reply_topic();
+    let requester = Requester::new(bus.clone(), reply_topic.clone(), settings.command_timeout());
+
+    let replies = bus
+        .subscribe(&reply_topic)
+        .await
+        .with_context(|| format!("subscribing to reply topic {reply_topic}"))?;
+    let inbox = bus
+        .subscribe(&settings.control_subscription)
+        .await
+        .with_context(|| format!("subscribing to {}", settings.control_subscription))?;
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(requester.clone().run_reply_loop(replies));
+    tasks.spawn(inbox::run(db.clone(), inbox));
+    tasks.spawn(prune_live_index(db.clone(), settings.clone()));
+
+    let state = AppState {
+        loader: Arc::new(SegmentLoader::new(
+            cache.clone(),
+            store.clone(),
+            Duration::from_secs(settings.recording_cache_ttl_secs),
+            store_reads,
+        )),
+        db,
+        cache,
+        store,
+        bus,
+        edges: EdgeLink::new(requester),
+        settings: Arc::new(settings.clone()),
+        metrics,
+    };
+
+    if settings.edge_token.is_none() {
+        tracing::warn!("LIVEMIX_EDGE_TOKEN is not set: the edge-facing API accepts anyone");
+    }
+    let management = with_bearer(api::management::routes(), settings.management_token.clone());
+    let edge = with_bearer(
+        api::edge::routes(settings.max_segment_bytes),
+        settings.edge_token.clone(),
+    );
+    let apps = [
+        ("management", management, listeners.management),
+        ("vod", api::vod::routes(), listeners.vod),
+        ("edge", edge, listeners.edge),
+    ];
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    for (service, routes, listener) in apps {
+        let app = with_conventions(
+            routes.merge(api::health_routes()),
+            service,
+            http_metrics.clone(),
+        )
+        .with_state(state.clone());
+        let mut stop = stop_rx.clone();
+        servers.spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+                .with_context(|| format!("{service} API server"))
+        });
+    }
+    tracing::info!("livemix-control ready");
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    while let Some(done) = servers.join_next().await {
+        done??;
+    }
+    tasks.abort_all();
+    Ok(())
+}
+
+fn with_bearer(routes: Router<AppState>, token: Option<String>) -> Router<AppState> {
+    routes.layer(middleware::from_fn(move |req, next| {
+        api::auth::require_bearer(token.clone(), req, next)
+    }))
+}
+
+/// Drops live-index rows whose segments have long left the cache. Safe on every replica at once.
+async fn prune_live_index(db: Db, settings: Settings) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        // Generous: an hour, or far more than any playlist window.
+        let max_age = settings
+            .live_ttl(3600.0 / f64::from(settings.live_segments + 2))
+            .max(Duration::from_secs(3600));
+        match db.prune_live_segments(max_age).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(rows = n, "pruned the live segment index"),
+            Err(err) => tracing::warn!(%err, "pruning the live segment index failed"),
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = terminate => {} }
+}

@@ -1,0 +1,15 @@
+use livemix_control::config::ControlArgs;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args: ControlArgs = livemix_common::config::parse();
+    livemix_common::telemetry::init_logging(&args.log);
+    match livemix_control::run(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("livemix-control failed: {err:#}");
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
