@@ -140,6 +140,7 @@ wait_for() {
 # --- installation ------------------------------------------------------------------------------------
 
 APT_UPDATED=0
+PG_INSTALLED=0   # set when this run installs the server (its package may start the cluster itself)
 apt_install() {
     (( $# )) || return 0
     command -v apt-get >/dev/null 2>&1 || die "need to install $* but apt-get is not available"
@@ -150,7 +151,7 @@ apt_install() {
         APT_UPDATED=1
     fi
     log "apt-get install -y $* ..."
-    "${apt[@]}" install -y "$@" >>"$APT_LOG" 2>&1 \
+    "${apt[@]}" install -y "$@" >>"$APT_LOG" 2>&1 9>&- \
         || { tail -n 20 "$APT_LOG" >&2; die "apt-get install $* failed; see $APT_LOG"; }
 }
 
@@ -165,6 +166,7 @@ install_missing() {
     command -v memcached >/dev/null 2>&1 || pkgs+=(memcached)
     if ! pg_answers && { [[ ! -x $(pg_bin) ]] || ! command -v pg_ctlcluster >/dev/null 2>&1; }; then
         pkgs+=(postgresql)
+        PG_INSTALLED=1
     elif ! command -v psql >/dev/null 2>&1 || ! command -v pg_isready >/dev/null 2>&1; then
         pkgs+=(postgresql-client)
     fi
@@ -225,7 +227,13 @@ up_postgres() {
     local t
     t=$(now_us)
     if pg_answers; then
-        log "postgres already answering on $HOST:$PG_PORT; reusing it"
+        # A cluster started by the package install we just did counts as ours (so `down` stops it).
+        (( PG_INSTALLED )) && : >"$PG_MARKER"
+        if [[ -f $PG_MARKER ]]; then
+            log "postgres already running on $HOST:$PG_PORT (started by this script)"
+        else
+            log "postgres already answering on $HOST:$PG_PORT (not started by this script); reusing it"
+        fi
     else
         log "starting postgres $PG_VERSION ..."
         [[ -x $(pg_bin) ]] || die "postgres $PG_VERSION is not installed ($(pg_bin) missing)"
@@ -239,7 +247,7 @@ up_postgres() {
         local pgopts="-c listen_addresses=$HOST"
         [[ $PG_PORT == 5432 ]] || pgopts+=" -p $PG_PORT"
         opts=(-o "$pgopts")
-        if ! pg_ctlcluster "${opts[@]}" "$PG_VERSION" "$PG_CLUSTER" start >>"$PG_LOG" 2>&1; then
+        if ! pg_ctlcluster "${opts[@]}" "$PG_VERSION" "$PG_CLUSTER" start >>"$PG_LOG" 2>&1 9>&-; then
             # An already-running cluster makes start fail; anything else is a real error.
             pg_answers || die "postgres: pg_ctlcluster $PG_VERSION $PG_CLUSTER start failed; see $PG_LOG and /var/log/postgresql/postgresql-$PG_VERSION-$PG_CLUSTER.log"
         fi
@@ -280,7 +288,7 @@ up_memcached() {
     rm -f "$MC_PID"
     # -v keeps stderr open after daemonizing, so errors and warnings land in the log file.
     memcached -d -v -u memcache -l "$HOST" -p "$MC_PORT" -m "$MC_MEMORY_MB" -I "$MC_MAX_ITEM" -P "$MC_PID" \
-        >>"$MC_LOG" 2>&1 || die "memcached failed to start; see $MC_LOG"
+        >>"$MC_LOG" 2>&1 9>&- || die "memcached failed to start; see $MC_LOG"
     wait_for memcached "$MC_LOG" memcached_answers
     log "memcached ready on $HOST:$MC_PORT ($(since "$t"))"
 }
@@ -316,7 +324,7 @@ up_pubsub() {
     launcher=$(find_pubsub_launcher)
     if [[ -z $launcher ]]; then
         log "pubsub emulator component missing; trying 'gcloud components install pubsub-emulator' ..."
-        gcloud components install pubsub-emulator --quiet >>"$PUBSUB_LOG" 2>&1 || true
+        gcloud components install pubsub-emulator --quiet >>"$PUBSUB_LOG" 2>&1 9>&- || true
         launcher=$(find_pubsub_launcher)
     fi
     if [[ -z $launcher ]]; then
@@ -328,7 +336,7 @@ up_pubsub() {
     command -v java >/dev/null 2>&1 || [[ -n ${JAVA_HOME:-} ]] || die "pubsub emulator needs Java (no java on PATH, JAVA_HOME unset)"
     # setsid: own process group, so `down` can stop the launcher and its JVM together.
     printf '\n--- %s starting %s\n' "$(date -Is)" "$launcher" >>"$PUBSUB_LOG"
-    setsid nohup "$launcher" --host="$HOST" --port="$PUBSUB_PORT" >>"$PUBSUB_LOG" 2>&1 </dev/null &
+    setsid nohup "$launcher" --host="$HOST" --port="$PUBSUB_PORT" >>"$PUBSUB_LOG" 2>&1 </dev/null 9>&- &
     echo $! >"$PUBSUB_PID"
     wait_for "pubsub emulator" "$PUBSUB_LOG" pubsub_answers_or_dead "$PUBSUB_PID" "pubsub emulator" "$PUBSUB_LOG"
     log "pubsub emulator ready on $HOST:$PUBSUB_PORT ($(since "$t"))"
@@ -384,7 +392,7 @@ up_s3() {
         ensure_moto
         log "starting s3 (moto) ..."
         printf '\n--- %s starting moto_server\n' "$(date -Is)" >>"$S3_LOG"
-        setsid nohup "$VENV/bin/moto_server" -H "$HOST" -p "$S3_PORT" >>"$S3_LOG" 2>&1 </dev/null &
+        setsid nohup "$VENV/bin/moto_server" -H "$HOST" -p "$S3_PORT" >>"$S3_LOG" 2>&1 </dev/null 9>&- &
         echo $! >"$S3_PID"
         wait_for "s3 (moto)" "$S3_LOG" s3_answers_or_dead "$S3_PID" "s3 (moto)" "$S3_LOG"
     fi
@@ -396,8 +404,9 @@ up_s3() {
 
 lock() {
     mkdir -p "$DIR"
-    exec 9>"$DIR/.lock"
-    flock -w 600 9 || die "another services.sh is running (lock $DIR/.lock)"
+    # Everything that may leave a process behind runs with `9>&-`, so daemons never inherit the lock.
+    exec 9>"$DIR/services.lock"
+    flock -w 600 9 || die "another services.sh is running (lock $DIR/services.lock)"
 }
 
 cmd_up() {
@@ -420,7 +429,7 @@ stop_pid() {
     [[ $mode == group || -z $mode ]] || comm=$mode
     if ! pid_alive "$pidfile" "$comm"; then
         rm -f "$pidfile"
-        log "$name: not running (started by this script)"
+        log "$name: nothing to stop (no live process recorded in $pidfile)"
         return 0
     fi
     pid=$(<"$pidfile")

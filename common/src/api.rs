@@ -27,9 +27,7 @@ tokio::task_local! {
 
 /// The id of the request being handled (nil outside a request).
 pub fn request_id() -> Uuid {
-    REQUEST_ID
-        .try_with(|id| *id)
-        .unwrap_or_else(|_| Uuid::nil())
+    REQUEST_ID.try_with(|id| *id).unwrap_or_else(|_| Uuid::nil())
 }
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -76,10 +74,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
+        Self { status, message: message.into() }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
@@ -179,39 +174,24 @@ pub fn with_conventions<S: Clone + Send + Sync + 'static>(
     router
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method not allowed on this route",
-            )
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
         })
         .layer(middleware::from_fn(move |req: Request, next: Next| {
             request_context(service, metrics.clone(), req, next)
         }))
 }
 
-async fn request_context(
-    service: &'static str,
-    metrics: HttpMetrics,
-    req: Request,
-    next: Next,
-) -> Response {
+async fn request_context(service: &'static str, metrics: HttpMetrics, req: Request, next: Next) -> Response {
     let id = Uuid::new_v4();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let span = info_span!("http", %service, request_id = %id, %method, %path);
     let started = Instant::now();
-    let mut response = REQUEST_ID
-        .scope(id, next.run(req))
-        .instrument(span.clone())
-        .await;
+    let mut response = REQUEST_ID.scope(id, next.run(req)).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let status = response.status();
     span.in_scope(|| {
-        tracing::debug!(
-            status = status.as_u16(),
-            elapsed_ms = elapsed.as_secs_f64() * 1e3,
-            "request done"
-        )
+        tracing::debug!(status = status.as_u16(), elapsed_ms = elapsed.as_secs_f64() * 1e3, "request done")
     });
     metrics.observe(service, method.as_str(), status.as_u16(), elapsed);
     if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
@@ -227,24 +207,10 @@ pub const TS_CONTENT_TYPE: &str = "video/mp2t";
 
 /// A playlist response that players must not cache (it changes every segment).
 pub fn playlist_response(text: String) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, M3U8_CONTENT_TYPE),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        text,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, M3U8_CONTENT_TYPE), (header::CACHE_CONTROL, "no-cache")], text).into_response()
 }
 
 /// A segment response; segments never change once written, so they may be cached.
 pub fn segment_response(data: bytes::Bytes) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, TS_CONTENT_TYPE),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
-        data,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, TS_CONTENT_TYPE), (header::CACHE_CONTROL, "public, max-age=3600")], data).into_response()
 }

@@ -19,15 +19,9 @@ pub struct ConfigFileArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("reading config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path} is not valid YAML: {source}")]
-    Yaml {
-        path: PathBuf,
-        source: serde_yaml::Error,
-    },
+    Yaml { path: PathBuf, source: serde_yaml::Error },
     #[error("config file {path} must be a mapping of setting names to values")]
     NotAMapping { path: PathBuf },
     #[error("config file {path}: unknown setting {key:?} (see --help for the names)")]
@@ -58,15 +52,9 @@ pub fn with_config_file<T: CommandFactory>(
     let Some(path) = config_path(&argv).or_else(|| env("LIVEMIX_CONFIG").map(PathBuf::from)) else {
         return Ok(argv);
     };
-    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-        path: path.clone(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
     let doc: serde_yaml::Value =
-        serde_yaml::from_str(&text).map_err(|source| ConfigError::Yaml {
-            path: path.clone(),
-            source,
-        })?;
+        serde_yaml::from_str(&text).map_err(|source| ConfigError::Yaml { path: path.clone(), source })?;
     let map = match doc {
         serde_yaml::Value::Mapping(map) => map,
         serde_yaml::Value::Null => return Ok(argv),
@@ -80,24 +68,14 @@ pub fn with_config_file<T: CommandFactory>(
             .get_arguments()
             .find(|arg| {
                 arg.get_long().is_some_and(|l| normalize(l) == wanted)
-                    || arg
-                        .get_env()
-                        .and_then(|e| e.to_str())
-                        .is_some_and(|e| normalize(e) == wanted)
+                    || arg.get_env().and_then(|e| e.to_str()).is_some_and(|e| normalize(e) == wanted)
             })
-            .ok_or_else(|| ConfigError::UnknownKey {
-                path: path.clone(),
-                key: key.clone(),
-            })?;
+            .ok_or_else(|| ConfigError::UnknownKey { path: path.clone(), key: key.clone() })?;
         let Some(long) = arg.get_long() else { continue };
-        let given_as_flag = argv.iter().any(|a| {
-            a.to_str()
-                .is_some_and(|a| a == format!("--{long}") || a.starts_with(&format!("--{long}=")))
-        });
-        let given_as_env = arg
-            .get_env()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| env(e).is_some());
+        let given_as_flag = argv
+            .iter()
+            .any(|a| a.to_str().is_some_and(|a| a == format!("--{long}") || a.starts_with(&format!("--{long}="))));
+        let given_as_env = arg.get_env().and_then(|e| e.to_str()).is_some_and(|e| env(e).is_some());
         if given_as_flag || given_as_env {
             continue;
         }
@@ -106,10 +84,7 @@ pub fn with_config_file<T: CommandFactory>(
             serde_yaml::Value::Number(n) => n.to_string(),
             serde_yaml::Value::Bool(b) => b.to_string(),
             _ => {
-                return Err(ConfigError::BadValue {
-                    path: path.clone(),
-                    key,
-                });
+                return Err(ConfigError::BadValue { path: path.clone(), key });
             }
         };
         if matches!(arg.get_action(), ArgAction::SetTrue) {
@@ -121,6 +96,14 @@ pub fn with_config_file<T: CommandFactory>(
         }
     }
     Ok(argv)
+}
+
+/// `{prefix}-{hostname}`, with the hostname reduced to characters valid in Pub/Sub ids; in Kubernetes the
+/// hostname is the pod name, so each replica gets its own id.
+pub fn host_scoped_id(prefix: &str) -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+    let host: String = host.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
+    format!("{prefix}-{host}")
 }
 
 fn config_path(argv: &[OsString]) -> Option<PathBuf> {
@@ -163,26 +146,15 @@ mod tests {
         std::fs::write(&file, yaml).unwrap();
         let mut argv: Vec<OsString> = vec!["demo".into(), "--config".into(), file.clone().into()];
         argv.extend(args.iter().map(OsString::from));
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let argv = with_config_file::<Demo>(argv, |name| {
-            env.iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| OsString::from(v))
-        })?;
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let argv =
+            with_config_file::<Demo>(argv, |name| env.iter().find(|(k, _)| k == name).map(|(_, v)| OsString::from(v)))?;
         Ok(Demo::try_parse_from(argv).unwrap())
     }
 
     #[test]
     fn file_fills_in_what_flags_and_env_leave_unset() {
-        let demo = parse_with(
-            "DEMO_DATABASE_URL: postgres://file\nport: 7\ncreate: true\n",
-            &[],
-            &[],
-        )
-        .unwrap();
+        let demo = parse_with("DEMO_DATABASE_URL: postgres://file\nport: 7\ncreate: true\n", &[], &[]).unwrap();
         assert_eq!(demo.database_url.as_deref(), Some("postgres://file"));
         assert_eq!(demo.port, 7);
         assert!(demo.create);
@@ -196,12 +168,7 @@ mod tests {
 
     #[test]
     fn env_wins_over_the_file() {
-        let demo = parse_with(
-            "database_url: postgres://file\n",
-            &[],
-            &[("DEMO_DATABASE_URL", "x")],
-        )
-        .unwrap();
+        let demo = parse_with("database_url: postgres://file\n", &[], &[("DEMO_DATABASE_URL", "x")]).unwrap();
         // The env value itself is read by clap from the real environment, so only check the file was skipped.
         assert_eq!(demo.database_url, None);
     }
@@ -209,9 +176,6 @@ mod tests {
     #[test]
     fn unknown_keys_are_named_in_the_error() {
         let err = parse_with("colour: blue\n", &[], &[]).unwrap_err();
-        assert!(
-            err.to_string().contains("unknown setting \"colour\""),
-            "{err}"
-        );
+        assert!(err.to_string().contains("unknown setting \"colour\""), "{err}");
     }
 }

@@ -33,17 +33,15 @@ pub struct ListedPlaylist {
 /// Parses a media playlist as ffmpeg and other encoders write it; DISCONTINUITY, PROGRAM-DATE-TIME and ENDLIST
 /// are understood, unknown tags ignored.
 pub fn parse_media_playlist(data: &[u8]) -> Result<ListedPlaylist, HlsError> {
-    let text = std::str::from_utf8(data)
-        .map_err(|_| HlsError::Malformed("playlist is not UTF-8".into()))?;
+    let text = std::str::from_utf8(data).map_err(|_| HlsError::Malformed("playlist is not UTF-8".into()))?;
     if !text.trim_start().starts_with("#EXTM3U") {
         return Err(HlsError::Malformed("missing #EXTM3U header".into()));
     }
     if text.contains("#EXT-X-STREAM-INF") {
         return Err(HlsError::MasterPlaylist);
     }
-    let playlist = m3u8_rs::parse_media_playlist_res(data).map_err(|err| {
-        HlsError::Malformed(format!("parse error: {err:?}").chars().take(200).collect())
-    })?;
+    let playlist = m3u8_rs::parse_media_playlist_res(data)
+        .map_err(|err| HlsError::Malformed(format!("parse error: {err:?}").chars().take(200).collect()))?;
     let segments = playlist
         .segments
         .iter()
@@ -51,23 +49,23 @@ pub fn parse_media_playlist(data: &[u8]) -> Result<ListedPlaylist, HlsError> {
             uri: s.uri.trim().to_owned(),
             duration_secs: f64::from(s.duration),
             discontinuity: s.discontinuity,
-            program_date_time: s.program_date_time.map(|t| t.with_timezone(&Utc)),
+            program_date_time: s.program_date_time.map(|t| t.with_timezone(&Utc)).or_else(|| ffmpeg_date_time(s)),
         })
         .collect::<Vec<_>>();
-    if let Some(bad) = segments
-        .iter()
-        .find(|s| s.uri.is_empty() || !s.duration_secs.is_finite() || s.duration_secs < 0.0)
+    if let Some(bad) =
+        segments.iter().find(|s| s.uri.is_empty() || !s.duration_secs.is_finite() || s.duration_secs < 0.0)
     {
-        return Err(HlsError::Malformed(format!(
-            "invalid segment entry {:?}",
-            bad.uri
-        )));
+        return Err(HlsError::Malformed(format!("invalid segment entry {:?}", bad.uri)));
     }
-    Ok(ListedPlaylist {
-        media_sequence: playlist.media_sequence,
-        segments,
-        ended: playlist.end_list,
-    })
+    Ok(ListedPlaylist { media_sequence: playlist.media_sequence, segments, ended: playlist.end_list })
+}
+
+/// ffmpeg writes PROGRAM-DATE-TIME with a `+0000` offset, which is not RFC 3339, so m3u8-rs keeps it as an
+/// unknown tag; read it from there.
+fn ffmpeg_date_time(segment: &MediaSegment) -> Option<DateTime<Utc>> {
+    let tag = segment.unknown_tags.iter().find(|t| t.tag == "X-PROGRAM-DATE-TIME")?;
+    let value = tag.rest.as_deref()?.trim();
+    DateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S%.f%z").ok().map(|t| t.with_timezone(&Utc))
 }
 
 /// A segment to list in a playlist LiveMix serves.
@@ -81,12 +79,7 @@ pub struct ServedSegment {
 
 /// `#EXT-X-TARGETDURATION` must be an integer no smaller than any segment's duration (RFC 8216 4.3.3.1).
 fn target_duration(segments: &[ServedSegment]) -> u64 {
-    segments
-        .iter()
-        .map(|s| s.duration_secs.ceil() as u64)
-        .max()
-        .unwrap_or(1)
-        .max(1)
+    segments.iter().map(|s| s.duration_secs.ceil() as u64).max().unwrap_or(1).max(1)
 }
 
 fn write(playlist: &MediaPlaylist) -> String {
@@ -111,11 +104,7 @@ fn media_segments(segments: &[ServedSegment]) -> Vec<MediaSegment> {
 /// A live playlist: the given window of newest segments, no ENDLIST. `media_sequence` is the sequence number
 /// of the first segment and `discontinuity_sequence` the number of discontinuities before it, both of which must
 /// only grow for a source.
-pub fn live_playlist(
-    segments: &[ServedSegment],
-    media_sequence: u64,
-    discontinuity_sequence: u64,
-) -> String {
+pub fn live_playlist(segments: &[ServedSegment], media_sequence: u64, discontinuity_sequence: u64) -> String {
     write(&MediaPlaylist {
         version: Some(3),
         target_duration: target_duration(segments),
@@ -153,7 +142,9 @@ mod tests {
         assert!(p.ended);
         assert_eq!(p.segments.len(), 2);
         assert_eq!(p.segments[0].uri, "cam-7.ts");
-        assert!(p.segments[0].program_date_time.is_some());
+        let pdt = p.segments[0].program_date_time.expect("ffmpeg's +0000 offset is understood");
+        assert_eq!(pdt.to_rfc3339(), "2024-01-07T03:51:43+00:00");
+        assert_eq!(p.segments[1].program_date_time, None);
         assert!(!p.segments[0].discontinuity);
         assert!(p.segments[1].discontinuity);
         assert!((p.segments[1].duration_secs - 3.966667).abs() < 1e-4);
@@ -161,27 +152,14 @@ mod tests {
 
     #[test]
     fn refuses_garbage_and_master_playlists() {
-        assert!(matches!(
-            parse_media_playlist(b"hello"),
-            Err(HlsError::Malformed(_))
-        ));
-        assert!(matches!(
-            parse_media_playlist(&[0xff, 0xfe]),
-            Err(HlsError::Malformed(_))
-        ));
+        assert!(matches!(parse_media_playlist(b"hello"), Err(HlsError::Malformed(_))));
+        assert!(matches!(parse_media_playlist(&[0xff, 0xfe]), Err(HlsError::Malformed(_))));
         let master = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1000\nlow.m3u8\n";
-        assert!(matches!(
-            parse_media_playlist(master.as_bytes()),
-            Err(HlsError::MasterPlaylist)
-        ));
+        assert!(matches!(parse_media_playlist(master.as_bytes()), Err(HlsError::MasterPlaylist)));
     }
 
     fn seg(uri: &str, d: f64, disc: bool) -> ServedSegment {
-        ServedSegment {
-            uri: uri.into(),
-            duration_secs: d,
-            discontinuity: disc,
-        }
+        ServedSegment { uri: uri.into(), duration_secs: d, discontinuity: disc }
     }
 
     #[test]

@@ -7,10 +7,13 @@ pub mod api;
 pub mod bus;
 pub mod cache;
 pub mod config;
+pub mod edge_api;
 pub mod hls;
 pub mod messages;
 pub mod model;
 pub mod rpc;
+pub mod server;
+pub mod signal;
 pub mod store;
 pub mod telemetry;
 

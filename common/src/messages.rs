@@ -22,18 +22,11 @@ pub struct Envelope {
 
 impl Envelope {
     pub fn new(body: Message) -> Self {
-        Self {
-            id: Uuid::new_v4(),
-            reply_to: None,
-            body,
-        }
+        Self { id: Uuid::new_v4(), reply_to: None, body }
     }
 
     pub fn request(body: Message, reply_to: impl Into<String>) -> Self {
-        Self {
-            reply_to: Some(reply_to.into()),
-            ..Self::new(body)
-        }
+        Self { reply_to: Some(reply_to.into()), ..Self::new(body) }
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -59,10 +52,7 @@ pub enum Message {
     /// control -> edge: upload segments of the recording's source newer than its start to the object store.
     StartRecording { recording: Recording },
     /// control -> edge: stop uploading for a recording.
-    StopRecording {
-        recording_id: String,
-        end_ts: DateTime<Utc>,
-    },
+    StopRecording { recording_id: String, end_ts: DateTime<Utc> },
     /// edge -> control: the answer to any request.
     GeneralResp {
         request_id: Uuid,
@@ -71,10 +61,7 @@ pub enum Message {
         error: Option<String>,
     },
     /// edge -> control: a segment was uploaded to the object store for these recordings.
-    NewVideoRecordingSegment {
-        recording_ids: Vec<String>,
-        segment: SegmentInfo,
-    },
+    NewVideoRecordingSegment { recording_ids: Vec<String>, segment: SegmentInfo },
     /// broadcast: a source's edge reported.
     ReportVideoSourceStatus { source: Source },
     /// broadcast: a recording started.
@@ -105,13 +92,7 @@ mod tests {
     #[test]
     fn wire_format_has_type_id_and_reply_to() {
         let source_id = Uuid::new_v4();
-        let env = Envelope::request(
-            Message::ChangeStreamState {
-                source_id,
-                new_state: true,
-            },
-            "ctl-reply",
-        );
+        let env = Envelope::request(Message::ChangeStreamState { source_id, new_state: true }, "ctl-reply");
         let json: serde_json::Value = serde_json::from_slice(&env.to_json()).unwrap();
         assert_eq!(json["type"], "change_stream_state");
         assert_eq!(json["id"], env.id.to_string());
@@ -124,11 +105,7 @@ mod tests {
 
     #[test]
     fn responses_omit_empty_fields() {
-        let env = Envelope::new(Message::GeneralResp {
-            request_id: Uuid::nil(),
-            success: true,
-            error: None,
-        });
+        let env = Envelope::new(Message::GeneralResp { request_id: Uuid::nil(), success: true, error: None });
         let json: serde_json::Value = serde_json::from_slice(&env.to_json()).unwrap();
         assert!(json.get("reply_to").is_none());
         assert!(json.get("error").is_none());

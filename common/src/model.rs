@@ -102,9 +102,8 @@ pub fn validate_segment_name(name: &str) -> Result<(), String> {
     if name == "." || name == ".." || name.contains("..") {
         return Err(format!("segment name {name:?} must not contain '..'"));
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~' | '+' | '=')))
+    if let Some(c) =
+        name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~' | '+' | '=')))
     {
         return Err(format!(
             "segment name {name:?} contains the character {c:?}; allowed: letters, digits, - _ . ~ + ="
@@ -113,32 +112,41 @@ pub fn validate_segment_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Source names appear in URLs, headers, topic names and Kubernetes objects: 1 to 253 letters, digits, `-`, `_`
+/// or `.`, never `..`.
+pub fn validate_source_name(name: &str) -> Result<(), String> {
+    const MAX: usize = 253;
+    let ok = !name.is_empty()
+        && name.len() <= MAX
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.contains("..");
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("invalid source name {name:?}: use 1 to {MAX} letters, digits, '-', '_' or '.'"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn segment_names_are_single_safe_components() {
-        for ok in [
-            "seg-1.ts",
-            "test-video-1704596100.ts",
-            "index0.ts",
-            "a_b~c+d=e.ts",
-        ] {
+        for ok in ["seg-1.ts", "test-video-1704596100.ts", "index0.ts", "a_b~c+d=e.ts"] {
             assert!(validate_segment_name(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "..",
-            "../etc/passwd",
-            "a/b.ts",
-            "a\\b.ts",
-            "x..ts",
-            "a b.ts",
-            "é.ts",
-            "a\0.ts",
-        ] {
+        for bad in ["", "..", "../etc/passwd", "a/b.ts", "a\\b.ts", "x..ts", "a b.ts", "é.ts", "a\0.ts"] {
             assert!(validate_segment_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn source_names_are_url_safe() {
+        assert!(validate_source_name("camera-0").is_ok());
+        assert!(validate_source_name("test_video.1").is_ok());
+        for bad in ["", "a/b", "..", "a b", "ü", &"x".repeat(300)] {
+            assert!(validate_source_name(bad).is_err(), "{bad}");
         }
     }
 
@@ -150,10 +158,7 @@ mod tests {
             f: bool,
         }
         assert_eq!(serde_json::to_string(&F { f: true }).unwrap(), r#"{"f":1}"#);
-        assert_eq!(
-            serde_json::to_string(&F { f: false }).unwrap(),
-            r#"{"f":-1}"#
-        );
+        assert_eq!(serde_json::to_string(&F { f: false }).unwrap(), r#"{"f":-1}"#);
         assert!(serde_json::from_str::<F>(r#"{"f":0}"#).is_err());
     }
 }

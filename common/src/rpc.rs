@@ -19,20 +19,10 @@ use crate::{
 pub enum RpcError {
     #[error(transparent)]
     Bus(#[from] BusError),
-    #[error(
-        "no answer to {kind} from {topic} within {timeout:?} (is the edge running and subscribed?)"
-    )]
-    Timeout {
-        topic: String,
-        kind: &'static str,
-        timeout: Duration,
-    },
+    #[error("no answer to {kind} from {topic} within {timeout:?} (is the edge running and subscribed?)")]
+    Timeout { topic: String, kind: &'static str, timeout: Duration },
     #[error("{kind} refused by {topic}: {message}")]
-    Refused {
-        topic: String,
-        kind: &'static str,
-        message: String,
-    },
+    Refused { topic: String, kind: &'static str, message: String },
 }
 
 type Waiters = Arc<Mutex<HashMap<Uuid, oneshot::Sender<Result<(), String>>>>>;
@@ -48,12 +38,7 @@ pub struct Requester {
 
 impl Requester {
     pub fn new(bus: SharedBus, reply_topic: impl Into<String>, timeout: Duration) -> Self {
-        Self {
-            bus,
-            reply_topic: reply_topic.into(),
-            timeout,
-            waiters: Arc::default(),
-        }
+        Self { bus, reply_topic: reply_topic.into(), timeout, waiters: Arc::default() }
     }
 
     pub fn reply_topic(&self) -> &str {
@@ -71,16 +56,8 @@ impl Requester {
             self.bus.publish(topic, &envelope).await?;
             match tokio::time::timeout(self.timeout, rx).await {
                 Ok(Ok(Ok(()))) => Ok(()),
-                Ok(Ok(Err(message))) => Err(RpcError::Refused {
-                    topic: topic.into(),
-                    kind,
-                    message,
-                }),
-                Ok(Err(_)) | Err(_) => Err(RpcError::Timeout {
-                    topic: topic.into(),
-                    kind,
-                    timeout: self.timeout,
-                }),
+                Ok(Ok(Err(message))) => Err(RpcError::Refused { topic: topic.into(), kind, message }),
+                Ok(Err(_)) | Err(_) => Err(RpcError::Timeout { topic: topic.into(), kind, timeout: self.timeout }),
             }
         }
         .await;
@@ -94,51 +71,31 @@ impl Requester {
         let Some(waiter) = self.lock().remove(&request_id) else {
             return false;
         };
-        let result = if success {
-            Ok(())
-        } else {
-            Err(error.unwrap_or_else(|| "no reason given".into()))
-        };
+        let result = if success { Ok(()) } else { Err(error.unwrap_or_else(|| "no reason given".into())) };
         waiter.send(result).is_ok()
     }
 
     /// Routes the answers arriving on `replies` until it closes.
     pub async fn run_reply_loop(self, mut replies: tokio::sync::mpsc::Receiver<Delivery>) {
         while let Some(delivery) = replies.recv().await {
-            if let Message::GeneralResp {
-                request_id,
-                success,
-                ref error,
-            } = delivery.envelope.body
-            {
+            if let Message::GeneralResp { request_id, success, ref error } = delivery.envelope.body {
                 if !self.complete(request_id, success, error.clone()) {
                     tracing::debug!(%request_id, "answer for no waiting request");
                 }
             } else {
-                tracing::warn!(
-                    kind = delivery.envelope.kind(),
-                    "unexpected message on the reply subscription"
-                );
+                tracing::warn!(kind = delivery.envelope.kind(), "unexpected message on the reply subscription");
             }
             delivery.ack();
         }
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<Uuid, oneshot::Sender<Result<(), String>>>> {
-        self.waiters
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, oneshot::Sender<Result<(), String>>>> {
+        self.waiters.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 /// Answers a request with `general_resp` on its `reply_to` topic (no-op for messages that want no answer).
-pub async fn respond(
-    bus: &SharedBus,
-    request: &Envelope,
-    result: Result<(), String>,
-) -> Result<(), BusError> {
+pub async fn respond(bus: &SharedBus, request: &Envelope, result: Result<(), String>) -> Result<(), BusError> {
     let Some(reply_to) = &request.reply_to else {
         return Ok(());
     };
@@ -146,15 +103,7 @@ pub async fn respond(
         Ok(()) => (true, None),
         Err(message) => (false, Some(message)),
     };
-    bus.publish(
-        reply_to,
-        &Envelope::new(Message::GeneralResp {
-            request_id: request.id,
-            success,
-            error,
-        }),
-    )
-    .await
+    bus.publish(reply_to, &Envelope::new(Message::GeneralResp { request_id: request.id, success, error })).await
 }
 
 #[cfg(test)]
@@ -169,19 +118,12 @@ mod tests {
             bus.ensure_subscription(sub, topic).await.unwrap();
         }
         let requester = Requester::new(bus.clone(), "ctl", Duration::from_millis(300));
-        tokio::spawn(
-            requester
-                .clone()
-                .run_reply_loop(bus.subscribe("ctl-sub").await.unwrap()),
-        );
+        tokio::spawn(requester.clone().run_reply_loop(bus.subscribe("ctl-sub").await.unwrap()));
         (bus, requester)
     }
 
     fn request() -> Message {
-        Message::ChangeStreamState {
-            source_id: Uuid::new_v4(),
-            new_state: true,
-        }
+        Message::ChangeStreamState { source_id: Uuid::new_v4(), new_state: true }
     }
 
     #[tokio::test]
@@ -192,11 +134,7 @@ mod tests {
         tokio::spawn(async move {
             let mut answer_ok = true;
             while let Some(d) = edge.recv().await {
-                let result = if answer_ok {
-                    Ok(())
-                } else {
-                    Err("no such source".to_string())
-                };
+                let result = if answer_ok { Ok(()) } else { Err("no such source".to_string()) };
                 respond(&responder, &d.envelope, result).await.unwrap();
                 d.ack();
                 answer_ok = false;
@@ -204,10 +142,7 @@ mod tests {
         });
         requester.request("edge", request()).await.unwrap();
         let err = requester.request("edge", request()).await.unwrap_err();
-        assert!(
-            matches!(&err, RpcError::Refused { message, .. } if message == "no such source"),
-            "{err}"
-        );
+        assert!(matches!(&err, RpcError::Refused { message, .. } if message == "no such source"), "{err}");
     }
 
     #[tokio::test]
@@ -215,9 +150,6 @@ mod tests {
         let (_bus, requester) = setup().await;
         let err = requester.request("edge", request()).await.unwrap_err();
         assert!(matches!(err, RpcError::Timeout { .. }), "{err}");
-        assert!(
-            requester.lock().is_empty(),
-            "waiter must be removed after a timeout"
-        );
+        assert!(requester.lock().is_empty(), "waiter must be removed after a timeout");
     }
 }

@@ -43,9 +43,7 @@ pub fn init_logging(args: &LogArgs) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     let result = match args.log_format {
-        LogFormat::Json => registry
-            .with(fmt::layer().json().with_current_span(true))
-            .try_init(),
+        LogFormat::Json => registry.with(fmt::layer().json().with_current_span(true)).try_init(),
         LogFormat::Text => registry.with(fmt::layer().with_target(false)).try_init(),
     };
     // A second init (tests start several services in one process) keeps the first subscriber.
@@ -60,18 +58,11 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(prefix: &str) -> Self {
-        Self {
-            registry: Arc::new(Mutex::new(Registry::with_prefix(prefix))),
-        }
+        Self { registry: Arc::new(Mutex::new(Registry::with_prefix(prefix))) }
     }
 
     /// Registers a metric; registration happens at start-up, before any scrape.
-    pub fn register<M: prometheus_client::registry::Metric + Clone>(
-        &self,
-        name: &str,
-        help: &str,
-        metric: M,
-    ) -> M {
+    pub fn register<M: prometheus_client::registry::Metric + Clone>(&self, name: &str, help: &str, metric: M) -> M {
         if let Ok(mut registry) = self.registry.lock() {
             registry.register(name, help, metric.clone());
         }
@@ -90,13 +81,7 @@ impl Metrics {
 
 /// `GET /metrics` handler; the router's state must be (or contain via `FromRef`) the [`Metrics`].
 pub async fn metrics_handler(State(metrics): State<Metrics>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        metrics.encode(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], metrics.encode())
         .into_response()
 }
 
@@ -116,8 +101,7 @@ pub struct HttpMetrics {
 
 impl HttpMetrics {
     pub fn new(metrics: &Metrics) -> Self {
-        let requests =
-            metrics.register("http_requests", "HTTP requests handled", Family::default());
+        let requests = metrics.register("http_requests", "HTTP requests handled", Family::default());
         let latency = metrics.register(
             "http_request_duration_seconds",
             "HTTP request latency",
@@ -129,14 +113,8 @@ impl HttpMetrics {
     }
 
     pub fn observe(&self, service: &'static str, method: &str, status: u16, elapsed: Duration) {
-        let labels = HttpLabels {
-            service,
-            method: method.to_owned(),
-            status,
-        };
+        let labels = HttpLabels { service, method: method.to_owned(), status };
         self.requests.get_or_create(&labels).inc();
-        self.latency
-            .get_or_create(&labels)
-            .observe(elapsed.as_secs_f64());
+        self.latency.get_or_create(&labels).observe(elapsed.as_secs_f64());
     }
 }

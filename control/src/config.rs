@@ -4,7 +4,11 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::Parser;
 use livemix_common::{
-    bus::BusArgs, cache::CacheArgs, config::ConfigFileArgs, store::StoreArgs, telemetry::LogArgs,
+    bus::BusArgs,
+    cache::CacheArgs,
+    config::{ConfigFileArgs, host_scoped_id},
+    store::StoreArgs,
+    telemetry::LogArgs,
 };
 
 /// LiveMix control node: management API, VOD API for players and the API edges dial into.
@@ -77,21 +81,13 @@ pub struct Settings {
     #[arg(long, env = "LIVEMIX_CONTROL_TOPIC", default_value = "livemix-control")]
     pub control_topic: String,
     /// The shared subscription on the control topic.
-    #[arg(
-        long,
-        env = "LIVEMIX_CONTROL_SUBSCRIPTION",
-        default_value = "livemix-control"
-    )]
+    #[arg(long, env = "LIVEMIX_CONTROL_SUBSCRIPTION", default_value = "livemix-control")]
     pub control_subscription: String,
     /// This replica's own topic (and subscription) for edges' answers; default `livemix-control-reply-<host>`.
     #[arg(long, env = "LIVEMIX_REPLY_TOPIC")]
     pub reply_topic: Option<String>,
     /// Topic for system events (source status, recordings started/stopped); empty to publish none.
-    #[arg(
-        long,
-        env = "LIVEMIX_BROADCAST_TOPIC",
-        default_value = "livemix-events"
-    )]
+    #[arg(long, env = "LIVEMIX_BROADCAST_TOPIC", default_value = "livemix-events")]
     pub broadcast_topic: String,
 }
 
@@ -105,20 +101,7 @@ impl Settings {
     }
 
     pub fn reply_topic(&self) -> String {
-        self.reply_topic.clone().unwrap_or_else(|| {
-            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
-            let host: String = host
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '-' {
-                        c
-                    } else {
-                        '-'
-                    }
-                })
-                .collect();
-            format!("livemix-control-reply-{host}")
-        })
+        self.reply_topic.clone().unwrap_or_else(|| host_scoped_id("livemix-control-reply"))
     }
 
     /// Seconds a live segment stays listed in the live playlist after it arrived: the playlist's span plus two

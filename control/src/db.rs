@@ -43,9 +43,7 @@ pub type DbResult<T> = Result<T, DbError>;
 const UNIQUE_VIOLATION: &str = "23505";
 
 fn is_unique_violation(err: &sqlx::Error) -> bool {
-    err.as_database_error()
-        .and_then(|e| e.code())
-        .is_some_and(|code| code == UNIQUE_VIOLATION)
+    err.as_database_error().and_then(|e| e.code()).is_some_and(|code| code == UNIQUE_VIOLATION)
 }
 
 /// The columns of a source plus its reachability, judged by the database clock; `$1` is the staleness delay in
@@ -53,11 +51,9 @@ fn is_unique_violation(err: &sqlx::Error) -> bool {
 const SOURCE_COLUMNS: &str = "id, name, segment_length, description, streaming, rr_target, local_time, \
     last_seen, COALESCE(last_seen > now() - make_interval(secs => $1), false) AS reachable, created_at, updated_at";
 
-const RECORDING_COLUMNS: &str =
-    "id, alias, description, source, start_ts, end_ts, active, created_at, updated_at";
+const RECORDING_COLUMNS: &str = "id, alias, description, source, start_ts, end_ts, active, created_at, updated_at";
 
-const SEGMENT_COLUMNS: &str =
-    "s.id, s.name, s.source, s.seq, s.start_ts, s.end_ts, s.length_ms, s.size, s.uri";
+const SEGMENT_COLUMNS: &str = "s.id, s.name, s.source, s.seq, s.start_ts, s.end_ts, s.length_ms, s.size, s.uri";
 
 #[derive(sqlx::FromRow)]
 struct SourceRow {
@@ -179,11 +175,7 @@ pub struct Db {
 
 impl Db {
     /// Connects and applies the migrations under `control/migrations/`.
-    pub async fn connect(
-        url: &str,
-        max_connections: u32,
-        reachable_within: Duration,
-    ) -> DbResult<Self> {
+    pub async fn connect(url: &str, max_connections: u32, reachable_within: Duration) -> DbResult<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
@@ -191,10 +183,7 @@ impl Db {
             .await
             .map_err(DbError::Connect)?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self {
-            pool,
-            reachable_secs: reachable_within.as_secs_f64(),
-        })
+        Ok(Self { pool, reachable_secs: reachable_within.as_secs_f64() })
     }
 
     pub async fn ping(&self) -> DbResult<()> {
@@ -204,12 +193,7 @@ impl Db {
 
     // ---- sources ----
 
-    pub async fn create_source(
-        &self,
-        name: &str,
-        segment_length: i32,
-        description: &str,
-    ) -> DbResult<Source> {
+    pub async fn create_source(&self, name: &str, segment_length: i32, description: &str) -> DbResult<Source> {
         let sql = format!(
             "INSERT INTO sources (id, name, segment_length, description) VALUES ($2, $3, $4, $5) \
              RETURNING {SOURCE_COLUMNS}"
@@ -227,9 +211,7 @@ impl Db {
     }
 
     pub async fn list_sources(&self, name: Option<&str>) -> DbResult<Vec<Source>> {
-        let sql = format!(
-            "SELECT {SOURCE_COLUMNS} FROM sources WHERE ($2::text IS NULL OR name = $2) ORDER BY name"
-        );
+        let sql = format!("SELECT {SOURCE_COLUMNS} FROM sources WHERE ($2::text IS NULL OR name = $2) ORDER BY name");
         let rows = sqlx::query_as::<_, SourceRow>(AssertSqlSafe(sql))
             .bind(self.reachable_secs)
             .bind(name)
@@ -250,10 +232,7 @@ impl Db {
     }
 
     pub async fn delete_source(&self, id: Uuid) -> DbResult<()> {
-        let done = sqlx::query("DELETE FROM sources WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query("DELETE FROM sources WHERE id = $1").bind(id).execute(&self.pool).await?;
         if done.rows_affected() == 0 {
             return Err(not_found("source", id));
         }
@@ -265,9 +244,8 @@ impl Db {
     where
         T: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + 'static,
     {
-        let sql = format!(
-            "UPDATE sources SET {column} = $3, updated_at = now() WHERE id = $2 RETURNING {SOURCE_COLUMNS}"
-        );
+        let sql =
+            format!("UPDATE sources SET {column} = $3, updated_at = now() WHERE id = $2 RETURNING {SOURCE_COLUMNS}");
         sqlx::query_as::<_, SourceRow>(AssertSqlSafe(sql))
             .bind(self.reachable_secs)
             .bind(id)
@@ -279,17 +257,14 @@ impl Db {
     }
 
     pub async fn rename_source(&self, id: Uuid, new_name: &str) -> DbResult<Source> {
-        self.update_source(id, "name", new_name.to_owned())
-            .await
-            .map_err(|err| match err {
-                DbError::Sqlx(e) => name_conflict(e, new_name),
-                other => other,
-            })
+        self.update_source(id, "name", new_name.to_owned()).await.map_err(|err| match err {
+            DbError::Sqlx(e) => name_conflict(e, new_name),
+            other => other,
+        })
     }
 
     pub async fn set_description(&self, id: Uuid, description: &str) -> DbResult<Source> {
-        self.update_source(id, "description", description.to_owned())
-            .await
+        self.update_source(id, "description", description.to_owned()).await
     }
 
     pub async fn set_streaming(&self, id: Uuid, streaming: bool) -> DbResult<Source> {
@@ -342,21 +317,14 @@ impl Db {
             .map(Recording::from)
             .map_err(|err| {
                 if is_unique_violation(&err) {
-                    DbError::Conflict(format!(
-                        "a recording with alias {:?} already exists",
-                        alias.unwrap_or("")
-                    ))
+                    DbError::Conflict(format!("a recording with alias {:?} already exists", alias.unwrap_or("")))
                 } else {
                     err.into()
                 }
             })
     }
 
-    pub async fn list_recordings(
-        &self,
-        source: Option<Uuid>,
-        only_active: bool,
-    ) -> DbResult<Vec<Recording>> {
+    pub async fn list_recordings(&self, source: Option<Uuid>, only_active: bool) -> DbResult<Vec<Recording>> {
         let sql = format!(
             "SELECT {RECORDING_COLUMNS} FROM recordings WHERE ($1::uuid IS NULL OR source = $1) \
              AND (NOT $2 OR active) ORDER BY id"
@@ -394,10 +362,7 @@ impl Db {
     }
 
     pub async fn delete_recording(&self, id: &str) -> DbResult<()> {
-        let done = sqlx::query("DELETE FROM recordings WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query("DELETE FROM recordings WHERE id = $1").bind(id).execute(&self.pool).await?;
         if done.rows_affected() == 0 {
             return Err(not_found("recording", id));
         }
@@ -408,11 +373,7 @@ impl Db {
 
     /// Stores a recorded segment and links it to the recordings that exist among `recording_ids`. Idempotent,
     /// because the bus redelivers. Returns the ids of the recordings it was linked to.
-    pub async fn add_recorded_segment(
-        &self,
-        recording_ids: &[String],
-        info: &SegmentInfo,
-    ) -> DbResult<Vec<String>> {
+    pub async fn add_recorded_segment(&self, recording_ids: &[String], info: &SegmentInfo) -> DbResult<Vec<String>> {
         let mut tx = self.pool.begin().await?;
         let segment_id: i64 = sqlx::query_scalar(
             "INSERT INTO segments (source, name, seq, start_ts, end_ts, length_ms, size, uri) \
@@ -450,10 +411,7 @@ impl Db {
             "SELECT {SEGMENT_COLUMNS} FROM segments s JOIN recording_segments rs ON rs.segment = s.id \
              WHERE rs.recording = $1 ORDER BY s.start_ts, s.seq"
         );
-        let rows = sqlx::query_as::<_, SegmentRow>(AssertSqlSafe(sql))
-            .bind(recording)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query_as::<_, SegmentRow>(AssertSqlSafe(sql)).bind(recording).fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(Segment::from).collect())
     }
 
@@ -462,11 +420,7 @@ impl Db {
     /// Indexes a live segment, giving it the source's next media sequence number. A segment already indexed
     /// (an edge retry) keeps its number. `gap` marks a discontinuity when the previous segment ended long before
     /// this one started.
-    pub async fn add_live_segment(
-        &self,
-        seg: &NewLiveSegment,
-        gap: Duration,
-    ) -> DbResult<LiveSegment> {
+    pub async fn add_live_segment(&self, seg: &NewLiveSegment, gap: Duration) -> DbResult<LiveSegment> {
         let mut tx = self.pool.begin().await?;
         if let Some(existing) = sqlx::query_as::<_, LiveSegment>(
             "SELECT media_seq, name, length_ms, discontinuity, disc_seq FROM live_segments \
@@ -487,9 +441,8 @@ impl Db {
         .fetch_optional(&mut *tx)
         .await?;
         let gap_ms = i64::try_from(gap.as_millis()).unwrap_or(i64::MAX);
-        let discontinuity = seg.discontinuity
-            || previous_end
-                .is_some_and(|end| (seg.start_ts - end).num_milliseconds().abs() > gap_ms);
+        let discontinuity =
+            seg.discontinuity || previous_end.is_some_and(|end| (seg.start_ts - end).num_milliseconds().abs() > gap_ms);
         // Row lock on the source serialises replicas handing out numbers for the same source.
         let (media_seq, disc_seq): (i64, i64) = sqlx::query_as(
             "UPDATE sources SET live_media_seq = live_media_seq + 1, \
@@ -542,21 +495,16 @@ impl Db {
 
     /// Drops live index rows older than `max_age`; their bytes have expired from the cache anyway.
     pub async fn prune_live_segments(&self, max_age: Duration) -> DbResult<u64> {
-        let done = sqlx::query(
-            "DELETE FROM live_segments WHERE received_at < now() - make_interval(secs => $1)",
-        )
-        .bind(max_age.as_secs_f64())
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query("DELETE FROM live_segments WHERE received_at < now() - make_interval(secs => $1)")
+            .bind(max_age.as_secs_f64())
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected())
     }
 }
 
 fn not_found(what: &'static str, id: impl ToString) -> DbError {
-    DbError::NotFound {
-        what,
-        id: id.to_string(),
-    }
+    DbError::NotFound { what, id: id.to_string() }
 }
 
 fn name_conflict(err: sqlx::Error, name: &str) -> DbError {

@@ -29,11 +29,7 @@ impl EdgeLink {
 
     async fn send(&self, source: &Source, body: Message) -> Result<Delivery, RpcError> {
         match (&source.rr_target, source.reachable) {
-            (Some(topic), true) => self
-                .requester
-                .request(topic, body)
-                .await
-                .map(|()| Delivery::Confirmed),
+            (Some(topic), true) => self.requester.request(topic, body).await.map(|()| Delivery::Confirmed),
             _ => {
                 tracing::info!(source = %source.id, kind = body.kind(), "edge not reachable; deferred to its next report");
                 Ok(Delivery::Deferred)
@@ -42,44 +38,16 @@ impl EdgeLink {
     }
 
     pub async fn change_stream_state(&self, source: &Source) -> Result<Delivery, RpcError> {
-        self.send(
-            source,
-            Message::ChangeStreamState {
-                source_id: source.id,
-                new_state: source.streaming,
-            },
-        )
-        .await
+        self.send(source, Message::ChangeStreamState { source_id: source.id, new_state: source.streaming }).await
     }
 
-    pub async fn start_recording(
-        &self,
-        source: &Source,
-        recording: &Recording,
-    ) -> Result<Delivery, RpcError> {
-        self.send(
-            source,
-            Message::StartRecording {
-                recording: recording.clone(),
-            },
-        )
-        .await
+    pub async fn start_recording(&self, source: &Source, recording: &Recording) -> Result<Delivery, RpcError> {
+        self.send(source, Message::StartRecording { recording: recording.clone() }).await
     }
 
-    pub async fn stop_recording(
-        &self,
-        source: &Source,
-        recording: &Recording,
-    ) -> Result<Delivery, RpcError> {
+    pub async fn stop_recording(&self, source: &Source, recording: &Recording) -> Result<Delivery, RpcError> {
         let end_ts = recording.end_ts.unwrap_or_else(chrono::Utc::now);
-        self.send(
-            source,
-            Message::StopRecording {
-                recording_id: recording.id.clone(),
-                end_ts,
-            },
-        )
-        .await
+        self.send(source, Message::StopRecording { recording_id: recording.id.clone(), end_ts }).await
     }
 }
 
@@ -87,10 +55,9 @@ impl EdgeLink {
 pub fn command_error(err: RpcError, what_happened: &str) -> ApiError {
     match err {
         RpcError::Timeout { .. } => ApiError::gateway_timeout(format!("{err}; {what_happened}")),
-        RpcError::Refused { .. } => ApiError::new(
-            axum::http::StatusCode::BAD_GATEWAY,
-            format!("{err}; {what_happened}"),
-        ),
+        RpcError::Refused { .. } => {
+            ApiError::new(axum::http::StatusCode::BAD_GATEWAY, format!("{err}; {what_happened}"))
+        }
         RpcError::Bus(_) => ApiError::unavailable(format!("{err}; {what_happened}")),
     }
 }

@@ -9,10 +9,7 @@ use crate::db::Db;
 pub async fn run(db: Db, mut inbox: mpsc::Receiver<Delivery>) {
     while let Some(delivery) = inbox.recv().await {
         match &delivery.envelope.body {
-            Message::NewVideoRecordingSegment {
-                recording_ids,
-                segment,
-            } => {
+            Message::NewVideoRecordingSegment { recording_ids, segment } => {
                 match db.add_recorded_segment(recording_ids, segment).await {
                     Ok(linked) => {
                         if linked.len() < recording_ids.len() {
@@ -29,10 +26,7 @@ pub async fn run(db: Db, mut inbox: mpsc::Receiver<Delivery>) {
                 }
             }
             other => {
-                tracing::warn!(
-                    kind = other.kind(),
-                    "unexpected message on the control topic; dropped"
-                );
+                tracing::warn!(kind = other.kind(), "unexpected message on the control topic; dropped");
                 delivery.ack();
             }
         }

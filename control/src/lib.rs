@@ -53,77 +53,36 @@ pub struct Listeners {
 /// Starts the control node from its configuration and runs until SIGINT or SIGTERM.
 pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     let settings = args.settings.clone();
-    tracing::info!(
-        version = env!("CARGO_PKG_VERSION"),
-        "starting livemix-control"
-    );
-    let db = Db::connect(
-        &args.database_url,
-        args.db_max_connections,
-        settings.reachable_within(),
-    )
-    .await
-    .context("database (DATABASE_URL)")?;
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting livemix-control");
+    let db = Db::connect(&args.database_url, args.db_max_connections, settings.reachable_within())
+        .await
+        .context("database (DATABASE_URL)")?;
     tracing::info!("database ready, migrations applied");
-    let cache = args
-        .cache
-        .connect()
-        .context("segment cache (MEMCACHED_URL)")?;
-    let store = args
-        .store
-        .connect()
-        .await
-        .context("object store (LIVEMIX_BUCKET, S3_ENDPOINT)")?;
-    let bus = args
-        .bus
-        .connect()
-        .await
-        .context("message bus (PUBSUB_PROJECT_ID, PUBSUB_EMULATOR_HOST)")?;
+    let cache = args.cache.connect().context("segment cache (MEMCACHED_URL)")?;
+    let store = args.store.connect().await.context("object store (LIVEMIX_BUCKET, S3_ENDPOINT)")?;
+    let bus = args.bus.connect().await.context("message bus (PUBSUB_PROJECT_ID, PUBSUB_EMULATOR_HOST)")?;
     prepare_topics(&args.bus, &bus, &settings).await?;
     let listeners = Listeners {
         management: bind(args.management_addr, "management").await?,
         vod: bind(args.vod_addr, "VOD").await?,
         edge: bind(args.edge_api_addr, "edge-facing").await?,
     };
-    serve(
-        settings,
-        Backends {
-            db,
-            cache,
-            store,
-            bus,
-        },
-        listeners,
-        shutdown_signal(),
-    )
-    .await
+    serve(settings, Backends { db, cache, store, bus }, listeners, shutdown_signal()).await
 }
 
 async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding the {what} API to {addr}"))?;
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("binding the {what} API to {addr}"))?;
     tracing::info!(%addr, "{what} API listening");
     Ok(listener)
 }
 
 /// Creates the control node's topics and subscriptions when `--create-topics` is set.
-pub async fn prepare_topics(
-    args: &BusArgs,
-    bus: &SharedBus,
-    settings: &Settings,
-) -> anyhow::Result<()> {
+pub async fn prepare_topics(args: &BusArgs, bus: &SharedBus, settings: &Settings) -> anyhow::Result<()> {
     let reply = settings.reply_topic();
-    args.prepare(
-        bus.as_ref(),
-        &settings.control_topic,
-        Some(&settings.control_subscription),
-    )
-    .await?;
+    args.prepare(bus.as_ref(), &settings.control_topic, Some(&settings.control_subscription)).await?;
     args.prepare(bus.as_ref(), &reply, Some(&reply)).await?;
     if !settings.broadcast_topic.is_empty() {
-        args.prepare(bus.as_ref(), &settings.broadcast_topic, None)
-            .await?;
+        args.prepare(bus.as_ref(), &settings.broadcast_topic, None).await?;
     }
     Ok(())
 }
@@ -135,26 +94,16 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let Backends {
-        db,
-        cache,
-        store,
-        bus,
-    } = backends;
+    let Backends { db, cache, store, bus } = backends;
     let metrics = Metrics::new("livemix_control");
     let http_metrics = HttpMetrics::new(&metrics);
-    let store_reads = metrics.register(
-        "object_store_reads",
-        "Recorded segments read from the object store",
-        Counter::default(),
-    );
+    let store_reads =
+        metrics.register("object_store_reads", "Recorded segments read from the object store", Counter::default());
     let reply_topic = settings.reply_topic();
     let requester = Requester::new(bus.clone(), reply_topic.clone(), settings.command_timeout());
 
-    let replies = bus
-        .subscribe(&reply_topic)
-        .await
-        .with_context(|| format!("subscribing to reply topic {reply_topic}"))?;
+    let replies =
+        bus.subscribe(&reply_topic).await.with_context(|| format!("subscribing to reply topic {reply_topic}"))?;
     let inbox = bus
         .subscribe(&settings.control_subscription)
         .await
@@ -184,10 +133,7 @@ pub async fn serve(
         tracing::warn!("LIVEMIX_EDGE_TOKEN is not set: the edge-facing API accepts anyone");
     }
     let management = with_bearer(api::management::routes(), settings.management_token.clone());
-    let edge = with_bearer(
-        api::edge::routes(settings.max_segment_bytes),
-        settings.edge_token.clone(),
-    );
+    let edge = with_bearer(api::edge::routes(settings.max_segment_bytes), settings.edge_token.clone());
     let apps = [
         ("management", management, listeners.management),
         ("vod", api::vod::routes(), listeners.vod),
@@ -197,20 +143,14 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
     for (service, routes, listener) in apps {
-        let app = with_conventions(
-            routes.merge(api::health_routes()),
-            service,
-            http_metrics.clone(),
-        )
-        .with_state(state.clone());
+        let app = with_conventions(routes.merge(api::health_routes()), service, http_metrics.clone())
+            .with_state(state.clone());
         let mut stop = stop_rx.clone();
         servers.spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
-                .with_context(|| format!("{service} API server"))
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            livemix_common::server::serve(listener, app, stopped).await.with_context(|| format!("{service} API server"))
         });
     }
     tracing::info!("livemix-control ready");
@@ -225,9 +165,7 @@ pub async fn serve(
 }
 
 fn with_bearer(routes: Router<AppState>, token: Option<String>) -> Router<AppState> {
-    routes.layer(middleware::from_fn(move |req, next| {
-        api::auth::require_bearer(token.clone(), req, next)
-    }))
+    routes.layer(middleware::from_fn(move |req, next| api::auth::require_bearer(token.clone(), req, next)))
 }
 
 /// Drops live-index rows whose segments have long left the cache. Safe on every replica at once.
@@ -236,9 +174,7 @@ async fn prune_live_index(db: Db, settings: Settings) {
     loop {
         tick.tick().await;
         // Generous: an hour, or far more than any playlist window.
-        let max_age = settings
-            .live_ttl(3600.0 / f64::from(settings.live_segments + 2))
-            .max(Duration::from_secs(3600));
+        let max_age = settings.live_ttl(3600.0 / f64::from(settings.live_segments + 2)).max(Duration::from_secs(3600));
         match db.prune_live_segments(max_age).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(rows = n, "pruned the live segment index"),
@@ -247,21 +183,4 @@ async fn prune_live_index(db: Db, settings: Settings) {
     }
 }
 
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! { () = ctrl_c => {}, () = terminate => {} }
-}
+pub use livemix_common::signal::shutdown_signal;

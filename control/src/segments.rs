@@ -51,19 +51,8 @@ pub struct SegmentLoader {
 }
 
 impl SegmentLoader {
-    pub fn new(
-        cache: SharedCache,
-        store: SharedStore,
-        ttl: Duration,
-        store_reads: Counter,
-    ) -> Self {
-        Self {
-            cache,
-            store,
-            ttl,
-            inflight: Mutex::default(),
-            store_reads,
-        }
+    pub fn new(cache: SharedCache, store: SharedStore, ttl: Duration, store_reads: Counter) -> Self {
+        Self { cache, store, ttl, inflight: Mutex::default(), store_reads }
     }
 
     /// The bytes of a recorded object, from the cache or else (once, however many ask at the same time) from the
@@ -81,10 +70,7 @@ impl SegmentLoader {
                     let uri = uri.to_owned();
                     async move {
                         let result = this.load(&uri).await;
-                        this.inflight
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .remove(&uri);
+                        this.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&uri);
                         result
                     }
                     .boxed()
@@ -127,11 +113,7 @@ impl SegmentLoader {
             StoreError::NotFound { key } => LoadError::Missing(key),
             other => LoadError::Store(Arc::new(other)),
         })?;
-        if let Err(err) = self
-            .cache
-            .put(&object_key(uri), data.clone(), self.ttl)
-            .await
-        {
+        if let Err(err) = self.cache.put(&object_key(uri), data.clone(), self.ttl).await {
             tracing::warn!(%uri, %err, "caching a recorded segment failed");
         }
         Ok(data)

@@ -1,1 +1,15 @@
-fn main() {}
+use livemix_edge::config::EdgeArgs;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args: EdgeArgs = livemix_common::config::parse();
+    livemix_common::telemetry::init_logging(&args.log);
+    match livemix_edge::run(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("livemix-edge failed: {err:#}");
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

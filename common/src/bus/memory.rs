@@ -35,9 +35,7 @@ fn missing(what: &'static str, name: &str) -> crate::bus::BoxError {
 
 impl MemoryBus {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -59,21 +57,18 @@ impl MessageBus for MemoryBus {
     }
 
     async fn subscribe(&self, subscription: &str) -> Result<mpsc::Receiver<Delivery>, BusError> {
-        let (mut rx, requeue) =
-            {
-                let mut inner = self.lock();
-                let queue = inner.subscriptions.get_mut(subscription).ok_or_else(|| {
-                    BusError::Subscribe {
-                        subscription: subscription.into(),
-                        source: missing("subscription", subscription),
-                    }
-                })?;
-                let rx = queue.rx.take().ok_or_else(|| BusError::Subscribe {
-                    subscription: subscription.into(),
-                    source: "already has a receiver in this process".into(),
-                })?;
-                (rx, queue.tx.clone())
-            };
+        let (mut rx, requeue) = {
+            let mut inner = self.lock();
+            let queue = inner.subscriptions.get_mut(subscription).ok_or_else(|| BusError::Subscribe {
+                subscription: subscription.into(),
+                source: missing("subscription", subscription),
+            })?;
+            let rx = queue.rx.take().ok_or_else(|| BusError::Subscribe {
+                subscription: subscription.into(),
+                source: "already has a receiver in this process".into(),
+            })?;
+            (rx, queue.tx.clone())
+        };
         let (out_tx, out_rx) = mpsc::channel(64);
         tokio::spawn(async move {
             while let Some(envelope) = rx.recv().await {
@@ -109,9 +104,7 @@ impl MessageBus for MemoryBus {
         })?;
         subscribers.push(subscription.into());
         let (tx, rx) = mpsc::unbounded_channel();
-        inner
-            .subscriptions
-            .insert(subscription.into(), Queue { tx, rx: Some(rx) });
+        inner.subscriptions.insert(subscription.into(), Queue { tx, rx: Some(rx) });
         Ok(())
     }
 
@@ -127,10 +120,7 @@ mod tests {
     use uuid::Uuid;
 
     fn msg() -> Envelope {
-        Envelope::new(Message::ChangeStreamState {
-            source_id: Uuid::new_v4(),
-            new_state: true,
-        })
+        Envelope::new(Message::ChangeStreamState { source_id: Uuid::new_v4(), new_state: true })
     }
 
     #[tokio::test]

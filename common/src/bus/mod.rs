@@ -18,22 +18,11 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
     #[error("publishing {kind} to topic {topic}: {source}")]
-    Publish {
-        topic: String,
-        kind: &'static str,
-        source: BoxError,
-    },
+    Publish { topic: String, kind: &'static str, source: BoxError },
     #[error("subscribing to {subscription}: {source}")]
-    Subscribe {
-        subscription: String,
-        source: BoxError,
-    },
+    Subscribe { subscription: String, source: BoxError },
     #[error("creating {what} {name}: {source}")]
-    Admin {
-        what: &'static str,
-        name: String,
-        source: BoxError,
-    },
+    Admin { what: &'static str, name: String, source: BoxError },
     #[error("message bus unreachable: {0}")]
     Unreachable(BoxError),
 }
@@ -46,10 +35,7 @@ pub struct Delivery {
 
 impl Delivery {
     pub fn new(envelope: Envelope, acker: impl FnOnce(bool) + Send + 'static) -> Self {
-        Self {
-            envelope,
-            acker: Box::new(acker),
-        }
+        Self { envelope, acker: Box::new(acker) }
     }
 
     /// Handled: never deliver again.
@@ -65,9 +51,7 @@ impl Delivery {
 
 impl std::fmt::Debug for Delivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Delivery")
-            .field("envelope", &self.envelope)
-            .finish_non_exhaustive()
+        f.debug_struct("Delivery").field("envelope", &self.envelope).finish_non_exhaustive()
     }
 }
 
@@ -128,12 +112,7 @@ impl BusArgs {
     }
 
     /// Makes sure `subscription` on `topic` exists when `--create-topics` is set.
-    pub async fn prepare(
-        &self,
-        bus: &dyn MessageBus,
-        topic: &str,
-        subscription: Option<&str>,
-    ) -> Result<(), BusError> {
+    pub async fn prepare(&self, bus: &dyn MessageBus, topic: &str, subscription: Option<&str>) -> Result<(), BusError> {
         if self.create_topics || self.in_process_bus {
             bus.ensure_topic(topic).await?;
             if let Some(subscription) = subscription {

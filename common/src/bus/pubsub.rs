@@ -29,8 +29,13 @@ const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// Ack deadline of subscriptions we create: long enough for a handler that uploads a segment, short enough that
 /// a crashed consumer's messages come back soon. The subscriber extends leases while a message is held anyway.
 const ACK_DEADLINE_SECONDS: i32 = 30;
-/// How far the subscriber extends the lease of a held message each time.
-const MAX_LEASE_EXTENSION: Duration = Duration::from_secs(30);
+/// How far the subscriber extends the lease of a held message each time (the crate's minimum). This is also how
+/// soon messages held by a vanished consumer come back: crashes here, and on the emulator every closed stream
+/// (it fails to clean them up and keeps handing them messages).
+const MAX_LEASE_EXTENSION: Duration = Duration::from_secs(10);
+/// Messages one stream holds unanswered before the server stops sending more: enough to keep the consumer busy,
+/// few enough not to hoard messages other replicas could handle.
+const MAX_OUTSTANDING_MESSAGES: i64 = 256;
 /// Deliveries buffered between the stream and the consumer; the stream waits when the consumer lags.
 const DELIVERY_BUFFER: usize = 64;
 
@@ -55,22 +60,13 @@ impl Connection {
     fn from_config(config: &PubSubConfig) -> Self {
         match &config.emulator_host {
             Some(host) => {
-                let endpoint = if host.contains("://") {
-                    host.clone()
-                } else {
-                    format!("http://{host}")
-                };
+                let endpoint = if host.contains("://") { host.clone() } else { format!("http://{host}") };
                 Self {
                     endpoint: Some(endpoint),
-                    credentials: Some(
-                        google_cloud_auth::credentials::anonymous::Builder::new().build(),
-                    ),
+                    credentials: Some(google_cloud_auth::credentials::anonymous::Builder::new().build()),
                 }
             }
-            None => Self {
-                endpoint: config.endpoint.clone(),
-                credentials: None,
-            },
+            None => Self { endpoint: config.endpoint.clone(), credentials: None },
         }
     }
 }
@@ -103,9 +99,7 @@ pub struct PubSubBus {
 
 impl std::fmt::Debug for PubSubBus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PubSubBus")
-            .field("project", &self.project)
-            .finish_non_exhaustive()
+        f.debug_struct("PubSubBus").field("project", &self.project).finish_non_exhaustive()
     }
 }
 
@@ -157,17 +151,10 @@ impl PubSubBus {
     }
 
     fn publisher(&self, topic: &str) -> Publisher {
-        let mut publishers = self
-            .publishers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut publishers = self.publishers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         publishers
             .entry(topic.to_owned())
-            .or_insert_with(|| {
-                self.base_publisher
-                    .publisher(self.topic_path(topic))
-                    .build()
-            })
+            .or_insert_with(|| self.base_publisher.publisher(self.topic_path(topic)).build())
             .clone()
     }
 }
@@ -176,55 +163,36 @@ fn code(e: &google_cloud_pubsub::Error) -> Option<Code> {
     e.status().map(|status| status.code)
 }
 
-/// Runs an admin call with [`ADMIN_TIMEOUT`], so a hung connection cannot hang start-up.
+/// Runs an admin call with a time limit, so a hung connection cannot hang start-up or a probe.
 async fn bounded<T>(
     limit: Duration,
     call: impl Future<Output = google_cloud_pubsub::Result<T>>,
 ) -> Result<google_cloud_pubsub::Result<T>, BoxError> {
-    tokio::time::timeout(limit, call)
-        .await
-        .map_err(|_| format!("no answer within {limit:?}").into())
+    tokio::time::timeout(limit, call).await.map_err(|_| format!("no answer within {limit:?}").into())
 }
 
 #[async_trait]
 impl MessageBus for PubSubBus {
     async fn publish(&self, topic: &str, envelope: &Envelope) -> Result<(), BusError> {
-        let message = PubsubMessage::new()
-            .set_data(envelope.to_json())
-            .set_attributes([("type", envelope.kind())]);
+        let message = PubsubMessage::new().set_data(envelope.to_json()).set_attributes([("type", envelope.kind())]);
         // Waiting for the server's message id is what makes a failed publish (missing topic, server down) an error
         // here instead of a silently lost message.
-        let message_id =
-            self.publisher(topic)
-                .publish(message)
-                .await
-                .map_err(|e| BusError::Publish {
-                    topic: topic.to_owned(),
-                    kind: envelope.kind(),
-                    source: e.into(),
-                })?;
+        let message_id = self.publisher(topic).publish(message).await.map_err(|e| BusError::Publish {
+            topic: topic.to_owned(),
+            kind: envelope.kind(),
+            source: e.into(),
+        })?;
         debug!(topic, kind = envelope.kind(), id = %envelope.id, message_id, "published");
         Ok(())
     }
 
     async fn subscribe(&self, subscription: &str) -> Result<mpsc::Receiver<Delivery>, BusError> {
         let path = self.subscription_path(subscription);
-        let subscribe_error = |source: BoxError| BusError::Subscribe {
-            subscription: subscription.to_owned(),
-            source,
-        };
+        let subscribe_error = |source: BoxError| BusError::Subscribe { subscription: subscription.to_owned(), source };
         // A missing subscription is a configuration error the caller should see now; the stream itself would only
         // retry it in the background. Other failures (e.g. no permission to read the subscription's metadata, a
         // brief outage) are left to the stream's retries.
-        match bounded(
-            ADMIN_TIMEOUT,
-            self.subscription_admin
-                .get_subscription()
-                .set_subscription(&path)
-                .send(),
-        )
-        .await
-        {
+        match bounded(ADMIN_TIMEOUT, self.subscription_admin.get_subscription().set_subscription(&path).send()).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) if code(&e) == Some(Code::NotFound) => {
                 return Err(subscribe_error(e.into()));
@@ -237,30 +205,15 @@ impl MessageBus for PubSubBus {
             }
         }
         let (tx, rx) = mpsc::channel(DELIVERY_BUFFER);
-        tokio::spawn(pump(
-            self.subscriber.clone(),
-            subscription.to_owned(),
-            path,
-            tx,
-        ));
+        tokio::spawn(pump(self.subscriber.clone(), subscription.to_owned(), path, tx));
         Ok(rx)
     }
 
     async fn ensure_topic(&self, topic: &str) -> Result<(), BusError> {
-        let admin_error = |source: BoxError| BusError::Admin {
-            what: "topic",
-            name: topic.to_owned(),
-            source,
-        };
-        match bounded(
-            ADMIN_TIMEOUT,
-            self.topic_admin
-                .create_topic()
-                .set_name(self.topic_path(topic))
-                .send(),
-        )
-        .await
-        .map_err(admin_error)?
+        let admin_error = |source: BoxError| BusError::Admin { what: "topic", name: topic.to_owned(), source };
+        match bounded(ADMIN_TIMEOUT, self.topic_admin.create_topic().set_name(self.topic_path(topic)).send())
+            .await
+            .map_err(admin_error)?
         {
             Ok(_) => info!(topic, "created topic"),
             Err(e) if code(&e) == Some(Code::AlreadyExists) => debug!(topic, "topic exists"),
@@ -270,11 +223,8 @@ impl MessageBus for PubSubBus {
     }
 
     async fn ensure_subscription(&self, subscription: &str, topic: &str) -> Result<(), BusError> {
-        let admin_error = |source: BoxError| BusError::Admin {
-            what: "subscription",
-            name: subscription.to_owned(),
-            source,
-        };
+        let admin_error =
+            |source: BoxError| BusError::Admin { what: "subscription", name: subscription.to_owned(), source };
         let path = self.subscription_path(subscription);
         let topic_path = self.topic_path(topic);
         let create = self
@@ -289,23 +239,14 @@ impl MessageBus for PubSubBus {
             Err(e) if code(&e) == Some(Code::AlreadyExists) => {
                 // An existing subscription on another topic (or on a deleted one) would never see our messages:
                 // better to fail loudly than to wait forever.
-                let existing = bounded(
-                    ADMIN_TIMEOUT,
-                    self.subscription_admin
-                        .get_subscription()
-                        .set_subscription(&path)
-                        .send(),
-                )
-                .await
-                .map_err(admin_error)?
-                .map_err(|e| admin_error(e.into()))?;
+                let existing =
+                    bounded(ADMIN_TIMEOUT, self.subscription_admin.get_subscription().set_subscription(&path).send())
+                        .await
+                        .map_err(admin_error)?
+                        .map_err(|e| admin_error(e.into()))?;
                 if existing.topic != topic_path {
                     return Err(admin_error(
-                        format!(
-                            "it exists but is attached to {}, not {topic_path}",
-                            existing.topic
-                        )
-                        .into(),
+                        format!("it exists but is attached to {}, not {topic_path}", existing.topic).into(),
                     ));
                 }
                 debug!(subscription, topic, "subscription exists");
@@ -316,36 +257,24 @@ impl MessageBus for PubSubBus {
     }
 
     async fn ping(&self) -> Result<(), BusError> {
-        let list = self
-            .topic_admin
-            .list_topics()
-            .set_project(format!("projects/{}", self.project))
-            .set_page_size(1);
+        let list = self.topic_admin.list_topics().set_project(format!("projects/{}", self.project)).set_page_size(1);
         bounded(PING_TIMEOUT, list.send())
             .await
             .map_err(BusError::Unreachable)?
-            .map_err(|e| {
-                BusError::Unreachable(
-                    format!("listing topics of project {}: {e}", self.project).into(),
-                )
-            })?;
+            .map_err(|e| BusError::Unreachable(format!("listing topics of project {}: {e}", self.project).into()))?;
         Ok(())
     }
 }
 
 /// Streams `path` into `tx` until the receiver is dropped, opening a new stream (with backoff) whenever one ends
 /// or fails: a consumer of the bus should never have to re-subscribe itself.
-async fn pump(
-    subscriber: Subscriber,
-    subscription: String,
-    path: String,
-    tx: mpsc::Sender<Delivery>,
-) {
+async fn pump(subscriber: Subscriber, subscription: String, path: String, tx: mpsc::Sender<Delivery>) {
     let mut attempt: u32 = 0;
     loop {
         let mut stream = subscriber
             .subscribe(path.as_str())
             .set_max_lease_extension(MAX_LEASE_EXTENSION)
+            .set_max_outstanding_messages(MAX_OUTSTANDING_MESSAGES)
             .build();
         debug!(subscription, attempt, "opened subscription stream");
         let failure = loop {
@@ -374,16 +303,9 @@ async fn pump(
             debug!(subscription, kind = envelope.kind(), id = %envelope.id, message_id = message.message_id,
                 attempt = ?handler.delivery_attempt(), "received");
             // A nack asks for redelivery right away; a Delivery dropped unanswered nacks too (the handler's Drop).
-            let delivery =
-                Delivery::new(
-                    envelope,
-                    move |acked| if acked { handler.ack() } else { handler.nack() },
-                );
+            let delivery = Delivery::new(envelope, move |acked| if acked { handler.ack() } else { handler.nack() });
             if tx.send(delivery).await.is_err() {
-                debug!(
-                    subscription,
-                    "receiver dropped; closing subscription stream"
-                );
+                debug!(subscription, "receiver dropped; closing subscription stream");
                 return;
             }
         };

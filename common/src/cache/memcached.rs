@@ -37,9 +37,7 @@ pub struct MemcachedCache {
 
 impl std::fmt::Debug for MemcachedCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemcachedCache")
-            .field("item_limit", &self.item_limit)
-            .finish_non_exhaustive()
+        f.debug_struct("MemcachedCache").field("item_limit", &self.item_limit).finish_non_exhaustive()
     }
 }
 
@@ -48,10 +46,7 @@ impl MemcachedCache {
     /// first connections right away, so an unreachable server is an error here (after [`CONNECTION_TIMEOUT`]).
     /// Blocks the calling thread meanwhile: meant for start-up.
     pub fn connect(url: &str) -> Result<Self, CacheError> {
-        let connect_error = |source| CacheError::Connect {
-            url: url.to_owned(),
-            source,
-        };
+        let connect_error = |source| CacheError::Connect { url: url.to_owned(), source };
         let client = memcache::Client::builder()
             .add_server(with_io_timeout(url).map_err(connect_error)?)
             .map_err(connect_error)?
@@ -61,10 +56,7 @@ impl MemcachedCache {
             .build()
             .map_err(connect_error)?;
         info!(url, "connected to memcached");
-        Ok(Self {
-            client,
-            item_limit: DEFAULT_ITEM_LIMIT,
-        })
+        Ok(Self { client, item_limit: DEFAULT_ITEM_LIMIT })
     }
 
     /// Overrides the largest value stored (match the server's `-I`).
@@ -84,23 +76,16 @@ impl MemcachedCache {
         tokio::task::spawn_blocking(move || call(&client))
             .await
             .map_err(|e| CacheError::Worker(format!("cache {op} of {key}: {e}")))?
-            .map_err(|source| CacheError::Op {
-                op,
-                key: key.to_owned(),
-                source,
-            })
+            .map_err(|source| CacheError::Op { op, key: key.to_owned(), source })
     }
 }
 
 /// The `memcache` crate applies the builder's read/write timeouts to only one pooled connection; a `timeout`
 /// URL parameter applies to every connection it opens. Adds ours unless the URL sets one.
 fn with_io_timeout(url: &str) -> Result<String, MemcacheError> {
-    let mut parsed =
-        url::Url::parse(url).map_err(|e| MemcacheError::BadURL(format!("{url}: {e}")))?;
+    let mut parsed = url::Url::parse(url).map_err(|e| MemcacheError::BadURL(format!("{url}: {e}")))?;
     if !parsed.query_pairs().any(|(k, _)| k == "timeout") {
-        parsed
-            .query_pairs_mut()
-            .append_pair("timeout", &IO_TIMEOUT.as_secs_f64().to_string());
+        parsed.query_pairs_mut().append_pair("timeout", &IO_TIMEOUT.as_secs_f64().to_string());
     }
     Ok(parsed.into())
 }
@@ -112,10 +97,7 @@ fn expiration(ttl: Duration) -> u32 {
     if secs <= MAX_RELATIVE_TTL {
         return secs as u32;
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
     u32::try_from(now.saturating_add(secs)).unwrap_or(u32::MAX)
 }
 
@@ -133,21 +115,13 @@ fn is_too_large(e: &MemcacheError) -> bool {
 impl SegmentCache for MemcachedCache {
     async fn put(&self, key: &str, data: Bytes, ttl: Duration) -> Result<(), CacheError> {
         let (size, limit) = (data.len(), self.item_limit);
-        let too_large = || CacheError::TooLarge {
-            op: "put",
-            key: key.to_owned(),
-            size,
-            limit,
-        };
+        let too_large = || CacheError::TooLarge { op: "put", key: key.to_owned(), size, limit };
         if size > limit {
             return Err(too_large());
         }
         let exp = expiration(ttl);
         let owned_key = key.to_owned();
-        match self
-            .run("put", key, move |c| c.set(&owned_key, data.as_ref(), exp))
-            .await
-        {
+        match self.run("put", key, move |c| c.set(&owned_key, data.as_ref(), exp)).await {
             Err(CacheError::Op { source, .. }) if is_too_large(&source) => Err(too_large()),
             Err(e) => Err(e),
             Ok(()) => {
@@ -159,17 +133,14 @@ impl SegmentCache for MemcachedCache {
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>, CacheError> {
         let owned_key = key.to_owned();
-        let value = self
-            .run("get", key, move |c| c.get::<Vec<u8>>(&owned_key))
-            .await?;
+        let value = self.run("get", key, move |c| c.get::<Vec<u8>>(&owned_key)).await?;
         Ok(value.map(Bytes::from))
     }
 
     async fn delete(&self, key: &str) -> Result<(), CacheError> {
         let owned_key = key.to_owned();
         // `false` means the key was not there: deleted either way.
-        self.run("delete", key, move |c| c.delete(&owned_key))
-            .await?;
+        self.run("delete", key, move |c| c.delete(&owned_key)).await?;
         Ok(())
     }
 
@@ -190,18 +161,12 @@ mod tests {
         assert_eq!(expiration(Duration::from_millis(1500)), 2);
         assert_eq!(expiration(Duration::from_secs(60)), 60);
         let far = expiration(Duration::from_secs(MAX_RELATIVE_TTL + 10));
-        assert!(
-            u64::from(far) > MAX_RELATIVE_TTL * 10,
-            "absolute time expected, got {far}"
-        );
+        assert!(u64::from(far) > MAX_RELATIVE_TTL * 10, "absolute time expected, got {far}");
     }
 
     #[test]
     fn io_timeout_is_added_to_urls_without_one() {
-        assert_eq!(
-            with_io_timeout("memcache://127.0.0.1:11211").unwrap(),
-            "memcache://127.0.0.1:11211?timeout=5"
-        );
+        assert_eq!(with_io_timeout("memcache://127.0.0.1:11211").unwrap(), "memcache://127.0.0.1:11211?timeout=5");
         assert_eq!(
             with_io_timeout("memcache://127.0.0.1:11211?timeout=1.5").unwrap(),
             "memcache://127.0.0.1:11211?timeout=1.5"

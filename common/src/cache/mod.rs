@@ -12,25 +12,11 @@ use bytes::Bytes;
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     #[error("connecting to memcached at {url}: {source}")]
-    Connect {
-        url: String,
-        source: memcache::MemcacheError,
-    },
+    Connect { url: String, source: memcache::MemcacheError },
     #[error("cache {op} of {key}: {source}")]
-    Op {
-        op: &'static str,
-        key: String,
-        source: memcache::MemcacheError,
-    },
-    #[error(
-        "cache {op} of {key}: {size} bytes exceeds the cache's item size limit of {limit} bytes"
-    )]
-    TooLarge {
-        op: &'static str,
-        key: String,
-        size: usize,
-        limit: usize,
-    },
+    Op { op: &'static str, key: String, source: memcache::MemcacheError },
+    #[error("cache {op} of {key}: {size} bytes exceeds the cache's item size limit of {limit} bytes")]
+    TooLarge { op: &'static str, key: String, size: usize, limit: usize },
     #[error("cache worker failed: {0}")]
     Worker(String),
 }

@@ -19,16 +19,8 @@ impl LocalStore {
     /// Keys are relative paths of normal components only, so nothing escapes the root.
     fn path(&self, op: &'static str, key: &str) -> Result<PathBuf, StoreError> {
         let relative = Path::new(key);
-        if key.is_empty()
-            || !relative
-                .components()
-                .all(|c| matches!(c, Component::Normal(_)))
-        {
-            return Err(StoreError::Op {
-                op,
-                key: key.into(),
-                source: "invalid object key".into(),
-            });
+        if key.is_empty() || !relative.components().all(|c| matches!(c, Component::Normal(_))) {
+            return Err(StoreError::Op { op, key: key.into(), source: "invalid object key".into() });
         }
         Ok(self.root.join(relative))
     }
@@ -38,11 +30,7 @@ fn op_error(op: &'static str, key: &str, err: std::io::Error) -> StoreError {
     if err.kind() == std::io::ErrorKind::NotFound {
         StoreError::NotFound { key: key.into() }
     } else {
-        StoreError::Op {
-            op,
-            key: key.into(),
-            source: err.into(),
-        }
+        StoreError::Op { op, key: key.into(), source: err.into() }
     }
 }
 
@@ -51,26 +39,17 @@ impl ObjectStore for LocalStore {
     async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
         let path = self.path("put", key)?;
         if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| op_error("put", key, e))?;
+            tokio::fs::create_dir_all(dir).await.map_err(|e| op_error("put", key, e))?;
         }
         // Write then rename, so a reader never sees half an object.
         let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
-        tokio::fs::write(&tmp, &data)
-            .await
-            .map_err(|e| op_error("put", key, e))?;
-        tokio::fs::rename(&tmp, &path)
-            .await
-            .map_err(|e| op_error("put", key, e))
+        tokio::fs::write(&tmp, &data).await.map_err(|e| op_error("put", key, e))?;
+        tokio::fs::rename(&tmp, &path).await.map_err(|e| op_error("put", key, e))
     }
 
     async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
         let path = self.path("get", key)?;
-        tokio::fs::read(&path)
-            .await
-            .map(Bytes::from)
-            .map_err(|e| op_error("get", key, e))
+        tokio::fs::read(&path).await.map(Bytes::from).map_err(|e| op_error("get", key, e))
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
@@ -82,9 +61,7 @@ impl ObjectStore for LocalStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        tokio::fs::create_dir_all(&self.root)
-            .await
-            .map_err(|e| StoreError::Unreachable(e.into()))
+        tokio::fs::create_dir_all(&self.root).await.map_err(|e| StoreError::Unreachable(e.into()))
     }
 }
 
@@ -96,18 +73,9 @@ mod tests {
     async fn round_trips_and_refuses_escaping_keys() {
         let root = std::env::temp_dir().join(format!("livemix-store-{}", uuid::Uuid::new_v4()));
         let store = LocalStore::new(root.clone());
-        store
-            .put("recordings/src/seg-1.ts", Bytes::from_static(b"ts"))
-            .await
-            .unwrap();
-        assert_eq!(
-            store.get("recordings/src/seg-1.ts").await.unwrap(),
-            Bytes::from_static(b"ts")
-        );
-        assert!(matches!(
-            store.get("recordings/src/none.ts").await,
-            Err(StoreError::NotFound { .. })
-        ));
+        store.put("recordings/src/seg-1.ts", Bytes::from_static(b"ts")).await.unwrap();
+        assert_eq!(store.get("recordings/src/seg-1.ts").await.unwrap(), Bytes::from_static(b"ts"));
+        assert!(matches!(store.get("recordings/src/none.ts").await, Err(StoreError::NotFound { .. })));
         assert!(store.put("../escape", Bytes::new()).await.is_err());
         assert!(store.put("/abs", Bytes::new()).await.is_err());
         store.delete("recordings/src/seg-1.ts").await.unwrap();

@@ -16,11 +16,7 @@ pub enum StoreError {
     #[error("object {key} not found")]
     NotFound { key: String },
     #[error("object store {op} of {key}: {source}")]
-    Op {
-        op: &'static str,
-        key: String,
-        source: BoxError,
-    },
+    Op { op: &'static str, key: String, source: BoxError },
     #[error("object store unreachable: {0}")]
     Unreachable(BoxError),
 }
@@ -55,11 +51,7 @@ pub struct StoreArgs {
     #[arg(long, env = "LIVEMIX_OBJECT_PREFIX", default_value = "recordings")]
     pub object_prefix: String,
     /// Directory for recordings when no bucket is configured.
-    #[arg(
-        long,
-        env = "LIVEMIX_LOCAL_STORE_DIR",
-        default_value = "./data/objects"
-    )]
+    #[arg(long, env = "LIVEMIX_LOCAL_STORE_DIR", default_value = "./data/objects")]
     pub local_store_dir: PathBuf,
 }
 

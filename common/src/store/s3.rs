@@ -65,10 +65,7 @@ impl S3Store {
             // S3-compatible servers rarely resolve `{bucket}.{host}` names.
             s3 = s3.endpoint_url(endpoint).force_path_style(true);
         }
-        let store = Self {
-            client: Client::from_conf(s3.build()),
-            bucket: config.bucket,
-        };
+        let store = Self { client: Client::from_conf(s3.build()), bucket: config.bucket };
         info!(bucket = %store.bucket, endpoint = ?config.endpoint, region = %config.region, "S3 store configured");
         if config.create_bucket {
             store.create_bucket(&config.region).await?;
@@ -78,11 +75,7 @@ impl S3Store {
 
     /// Creates the bucket unless it exists (and is ours).
     async fn create_bucket(&self, region: &str) -> Result<(), StoreError> {
-        let error = |source: BoxError| StoreError::Op {
-            op: "create bucket",
-            key: self.bucket.clone(),
-            source,
-        };
+        let error = |source: BoxError| StoreError::Op { op: "create bucket", key: self.bucket.clone(), source };
         match self.client.head_bucket().bucket(&self.bucket).send().await {
             Ok(_) => {
                 debug!(bucket = %self.bucket, "bucket exists");
@@ -103,9 +96,7 @@ impl S3Store {
         match create.send().await {
             Ok(_) => info!(bucket = %self.bucket, "created bucket"),
             // Lost a race with another process creating it.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_bucket_already_owned_by_you()) => {}
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_bucket_already_owned_by_you()) => {}
             Err(e) => return Err(error(describe(&e))),
         }
         Ok(())
@@ -123,59 +114,31 @@ impl ObjectStore for S3Store {
             .body(ByteStream::from(data))
             .send()
             .await
-            .map_err(|e| StoreError::Op {
-                op: "put",
-                key: key.to_owned(),
-                source: describe(&e),
-            })?;
+            .map_err(|e| StoreError::Op { op: "put", key: key.to_owned(), source: describe(&e) })?;
         debug!(bucket = %self.bucket, key, size, "stored object");
         Ok(())
     }
 
     async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
-        let error = |source: BoxError| StoreError::Op {
-            op: "get",
-            key: key.to_owned(),
-            source,
-        };
-        let object = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
+        let error = |source: BoxError| StoreError::Op { op: "get", key: key.to_owned(), source };
+        let object = match self.client.get_object().bucket(&self.bucket).key(key).send().await {
             Ok(object) => object,
             Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
-                return Err(StoreError::NotFound {
-                    key: key.to_owned(),
-                });
+                return Err(StoreError::NotFound { key: key.to_owned() });
             }
             Err(e) => return Err(error(describe(&e))),
         };
-        let data = object
-            .body
-            .collect()
-            .await
-            .map_err(|e| error(describe(&e)))?
-            .into_bytes();
+        let data = object.body.collect().await.map_err(|e| error(describe(&e)))?.into_bytes();
         Ok(data)
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         // S3 answers a delete of a missing key with success too.
-        self.client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| StoreError::Op {
-                op: "delete",
-                key: key.to_owned(),
-                source: describe(&e),
-            })?;
+        self.client.delete_object().bucket(&self.bucket).key(key).send().await.map_err(|e| StoreError::Op {
+            op: "delete",
+            key: key.to_owned(),
+            source: describe(&e),
+        })?;
         Ok(())
     }
 
@@ -185,14 +148,10 @@ impl ObjectStore for S3Store {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => {
                 let why = match &e {
-                    SdkError::ServiceError(s) if s.err().is_not_found() => {
-                        "does not exist".to_owned()
-                    }
+                    SdkError::ServiceError(s) if s.err().is_not_found() => "does not exist".to_owned(),
                     _ => DisplayErrorContext(&e).to_string(),
                 };
-                Err(StoreError::Unreachable(
-                    format!("bucket {}: {why}", self.bucket).into(),
-                ))
+                Err(StoreError::Unreachable(format!("bucket {}: {why}", self.bucket).into()))
             }
             Err(_) => Err(StoreError::Unreachable(
                 format!("bucket {}: no answer within {PING_TIMEOUT:?}", self.bucket).into(),

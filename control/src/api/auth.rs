@@ -17,19 +17,12 @@ pub async fn require_bearer(token: Option<String>, req: Request, next: Next) -> 
     if path.starts_with("/liveness/") || path == "/metrics" {
         return next.run(req).await;
     }
-    let presented = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+    let presented =
+        req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     match presented {
-        Some(given) if constant_time_eq(given.trim().as_bytes(), token.as_bytes()) => {
-            next.run(req).await
-        }
+        Some(given) if constant_time_eq(given.trim().as_bytes(), token.as_bytes()) => next.run(req).await,
         Some(_) => ApiError::unauthorized("invalid bearer token").into_response(),
-        None => {
-            ApiError::unauthorized("missing `Authorization: Bearer <token>` header").into_response()
-        }
+        None => ApiError::unauthorized("missing `Authorization: Bearer <token>` header").into_response(),
     }
 }
 

@@ -37,9 +37,7 @@ async fn ready(State(state): State<AppState>) -> ApiResult<Reply<serde_json::Val
         failures.push(format!("bus: {err}"));
     }
     if failures.is_empty() {
-        Ok(Reply(
-            serde_json::json!({"database": "ok", "cache": "ok", "bus": "ok"}),
-        ))
+        Ok(Reply(serde_json::json!({"database": "ok", "cache": "ok", "bus": "ok"})))
     } else {
         Err(ApiError::unavailable(failures.join("; ")))
     }

@@ -30,10 +30,7 @@ fn segment_name(file: &str) -> ApiResult<&str> {
     Ok(file)
 }
 
-async fn live(
-    State(state): State<AppState>,
-    Path((source_id, file)): Path<(String, String)>,
-) -> ApiResult<Response> {
+async fn live(State(state): State<AppState>, Path((source_id, file)): Path<(String, String)>) -> ApiResult<Response> {
     let source_id = Uuid::parse_str(&source_id)
         .map_err(|_| ApiError::bad_request(format!("{source_id:?} is not a source id (a UUID)")))?;
     if file == PLAYLIST {
@@ -42,9 +39,9 @@ async fn live(
     let name = segment_name(&file)?;
     match state.cache.get(&live_key(source_id, name)).await {
         Ok(Some(data)) => Ok(segment_response(data)),
-        Ok(None) => Err(ApiError::not_found(format!(
-            "live segment {name} of source {source_id} is not (or no longer) cached"
-        ))),
+        Ok(None) => {
+            Err(ApiError::not_found(format!("live segment {name} of source {source_id} is not (or no longer) cached")))
+        }
         Err(err) => Err(ApiError::unavailable(format!("segment cache: {err}"))),
     }
 }
@@ -52,10 +49,7 @@ async fn live(
 async fn live_playlist_for(state: &AppState, source_id: Uuid) -> ApiResult<Response> {
     let source = state.db.get_source(source_id).await?;
     let window = state.settings.live_window(f64::from(source.segment_length));
-    let segments = state
-        .db
-        .newest_live_segments(source_id, i64::from(state.settings.live_segments), window)
-        .await?;
+    let segments = state.db.newest_live_segments(source_id, i64::from(state.settings.live_segments), window).await?;
     let Some(first) = segments.first() else {
         return Err(ApiError::not_found(format!(
             "source {} has no live segments yet: is streaming on and its edge receiving video?",
@@ -73,27 +67,20 @@ async fn live_playlist_for(state: &AppState, source_id: Uuid) -> ApiResult<Respo
             discontinuity: s.discontinuity,
         })
         .collect();
-    Ok(playlist_response(live_playlist(
-        &served,
-        media_sequence,
-        disc_sequence,
-    )))
+    Ok(playlist_response(live_playlist(&served, media_sequence, disc_sequence)))
 }
 
 async fn recording(
     State(state): State<AppState>,
     Path((recording_id, file)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    ulid::Ulid::from_string(&recording_id).map_err(|_| {
-        ApiError::bad_request(format!("{recording_id:?} is not a recording id (a ULID)"))
-    })?;
+    ulid::Ulid::from_string(&recording_id)
+        .map_err(|_| ApiError::bad_request(format!("{recording_id:?} is not a recording id (a ULID)")))?;
     let recording = state.db.get_recording(&recording_id).await?;
     let segments = state.db.recording_segments(&recording.id).await?;
     let prime = state.settings.prime_segments;
     if file == PLAYLIST {
-        state
-            .loader
-            .prime(segments.iter().take(prime).map(|s| s.uri.clone()).collect());
+        state.loader.prime(segments.iter().take(prime).map(|s| s.uri.clone()).collect());
         let mut previous_end = None;
         let served: Vec<ServedSegment> = segments
             .iter()
@@ -103,11 +90,7 @@ async fn recording(
                     (s.start_ts - end).num_milliseconds().abs() > (s.length_ms / 2).max(1000)
                 });
                 previous_end = Some(s.end_ts);
-                ServedSegment {
-                    uri: s.name.clone(),
-                    duration_secs: s.length_ms as f64 / 1000.0,
-                    discontinuity: gap,
-                }
+                ServedSegment { uri: s.name.clone(), duration_secs: s.length_ms as f64 / 1000.0, discontinuity: gap }
             })
             .collect();
         return Ok(playlist_response(vod_playlist(&served)));
@@ -116,24 +99,11 @@ async fn recording(
     let position = segments
         .iter()
         .position(|s| s.name == name)
-        .ok_or_else(|| {
-            ApiError::not_found(format!("recording {} has no segment {name}", recording.id))
-        })?;
-    let data = state
-        .loader
-        .get(&segments[position].uri)
-        .await
-        .map_err(|err| match err {
-            LoadError::Missing(_) => ApiError::not_found(err.to_string()),
-            LoadError::Store(_) => ApiError::unavailable(err.to_string()),
-        })?;
-    state.loader.prime(
-        segments
-            .iter()
-            .skip(position + 1)
-            .take(prime)
-            .map(|s| s.uri.clone())
-            .collect(),
-    );
+        .ok_or_else(|| ApiError::not_found(format!("recording {} has no segment {name}", recording.id)))?;
+    let data = state.loader.get(&segments[position].uri).await.map_err(|err| match err {
+        LoadError::Missing(_) => ApiError::not_found(err.to_string()),
+        LoadError::Store(_) => ApiError::unavailable(err.to_string()),
+    })?;
+    state.loader.prime(segments.iter().skip(position + 1).take(prime).map(|s| s.uri.clone()).collect());
     Ok(segment_response(data))
 }

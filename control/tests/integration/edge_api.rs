@@ -17,12 +17,7 @@ async fn status_reports_make_a_source_reachable_and_return_wanted_state() {
 
     // Without or with a wrong token: 401.
     let url = format!("{}/v1/source/{sid}/status", node.edge_api);
-    let resp = http()
-        .post(&url)
-        .json(&serde_json::json!({"rr_target_id": edge.topic}))
-        .send()
-        .await
-        .unwrap();
+    let resp = http().post(&url).json(&serde_json::json!({"rr_target_id": edge.topic})).send().await.unwrap();
     assert_eq!(resp.status(), 401);
     let resp = http()
         .post(&url)
@@ -51,11 +46,7 @@ async fn status_reports_make_a_source_reachable_and_return_wanted_state() {
         .unwrap();
     assert_eq!(resp.status(), 400);
     let resp = http()
-        .post(format!(
-            "{}/v1/source/{}/status",
-            node.edge_api,
-            uuid::Uuid::new_v4()
-        ))
+        .post(format!("{}/v1/source/{}/status", node.edge_api, uuid::Uuid::new_v4()))
         .bearer_auth(EDGE_TOKEN)
         .json(&serde_json::json!({"rr_target_id": edge.topic}))
         .send()
@@ -64,47 +55,23 @@ async fn status_reports_make_a_source_reachable_and_return_wanted_state() {
     assert_eq!(resp.status(), 404);
 
     // Streaming on: the edge gets change_stream_state over Pub/Sub and confirms.
-    let resp = http()
-        .put(node.mgmt(&format!("/v1/source/{sid}/streaming?new_state=true")))
-        .send()
-        .await
-        .unwrap();
+    let resp = http().put(node.mgmt(&format!("/v1/source/{sid}/streaming?new_state=true"))).send().await.unwrap();
     assert_eq!(resp.status(), 200);
-    let msg = edge
-        .wait_for(|m| matches!(m, Message::ChangeStreamState { .. }))
-        .await;
-    assert_eq!(
-        msg,
-        Message::ChangeStreamState {
-            source_id: sid.parse().unwrap(),
-            new_state: true
-        }
-    );
+    let msg = edge.wait_for(|m| matches!(m, Message::ChangeStreamState { .. })).await;
+    assert_eq!(msg, Message::ChangeStreamState { source_id: sid.parse().unwrap(), new_state: true });
 
     // A recording started now reaches the edge as start_recording and appears in the next status reply.
-    let resp = http()
-        .post(node.mgmt(&format!("/v1/source/{sid}/recording")))
-        .send()
-        .await
-        .unwrap();
+    let resp = http().post(node.mgmt(&format!("/v1/source/{sid}/recording"))).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let rec: Value = resp.json().await.unwrap();
     let rec_id = rec["recording"]["id"].as_str().unwrap().to_owned();
-    edge.wait_for(|m| matches!(m, Message::StartRecording { recording } if recording.id == rec_id))
-        .await;
+    edge.wait_for(|m| matches!(m, Message::StartRecording { recording } if recording.id == rec_id)).await;
     let body: Value = edge.report(&node, sid).await.json().await.unwrap();
     assert_eq!(body["source"]["streaming"], 1);
     assert_eq!(body["recordings"][0]["id"], rec_id.as_str());
-    let resp = http()
-        .post(node.mgmt(&format!("/v1/recording/{rec_id}/stop")))
-        .send()
-        .await
-        .unwrap();
+    let resp = http().post(node.mgmt(&format!("/v1/recording/{rec_id}/stop"))).send().await.unwrap();
     assert_eq!(resp.status(), 200);
-    edge.wait_for(
-        |m| matches!(m, Message::StopRecording { recording_id, .. } if *recording_id == rec_id),
-    )
-    .await;
+    edge.wait_for(|m| matches!(m, Message::StopRecording { recording_id, .. } if *recording_id == rec_id)).await;
 }
 
 #[tokio::test]
@@ -116,50 +83,21 @@ async fn a_silent_edge_gives_a_clear_error_not_a_hang() {
     assert_eq!(edge.report(&node, sid).await.status(), 200);
 
     let started = Instant::now();
-    let resp = http()
-        .put(node.mgmt(&format!("/v1/source/{sid}/streaming?new_state=true")))
-        .send()
-        .await
-        .unwrap();
+    let resp = http().put(node.mgmt(&format!("/v1/source/{sid}/streaming?new_state=true"))).send().await.unwrap();
     let elapsed = started.elapsed();
     assert_eq!(resp.status(), 504);
     let body: Value = resp.json().await.unwrap();
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(
-        message.contains("no answer to change_stream_state"),
-        "{message}"
-    );
-    assert!(
-        elapsed >= Duration::from_millis(1500),
-        "it waited for the configured timeout"
-    );
+    assert!(message.contains("no answer to change_stream_state"), "{message}");
+    assert!(elapsed >= Duration::from_millis(1500), "it waited for the configured timeout");
     // The command did go out over Pub/Sub.
-    edge.wait_for(|m| {
-        matches!(
-            m,
-            Message::ChangeStreamState {
-                new_state: true,
-                ..
-            }
-        )
-    })
-    .await;
+    edge.wait_for(|m| matches!(m, Message::ChangeStreamState { new_state: true, .. })).await;
 
     // A recording the edge never confirms is not kept.
-    let resp = http()
-        .post(node.mgmt(&format!("/v1/source/{sid}/recording")))
-        .send()
-        .await
-        .unwrap();
+    let resp = http().post(node.mgmt(&format!("/v1/source/{sid}/recording"))).send().await.unwrap();
     assert_eq!(resp.status(), 504);
-    let list: Value = http()
-        .get(node.mgmt(&format!("/v1/source/{sid}/recording")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value =
+        http().get(node.mgmt(&format!("/v1/source/{sid}/recording"))).send().await.unwrap().json().await.unwrap();
     assert_eq!(list["recordings"], serde_json::json!([]));
 }
 
@@ -168,36 +106,15 @@ async fn bad_segments_are_refused_and_change_nothing() {
     let node = ControlNode::start(&["--max-segment-bytes=100000"]).await;
     let source = node.create_source(&unique("cam"), 1).await;
     let sid = source["id"].as_str().unwrap();
-    let resp = http()
-        .put(node.mgmt(&format!("/v1/source/{sid}/streaming?new_state=true")))
-        .send()
-        .await
-        .unwrap();
+    let resp = http().put(node.mgmt(&format!("/v1/source/{sid}/streaming?new_state=true"))).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let good = Bytes::from_static(b"\x47not-really-ts-but-bytes");
-    assert_eq!(
-        forward_segment(&node, sid, "good-0.ts", 0, good.clone())
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(forward_segment(&node, sid, "good-0.ts", 0, good.clone()).await.status(), 200);
     let playlist_url = format!("{}/v1/vod/live/{sid}/vid.m3u8", node.vod);
-    let before = http()
-        .get(&playlist_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let before = http().get(&playlist_url).send().await.unwrap().text().await.unwrap();
     assert!(before.contains("good-0.ts"));
 
-    let cases: Vec<(&str, u16)> = vec![
-        ("../evil.ts", 400),
-        ("a/b.ts", 400),
-        ("..", 400),
-        ("x y.ts", 400),
-    ];
+    let cases: Vec<(&str, u16)> = vec![("../evil.ts", 400), ("a/b.ts", 400), ("..", 400), ("x y.ts", 400)];
     for (name, expected) in cases {
         let resp = forward_segment(&node, sid, name, 1, good.clone()).await;
         assert_eq!(resp.status(), expected, "segment name {name:?}");
@@ -206,14 +123,7 @@ async fn bad_segments_are_refused_and_change_nothing() {
     }
     let resp = forward_segment(&node, sid, "big.ts", 1, Bytes::from(vec![0x47; 200_000])).await;
     assert_eq!(resp.status(), 413);
-    let resp = forward_segment(
-        &node,
-        &uuid::Uuid::new_v4().to_string(),
-        "ok.ts",
-        1,
-        good.clone(),
-    )
-    .await;
+    let resp = forward_segment(&node, &uuid::Uuid::new_v4().to_string(), "ok.ts", 1, good.clone()).await;
     assert_eq!(resp.status(), 404);
     let resp = forward_segment(&node, "not-a-uuid", "ok.ts", 1, good.clone()).await;
     assert_eq!(resp.status(), 400);
@@ -237,33 +147,13 @@ async fn bad_segments_are_refused_and_change_nothing() {
     assert_eq!(resp.status(), 401, "no token");
 
     // Streaming off: refused with 409.
-    let resp = http()
-        .put(node.mgmt(&format!("/v1/source/{sid}/streaming?new_state=false")))
-        .send()
-        .await
-        .unwrap();
+    let resp = http().put(node.mgmt(&format!("/v1/source/{sid}/streaming?new_state=false"))).send().await.unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(
-        forward_segment(&node, sid, "late.ts", 2, good.clone())
-            .await
-            .status(),
-        409
-    );
+    assert_eq!(forward_segment(&node, sid, "late.ts", 2, good.clone()).await.status(), 409);
 
-    let after = http()
-        .get(&playlist_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let after = http().get(&playlist_url).send().await.unwrap().text().await.unwrap();
     assert_eq!(before, after, "refused input left the live playlist alone");
-    let seg = http()
-        .get(format!("{}/v1/vod/live/{sid}/good-0.ts", node.vod))
-        .send()
-        .await
-        .unwrap();
+    let seg = http().get(format!("{}/v1/vod/live/{sid}/good-0.ts", node.vod)).send().await.unwrap();
     assert_eq!(seg.status(), 200);
     assert_eq!(seg.bytes().await.unwrap(), good);
 }

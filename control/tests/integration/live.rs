@@ -2,9 +2,7 @@
 
 use livemix_common::hls::parse_media_playlist;
 
-use crate::support::{
-    ControlNode, FakeEdge, ffmpeg_segments, ffprobe_frames, forward_segment, http, unique,
-};
+use crate::support::{ControlNode, FakeEdge, ffmpeg_segments, ffprobe_frames, forward_segment, http, unique};
 
 #[tokio::test]
 async fn live_playlist_lists_the_newest_segments_and_ffprobe_decodes_it() {
@@ -13,11 +11,7 @@ async fn live_playlist_lists_the_newest_segments_and_ffprobe_decodes_it() {
     let sid = source["id"].as_str().unwrap();
     let edge = FakeEdge::start(&node, true).await;
     assert_eq!(edge.report(&node, sid).await.status(), 200);
-    let resp = http()
-        .put(node.mgmt(&format!("/v1/source/{sid}/streaming?new_state=true")))
-        .send()
-        .await
-        .unwrap();
+    let resp = http().put(node.mgmt(&format!("/v1/source/{sid}/streaming?new_state=true"))).send().await.unwrap();
     assert_eq!(resp.status(), 200);
 
     let playlist_url = format!("{}/v1/vod/live/{sid}/vid.m3u8", node.vod);
@@ -30,47 +24,21 @@ async fn live_playlist_lists_the_newest_segments_and_ffprobe_decodes_it() {
         let resp = forward_segment(&node, sid, name, i as u64, data.clone()).await;
         assert_eq!(resp.status(), 200, "segment {name}");
         // A retry of the same segment is harmless.
-        assert_eq!(
-            forward_segment(&node, sid, name, i as u64, data.clone())
-                .await
-                .status(),
-            200
-        );
+        assert_eq!(forward_segment(&node, sid, name, i as u64, data.clone()).await.status(), 200);
 
         let resp = http().get(&playlist_url).send().await.unwrap();
-        assert_eq!(
-            resp.headers()["content-type"],
-            "application/vnd.apple.mpegurl"
-        );
+        assert_eq!(resp.headers()["content-type"], "application/vnd.apple.mpegurl");
         let playlist = parse_media_playlist(&resp.bytes().await.unwrap()).unwrap();
         sequences.push(playlist.media_sequence);
         assert!(!playlist.ended);
         assert_eq!(playlist.segments.len(), (i + 1).min(3));
-        assert_eq!(
-            &playlist.segments.last().unwrap().uri,
-            name,
-            "newest segment last"
-        );
+        assert_eq!(&playlist.segments.last().unwrap().uri, name, "newest segment last");
     }
-    assert_eq!(
-        sequences,
-        vec![0, 0, 0, 1, 2, 3],
-        "media sequence grows once the window slides"
-    );
+    assert_eq!(sequences, vec![0, 0, 0, 1, 2, 3], "media sequence grows once the window slides");
 
-    let text = http()
-        .get(&playlist_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = http().get(&playlist_url).send().await.unwrap().text().await.unwrap();
     assert!(text.contains("#EXT-X-VERSION:3"));
-    assert!(
-        text.contains("#EXT-X-TARGETDURATION:1\n") || text.contains("#EXT-X-TARGETDURATION:2\n"),
-        "{text}"
-    );
+    assert!(text.contains("#EXT-X-TARGETDURATION:1\n") || text.contains("#EXT-X-TARGETDURATION:2\n"), "{text}");
     let listed: Vec<&str> = text.lines().filter(|l| l.ends_with(".ts")).collect();
     assert_eq!(listed, vec!["seg3.ts", "seg4.ts", "seg5.ts"]);
 
@@ -85,17 +53,10 @@ async fn live_playlist_lists_the_newest_segments_and_ffprobe_decodes_it() {
     assert_eq!(resp.headers()["content-type"], "video/mp2t");
     assert_eq!(resp.headers()["access-control-allow-origin"], "*");
     assert_eq!(resp.bytes().await.unwrap(), segments[5].1);
-    let resp = http()
-        .get(format!("{}/v1/vod/live/{sid}/..", node.vod))
-        .send()
-        .await
-        .unwrap();
+    let resp = http().get(format!("{}/v1/vod/live/{sid}/..", node.vod)).send().await.unwrap();
     assert!(resp.status().is_client_error());
 
     // A real player reads it.
     let (frames, _) = ffprobe_frames(&playlist_url).await;
-    assert!(
-        frames >= 60,
-        "ffprobe decoded {frames} frames from the live playlist"
-    );
+    assert!(frames >= 60, "ffprobe decoded {frames} frames from the live playlist");
 }

@@ -10,20 +10,14 @@ use livemix_common::{
 };
 use serde_json::Value;
 
-use crate::support::{
-    ControlNode, eventually, ffmpeg_segments, ffprobe_frames, http, publish_to_control, unique,
-};
+use crate::support::{ControlNode, eventually, ffmpeg_segments, ffprobe_frames, http, publish_to_control, unique};
 
 #[tokio::test]
 async fn recorded_segments_replay_from_s3_with_single_flight_reads() {
     let node = ControlNode::start(&["--prime-segments=0"]).await;
     let source = node.create_source(&unique("cam"), 1).await;
     let sid: uuid::Uuid = source["id"].as_str().unwrap().parse().unwrap();
-    let resp = http()
-        .post(node.mgmt(&format!("/v1/source/{sid}/recording")))
-        .send()
-        .await
-        .unwrap();
+    let resp = http().post(node.mgmt(&format!("/v1/source/{sid}/recording"))).send().await.unwrap();
     let rec: Value = resp.json().await.unwrap();
     let rec_id = rec["recording"]["id"].as_str().unwrap().to_owned();
 
@@ -44,112 +38,47 @@ async fn recorded_segments_replay_from_s3_with_single_flight_reads() {
             size: data.len() as i64,
             uri: key,
         };
-        let msg = Message::NewVideoRecordingSegment {
-            recording_ids: vec![rec_id.clone()],
-            segment: info,
-        };
+        let msg = Message::NewVideoRecordingSegment { recording_ids: vec![rec_id.clone()], segment: info };
         publish_to_control(&node, msg.clone()).await;
         // Redelivery is normal on Pub/Sub: handling is idempotent.
         publish_to_control(&node, msg).await;
     }
     let listed = eventually("all recorded segments to be registered", || async {
-        let body: Value = http()
-            .get(node.mgmt(&format!("/v1/recording/{rec_id}/segment")))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let body: Value =
+            http().get(node.mgmt(&format!("/v1/recording/{rec_id}/segment"))).send().await.ok()?.json().await.ok()?;
         let segs = body["segments"].as_array()?.clone();
         (segs.len() == segments.len()).then_some(segs)
     })
     .await;
-    for field in [
-        "id",
-        "name",
-        "source",
-        "seq",
-        "start_ts",
-        "end_ts",
-        "length_ms",
-        "size",
-        "uri",
-    ] {
+    for field in ["id", "name", "source", "seq", "start_ts", "end_ts", "length_ms", "size", "uri"] {
         assert!(listed[0].get(field).is_some(), "segment has {field}");
     }
     assert_eq!(listed[0]["uri"], format!("recordings/{sid}/seg0.ts"));
-    http()
-        .post(node.mgmt(&format!("/v1/recording/{rec_id}/stop")))
-        .send()
-        .await
-        .unwrap();
+    http().post(node.mgmt(&format!("/v1/recording/{rec_id}/stop"))).send().await.unwrap();
 
     // The replay playlist is a complete VOD playlist.
     let playlist_url = format!("{}/v1/vod/recording/{rec_id}/vid.m3u8", node.vod);
-    let text = http()
-        .get(&playlist_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = http().get(&playlist_url).send().await.unwrap().text().await.unwrap();
     assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD"));
     assert!(text.trim_end().ends_with("#EXT-X-ENDLIST"), "{text}");
     let playlist = parse_media_playlist(text.as_bytes()).unwrap();
     assert_eq!(
-        playlist
-            .segments
-            .iter()
-            .map(|s| s.uri.as_str())
-            .collect::<Vec<_>>(),
+        playlist.segments.iter().map(|s| s.uri.as_str()).collect::<Vec<_>>(),
         vec!["seg0.ts", "seg1.ts", "seg2.ts", "seg3.ts", "seg4.ts"]
     );
 
     // A miss reads S3 and fills memcached; the next read is a hit.
     let seg_url = format!("{}/v1/vod/recording/{rec_id}/seg2.ts", node.vod);
     let key = segment_key("recordings", sid, "seg2.ts");
-    let data = http()
-        .get(&seg_url)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let data = http().get(&seg_url).send().await.unwrap().bytes().await.unwrap();
     assert_eq!(data, segments[2].1);
     assert_eq!(node.store.reads_of(&key), 1);
-    assert_eq!(
-        http()
-            .get(&seg_url)
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
-        segments[2].1
-    );
-    assert_eq!(
-        node.store.reads_of(&key),
-        1,
-        "second read came from memcached"
-    );
+    assert_eq!(http().get(&seg_url).send().await.unwrap().bytes().await.unwrap(), segments[2].1);
+    assert_eq!(node.store.reads_of(&key), 1, "second read came from memcached");
 
     // Delete the cache entry: the next read goes to S3 again.
     node.cache.delete(&format!("obj:{key}")).await.unwrap();
-    assert_eq!(
-        http()
-            .get(&seg_url)
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
-        segments[2].1
-    );
+    assert_eq!(http().get(&seg_url).send().await.unwrap().bytes().await.unwrap(), segments[2].1);
     assert_eq!(node.store.reads_of(&key), 2);
 
     // 20 concurrent misses for one segment: exactly one S3 read.
@@ -164,44 +93,20 @@ async fn recorded_segments_replay_from_s3_with_single_flight_reads() {
     for body in futures::future::join_all(fetches).await {
         assert_eq!(body, segments[2].1);
     }
-    assert_eq!(
-        node.store.reads_of(&key) - before,
-        1,
-        "20 concurrent misses made one S3 read"
-    );
+    assert_eq!(node.store.reads_of(&key) - before, 1, "20 concurrent misses made one S3 read");
     assert!(node.store.total.load(Ordering::SeqCst) >= 3);
 
-    let metrics = http()
-        .get(format!("{}/metrics", node.vod))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("livemix_control_object_store_reads_total 3"),
-        "{metrics}"
-    );
+    let metrics = http().get(format!("{}/metrics", node.vod)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("livemix_control_object_store_reads_total 3"), "{metrics}");
 
     // Unknown segment and recording.
     assert_eq!(
-        http()
-            .get(format!("{}/v1/vod/recording/{rec_id}/nope.ts", node.vod))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        http().get(format!("{}/v1/vod/recording/{rec_id}/nope.ts", node.vod)).send().await.unwrap().status(),
         404
     );
     let other = ulid::Ulid::new();
     assert_eq!(
-        http()
-            .get(format!("{}/v1/vod/recording/{other}/vid.m3u8", node.vod))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        http().get(format!("{}/v1/vod/recording/{other}/vid.m3u8", node.vod)).send().await.unwrap().status(),
         404
     );
 

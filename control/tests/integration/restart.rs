@@ -11,19 +11,9 @@ async fn restart_keeps_sources_recordings_and_segments() {
     let name = unique("cam");
     let source = node.create_source(&name, 2).await;
     let sid: uuid::Uuid = source["id"].as_str().unwrap().parse().unwrap();
-    http()
-        .put(node.mgmt(&format!("/v1/source/{sid}/streaming?new_state=true")))
-        .send()
-        .await
-        .unwrap();
-    let rec: Value = http()
-        .post(node.mgmt(&format!("/v1/source/{sid}/recording")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    http().put(node.mgmt(&format!("/v1/source/{sid}/streaming?new_state=true"))).send().await.unwrap();
+    let rec: Value =
+        http().post(node.mgmt(&format!("/v1/source/{sid}/recording"))).send().await.unwrap().json().await.unwrap();
     let rec_id = rec["recording"]["id"].as_str().unwrap().to_owned();
     let now = chrono::Utc::now();
     let info = SegmentInfo {
@@ -36,63 +26,27 @@ async fn restart_keeps_sources_recordings_and_segments() {
         size: 10,
         uri: segment_key("recordings", sid, "r0.ts"),
     };
-    publish_to_control(
-        &node,
-        Message::NewVideoRecordingSegment {
-            recording_ids: vec![rec_id.clone()],
-            segment: info,
-        },
-    )
-    .await;
+    publish_to_control(&node, Message::NewVideoRecordingSegment { recording_ids: vec![rec_id.clone()], segment: info })
+        .await;
     eventually("the segment to be registered", || async {
-        let body: Value = http()
-            .get(node.mgmt(&format!("/v1/recording/{rec_id}/segment")))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let body: Value =
+            http().get(node.mgmt(&format!("/v1/recording/{rec_id}/segment"))).send().await.ok()?.json().await.ok()?;
         (body["segments"].as_array()?.len() == 1).then_some(())
     })
     .await;
-    let before_source: Value = http()
-        .get(node.mgmt(&format!("/v1/source/{sid}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let before_source: Value =
+        http().get(node.mgmt(&format!("/v1/source/{sid}"))).send().await.unwrap().json().await.unwrap();
     let settings = node.stop().await;
 
     let node = ControlNode::start_with(settings).await;
-    let after_source: Value = http()
-        .get(node.mgmt(&format!("/v1/source/{sid}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let after_source: Value =
+        http().get(node.mgmt(&format!("/v1/source/{sid}"))).send().await.unwrap().json().await.unwrap();
     assert_eq!(after_source["source"], before_source["source"]);
     assert_eq!(after_source["source"]["streaming"], 1);
-    let rec_after: Value = http()
-        .get(node.mgmt(&format!("/v1/recording/{rec_id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rec_after: Value =
+        http().get(node.mgmt(&format!("/v1/recording/{rec_id}"))).send().await.unwrap().json().await.unwrap();
     assert_eq!(rec_after["recording"], rec["recording"]);
-    let segs: Value = http()
-        .get(node.mgmt(&format!("/v1/recording/{rec_id}/segment")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let segs: Value =
+        http().get(node.mgmt(&format!("/v1/recording/{rec_id}/segment"))).send().await.unwrap().json().await.unwrap();
     assert_eq!(segs["segments"][0]["name"], "r0.ts");
 }

@@ -39,7 +39,9 @@ pub const EDGE_TOKEN: &str = "test-edge-token";
 /// A backing-service setting from `scripts/services.sh env`; a missing one fails the test loudly.
 pub fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: start the services and load their settings with `eval \"$(scripts/services.sh env)\"`")
+        panic!(
+            "{name} is not set: start the services and load their settings with `eval \"$(scripts/services.sh env)\"`"
+        )
     })
 }
 
@@ -55,10 +57,7 @@ struct SettingsOnly {
 
 /// Control-node settings as the binary would parse them from these flags.
 pub fn settings(flags: &[&str]) -> Settings {
-    let mut argv = vec![
-        "livemix-control".to_string(),
-        format!("--edge-token={EDGE_TOKEN}"),
-    ];
+    let mut argv = vec!["livemix-control".to_string(), format!("--edge-token={EDGE_TOKEN}")];
     argv.extend(flags.iter().map(|f| f.to_string()));
     SettingsOnly::parse_from(argv).settings
 }
@@ -82,12 +81,7 @@ impl ObjectStore for CountingStore {
         self.inner.put(key, data).await
     }
     async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
-        *self
-            .reads
-            .lock()
-            .unwrap()
-            .entry(key.to_owned())
-            .or_default() += 1;
+        *self.reads.lock().unwrap().entry(key.to_owned()).or_default() += 1;
         self.total.fetch_add(1, Ordering::SeqCst);
         // Slow enough that concurrent misses really overlap.
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -109,11 +103,8 @@ pub struct Services {
 }
 
 pub async fn services(settings: &Settings) -> Services {
-    let db = Db::connect(&env("DATABASE_URL"), 5, settings.reachable_within())
-        .await
-        .expect("PostgreSQL");
-    let cache: SharedCache =
-        Arc::new(MemcachedCache::connect(&env("MEMCACHED_URL")).expect("memcached"));
+    let db = Db::connect(&env("DATABASE_URL"), 5, settings.reachable_within()).await.expect("PostgreSQL");
+    let cache: SharedCache = Arc::new(MemcachedCache::connect(&env("MEMCACHED_URL")).expect("memcached"));
     let s3 = S3Store::connect(S3Config {
         bucket: env("LIVEMIX_BUCKET"),
         endpoint: Some(env("S3_ENDPOINT")),
@@ -122,11 +113,7 @@ pub async fn services(settings: &Settings) -> Services {
     })
     .await
     .expect("S3");
-    let store = Arc::new(CountingStore {
-        inner: Arc::new(s3),
-        reads: Default::default(),
-        total: AtomicUsize::new(0),
-    });
+    let store = Arc::new(CountingStore { inner: Arc::new(s3), reads: Default::default(), total: AtomicUsize::new(0) });
     let bus: SharedBus = Arc::new(
         PubSubBus::connect(PubSubConfig {
             project: env("PUBSUB_PROJECT_ID"),
@@ -136,12 +123,7 @@ pub async fn services(settings: &Settings) -> Services {
         .await
         .expect("Pub/Sub emulator"),
     );
-    Services {
-        db,
-        cache,
-        store,
-        bus,
-    }
+    Services { db, cache, store, bus }
 }
 
 fn bus_args() -> BusArgs {
@@ -186,36 +168,17 @@ impl ControlNode {
     /// Starts a control node with exactly these settings (e.g. the ones of a node that was stopped).
     pub async fn start_with(settings: Settings) -> Self {
         let svc = services(&settings).await;
-        livemix_control::prepare_topics(&bus_args(), &svc.bus, &settings)
-            .await
-            .expect("topics");
+        livemix_control::prepare_topics(&bus_args(), &svc.bus, &settings).await.expect("topics");
         let listen = || async { TcpListener::bind("127.0.0.1:0").await.expect("bind") };
-        let listeners = Listeners {
-            management: listen().await,
-            vod: listen().await,
-            edge: listen().await,
-        };
+        let listeners = Listeners { management: listen().await, vod: listen().await, edge: listen().await };
         let url = |l: &TcpListener| format!("http://{}", l.local_addr().unwrap());
-        let (management, vod, edge_api) = (
-            url(&listeners.management),
-            url(&listeners.vod),
-            url(&listeners.edge),
-        );
-        let backends = Backends {
-            db: svc.db,
-            cache: svc.cache.clone(),
-            store: svc.store.clone(),
-            bus: svc.bus.clone(),
-        };
+        let (management, vod, edge_api) = (url(&listeners.management), url(&listeners.vod), url(&listeners.edge));
+        let backends =
+            Backends { db: svc.db, cache: svc.cache.clone(), store: svc.store.clone(), bus: svc.bus.clone() };
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(livemix_control::serve(
-            settings.clone(),
-            backends,
-            listeners,
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        let task = tokio::spawn(livemix_control::serve(settings.clone(), backends, listeners, async {
+            let _ = stopped.await;
+        }));
         let node = Self {
             management,
             vod,
@@ -248,9 +211,7 @@ impl ControlNode {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            task.await
-                .expect("control task")
-                .expect("control node exited with an error");
+            task.await.expect("control task").expect("control node exited with an error");
         }
         self.settings.clone()
     }
@@ -285,10 +246,7 @@ impl Drop for ControlNode {
 }
 
 pub fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
 }
 
 /// An edge played by the test: it reports status over HTTP, forwards segments, and answers commands arriving
@@ -304,8 +262,7 @@ impl FakeEdge {
         let topic = unique("edge");
         node.bus.ensure_topic(&topic).await.unwrap();
         node.bus.ensure_subscription(&topic, &topic).await.unwrap();
-        let mut inbox: mpsc::Receiver<livemix_common::bus::Delivery> =
-            node.bus.subscribe(&topic).await.unwrap();
+        let mut inbox: mpsc::Receiver<livemix_common::bus::Delivery> = node.bus.subscribe(&topic).await.unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let log = received.clone();
         let bus = node.bus.clone();
@@ -318,11 +275,7 @@ impl FakeEdge {
                 delivery.ack();
             }
         });
-        Self {
-            topic,
-            received,
-            _task: task,
-        }
+        Self { topic, received, _task: task }
     }
 
     pub async fn report(&self, node: &ControlNode, source_id: &str) -> reqwest::Response {
@@ -343,10 +296,7 @@ impl FakeEdge {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!(
-            "the edge never received the expected message; got {:?}",
-            self.received.lock().await
-        );
+        panic!("the edge never received the expected message; got {:?}", self.received.lock().await);
     }
 }
 
@@ -364,13 +314,7 @@ pub async fn forward_segment(
         .header("Source-ID", source_id)
         .header("Segment-Name", name)
         .header("Segment-Seq", seq.to_string())
-        .header(
-            "Segment-Start-TS",
-            format!(
-                "{:.3}",
-                chrono::Utc::now().timestamp_millis() as f64 / 1000.0
-            ),
-        )
+        .header("Segment-Start-TS", format!("{:.3}", chrono::Utc::now().timestamp_millis() as f64 / 1000.0))
         .header("Segment-Length-MSec", "1000")
         .body(data)
         .send()
@@ -386,37 +330,9 @@ pub async fn ffmpeg_segments() -> &'static [(String, Bytes)] {
             let dir = std::env::temp_dir().join(unique("livemix-ffmpeg"));
             std::fs::create_dir_all(&dir).unwrap();
             let status = tokio::process::Command::new("ffmpeg")
-                .args([
-                    "-hide_banner",
-                    "-loglevel",
-                    "error",
-                    "-f",
-                    "lavfi",
-                    "-i",
-                    "testsrc=size=320x180:rate=30",
-                ])
-                .args([
-                    "-t",
-                    "8",
-                    "-c:v",
-                    "libx264",
-                    "-preset",
-                    "veryfast",
-                    "-g",
-                    "30",
-                    "-sc_threshold",
-                    "0",
-                ])
-                .args([
-                    "-pix_fmt",
-                    "yuv420p",
-                    "-f",
-                    "hls",
-                    "-hls_time",
-                    "1",
-                    "-hls_list_size",
-                    "0",
-                ])
+                .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=320x180:rate=30"])
+                .args(["-t", "8", "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-sc_threshold", "0"])
+                .args(["-pix_fmt", "yuv420p", "-f", "hls", "-hls_time", "1", "-hls_list_size", "0"])
                 .arg("-hls_segment_filename")
                 .arg(dir.join("seg%d.ts"))
                 .arg(dir.join("index.m3u8"))
@@ -432,11 +348,7 @@ pub async fn ffmpeg_segments() -> &'static [(String, Bytes)] {
                 };
                 segments.push((format!("seg{i}.ts"), Bytes::from(data)));
             }
-            assert!(
-                segments.len() >= 6,
-                "ffmpeg made {} segments",
-                segments.len()
-            );
+            assert!(segments.len() >= 6, "ffmpeg made {} segments", segments.len());
             segments
         })
         .await
@@ -445,48 +357,21 @@ pub async fn ffmpeg_segments() -> &'static [(String, Bytes)] {
 /// Runs ffprobe on a URL and returns the number of decoded video frames and the duration it read.
 pub async fn ffprobe_frames(url: &str) -> (u64, f64) {
     let out = tokio::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-rw_timeout",
-            "10000000",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-        ])
-        .args([
-            "-show_entries",
-            "stream=nb_read_frames,codec_name:format=duration",
-            "-of",
-            "json",
-            url,
-        ])
+        .args(["-v", "error", "-rw_timeout", "10000000", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=nb_read_frames,codec_name:format=duration", "-of", "json", url])
         .output()
         .await
         .expect("ffprobe must be installed");
-    assert!(
-        out.status.success(),
-        "ffprobe {url} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "ffprobe {url} failed: {}", String::from_utf8_lossy(&out.stderr));
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let frames = json["streams"][0]["nb_read_frames"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let duration = json["format"]["duration"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0.0);
+    let frames = json["streams"][0]["nb_read_frames"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let duration = json["format"]["duration"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0.0);
     (frames, duration)
 }
 
 /// Publishes a message to the control node's topic, as an edge does after uploading a recorded segment.
 pub async fn publish_to_control(node: &ControlNode, body: Message) {
-    node.bus
-        .publish(node.control_topic(), &Envelope::new(body))
-        .await
-        .unwrap();
+    node.bus.publish(node.control_topic(), &Envelope::new(body)).await.unwrap();
 }
 
 /// Polls `f` until it returns `Some`, for up to ~10 s.

@@ -1,0 +1,43 @@
+//! Wire types of the control node's edge-facing API, shared by the control node (server) and edges (client).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Recording, Source};
+
+/// `POST /v1/source/{id}/status` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusReport {
+    /// The edge's id, which is also the Pub/Sub topic it takes commands on.
+    pub rr_target_id: String,
+    /// The edge's clock; kept for diagnosis only, never used to judge staleness.
+    #[serde(default)]
+    pub local_timestamp: Option<DateTime<Utc>>,
+}
+
+/// The reply to a status report: the wanted state, so an edge heals after any missed command.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReply {
+    pub source: Source,
+    /// The source's active recordings: the edge uploads for exactly these.
+    pub recordings: Vec<Recording>,
+}
+
+/// `GET /v1/source?source_name=` reply.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceReply {
+    pub source: Source,
+}
+
+/// Headers of `POST /v1/new-segment`.
+pub mod headers {
+    pub const SOURCE_ID: &str = "Source-ID";
+    pub const SEGMENT_NAME: &str = "Segment-Name";
+    pub const SEGMENT_SEQ: &str = "Segment-Seq";
+    /// Seconds since the Unix epoch (fractions allowed) or RFC 3339.
+    pub const SEGMENT_START_TS: &str = "Segment-Start-TS";
+    pub const SEGMENT_LENGTH_MSEC: &str = "Segment-Length-MSec";
+    /// `true` when a discontinuity precedes the segment (optional).
+    pub const SEGMENT_DISCONTINUITY: &str = "Segment-Discontinuity";
+}

@@ -1,0 +1,174 @@
+//! The edge's HTTP API (`:9080`): playlist and segment ingest, local preview, health.
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, FromRef, State},
+    http::{HeaderMap, StatusCode},
+    response::Response,
+    routing::{get, post, put},
+};
+use livemix_common::{
+    ApiError, ApiResult,
+    api::{Body, Path, Reply, ok, playlist_response, segment_response},
+    hls::{ServedSegment, live_playlist},
+    model::{validate_segment_name, validate_source_name},
+    telemetry::{Metrics, metrics_handler},
+};
+use serde_json::json;
+use tower_http::cors::CorsLayer;
+
+use crate::{
+    fetch::{FetchError, SegmentSource},
+    node::{Edge, IngestError, IngestReport},
+    sources::SourceView,
+};
+
+pub const SOURCE_HEADER: &str = "Video-Source-Name";
+pub const PREFIX_HEADER: &str = "MPEG-TS-URI-Prefix";
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub edge: Arc<Edge>,
+    pub metrics: Metrics,
+}
+
+impl FromRef<ApiState> for Metrics {
+    fn from_ref(state: &ApiState) -> Metrics {
+        state.metrics.clone()
+    }
+}
+
+pub fn routes(max_playlist_bytes: usize, max_segment_bytes: usize) -> Router<ApiState> {
+    Router::new()
+        .route("/v1/playlist", post(post_playlist).layer(DefaultBodyLimit::max(max_playlist_bytes)))
+        .route(
+            "/v1/ingest/{source}/{file}",
+            put(ingest_file).post(ingest_file).delete(delete_file).layer(DefaultBodyLimit::max(max_segment_bytes)),
+        )
+        .route("/v1/vod/live/{source}/{file}", get(preview).layer(CorsLayer::permissive()))
+        .route("/v1/source", get(list_sources))
+        .route("/liveness/alive", get(|| async { ok() }))
+        .route("/liveness/ready", get(ready))
+        .route("/metrics", get(metrics_handler))
+}
+
+impl From<IngestError> for ApiError {
+    fn from(err: IngestError) -> Self {
+        match err {
+            IngestError::Fetch(FetchError::Forbidden(m)) => ApiError::forbidden(m),
+            IngestError::Fetch(FetchError::Invalid(m)) => ApiError::bad_request(m),
+            IngestError::Fetch(FetchError::Unavailable(m)) => ApiError::new(StatusCode::BAD_GATEWAY, m),
+            IngestError::Playlist(e) => ApiError::bad_request(e.to_string()),
+            IngestError::UnknownSource(m) => ApiError::not_found(m),
+            e @ IngestError::ControlUnavailable { .. } => ApiError::unavailable(e.to_string()),
+        }
+    }
+}
+
+fn required_header<'a>(headers: &'a HeaderMap, name: &str) -> ApiResult<&'a str> {
+    headers
+        .get(name)
+        .ok_or_else(|| ApiError::bad_request(format!("missing header {name}")))?
+        .to_str()
+        .map(str::trim)
+        .map_err(|_| ApiError::bad_request(format!("header {name} is not visible ASCII")))
+}
+
+/// The seed's push: ffmpeg POSTs its playlist with the source name and where to read the segments from.
+async fn post_playlist(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult<Reply<IngestReport>> {
+    let name = required_header(&headers, SOURCE_HEADER)?;
+    validate_source_name(name).map_err(ApiError::bad_request)?;
+    let prefix = required_header(&headers, PREFIX_HEADER)?;
+    let from =
+        SegmentSource::from_prefix(prefix, state.edge.settings.file_root.as_deref()).map_err(IngestError::from)?;
+    Ok(Reply(state.edge.ingest_playlist(name, &from, &body).await?))
+}
+
+/// ffmpeg's HTTP output (`-method PUT http://edge:9080/v1/ingest/<source>/index.m3u8`): segments first, then
+/// the playlist that lists them.
+async fn ingest_file(
+    State(state): State<ApiState>,
+    Path((source, file)): Path<(String, String)>,
+    Body(body): Body,
+) -> ApiResult<Response> {
+    validate_source_name(&source).map_err(ApiError::bad_request)?;
+    validate_segment_name(&file).map_err(ApiError::bad_request)?;
+    if file.ends_with(".m3u8") {
+        let report = state.edge.ingest_playlist(&source, &SegmentSource::Pushed, &body).await?;
+        return Ok(axum::response::IntoResponse::into_response(Reply(report)));
+    }
+    if !file.ends_with(".ts") {
+        return Err(ApiError::bad_request(format!("{file}: only .m3u8 playlists and .ts segments can be pushed")));
+    }
+    if body.is_empty() {
+        return Err(ApiError::bad_request(format!("{file}: empty segment")));
+    }
+    // Refuse segments of unregistered sources now, rather than buffering them for a playlist that will fail.
+    state.edge.resolve(&source).await?;
+    state.edge.fetcher.pushed().put(&source, &file, body);
+    Ok(axum::response::IntoResponse::into_response((StatusCode::CREATED, Reply(json!({"segment": file})))))
+}
+
+/// ffmpeg deletes old segments when `delete_segments` is set; the edge expires them itself.
+async fn delete_file(
+    Path((_source, _file)): Path<(String, String)>,
+) -> ApiResult<Reply<serde_json::Map<String, serde_json::Value>>> {
+    Ok(ok())
+}
+
+/// Local preview of a source as this edge has it, without the control node.
+async fn preview(State(state): State<ApiState>, Path((source, file)): Path<(String, String)>) -> ApiResult<Response> {
+    validate_source_name(&source).map_err(ApiError::bad_request)?;
+    let edge = &state.edge;
+    if file == "vid.m3u8" {
+        let segments = edge.cache.newest(&source, edge.settings.preview_segments.max(1));
+        let Some(first) = segments.first() else {
+            return Err(ApiError::not_found(format!("no segments of {source} cached on this edge")));
+        };
+        let served: Vec<ServedSegment> = segments
+            .iter()
+            .map(|s| ServedSegment {
+                uri: s.name.clone(),
+                duration_secs: s.duration_secs,
+                discontinuity: s.discontinuity,
+            })
+            .collect();
+        return Ok(playlist_response(live_playlist(&served, first.seq, 0)));
+    }
+    validate_segment_name(&file).map_err(ApiError::bad_request)?;
+    let segment = edge
+        .cache
+        .get(&source, &file)
+        .ok_or_else(|| ApiError::not_found(format!("segment {file} of {source} is not cached on this edge")))?;
+    Ok(segment_response(segment.data.clone()))
+}
+
+#[derive(serde::Serialize)]
+struct SourcesReply {
+    edge_id: String,
+    sources: Vec<SourceView>,
+}
+
+async fn list_sources(State(state): State<ApiState>) -> Reply<SourcesReply> {
+    Reply(SourcesReply { edge_id: state.edge.edge_id.clone(), sources: state.edge.sources.view() })
+}
+
+/// Ready when the control node answered the last status report (or no source needed one yet) and the command
+/// subscription is up.
+async fn ready(State(state): State<ApiState>) -> ApiResult<Reply<serde_json::Value>> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let edge = &state.edge;
+    let control = edge.control_ok.load(Relaxed) || edge.sources.names_and_ids().is_empty();
+    let bus = edge.bus_ok.load(Relaxed);
+    if control && bus {
+        Ok(Reply(json!({"control": "ok", "bus": "ok"})))
+    } else {
+        Err(ApiError::unavailable(format!("control reachable: {control}, command subscription up: {bus}")))
+    }
+}

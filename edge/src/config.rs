@@ -1,0 +1,96 @@
+//! Command-line flags, environment variables and config-file settings of `livemix-edge`.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Parser;
+use livemix_common::{
+    bus::BusArgs,
+    config::{ConfigFileArgs, host_scoped_id},
+    store::StoreArgs,
+    telemetry::LogArgs,
+};
+
+/// LiveMix edge node: takes HLS pushed by ffmpeg on the LAN and, dialling out only, forwards it to the control
+/// node and records it to the object store.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "livemix-edge", version, about, max_term_width = 110)]
+pub struct EdgeArgs {
+    #[command(flatten)]
+    pub config: ConfigFileArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+
+    /// Address of the ingest and preview API.
+    #[arg(long, env = "LIVEMIX_EDGE_ADDR", default_value = "0.0.0.0:9080")]
+    pub listen_addr: SocketAddr,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub bus: BusArgs,
+    #[command(flatten)]
+    pub settings: EdgeSettings,
+}
+
+/// Behaviour settings, separate from where the backing services are so tests can build them directly.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EdgeSettings {
+    /// This edge's id: reported to control as `rr_target` and the Pub/Sub topic (and subscription) it takes
+    /// commands on. Default `livemix-edge-<hostname>`.
+    #[arg(long, env = "LIVEMIX_EDGE_ID")]
+    pub edge_id: Option<String>,
+    /// Base URL of the control node's edge-facing API.
+    #[arg(long, env = "LIVEMIX_CONTROL_URL", default_value = "http://127.0.0.1:8082")]
+    pub control_url: String,
+    /// Bearer token for the control node's edge-facing API.
+    #[arg(long, env = "LIVEMIX_EDGE_TOKEN", hide_env_values = true)]
+    pub edge_token: Option<String>,
+    /// Topic the control node reads recorded-segment reports from.
+    #[arg(long, env = "LIVEMIX_CONTROL_TOPIC", default_value = "livemix-control")]
+    pub control_topic: String,
+    /// Directory `file://` segment prefixes must lie under; without it `file://` prefixes are refused.
+    #[arg(long, env = "LIVEMIX_FILE_ROOT")]
+    pub file_root: Option<PathBuf>,
+    /// Timeout for fetching a segment from an `http(s)://` prefix, in milliseconds.
+    #[arg(long, env = "LIVEMIX_FETCH_TIMEOUT_MS", default_value_t = 5000)]
+    pub fetch_timeout_ms: u64,
+    /// Largest segment accepted, in bytes.
+    #[arg(long, env = "LIVEMIX_MAX_SEGMENT_BYTES", default_value_t = 8_000_000)]
+    pub max_segment_bytes: usize,
+    /// Largest playlist accepted, in bytes.
+    #[arg(long, env = "LIVEMIX_MAX_PLAYLIST_BYTES", default_value_t = 1024 * 1024)]
+    pub max_playlist_bytes: usize,
+    /// Byte budget of the segment cache, over all sources.
+    #[arg(long, env = "LIVEMIX_EDGE_CACHE_BYTES", default_value_t = 512 * 1024 * 1024)]
+    pub cache_bytes: usize,
+    /// How long segments stay in the cache, in seconds: the furthest back a recording can start.
+    #[arg(long, env = "LIVEMIX_TRACKING_WINDOW_SECS", default_value_t = 600)]
+    pub tracking_window_secs: u64,
+    /// Seconds between status reports to the control node.
+    #[arg(long, env = "LIVEMIX_REPORT_INTERVAL_SECS", default_value_t = 5)]
+    pub report_interval_secs: u64,
+    /// Segments per source waiting to be forwarded; older ones are dropped past this (live video goes stale).
+    #[arg(long, env = "LIVEMIX_FORWARD_QUEUE", default_value_t = 16)]
+    pub forward_queue: usize,
+    /// Segments in the local preview playlist.
+    #[arg(long, env = "LIVEMIX_PREVIEW_SEGMENTS", default_value_t = 3)]
+    pub preview_segments: usize,
+}
+
+impl EdgeSettings {
+    pub fn edge_id(&self) -> String {
+        self.edge_id.clone().unwrap_or_else(|| host_scoped_id("livemix-edge"))
+    }
+
+    pub fn fetch_timeout(&self) -> Duration {
+        Duration::from_millis(self.fetch_timeout_ms.max(1))
+    }
+
+    pub fn tracking_window(&self) -> Duration {
+        Duration::from_secs(self.tracking_window_secs.max(1))
+    }
+
+    pub fn report_interval(&self) -> Duration {
+        Duration::from_secs(self.report_interval_secs.max(1))
+    }
+}

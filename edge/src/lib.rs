@@ -1,0 +1,119 @@
+//! LiveMix edge node.
+//!
+//! [`run`] starts it from its configuration; [`serve`] starts it on a bus, object store and listener the
+//! caller built.
+
+pub mod api;
+pub mod cache;
+pub mod config;
+pub mod control_client;
+pub mod fetch;
+pub mod forwarder;
+pub mod node;
+pub mod recorder;
+pub mod sources;
+
+use std::{future::Future, sync::Arc, sync::atomic::AtomicBool};
+
+use anyhow::Context;
+use livemix_common::{
+    api::with_conventions,
+    bus::{BusArgs, SharedBus},
+    store::SharedStore,
+    telemetry::{HttpMetrics, Metrics},
+};
+use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge};
+use tokio::net::TcpListener;
+
+use crate::{
+    api::ApiState,
+    cache::EdgeCache,
+    config::{EdgeArgs, EdgeSettings},
+    control_client::ControlClient,
+    fetch::Fetcher,
+    forwarder::{ForwardMetrics, Forwarder},
+    node::Edge,
+    recorder::{RecordMetrics, Recorder},
+    sources::Sources,
+};
+
+/// Starts the edge from its configuration and runs until SIGINT or SIGTERM.
+pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), edge_id = %args.settings.edge_id(), "starting livemix-edge");
+    if let Some(root) = &args.settings.file_root {
+        anyhow::ensure!(root.is_dir(), "--file-root {} is not a directory", root.display());
+    }
+    let store = args.store.connect().await.context("object store (LIVEMIX_BUCKET, S3_ENDPOINT)")?;
+    let bus = args.bus.connect().await.context("message bus (PUBSUB_PROJECT_ID, PUBSUB_EMULATOR_HOST)")?;
+    prepare_topics(&args.bus, &bus, &args.settings).await?;
+    let listener = TcpListener::bind(args.listen_addr)
+        .await
+        .with_context(|| format!("binding the edge API to {}", args.listen_addr))?;
+    tracing::info!(addr = %args.listen_addr, "edge API listening");
+    serve(args.settings, args.store.object_prefix.clone(), store, bus, listener, shutdown_signal()).await
+}
+
+/// Creates the edge's command topic and subscription (and the control topic) when `--create-topics` is set.
+pub async fn prepare_topics(args: &BusArgs, bus: &SharedBus, settings: &EdgeSettings) -> anyhow::Result<()> {
+    let edge_id = settings.edge_id();
+    args.prepare(bus.as_ref(), &edge_id, Some(&edge_id)).await?;
+    args.prepare(bus.as_ref(), &settings.control_topic, None).await?;
+    Ok(())
+}
+
+/// Serves the edge API, takes commands and reports status until `shutdown` completes.
+pub async fn serve(
+    settings: EdgeSettings,
+    object_prefix: String,
+    store: SharedStore,
+    bus: SharedBus,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let metrics = Metrics::new("livemix_edge");
+    let http_metrics = HttpMetrics::new(&metrics);
+    let forward_metrics = ForwardMetrics {
+        forwarded: metrics.register("segments_forwarded", "Segments forwarded to the control node", Counter::default()),
+        dropped: metrics.register("segments_not_forwarded", "Segments not forwarded, by reason", Family::default()),
+    };
+    let record_metrics = RecordMetrics {
+        uploaded: metrics.register("segments_recorded", "Segments uploaded to the object store", Counter::default()),
+        failures: metrics.register("recording_failures", "Failed uploads or reports (retried)", Counter::default()),
+        pending: metrics.register("recording_pending", "Segments waiting to be recorded", Gauge::default()),
+    };
+    let edge_id = settings.edge_id();
+    let control = ControlClient::new(&settings.control_url, settings.edge_token.clone()).context("HTTP client")?;
+    let sources = Arc::new(Sources::default());
+    let commands = bus.subscribe(&edge_id).await.with_context(|| format!("subscribing to commands on {edge_id}"))?;
+    let edge = Arc::new(Edge {
+        cache: EdgeCache::new(settings.cache_bytes, settings.tracking_window()),
+        fetcher: Fetcher::new(settings.fetch_timeout(), settings.max_segment_bytes).context("HTTP client")?,
+        forwarder: Arc::new(Forwarder::new(
+            control.clone(),
+            Arc::clone(&sources),
+            settings.forward_queue,
+            forward_metrics,
+        )),
+        recorder: Recorder::start(store, bus.clone(), settings.control_topic.clone(), object_prefix, record_metrics),
+        control,
+        sources,
+        bus,
+        edge_id,
+        control_ok: AtomicBool::new(false),
+        bus_ok: AtomicBool::new(false),
+        settings: settings.clone(),
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(Arc::clone(&edge).command_loop(commands));
+    tasks.spawn(Arc::clone(&edge).report_loop());
+
+    let app =
+        with_conventions(api::routes(settings.max_playlist_bytes, settings.max_segment_bytes), "edge", http_metrics)
+            .with_state(ApiState { edge, metrics });
+    tracing::info!("livemix-edge ready");
+    livemix_common::server::serve(listener, app, shutdown).await.context("edge API server")?;
+    tasks.abort_all();
+    Ok(())
+}
+
+pub use livemix_common::signal::shutdown_signal;

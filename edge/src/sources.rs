@@ -1,0 +1,303 @@
+//! What the edge knows of each source it serves: the control node's id and wanted state, the recordings to
+//! upload for, and which listed segments it already has.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    sync::Mutex,
+};
+
+use chrono::{DateTime, Utc};
+use livemix_common::{edge_api::StatusReply, model::Recording};
+use serde::Serialize;
+use uuid::Uuid;
+
+/// How many segment names per source are remembered as already ingested (far more than any playlist lists).
+const SEEN_NAMES: usize = 1024;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceView {
+    pub id: Uuid,
+    pub name: String,
+    pub streaming: bool,
+    pub recordings: Vec<Recording>,
+    pub last_segment: Option<String>,
+    pub segments_ingested: u64,
+}
+
+#[derive(Debug)]
+struct SourceState {
+    id: Uuid,
+    streaming: bool,
+    /// Active recordings, and stopped ones (with `end_ts`) still covering cached segments.
+    recordings: HashMap<String, Recording>,
+    seen: HashSet<String>,
+    seen_order: VecDeque<String>,
+    next_seq: u64,
+    last_segment: Option<String>,
+}
+
+/// What changed when the control node's wanted state was applied.
+#[derive(Debug, Default, PartialEq)]
+pub struct Changes {
+    pub streaming_changed: bool,
+    pub started: Vec<Recording>,
+    pub stopped: Vec<String>,
+}
+
+#[derive(Default)]
+pub struct Sources {
+    inner: Mutex<HashMap<String, SourceState>>,
+}
+
+impl Sources {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SourceState>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn id_of(&self, name: &str) -> Option<Uuid> {
+        self.lock().get(name).map(|s| s.id)
+    }
+
+    pub fn name_of(&self, id: Uuid) -> Option<String> {
+        self.lock().iter().find(|(_, s)| s.id == id).map(|(n, _)| n.clone())
+    }
+
+    /// Starts tracking a source the control node knows under `id`; keeps existing state.
+    pub fn register(&self, name: &str, id: Uuid, streaming: bool) {
+        self.lock().entry(name.to_owned()).or_insert_with(|| SourceState {
+            id,
+            streaming,
+            recordings: HashMap::new(),
+            seen: HashSet::new(),
+            seen_order: VecDeque::new(),
+            next_seq: 0,
+            last_segment: None,
+        });
+    }
+
+    pub fn forget(&self, name: &str) {
+        self.lock().remove(name);
+    }
+
+    pub fn names_and_ids(&self) -> Vec<(String, Uuid)> {
+        self.lock().iter().map(|(n, s)| (n.clone(), s.id)).collect()
+    }
+
+    pub fn streaming(&self, name: &str) -> bool {
+        self.lock().get(name).is_some_and(|s| s.streaming)
+    }
+
+    /// Claims a listed segment for ingest: returns its sequence number, or `None` when it was seen already.
+    pub fn claim(&self, name: &str, segment: &str) -> Option<u64> {
+        let mut sources = self.lock();
+        let state = sources.get_mut(name)?;
+        if !state.seen.insert(segment.to_owned()) {
+            return None;
+        }
+        state.seen_order.push_back(segment.to_owned());
+        while state.seen_order.len() > SEEN_NAMES {
+            if let Some(old) = state.seen_order.pop_front() {
+                state.seen.remove(&old);
+            }
+        }
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        state.last_segment = Some(segment.to_owned());
+        Some(seq)
+    }
+
+    /// Gives a claimed segment back (its fetch failed) so the next playlist retries it.
+    pub fn unclaim(&self, name: &str, segment: &str) {
+        if let Some(state) = self.lock().get_mut(name) {
+            state.seen.remove(segment);
+            state.seen_order.retain(|s| s != segment);
+        }
+    }
+
+    /// The ids of the recordings a segment at `midpoint` belongs to.
+    pub fn recordings_covering(&self, name: &str, midpoint: DateTime<Utc>) -> Vec<String> {
+        let sources = self.lock();
+        let Some(state) = sources.get(name) else { return Vec::new() };
+        let mut ids: Vec<String> = state
+            .recordings
+            .values()
+            .filter(|r| r.start_ts <= midpoint && r.end_ts.is_none_or(|end| midpoint < end))
+            .map(|r| r.id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    pub fn set_streaming(&self, id: Uuid, streaming: bool) -> Option<String> {
+        let mut sources = self.lock();
+        let (name, state) = sources.iter_mut().find(|(_, s)| s.id == id)?;
+        state.streaming = streaming;
+        Some(name.clone())
+    }
+
+    /// Adds a recording; returns its source's name when it is new to this edge.
+    pub fn start_recording(&self, recording: &Recording) -> Option<String> {
+        let mut sources = self.lock();
+        let (name, state) = sources.iter_mut().find(|(_, s)| s.id == recording.source)?;
+        if state.recordings.contains_key(&recording.id) {
+            return None;
+        }
+        state.recordings.insert(recording.id.clone(), recording.clone());
+        Some(name.clone())
+    }
+
+    /// Ends a recording at `end_ts`; it keeps covering segments before that time.
+    pub fn stop_recording(&self, recording_id: &str, end_ts: DateTime<Utc>) -> bool {
+        let mut sources = self.lock();
+        for state in sources.values_mut() {
+            if let Some(r) = state.recordings.get_mut(recording_id) {
+                r.end_ts.get_or_insert(end_ts);
+                r.active = false;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Applies the wanted state in a status reply: the streaming flag, and exactly the listed recordings active.
+    pub fn apply(&self, name: &str, reply: &StatusReply) -> Changes {
+        let mut sources = self.lock();
+        let Some(state) = sources.get_mut(name) else { return Changes::default() };
+        let mut changes =
+            Changes { streaming_changed: state.streaming != reply.source.streaming, ..Changes::default() };
+        state.streaming = reply.source.streaming;
+        let now = Utc::now();
+        // A recording the edge already knows keeps its state: a stop is final, even if a reply that was
+        // generated before it still lists the recording.
+        for recording in &reply.recordings {
+            if !state.recordings.contains_key(&recording.id) {
+                state.recordings.insert(recording.id.clone(), recording.clone());
+                changes.started.push(recording.clone());
+            }
+        }
+        let listed: HashSet<&str> = reply.recordings.iter().map(|r| r.id.as_str()).collect();
+        for recording in state.recordings.values_mut() {
+            if recording.end_ts.is_none() && !listed.contains(recording.id.as_str()) {
+                recording.end_ts = Some(now);
+                recording.active = false;
+                changes.stopped.push(recording.id.clone());
+            }
+        }
+        changes
+    }
+
+    /// Forgets stopped recordings that ended before `before` (no cached segment can belong to them).
+    pub fn prune_recordings(&self, before: DateTime<Utc>) {
+        for state in self.lock().values_mut() {
+            state.recordings.retain(|_, r| r.end_ts.is_none_or(|end| end > before));
+        }
+    }
+
+    pub fn view(&self) -> Vec<SourceView> {
+        let mut views: Vec<SourceView> = self
+            .lock()
+            .iter()
+            .map(|(name, s)| SourceView {
+                id: s.id,
+                name: name.clone(),
+                streaming: s.streaming,
+                recordings: s.recordings.values().filter(|r| r.end_ts.is_none()).cloned().collect(),
+                last_segment: s.last_segment.clone(),
+                segments_ingested: s.next_seq,
+            })
+            .collect();
+        views.sort_by(|a, b| a.name.cmp(&b.name));
+        views
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use livemix_common::model::Source;
+
+    fn recording(id: &str, source: Uuid, start: DateTime<Utc>) -> Recording {
+        Recording {
+            id: id.into(),
+            alias: None,
+            description: None,
+            source,
+            start_ts: start,
+            end_ts: None,
+            active: true,
+            created_at: start,
+            updated_at: start,
+        }
+    }
+
+    fn reply(id: Uuid, streaming: bool, recordings: Vec<Recording>) -> StatusReply {
+        let now = Utc::now();
+        StatusReply {
+            source: Source {
+                id,
+                name: "cam".into(),
+                segment_length: 2,
+                description: String::new(),
+                streaming,
+                rr_target: None,
+                local_time: None,
+                last_seen: None,
+                reachable: true,
+                created_at: now,
+                updated_at: now,
+            },
+            recordings,
+        }
+    }
+
+    #[test]
+    fn claims_are_once_per_name_with_growing_sequence() {
+        let sources = Sources::default();
+        sources.register("cam", Uuid::new_v4(), false);
+        assert_eq!(sources.claim("cam", "a.ts"), Some(0));
+        assert_eq!(sources.claim("cam", "a.ts"), None);
+        assert_eq!(sources.claim("cam", "b.ts"), Some(1));
+        sources.unclaim("cam", "b.ts");
+        assert_eq!(sources.claim("cam", "b.ts"), Some(2));
+        assert_eq!(sources.claim("other", "a.ts"), None, "unknown source");
+    }
+
+    #[test]
+    fn status_replies_start_and_stop_recordings_and_set_streaming() {
+        let sources = Sources::default();
+        let id = Uuid::new_v4();
+        sources.register("cam", id, false);
+        let start = Utc::now() - chrono::Duration::seconds(10);
+        let rec = recording("r1", id, start);
+
+        let changes = sources.apply("cam", &reply(id, true, vec![rec.clone()]));
+        assert!(changes.streaming_changed);
+        assert_eq!(changes.started, vec![rec.clone()]);
+        assert!(sources.streaming("cam"));
+        assert_eq!(sources.recordings_covering("cam", Utc::now()), vec!["r1".to_string()]);
+        assert!(sources.recordings_covering("cam", start - chrono::Duration::seconds(1)).is_empty());
+
+        // The same reply again changes nothing.
+        assert_eq!(sources.apply("cam", &reply(id, true, vec![rec])), Changes::default());
+
+        // Missing from the reply: stopped now, still covering what came before.
+        let changes = sources.apply("cam", &reply(id, true, vec![]));
+        assert_eq!(changes.stopped, vec!["r1".to_string()]);
+        assert!(sources.recordings_covering("cam", Utc::now() + chrono::Duration::seconds(1)).is_empty());
+        assert_eq!(sources.recordings_covering("cam", start + chrono::Duration::seconds(1)), vec!["r1".to_string()]);
+    }
+
+    #[test]
+    fn a_stop_command_keeps_its_end_time() {
+        let sources = Sources::default();
+        let id = Uuid::new_v4();
+        sources.register("cam", id, true);
+        let start = Utc::now() - chrono::Duration::seconds(10);
+        assert_eq!(sources.start_recording(&recording("r1", id, start)), Some("cam".into()));
+        let end = start + chrono::Duration::seconds(5);
+        assert!(sources.stop_recording("r1", end));
+        assert!(sources.recordings_covering("cam", end + chrono::Duration::milliseconds(1)).is_empty());
+        assert_eq!(sources.recordings_covering("cam", end - chrono::Duration::seconds(1)).len(), 1);
+        assert!(!sources.stop_recording("nope", end));
+    }
+}

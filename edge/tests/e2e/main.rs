@@ -1,0 +1,186 @@
+//! End to end with the real binaries, the real services and real ffmpeg: ffmpeg pushes into the edge, the
+//! control node serves live and recorded video, ffprobe plays it.
+
+mod support;
+
+use std::time::Duration;
+
+use livemix_common::store::{
+    ObjectStore,
+    s3::{S3Config, S3Store},
+};
+use serde_json::Value;
+
+use support::{Deployment, env, eventually, ffprobe, ffprobe_live, http, unique};
+
+/// The seed's way: segments on a shared disk, playlist POSTed with `Video-Source-Name` and
+/// `MPEG-TS-URI-Prefix: file://...`. Live, record with back-fill, replay, streaming off, edge SIGKILL.
+#[tokio::test(flavor = "multi_thread")]
+async fn file_push_live_record_replay_and_edge_restart() {
+    let mut d = Deployment::start().await;
+    let name = unique("cam");
+    let id = d.register(&name).await;
+    let _ffmpeg = d.ffmpeg_file_push(&name);
+
+    // The edge serves the source as soon as ffmpeg pushes; nothing reaches control before streaming is on.
+    eventually("the edge to preview the source", 30, || async {
+        let resp = http().get(format!("{}/v1/vod/live/{name}/vid.m3u8", d.edge)).send().await.ok()?;
+        resp.status().is_success().then_some(())
+    })
+    .await;
+    assert!(d.live_playlist(&id).await.is_none(), "control has no segments while streaming is off");
+    let source: Value = http().get(d.mgmt(&format!("/v1/source/{id}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(source["source"]["reachable"], true, "the edge reported status");
+
+    d.set_streaming(&id, true).await;
+    let (first_seq, _) = eventually("a live playlist at control", 30, || d.live_playlist(&id)).await;
+    let (frames, _) = ffprobe_live(&d.live_url(&id)).await;
+    assert!(frames > 0, "ffprobe decoded video from the live playlist");
+    let (later_seq, _) = eventually("the media sequence to grow", 30, || async {
+        d.live_playlist(&id).await.filter(|(seq, _)| *seq >= first_seq + 3)
+    })
+    .await;
+    assert!(later_seq > first_seq);
+
+    // Record from a few seconds ago (back-fill from the edge cache) for ~10 s.
+    let start_epoch = chrono::Utc::now().timestamp() - 4;
+    let resp = http()
+        .post(d.mgmt(&format!("/v1/source/{id}/recording")))
+        .json(&serde_json::json!({"start_time_epoch": start_epoch, "alias": unique("clip")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let rec: Value = resp.json().await.unwrap();
+    let rec_id = rec["recording"]["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let stopped: Value =
+        http().post(d.mgmt(&format!("/v1/recording/{rec_id}/stop"))).send().await.unwrap().json().await.unwrap();
+    let start: chrono::DateTime<chrono::Utc> = stopped["recording"]["start_ts"].as_str().unwrap().parse().unwrap();
+    let end: chrono::DateTime<chrono::Utc> = stopped["recording"]["end_ts"].as_str().unwrap().parse().unwrap();
+    let span = (end - start).num_milliseconds() as f64 / 1000.0;
+
+    // Every segment of the span reaches S3 and control (uploads finish after the stop).
+    let segments = eventually("the recorded segments to be registered", 30, || async {
+        let body: Value =
+            http().get(d.mgmt(&format!("/v1/recording/{rec_id}/segment"))).send().await.ok()?.json().await.ok()?;
+        let segs = body["segments"].as_array()?.clone();
+        let total: f64 = segs.iter().map(|s| s["length_ms"].as_f64().unwrap_or(0.0) / 1000.0).sum();
+        (total >= span - 1.0).then_some(segs)
+    })
+    .await;
+    let store = S3Store::connect(S3Config {
+        bucket: env("LIVEMIX_BUCKET"),
+        endpoint: Some(env("S3_ENDPOINT")),
+        region: env("AWS_REGION"),
+        create_bucket: false,
+    })
+    .await
+    .unwrap();
+    for segment in &segments {
+        let key = format!("recordings/{id}/{}", segment["name"].as_str().unwrap());
+        assert_eq!(segment["uri"], key.as_str(), "documented object key");
+        let data = store.get(&key).await.unwrap();
+        assert_eq!(data.len() as i64, segment["size"].as_i64().unwrap());
+    }
+    let replay = format!("{}/v1/vod/recording/{rec_id}/vid.m3u8", d.vod);
+    let text = http().get(&replay).send().await.unwrap().text().await.unwrap();
+    assert!(text.trim_end().ends_with("#EXT-X-ENDLIST"));
+    let (frames, duration) = ffprobe(&replay).await;
+    assert!(frames > 0);
+    assert!((duration - span).abs() <= 1.0 + 0.1, "replayed {duration:.2}s of a {span:.2}s recording (segments of 1s)");
+
+    // Streaming off: no new segment reaches control, while the edge keeps ingesting.
+    d.set_streaming(&id, false).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (forwarded, ingested) =
+        (d.edge_metric("livemix_edge_segments_forwarded_total").await, d.edge_ingested(&name).await);
+    let newest_at_control = d.live_playlist(&id).await.and_then(|(_, names)| names.last().cloned());
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(d.edge_metric("livemix_edge_segments_forwarded_total").await, forwarded, "nothing forwarded");
+    assert!(d.edge_ingested(&name).await > ingested, "the edge kept ingesting");
+    let now_at_control = d.live_playlist(&id).await.and_then(|(_, names)| names.last().cloned());
+    assert!(now_at_control.is_none() || now_at_control == newest_at_control, "no new segment at control");
+    let frozen = d.live_playlist(&id).await;
+
+    // Streaming on again, then the edge dies mid-stream and comes back: forwarding resumes, the sequence grows.
+    d.set_streaming(&id, true).await;
+    let (before_kill, _) = eventually("forwarding to resume", 30, || async {
+        d.live_playlist(&id).await.filter(|p| Some(p) != frozen.as_ref())
+    })
+    .await;
+    d.kill_edge().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    d.start_edge().await;
+    let (after_restart, _) = eventually("forwarding after the edge restart", 40, || async {
+        d.live_playlist(&id).await.filter(|(seq, _)| *seq > before_kill + 2)
+    })
+    .await;
+    assert!(after_restart > before_kill);
+    let (frames, _) = ffprobe_live(&d.live_url(&id)).await;
+    assert!(frames > 0, "still playable after the restart");
+}
+
+/// ffmpeg's HTTP output into the edge (no shared disk), and bad input that must not disturb it.
+#[tokio::test(flavor = "multi_thread")]
+async fn http_push_and_bad_input() {
+    let d = Deployment::start().await;
+    let name = unique("cam");
+    let id = d.register(&name).await;
+    d.set_streaming(&id, true).await;
+    let _ffmpeg = d.ffmpeg_http_push(&name);
+    let (first_seq, _) = eventually("a live playlist at control", 40, || d.live_playlist(&id)).await;
+    let (frames, _) = ffprobe_live(&d.live_url(&id)).await;
+    assert!(frames > 0);
+
+    let playlist = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\nseg.ts\n";
+    let post = |source: &str, prefix: &str, body: String| {
+        let mut req = http().post(format!("{}/v1/playlist", d.edge)).body(body);
+        if !source.is_empty() {
+            req = req.header("Video-Source-Name", source);
+        }
+        if !prefix.is_empty() {
+            req = req.header("MPEG-TS-URI-Prefix", prefix);
+        }
+        req.send()
+    };
+    let root = format!("file://{}/", d.file_root.display());
+    let error = |resp: reqwest::Response| async move {
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["success"], false);
+        (status, body["error"]["message"].as_str().unwrap().to_owned())
+    };
+
+    let (status, message) = error(post("nobody-registered-this", &root, playlist.into()).await.unwrap()).await;
+    assert_eq!(status, 404);
+    assert!(message.contains("POST /v1/source"), "says how to register: {message}");
+    let (status, _) = error(post(&name, "file:///etc/", playlist.into()).await.unwrap()).await;
+    assert_eq!(status, 403, "file:// outside the root");
+    let (status, _) = error(post(&name, &format!("{root}../"), playlist.into()).await.unwrap()).await;
+    assert_eq!(status, 403, "'..' in the prefix");
+    let (status, _) = error(post(&name, &root, playlist.replace("seg.ts", "../../etc/passwd")).await.unwrap()).await;
+    assert_eq!(status, 403, "'..' in a segment name");
+    let (status, _) = error(post(&name, &root, "this is not a playlist".into()).await.unwrap()).await;
+    assert_eq!(status, 400, "malformed m3u8");
+    let (status, _) = error(post(&name, "", playlist.into()).await.unwrap()).await;
+    assert_eq!(status, 400, "missing prefix header");
+    let (status, _) = error(post("", &root, playlist.into()).await.unwrap()).await;
+    assert_eq!(status, 400, "missing source header");
+    let (status, _) = error(post(&name, &root, "#EXTM3U\n".repeat(20_000)).await.unwrap()).await;
+    assert_eq!(status, 413, "playlist over the cap");
+    let resp =
+        http().put(format!("{}/v1/ingest/{name}/huge.ts", d.edge)).body(vec![0x47u8; 5_000_000]).send().await.unwrap();
+    assert_eq!(resp.status(), 413, "segment over the cap");
+    let resp = http().put(format!("{}/v1/ingest/{name}/..", d.edge)).body("x").send().await.unwrap();
+    assert!(resp.status().is_client_error());
+
+    // The stream carried on through all of it.
+    let (later, _) = eventually("the stream to keep going", 30, || async {
+        d.live_playlist(&id).await.filter(|(seq, _)| *seq >= first_seq + 3)
+    })
+    .await;
+    assert!(later > first_seq);
+    let sources: Value = http().get(format!("{}/v1/source", d.edge)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(sources["sources"].as_array().unwrap().len(), 1, "bad input registered nothing: {sources}");
+}

@@ -1,0 +1,308 @@
+//! The real binaries on the real services, and real ffmpeg pushing into the edge.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use serde_json::Value;
+use tokio::process::{Child, Command};
+use uuid::Uuid;
+
+pub const EDGE_TOKEN: &str = "e2e-edge-token";
+
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: start the services and load their settings with `eval \"$(scripts/services.sh env)\"`"
+        )
+    })
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..10])
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `target/debug` (or wherever this test binary was built).
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
+}
+
+/// The path of a workspace binary, building it when `cargo test -p livemix-edge` did not.
+pub fn binary(name: &str) -> PathBuf {
+    if name == "livemix-edge" {
+        return PathBuf::from(env!("CARGO_BIN_EXE_livemix-edge"));
+    }
+    let path = bin_dir().join(name);
+    if !path.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--bin", name])
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .status()
+            .unwrap();
+        assert!(status.success(), "building {name}");
+    }
+    path
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+/// A child process whose output goes to a log file, killed when dropped.
+pub struct Proc {
+    pub child: Child,
+}
+
+fn spawn(program: &Path, args: &[String], envs: &[(&str, String)], log: PathBuf) -> Proc {
+    let out = std::fs::File::create(&log).unwrap();
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out.try_clone().unwrap()))
+        .stderr(Stdio::from(out))
+        .kill_on_drop(true);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
+    Proc { child }
+}
+
+/// The backing-service environment the binaries read (as `scripts/services.sh env` prints it).
+fn service_env() -> Vec<(&'static str, String)> {
+    [
+        "DATABASE_URL",
+        "MEMCACHED_URL",
+        "PUBSUB_EMULATOR_HOST",
+        "PUBSUB_PROJECT_ID",
+        "S3_ENDPOINT",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_REGION",
+        "LIVEMIX_BUCKET",
+    ]
+    .into_iter()
+    .map(|k| (k, env(k)))
+    .collect()
+}
+
+/// One control node and one edge, as separate processes, with their own topics.
+pub struct Deployment {
+    pub dir: PathBuf,
+    pub file_root: PathBuf,
+    pub management: String,
+    pub vod: String,
+    pub edge: String,
+    edge_args: Vec<String>,
+    edge_env: Vec<(&'static str, String)>,
+    /// Held so the control node lives as long as the deployment.
+    _control: Proc,
+    pub edge_proc: Option<Proc>,
+}
+
+impl Deployment {
+    pub async fn start() -> Self {
+        let dir = std::env::temp_dir().join(unique("livemix-e2e"));
+        let file_root = dir.join("ingest");
+        std::fs::create_dir_all(&file_root).unwrap();
+        let control_topic = unique("ctl");
+        let (mgmt, vod, edge_api, edge) = (free_port(), free_port(), free_port(), free_port());
+        let mut envs = service_env();
+        envs.push(("LIVEMIX_EDGE_TOKEN", EDGE_TOKEN.into()));
+        envs.push(("LIVEMIX_CONTROL_TOPIC", control_topic.clone()));
+        envs.push(("LIVEMIX_CREATE_TOPICS", "true".into()));
+        envs.push(("LIVEMIX_LOG", "info,livemix_edge=debug,livemix_control=debug,livemix_common=debug".into()));
+        let control_args = vec![
+            format!("--management-addr=127.0.0.1:{mgmt}"),
+            format!("--vod-addr=127.0.0.1:{vod}"),
+            format!("--edge-api-addr=127.0.0.1:{edge_api}"),
+            format!("--control-subscription={control_topic}"),
+            format!("--reply-topic={}", unique("reply")),
+            "--reachable-within-secs=10".into(),
+            "--live-segments=3".into(),
+        ];
+        let control_proc = spawn(&binary("livemix-control"), &control_args, &envs, dir.join("control.log"));
+        let edge_args = vec![
+            format!("--listen-addr=127.0.0.1:{edge}"),
+            format!("--edge-id={}", unique("edge")),
+            format!("--control-url=http://127.0.0.1:{edge_api}"),
+            format!("--file-root={}", file_root.display()),
+            "--report-interval-secs=1".into(),
+            "--max-playlist-bytes=65536".into(),
+            "--max-segment-bytes=4000000".into(),
+        ];
+        let mut d = Self {
+            dir,
+            file_root,
+            management: format!("http://127.0.0.1:{mgmt}"),
+            vod: format!("http://127.0.0.1:{vod}"),
+            edge: format!("http://127.0.0.1:{edge}"),
+            edge_args,
+            edge_env: envs,
+            _control: control_proc,
+            edge_proc: None,
+        };
+        d.wait_ready(&d.management.clone(), "control").await;
+        d.start_edge().await;
+        d
+    }
+
+    pub async fn start_edge(&mut self) {
+        let n = std::fs::read_dir(&self.dir).unwrap().count();
+        let log = self.dir.join(format!("edge-{n}.log"));
+        self.edge_proc = Some(spawn(&binary("livemix-edge"), &self.edge_args, &self.edge_env, log));
+        self.wait_ready(&self.edge.clone(), "edge").await;
+    }
+
+    /// SIGKILL, as a crash or an OOM kill would.
+    pub async fn kill_edge(&mut self) {
+        let mut proc = self.edge_proc.take().expect("edge running");
+        proc.child.start_kill().unwrap();
+        proc.child.wait().await.unwrap();
+    }
+
+    async fn wait_ready(&self, base: &str, what: &str) {
+        for _ in 0..300 {
+            let alive = http().get(format!("{base}/liveness/alive")).send().await;
+            if alive.is_ok_and(|resp| resp.status().is_success()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{what} never answered; see the logs in {}", self.dir.display());
+    }
+
+    pub fn mgmt(&self, path: &str) -> String {
+        format!("{}{path}", self.management)
+    }
+
+    pub async fn register(&self, name: &str) -> String {
+        let resp = http()
+            .post(self.mgmt("/v1/source"))
+            .json(&serde_json::json!({"name": name, "segment_len": 1, "description": "e2e"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let body: Value = resp.json().await.unwrap();
+        body["source"]["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn set_streaming(&self, id: &str, on: bool) {
+        let resp = http().put(self.mgmt(&format!("/v1/source/{id}/streaming?new_state={on}"))).send().await.unwrap();
+        let status = resp.status();
+        assert_eq!(status, 200, "streaming={on}: {}", resp.text().await.unwrap());
+    }
+
+    pub fn live_url(&self, id: &str) -> String {
+        format!("{}/v1/vod/live/{id}/vid.m3u8", self.vod)
+    }
+
+    /// The live playlist's media sequence and segment names, once it exists.
+    pub async fn live_playlist(&self, id: &str) -> Option<(u64, Vec<String>)> {
+        let resp = http().get(self.live_url(id)).send().await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let playlist = livemix_common::hls::parse_media_playlist(&resp.bytes().await.ok()?).ok()?;
+        Some((playlist.media_sequence, playlist.segments.into_iter().map(|s| s.uri).collect()))
+    }
+
+    /// A counter from the edge's `/metrics`.
+    pub async fn edge_metric(&self, name: &str) -> u64 {
+        let text = http().get(format!("{}/metrics", self.edge)).send().await.unwrap().text().await.unwrap();
+        text.lines().find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0)
+    }
+
+    /// How many segments of `source` the edge has ingested.
+    pub async fn edge_ingested(&self, source: &str) -> u64 {
+        let body: Value = http().get(format!("{}/v1/source", self.edge)).send().await.unwrap().json().await.unwrap();
+        body["sources"]
+            .as_array()
+            .and_then(|all| all.iter().find(|s| s["name"] == source))
+            .and_then(|s| s["segments_ingested"].as_u64())
+            .unwrap_or(0)
+    }
+
+    /// ffmpeg writing segments under the file root and POSTing its playlist with the seed's headers.
+    pub fn ffmpeg_file_push(&self, source: &str) -> Proc {
+        let seg_dir = self.file_root.join(source);
+        std::fs::create_dir_all(&seg_dir).unwrap();
+        let headers = format!("Video-Source-Name: {source}\r\nMPEG-TS-URI-Prefix: file://{}/\r\n", seg_dir.display());
+        let mut args = ffmpeg_input();
+        args.extend([
+            "-hls_segment_filename".into(),
+            seg_dir.join(format!("{source}-%d.ts")).display().to_string(),
+            "-headers".into(),
+            headers,
+            "-method".into(),
+            "POST".into(),
+            format!("{}/v1/playlist", self.edge),
+        ]);
+        spawn(Path::new("ffmpeg"), &args, &[], self.dir.join(format!("ffmpeg-{source}.log")))
+    }
+
+    /// ffmpeg uploading segments and playlist over HTTP (no shared disk).
+    pub fn ffmpeg_http_push(&self, source: &str) -> Proc {
+        let mut args = ffmpeg_input();
+        args.extend(["-method".into(), "PUT".into(), format!("{}/v1/ingest/{source}/index.m3u8", self.edge)]);
+        spawn(Path::new("ffmpeg"), &args, &[], self.dir.join(format!("ffmpeg-{source}.log")))
+    }
+}
+
+/// A live 1-second-segment HLS encode of ffmpeg's test pattern.
+fn ffmpeg_input() -> Vec<String> {
+    "-nostdin -hide_banner -loglevel warning -re -f lavfi -i testsrc=size=320x180:rate=25 -c:v libx264 -preset veryfast \
+     -tune zerolatency -g 25 -sc_threshold 0 -pix_fmt yuv420p -f hls -hls_time 1 -hls_list_size 5 \
+     -hls_flags delete_segments"
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Runs ffprobe on a VOD URL: (decoded video frames, duration in seconds).
+pub async fn ffprobe(url: &str) -> (u64, f64) {
+    ffprobe_with(url, &[]).await
+}
+
+/// Runs ffprobe on the first seconds of a live URL (a live playlist never ends).
+pub async fn ffprobe_live(url: &str) -> (u64, f64) {
+    ffprobe_with(url, &["-read_intervals", "%+3"]).await
+}
+
+async fn ffprobe_with(url: &str, extra: &[&str]) -> (u64, f64) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-rw_timeout", "15000000", "-count_frames", "-select_streams", "v:0"])
+        .args(extra)
+        .args(["-show_entries", "stream=nb_read_frames:format=duration", "-of", "json", url])
+        .output()
+        .await
+        .expect("ffprobe must be installed");
+    assert!(out.status.success(), "ffprobe {url}: {}", String::from_utf8_lossy(&out.stderr));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let frames = json["streams"][0]["nb_read_frames"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let duration = json["format"]["duration"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    (frames, duration)
+}
+
+/// Polls `f` until it returns `Some`, for up to `secs` seconds.
+pub async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..secs * 5 {
+        if let Some(v) = f().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("timed out after {secs}s waiting for {what}");
+}

@@ -1,0 +1,104 @@
+//! `VideoSource`: a camera or encoder registered in the control node.
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, ResourceExt};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::condition;
+
+/// What the user wants: a source registered in the control node, streaming or not.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[allow(clippy::duplicated_attributes)] // each printcolumn(...) repeats the same keys, as kube intends
+#[kube(
+    group = "livemix.io",
+    version = "v1alpha1",
+    kind = "VideoSource",
+    namespaced,
+    status = "VideoSourceStatus",
+    derive = "PartialEq",
+    shortname = "vsrc",
+    category = "livemix",
+    doc = "A camera or encoder feed registered in the LiveMix control node and served by an edge.",
+    printcolumn(name = "Streaming", type_ = "boolean", json_path = ".status.streaming"),
+    printcolumn(name = "Reachable", type_ = "boolean", json_path = ".status.reachable"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Last Seen", type_ = "date", json_path = ".status.lastSeen"),
+    printcolumn(name = "ID", type_ = "string", json_path = ".status.id", priority = 1),
+    printcolumn(name = "Live URL", type_ = "string", json_path = ".status.liveUrl", priority = 1),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct VideoSourceSpec {
+    /// Name of the source in the control node, as edges and encoders address it (e.g. the ingest URL
+    /// `/v1/ingest/{name}/index.m3u8`). Defaults to the resource's name. Control-node names are global, so two
+    /// resources in different namespaces must not use the same one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[A-Za-z0-9_.-]+$"))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "!self.contains('..')", "message": "name must not contain '..'"}
+    ]))]
+    pub name: Option<String>,
+    /// Free text shown in the control node.
+    #[serde(default)]
+    #[schemars(length(max = 4096))]
+    pub description: String,
+    /// Segment length the encoder is configured with, in seconds. Fixed once the source is registered: the
+    /// control node cannot change it.
+    #[schemars(range(min = 1, max = 3600))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self == oldSelf", "message": "segmentLength cannot change once the source is registered"}
+    ]))]
+    pub segment_length: i32,
+    /// Whether the edge forwards segments to the control node (live playback), or keeps them local.
+    #[serde(default)]
+    pub streaming: bool,
+}
+
+/// What the control node reports about the source.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VideoSourceStatus {
+    /// Id of the source in the control node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Uuid>,
+    /// Streaming state the control node holds (and sends to the edge).
+    #[serde(default)]
+    pub streaming: bool,
+    /// Whether the source's edge reported recently.
+    #[serde(default)]
+    pub reachable: bool,
+    /// The edge serving the source (its request topic), once an edge has reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rr_target: Option<String>,
+    /// When the control node last heard from the edge, by the control node's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<DateTime<Utc>>,
+    /// HLS URL of the live stream for players.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::conditions_schema")]
+    pub conditions: Vec<Condition>,
+}
+
+impl VideoSource {
+    /// The source's name in the control node.
+    pub fn control_name(&self) -> String {
+        self.spec.name.clone().unwrap_or_else(|| self.name_any())
+    }
+
+    /// The control node's id of the source, once known.
+    pub fn source_id(&self) -> Option<Uuid> {
+        self.status.as_ref().and_then(|s| s.id)
+    }
+
+    /// The control node's id of the source when it is registered and in step with the spec: what a Recording
+    /// needs before it can start.
+    pub fn ready_source_id(&self) -> Option<Uuid> {
+        let status = self.status.as_ref()?;
+        condition::is_true(&status.conditions, condition::READY).then_some(status.id).flatten()
+    }
+}

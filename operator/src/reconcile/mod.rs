@@ -1,0 +1,240 @@
+//! Reconcilers of both resources and what they share: errors, events, status writes and retry policy.
+//!
+//! Each reconcile runs inside kube's finalizer helper. Its apply step computes the status from the control
+//! node, publishes an Event for every change it made, then writes the status with server-side apply (skipped
+//! when nothing changed, so a resource in step costs no Kubernetes calls). A failure publishes a Warning Event,
+//! sets `Ready=False` with the error as message and is retried with per-object exponential backoff.
+
+pub mod recording;
+pub mod video_source;
+
+use std::{fmt::Debug, sync::Arc};
+
+use k8s_openapi::{NamespaceResourceScope, apimachinery::pkg::apis::meta::v1::Condition};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::{
+        controller::Action,
+        events::{Event, EventType},
+        finalizer,
+    },
+};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::{
+    context::{Context, MANAGER},
+    control_client::ControlError,
+    crd::condition,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error("Kubernetes API call failed while {what}: {source}")]
+    Kube {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(transparent)]
+    Finalizer(Box<finalizer::Error<Error>>),
+    #[error("VideoSource {name:?} does not exist in namespace {namespace:?}")]
+    SourceNotFound { namespace: String, name: String },
+    #[error("VideoSource {name:?} is not ready: {why}")]
+    SourceNotReady { name: String, why: String },
+    #[error("control-node source {name:?} is already managed by VideoSource {owner}; give this one another spec.name")]
+    NameConflict { name: String, owner: String },
+    #[error("cannot rename the source to {name:?}: another control-node source has that name")]
+    NameTaken { name: String },
+    #[error("alias {alias:?} is already used by another recording in the control node{}", .id.as_deref().map(|id| format!(" ({id})")).unwrap_or_default())]
+    AliasConflict { alias: String, id: Option<String> },
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+}
+
+impl Error {
+    /// CamelCase reason for conditions, Events and the failure metric.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Control(_) => "ControlNodeError",
+            Self::Kube { .. } => "KubernetesError",
+            Self::Finalizer(inner) => match inner.as_ref() {
+                finalizer::Error::ApplyFailed(err) | finalizer::Error::CleanupFailed(err) => err.reason(),
+                _ => "FinalizerError",
+            },
+            Self::SourceNotFound { .. } => "SourceNotFound",
+            Self::SourceNotReady { .. } => "SourceNotReady",
+            Self::NameConflict { .. } | Self::NameTaken { .. } => "NameConflict",
+            Self::AliasConflict { .. } => "AliasConflict",
+            Self::InvalidSpec(_) => "InvalidSpec",
+        }
+    }
+
+    fn kube(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Self {
+        let what = what.into();
+        move |source| Self::Kube { what, source }
+    }
+}
+
+/// A resource kind this operator reconciles.
+pub trait Reconciled:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + Debug
+    + DeserializeOwned
+    + Serialize
+    + Send
+    + Sync
+    + 'static
+{
+    type Status: Serialize + Clone + Default + PartialEq + Send + Sync;
+    const KIND: &'static str;
+    fn current_status(&self) -> Option<&Self::Status>;
+    fn conditions(status: &mut Self::Status) -> &mut Vec<Condition>;
+}
+
+/// An Event to publish about the object being reconciled.
+#[derive(Debug, Clone)]
+pub struct Note {
+    warning: bool,
+    reason: &'static str,
+    action: &'static str,
+    message: String,
+}
+
+impl Note {
+    pub fn normal(reason: &'static str, action: &'static str, message: impl Into<String>) -> Self {
+        Self { warning: false, reason, action, message: message.into() }
+    }
+
+    pub fn warning(reason: &'static str, action: &'static str, message: impl Into<String>) -> Self {
+        Self { warning: true, reason, action, message: message.into() }
+    }
+}
+
+/// Publishes an Event; a failure is logged, never fatal: Events are advice, the status is the record.
+async fn publish<K: Reconciled>(obj: &K, note: &Note, ctx: &Context) {
+    if note.warning {
+        tracing::warn!(reason = note.reason, "{}", note.message);
+    } else {
+        tracing::info!(reason = note.reason, "{}", note.message);
+    }
+    let event = Event {
+        type_: if note.warning { EventType::Warning } else { EventType::Normal },
+        reason: note.reason.into(),
+        note: Some(note.message.chars().take(1024).collect()),
+        action: note.action.into(),
+        secondary: None,
+    };
+    if let Err(err) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+        tracing::warn!(%err, reason = note.reason, "could not publish an Event");
+    }
+}
+
+async fn publish_all<K: Reconciled>(obj: &K, notes: &[Note], ctx: &Context) {
+    for note in notes {
+        publish(obj, note, ctx).await;
+    }
+}
+
+fn namespace<K: Reconciled>(obj: &K) -> Result<String, Error> {
+    obj.namespace().ok_or_else(|| Error::InvalidSpec(format!("{} {} has no namespace", K::KIND, obj.name_any())))
+}
+
+/// Writes the status with server-side apply, unless it is unchanged.
+async fn write_status<K: Reconciled>(obj: &K, status: K::Status, ctx: &Context) -> Result<(), Error> {
+    if obj.current_status() == Some(&status) {
+        return Ok(());
+    }
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace(obj)?);
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(&obj.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map_err(Error::kube(format!("writing the status of {} {}", K::KIND, obj.name_any())))?;
+    Ok(())
+}
+
+/// Makes a failure visible: a Warning Event and `Ready=False` with the error, keeping the rest of the status.
+async fn report_failure<K: Reconciled>(obj: &K, err: &Error, ctx: &Context) {
+    publish(obj, &Note::warning(err.reason(), "Reconcile", err.to_string()), ctx).await;
+    let mut status = obj.current_status().cloned().unwrap_or_default();
+    condition::set(
+        K::conditions(&mut status),
+        condition::READY,
+        false,
+        err.reason(),
+        &err.to_string(),
+        obj.meta().generation,
+    );
+    if let Err(write_err) = write_status(obj, status, ctx).await {
+        tracing::warn!(%write_err, "could not record the failure in the status");
+    }
+}
+
+/// Runs a reconcile step and reports its failure, so both apply and cleanup fail the same visible way.
+async fn reported<K: Reconciled>(
+    obj: &K,
+    ctx: &Context,
+    step: impl Future<Output = Result<Action, Error>>,
+) -> Result<Action, Error> {
+    match step.await {
+        Ok(action) => {
+            ctx.backoff.reset(&backoff_key(obj));
+            Ok(action)
+        }
+        Err(err) => {
+            report_failure(obj, &err, ctx).await;
+            Err(err)
+        }
+    }
+}
+
+fn backoff_key<K: Reconciled>(obj: &K) -> String {
+    format!("{}/{}/{}", K::KIND, obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+/// Retries a failed reconcile after an exponentially growing, capped delay.
+pub fn error_policy<K: Reconciled>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failure(K::KIND, err.reason());
+    let delay = ctx.backoff.next_delay(&backoff_key(obj.as_ref()));
+    tracing::warn!(
+        kind = K::KIND,
+        namespace = obj.namespace().unwrap_or_default(),
+        name = %obj.name_any(),
+        reason = err.reason(),
+        error = %err,
+        retry_in = ?delay,
+        "reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+/// Runs `apply` or `cleanup` under the kind's finalizer.
+async fn with_finalizer<K, A, C>(
+    obj: Arc<K>,
+    ctx: &Context,
+    finalizer_name: &str,
+    apply: impl FnOnce(Arc<K>) -> A,
+    cleanup: impl FnOnce(Arc<K>) -> C,
+) -> Result<Action, Error>
+where
+    K: Reconciled,
+    A: Future<Output = Result<Action, Error>>,
+    C: Future<Output = Result<Action, Error>>,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace(obj.as_ref())?);
+    finalizer::finalizer(&api, finalizer_name, obj, |event| async move {
+        match event {
+            finalizer::Event::Apply(obj) => apply(obj).await,
+            finalizer::Event::Cleanup(obj) => cleanup(obj).await,
+        }
+    })
+    .await
+    .map_err(|err| Error::Finalizer(Box::new(err)))
+}

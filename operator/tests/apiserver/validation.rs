@@ -1,0 +1,147 @@
+//! The API server itself refuses invalid resources and forbidden changes: the CRDs' OpenAPI schema (ranges,
+//! patterns, required fields), their CEL rules (immutable fields, no restart of a stopped recording) and strict
+//! field validation. No operator runs here: nothing of this reaches it.
+
+use kube::{
+    Api,
+    api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams},
+    core::Status,
+};
+use livemix_operator::crd::{Recording, VideoSource};
+use serde_json::{Value, json};
+
+use crate::support::{TestNamespace, USER, client, install_crds, kubectl_with_input, unique};
+
+/// Asserts the API server refused with 422 Invalid, its message naming each of `words`.
+fn assert_invalid<T: std::fmt::Debug>(result: Result<T, kube::Error>, words: &[&str], what: &str) {
+    match result {
+        Err(kube::Error::Api(status)) => {
+            let Status { code, reason, message, .. } = status.as_ref();
+            assert_eq!((*code, reason.as_str()), (422, "Invalid"), "{what}: {message}");
+            for word in words {
+                assert!(message.contains(word), "{what}: the message {message:?} lacks {word:?}");
+            }
+        }
+        other => panic!("{what}: the API server accepted it or failed otherwise: {other:?}"),
+    }
+}
+
+fn object(kind: &str, name: &str, spec: Value) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "livemix.io/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .expect("object")
+}
+
+#[tokio::test]
+async fn invalid_resources_are_refused_by_the_api_server() {
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = TestNamespace::create(&client).await;
+    let sources = Api::<DynamicObject>::namespaced_with(client.clone(), &ns.name, &ApiResource::erase::<VideoSource>(&()));
+    let recordings = Api::<DynamicObject>::namespaced_with(client.clone(), &ns.name, &ApiResource::erase::<Recording>(&()));
+    let create = PostParams::default();
+
+    for (spec, words, what) in [
+        (json!({"segmentLength": 0}), &["spec.segmentLength", "greater than or equal to 1"][..], "segmentLength 0"),
+        (json!({"segmentLength": 3601}), &["spec.segmentLength", "less than or equal to 3600"][..], "segmentLength 3601"),
+        (json!({"segmentLength": "2"}), &["spec.segmentLength", "integer"][..], "segmentLength as a string"),
+        (json!({"streaming": true}), &["spec.segmentLength", "Required value"][..], "no segmentLength"),
+        (json!({"segmentLength": 2, "name": "a..b"}), &["name must not contain '..'"][..], "'..' in the name"),
+        (json!({"segmentLength": 2, "name": "a/b"}), &["spec.name", "should match"][..], "'/' in the name"),
+        (json!({"segmentLength": 2, "name": ""}), &["spec.name", "at least 1 chars long"][..], "empty name"),
+        (json!({"segmentLength": 2, "description": "x".repeat(4097)}), &["spec.description", "Too long"][..], "long text"),
+    ] {
+        assert_invalid(sources.create(&create, &object("VideoSource", &unique("bad"), spec)).await, words, what);
+    }
+    let no_spec: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "livemix.io/v1alpha1", "kind": "VideoSource", "metadata": {"name": unique("bad")},
+    }))
+    .unwrap();
+    assert_invalid(sources.create(&create, &no_spec).await, &["spec", "Required value"], "no spec");
+
+    for (spec, words, what) in [
+        (json!({"description": "x"}), &["spec.source", "Required value"][..], "no source"),
+        (json!({"source": ""}), &["spec.source", "at least 1 chars long"][..], "empty source"),
+        (json!({"source": "cam", "alias": "a..b"}), &["alias must not contain '..'"][..], "'..' in the alias"),
+        (json!({"source": "cam", "alias": "a b"}), &["spec.alias", "should match"][..], "space in the alias"),
+        (json!({"source": "cam", "startTime": "yesterday"}), &["spec.startTime"][..], "startTime not a date"),
+    ] {
+        assert_invalid(recordings.create(&create, &object("Recording", &unique("bad"), spec)).await, words, what);
+    }
+
+    // Changes the CEL transition rules forbid; the allowed ones pass.
+    let cam = unique("cam");
+    sources.create(&create, &object("VideoSource", &cam, json!({"segmentLength": 2}))).await.expect("valid");
+    let merge = |spec: Value| Patch::Merge(json!({"spec": spec}));
+    let params = PatchParams::default();
+    assert_invalid(
+        sources.patch(&cam, &params, &merge(json!({"segmentLength": 4}))).await,
+        &["segmentLength cannot change once the source is registered"],
+        "changing segmentLength",
+    );
+    sources
+        .patch(&cam, &params, &merge(json!({"streaming": true, "description": "changed", "name": "renamed"})))
+        .await
+        .expect("streaming, description and name may change");
+
+    let rec = unique("rec");
+    let spec = json!({"source": cam, "alias": unique("alias"), "startTime": "2026-11-25T09:55:00Z"});
+    recordings.create(&create, &object("Recording", &rec, spec)).await.expect("valid");
+    for (change, message, what) in [
+        (json!({"source": "other"}), "source is immutable", "changing the source"),
+        (json!({"alias": "other"}), "alias is immutable", "changing the alias"),
+        (json!({"alias": null}), "alias cannot be added or removed once the recording exists", "removing the alias"),
+        (json!({"startTime": "2026-11-25T10:00:00Z"}), "startTime is immutable", "changing startTime"),
+        (json!({"startTime": null}), "startTime cannot be added or removed", "removing startTime"),
+    ] {
+        assert_invalid(recordings.patch(&rec, &params, &merge(change)).await, &[message], what);
+    }
+    let plain = unique("rec");
+    recordings.create(&create, &object("Recording", &plain, json!({"source": cam}))).await.expect("valid");
+    assert_invalid(
+        recordings.patch(&plain, &params, &merge(json!({"alias": "late"}))).await,
+        &["alias cannot be added or removed once the recording exists"],
+        "adding an alias",
+    );
+    recordings.patch(&plain, &params, &merge(json!({"stopped": true, "description": "done"}))).await.expect("stop");
+    assert_invalid(
+        recordings.patch(&plain, &params, &merge(json!({"stopped": false}))).await,
+        &["a stopped recording cannot be restarted; create a new Recording"],
+        "restarting a stopped recording",
+    );
+    // The same rules hold for server-side apply.
+    let apply = json!({
+        "apiVersion": "livemix.io/v1alpha1", "kind": "VideoSource", "metadata": {"name": cam},
+        "spec": {"segmentLength": 6},
+    });
+    assert_invalid(
+        sources.patch(&cam, &PatchParams::apply(USER).force(), &Patch::Apply(&apply)).await,
+        &["segmentLength cannot change once the source is registered"],
+        "applying another segmentLength",
+    );
+
+    // Unknown fields: kubectl's strict validation makes the API server refuse them.
+    let typo = format!(
+        "apiVersion: livemix.io/v1alpha1\nkind: VideoSource\nmetadata:\n  name: {}\nspec:\n  segmentLenght: 2\n  \
+         segmentLength: 2\n",
+        unique("typo")
+    );
+    for mode in ["--server-side", "--server-side=false"] {
+        let (ok, stdout, stderr) =
+            kubectl_with_input(&["apply", mode, "--validate=strict", "-n", &ns.name, "-f", "-"], &typo);
+        assert!(!ok, "kubectl apply {mode} accepted an unknown field: {stdout}");
+        assert!(stderr.contains(r#"unknown field "spec.segmentLenght""#), "kubectl apply {mode}: {stderr}");
+    }
+    let bad = format!(
+        "apiVersion: livemix.io/v1alpha1\nkind: VideoSource\nmetadata:\n  name: {}\nspec:\n  segmentLength: 0\n",
+        unique("zero")
+    );
+    let (ok, _, stderr) = kubectl_with_input(&["apply", "-n", &ns.name, "-f", "-"], &bad);
+    assert!(!ok && stderr.contains("Invalid value") && stderr.contains("spec.segmentLength"), "{stderr}");
+
+    ns.delete().await;
+}

@@ -1,0 +1,166 @@
+//! Recording reconciles against the mocked API server, asserting the exact Kubernetes calls, with a real
+//! control node behind the operator.
+
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use kube::runtime::controller::Action;
+use livemix_operator::{
+    crd::Recording,
+    reconcile::{self, recording::FINALIZER},
+};
+use serde_json::json;
+
+use crate::support::{
+    NAMESPACE, RECORDINGS, VIDEOSOURCES, VOD_URL, applied_status, assert_event, closed_port_url, condition,
+    control::ControlNode, event_post, kube_api::MockApi, lines, mark_deleted, object_patch, operator,
+    reconcile_recording, recording, settings, settle_recording, settle_source, status_patch, unique, video_source,
+};
+
+#[tokio::test]
+async fn create_starts_the_recording_from_its_start_time_and_reports_it() {
+    let node = ControlNode::start().await;
+    let control = node.client();
+    let (client, api) = MockApi::start();
+    let (ctx, _metrics) = operator(client, settings(&node.management));
+    let source = unique("cam");
+    let source_id = settle_source(&api, &ctx, &video_source(&source, true)).await.source_id().expect("source");
+    let name = unique("rec");
+    let mut rec = recording(&name, &source);
+    let start = Utc::now() - TimeDelta::seconds(90);
+    rec.spec.start_time = Some(start);
+    api.put(&rec);
+
+    let (result, calls) = reconcile_recording(&api, &ctx, &name).await;
+    assert_eq!(result.expect("reconcile"), Action::await_change());
+    assert_eq!(lines(&calls), [object_patch(RECORDINGS, &name)]);
+    assert_eq!(calls[0].body[1], json!({"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}));
+    assert!(control.source_recordings(source_id, false).await.unwrap().is_empty(), "not started before the finalizer");
+
+    let (result, calls) = reconcile_recording(&api, &ctx, &name).await;
+    assert_eq!(result.expect("reconcile"), Action::requeue(Duration::from_secs(30)));
+    assert_eq!(lines(&calls), [format!("GET {VIDEOSOURCES}/{source}"), event_post(), status_patch(RECORDINGS, &name)]);
+    assert_event(&calls[1], "Normal", "Started", "Recording", &name, &[&source]);
+    let recordings = control.source_recordings(source_id, false).await.unwrap();
+    assert_eq!(recordings.len(), 1, "one recording in control");
+    let started = &recordings[0];
+    let stored: Recording = api.get(NAMESPACE, &name).unwrap();
+    assert_eq!(started.alias.as_deref(), Some(stored.control_alias().as_str()));
+    assert_eq!(started.description.as_deref(), Some("morning show"));
+    assert_eq!(started.start_ts.timestamp(), start.timestamp(), "startTime sent as epoch seconds");
+    assert!(started.active);
+    let status = applied_status(&calls[2], "Recording");
+    assert_eq!(status["id"], started.id);
+    assert_eq!(status["alias"], stored.control_alias());
+    assert_eq!(status["active"], true);
+    assert_eq!(status["segments"], 0);
+    assert_eq!(status["startTs"], json!(started.start_ts));
+    assert!(status.get("endTs").is_none(), "{status}");
+    assert_eq!(status["playlistUrl"], format!("{VOD_URL}/v1/vod/recording/{}/vid.m3u8", started.id));
+    let ready = condition(status, "Ready");
+    assert_eq!((&ready["status"], &ready["reason"]), (&json!("True"), &json!("Recording")));
+
+    // In step: the control node is read, Kubernetes is not called.
+    let (result, calls) = reconcile_recording(&api, &ctx, &name).await;
+    result.expect("reconcile");
+    assert!(calls.is_empty(), "{:?}", lines(&calls));
+    assert_eq!(control.source_recordings(source_id, false).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn setting_stopped_stops_the_recording() {
+    let node = ControlNode::start().await;
+    let control = node.client();
+    let (client, api) = MockApi::start();
+    let (ctx, _metrics) = operator(client, settings(&node.management));
+    let source = unique("cam");
+    settle_source(&api, &ctx, &video_source(&source, false)).await;
+    let name = unique("rec");
+    let id = settle_recording(&api, &ctx, &recording(&name, &source)).await.recording_id().expect("started").to_owned();
+
+    api.edit::<Recording, _>(NAMESPACE, &name, |rec| {
+        rec.spec.stopped = true;
+        rec.metadata.generation = Some(2);
+    });
+    let (result, calls) = reconcile_recording(&api, &ctx, &name).await;
+    assert_eq!(result.expect("reconcile"), Action::requeue(Duration::from_secs(300)), "finished: slow resync");
+    assert_eq!(lines(&calls), [event_post(), status_patch(RECORDINGS, &name)]);
+    assert_event(&calls[0], "Normal", "Stopped", "Recording", &name, &[&id]);
+    let stopped = control.get_recording(&id).await.unwrap();
+    assert!(!stopped.active);
+    let status = applied_status(&calls[1], "Recording");
+    assert_eq!(status["active"], false);
+    assert_eq!(status["endTs"], json!(stopped.end_ts.expect("end time")));
+    let ready = condition(status, "Ready");
+    assert_eq!((&ready["reason"], &ready["observedGeneration"]), (&json!("Stopped"), &json!(2)));
+}
+
+#[tokio::test]
+async fn deleting_stops_the_recording_and_purges_it_only_when_asked() {
+    let node = ControlNode::start().await;
+    let control = node.client();
+    let (client, api) = MockApi::start();
+    let (ctx, _metrics) = operator(client, settings(&node.management));
+    let source = unique("cam");
+    settle_source(&api, &ctx, &video_source(&source, false)).await;
+
+    for purge in [false, true] {
+        let name = unique("rec");
+        let mut rec = recording(&name, &source);
+        rec.spec.purge_on_delete = purge;
+        let id = settle_recording(&api, &ctx, &rec).await.recording_id().expect("started").to_owned();
+        api.edit::<Recording, _>(NAMESPACE, &name, |rec| mark_deleted(&mut rec.metadata));
+        let (result, calls) = reconcile_recording(&api, &ctx, &name).await;
+        assert_eq!(result.expect("cleanup"), Action::await_change());
+        if purge {
+            assert_eq!(lines(&calls), [event_post(), event_post(), object_patch(RECORDINGS, &name)]);
+            assert_event(&calls[1], "Normal", "Purged", "Recording", &name, &[&id]);
+            assert!(control.get_recording(&id).await.unwrap_err().is_not_found(), "purged from control");
+        } else {
+            assert_eq!(lines(&calls), [event_post(), object_patch(RECORDINGS, &name)]);
+            let kept = control.get_recording(&id).await.unwrap();
+            assert!(!kept.active && kept.end_ts.is_some(), "stopped and kept: {kept:?}");
+        }
+        assert_event(&calls[0], "Normal", "Stopped", "Recording", &name, &[&id]);
+        assert_eq!(calls.last().unwrap().body[1], json!({"op": "remove", "path": "/metadata/finalizers/0"}));
+        assert!(api.get::<Recording>(NAMESPACE, &name).is_none());
+    }
+}
+
+/// A Recording whose VideoSource is missing or not ready gets a clear condition and a retry with backoff; the
+/// control node is not even asked (nothing listens at its URL here).
+#[tokio::test]
+async fn a_missing_or_unready_source_gets_a_condition_and_a_retry() {
+    let (client, api) = MockApi::start();
+    let (ctx, _metrics) = operator(client, settings(&closed_port_url().await));
+    let source = unique("cam");
+    let name = unique("rec");
+    let mut rec = recording(&name, &source);
+    rec.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    api.put(&rec);
+
+    let (result, calls) = reconcile_recording(&api, &ctx, &name).await;
+    let err = result.expect_err("no source");
+    assert_eq!(err.reason(), "SourceNotFound");
+    assert_eq!(lines(&calls), [format!("GET {VIDEOSOURCES}/{source}"), event_post(), status_patch(RECORDINGS, &name)]);
+    assert_event(&calls[1], "Warning", "SourceNotFound", "Recording", &name, &[&source, NAMESPACE]);
+    let ready = condition(applied_status(&calls[2], "Recording"), "Ready");
+    assert_eq!((&ready["status"], &ready["reason"]), (&json!("False"), &json!("SourceNotFound")));
+    let rec = std::sync::Arc::new(api.get::<Recording>(NAMESPACE, &name).unwrap());
+    assert_eq!(
+        reconcile::error_policy(rec, &err, ctx.clone()),
+        Action::requeue(Duration::from_millis(500)),
+        "retried, not crash-looping"
+    );
+
+    // The VideoSource appears but is not registered yet.
+    api.put(&video_source(&source, false));
+    let (result, calls) = reconcile_recording(&api, &ctx, &name).await;
+    assert_eq!(result.expect_err("source not ready").reason(), "SourceNotReady");
+    assert_eq!(lines(&calls), [format!("GET {VIDEOSOURCES}/{source}"), event_post(), status_patch(RECORDINGS, &name)]);
+    assert_event(&calls[1], "Warning", "SourceNotReady", "Recording", &name, &["not registered"]);
+    let ready = condition(applied_status(&calls[2], "Recording"), "Ready");
+    assert_eq!((&ready["status"], &ready["reason"]), (&json!("False"), &json!("SourceNotReady")));
+    let rec = std::sync::Arc::new(api.get::<Recording>(NAMESPACE, &name).unwrap());
+    assert_eq!(reconcile::error_policy(rec, &err, ctx), Action::requeue(Duration::from_secs(1)), "backing off");
+}
