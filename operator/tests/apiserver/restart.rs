@@ -2,9 +2,10 @@
 //! what changed while none ran, re-finds what it lost from the status, and never duplicates anything in the
 //! control node.
 
+use k8s_openapi::api::events::v1::Event;
 use kube::{
-    Api,
-    api::{DeleteParams, Patch, PatchParams},
+    Api, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams},
 };
 use livemix_operator::crd::{Recording, VideoSource};
 use serde_json::json;
@@ -38,6 +39,21 @@ fn active(want: bool) -> impl Fn(&Recording) -> Result<(), String> {
         ready(&status.conditions)?;
         if status.active == want { Ok(()) } else { Err(format!("active is not {want}")) }
     }
+}
+
+async fn resource_versions(sources: &Api<VideoSource>, recordings: &Api<Recording>) -> Vec<String> {
+    let mut versions: Vec<String> =
+        sources.list(&ListParams::default()).await.unwrap().items.iter().map(|o| o.resource_version().unwrap()).collect();
+    versions.extend(recordings.list(&ListParams::default()).await.unwrap().items.iter().map(|o| o.resource_version().unwrap()));
+    versions
+}
+
+/// Names of the Events of the namespace.
+async fn all_events(client: &kube::Client, namespace: &str) -> Vec<String> {
+    let api: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let mut names: Vec<String> = api.list(&ListParams::default()).await.unwrap().items.iter().map(|e| e.name_any()).collect();
+    names.sort();
+    names
 }
 
 #[tokio::test]
@@ -86,9 +102,14 @@ async fn an_operator_restart_duplicates_nothing_in_control() {
     wait_event(&client, &ns.name, "Recording", &evening, "Adopted").await;
     second.stop().await;
 
-    // A third operator with everything in step.
+    // A third operator with everything in step: it reconciles each resource and changes nothing.
+    let events_before = all_events(&client, &ns.name).await;
+    let before = resource_versions(&sources, &recordings).await;
     let third = RunningOperator::start(settings).await;
-    wait_source(&sources, &lobby, streaming(false)).await;
+    third.wait_reconciled("VideoSource", 2).await;
+    third.wait_reconciled("Recording", 2).await;
+    assert_eq!(resource_versions(&sources, &recordings).await, before, "nothing written when in step");
+    assert_eq!(all_events(&client, &ns.name).await, events_before, "no Event when in step");
 
     let all = control.list_sources().await.unwrap();
     for (name, id, streaming) in [(&lobby, lobby_id, false), (&door, door_id, true)] {

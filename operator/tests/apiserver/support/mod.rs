@@ -22,8 +22,9 @@ use kube::{
     api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams},
     config::KubeConfigOptions,
 };
+use livemix_common::telemetry::Metrics;
 use livemix_operator::{
-    RunError, Settings,
+    Operator, RunError, Settings,
     crd::{Recording, VideoSource},
 };
 use tokio::{sync::oneshot, task::JoinHandle};
@@ -189,7 +190,8 @@ where
 {
     let patch = serde_json::json!({"metadata": {"finalizers": null}});
     match api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-        Ok(_) | Err(kube::Error::Api(kube::core::Status { code: 404, .. })) => {}
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
         Err(err) => panic!("removing the finalizers of {name}: {err}"),
     }
 }
@@ -256,18 +258,37 @@ pub async fn control_and_settings(namespace: &str) -> (ControlNode, Settings) {
 
 /// The operator running in this process, as `livemix-operator` runs it.
 pub struct RunningOperator {
+    metrics: Metrics,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), RunError>>>,
 }
 
 impl RunningOperator {
+    /// Starts the operator with a kube client of its own, as a new process would have.
     pub async fn start(settings: Settings) -> Self {
         let client = client().await;
+        let metrics = Metrics::new("livemix_operator");
+        let operator = Operator::new(client, settings, &metrics).expect("operator");
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(livemix_operator::run(client, settings, async {
+        let task = tokio::spawn(operator.run(async {
             let _ = stopped.await;
         }));
-        Self { stop: Some(stop), task: Some(task) }
+        Self { metrics, stop: Some(stop), task: Some(task) }
+    }
+
+    /// Waits until this operator finished at least `count` reconciles of `kind` (from its metrics).
+    pub async fn wait_reconciled(&self, kind: &str, count: u64) {
+        let line = format!("livemix_operator_reconcile_duration_seconds_count{{kind=\"{kind}\"}} ");
+        eventually(&format!("{count} {kind} reconciles"), || async {
+            let text = self.metrics.encode();
+            let done = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&line))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            if done >= count { Ok(()) } else { Err(format!("{done} so far")) }
+        })
+        .await;
     }
 
     /// Stops the controllers and waits until they finished; an error of the operator fails the test.
