@@ -124,8 +124,15 @@ impl IntoResponse for ApiError {
 macro_rules! rejection_into_api_error {
     ($($rejection:ty),*) => {$(
         impl From<$rejection> for ApiError {
+            /// Keeps 413 and 415; any other malformed input (axum says 422 for well-formed JSON of the wrong
+            /// shape) is a plain 400, as the API promises.
             fn from(rejection: $rejection) -> Self {
-                Self::new(rejection.status(), rejection.body_text())
+                let status = match rejection.status() {
+                    s @ (StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE) => s,
+                    s if s.is_server_error() => s,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                Self::new(status, rejection.body_text())
             }
         }
     )*};

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 /// A camera or encoder feed, registered in the control node and served by one edge.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct Source {
     pub id: Uuid,
     pub name: String,
@@ -32,6 +33,7 @@ pub struct Source {
 
 /// A snippet of one source's stream being (or having been) saved to the object store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct Recording {
     /// A ULID, so recordings sort by creation time.
     pub id: String,
@@ -48,6 +50,7 @@ pub struct Recording {
 
 /// One MPEG-TS segment of a source, as stored for a recording.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct Segment {
     pub id: i64,
     pub name: String,

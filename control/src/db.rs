@@ -55,97 +55,6 @@ const RECORDING_COLUMNS: &str = "id, alias, description, source, start_ts, end_t
 
 const SEGMENT_COLUMNS: &str = "s.id, s.name, s.source, s.seq, s.start_ts, s.end_ts, s.length_ms, s.size, s.uri";
 
-#[derive(sqlx::FromRow)]
-struct SourceRow {
-    id: Uuid,
-    name: String,
-    segment_length: i32,
-    description: String,
-    streaming: bool,
-    rr_target: Option<String>,
-    local_time: Option<DateTime<Utc>>,
-    last_seen: Option<DateTime<Utc>>,
-    reachable: bool,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-impl From<SourceRow> for Source {
-    fn from(r: SourceRow) -> Self {
-        Source {
-            id: r.id,
-            name: r.name,
-            segment_length: r.segment_length,
-            description: r.description,
-            streaming: r.streaming,
-            rr_target: r.rr_target,
-            local_time: r.local_time,
-            last_seen: r.last_seen,
-            reachable: r.reachable,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-        }
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct RecordingRow {
-    id: String,
-    alias: Option<String>,
-    description: Option<String>,
-    source: Uuid,
-    start_ts: DateTime<Utc>,
-    end_ts: Option<DateTime<Utc>>,
-    active: bool,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-impl From<RecordingRow> for Recording {
-    fn from(r: RecordingRow) -> Self {
-        Recording {
-            id: r.id,
-            alias: r.alias,
-            description: r.description,
-            source: r.source,
-            start_ts: r.start_ts,
-            end_ts: r.end_ts,
-            active: r.active,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-        }
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct SegmentRow {
-    id: i64,
-    name: String,
-    source: Uuid,
-    seq: i64,
-    start_ts: DateTime<Utc>,
-    end_ts: DateTime<Utc>,
-    length_ms: i64,
-    size: i64,
-    uri: String,
-}
-
-impl From<SegmentRow> for Segment {
-    fn from(r: SegmentRow) -> Self {
-        Segment {
-            id: r.id,
-            name: r.name,
-            source: r.source,
-            seq: r.seq,
-            start_ts: r.start_ts,
-            end_ts: r.end_ts,
-            length_ms: r.length_ms,
-            size: r.size,
-            uri: r.uri,
-        }
-    }
-}
-
 /// A live segment as indexed for the live playlist.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct LiveSegment {
@@ -198,7 +107,7 @@ impl Db {
             "INSERT INTO sources (id, name, segment_length, description) VALUES ($2, $3, $4, $5) \
              RETURNING {SOURCE_COLUMNS}"
         );
-        sqlx::query_as::<_, SourceRow>(AssertSqlSafe(sql))
+        sqlx::query_as::<_, Source>(AssertSqlSafe(sql))
             .bind(self.reachable_secs)
             .bind(Uuid::new_v4())
             .bind(name)
@@ -206,28 +115,25 @@ impl Db {
             .bind(description)
             .fetch_one(&self.pool)
             .await
-            .map(Source::from)
             .map_err(|err| name_conflict(err, name))
     }
 
     pub async fn list_sources(&self, name: Option<&str>) -> DbResult<Vec<Source>> {
         let sql = format!("SELECT {SOURCE_COLUMNS} FROM sources WHERE ($2::text IS NULL OR name = $2) ORDER BY name");
-        let rows = sqlx::query_as::<_, SourceRow>(AssertSqlSafe(sql))
+        Ok(sqlx::query_as::<_, Source>(AssertSqlSafe(sql))
             .bind(self.reachable_secs)
             .bind(name)
             .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(Source::from).collect())
+            .await?)
     }
 
     pub async fn get_source(&self, id: Uuid) -> DbResult<Source> {
         let sql = format!("SELECT {SOURCE_COLUMNS} FROM sources WHERE id = $2");
-        sqlx::query_as::<_, SourceRow>(AssertSqlSafe(sql))
+        sqlx::query_as::<_, Source>(AssertSqlSafe(sql))
             .bind(self.reachable_secs)
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
-            .map(Source::from)
             .ok_or_else(|| not_found("source", id))
     }
 
@@ -246,13 +152,12 @@ impl Db {
     {
         let sql =
             format!("UPDATE sources SET {column} = $3, updated_at = now() WHERE id = $2 RETURNING {SOURCE_COLUMNS}");
-        sqlx::query_as::<_, SourceRow>(AssertSqlSafe(sql))
+        sqlx::query_as::<_, Source>(AssertSqlSafe(sql))
             .bind(self.reachable_secs)
             .bind(id)
             .bind(value)
             .fetch_optional(&self.pool)
             .await?
-            .map(Source::from)
             .ok_or_else(|| not_found("source", id))
     }
 
@@ -282,14 +187,13 @@ impl Db {
             "UPDATE sources SET rr_target = $3, local_time = $4, last_seen = now(), updated_at = now() \
              WHERE id = $2 RETURNING {SOURCE_COLUMNS}"
         );
-        sqlx::query_as::<_, SourceRow>(AssertSqlSafe(sql))
+        sqlx::query_as::<_, Source>(AssertSqlSafe(sql))
             .bind(self.reachable_secs)
             .bind(id)
             .bind(rr_target)
             .bind(local_time)
             .fetch_optional(&self.pool)
             .await?
-            .map(Source::from)
             .ok_or_else(|| not_found("source", id))
     }
 
@@ -306,7 +210,7 @@ impl Db {
             "INSERT INTO recordings (id, alias, description, source, start_ts) VALUES ($1, $2, $3, $4, $5) \
              RETURNING {RECORDING_COLUMNS}"
         );
-        sqlx::query_as::<_, RecordingRow>(AssertSqlSafe(sql))
+        sqlx::query_as::<_, Recording>(AssertSqlSafe(sql))
             .bind(ulid::Ulid::new().to_string())
             .bind(alias)
             .bind(description)
@@ -314,7 +218,6 @@ impl Db {
             .bind(start_ts)
             .fetch_one(&self.pool)
             .await
-            .map(Recording::from)
             .map_err(|err| {
                 if is_unique_violation(&err) {
                     DbError::Conflict(format!("a recording with alias {:?} already exists", alias.unwrap_or("")))
@@ -329,21 +232,19 @@ impl Db {
             "SELECT {RECORDING_COLUMNS} FROM recordings WHERE ($1::uuid IS NULL OR source = $1) \
              AND (NOT $2 OR active) ORDER BY id"
         );
-        let rows = sqlx::query_as::<_, RecordingRow>(AssertSqlSafe(sql))
+        Ok(sqlx::query_as::<_, Recording>(AssertSqlSafe(sql))
             .bind(source)
             .bind(only_active)
             .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(Recording::from).collect())
+            .await?)
     }
 
     pub async fn get_recording(&self, id: &str) -> DbResult<Recording> {
         let sql = format!("SELECT {RECORDING_COLUMNS} FROM recordings WHERE id = $1");
-        sqlx::query_as::<_, RecordingRow>(AssertSqlSafe(sql))
+        sqlx::query_as::<_, Recording>(AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
-            .map(Recording::from)
             .ok_or_else(|| not_found("recording", id))
     }
 
@@ -353,11 +254,10 @@ impl Db {
             "UPDATE recordings SET active = false, end_ts = COALESCE(end_ts, now()), updated_at = now() \
              WHERE id = $1 RETURNING {RECORDING_COLUMNS}"
         );
-        sqlx::query_as::<_, RecordingRow>(AssertSqlSafe(sql))
+        sqlx::query_as::<_, Recording>(AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
-            .map(Recording::from)
             .ok_or_else(|| not_found("recording", id))
     }
 
@@ -411,8 +311,7 @@ impl Db {
             "SELECT {SEGMENT_COLUMNS} FROM segments s JOIN recording_segments rs ON rs.segment = s.id \
              WHERE rs.recording = $1 ORDER BY s.start_ts, s.seq"
         );
-        let rows = sqlx::query_as::<_, SegmentRow>(AssertSqlSafe(sql)).bind(recording).fetch_all(&self.pool).await?;
-        Ok(rows.into_iter().map(Segment::from).collect())
+        Ok(sqlx::query_as::<_, Segment>(AssertSqlSafe(sql)).bind(recording).fetch_all(&self.pool).await?)
     }
 
     // ---- live segments ----

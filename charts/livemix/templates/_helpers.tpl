@@ -312,3 +312,12 @@ LIVEMIX_LOG: {{ $v.logLevel | quote }}
 {{- $out = append $out (include (print .Template.BasePath "/dev/secret.yaml") . ) }}
 {{- join "\n" $out | sha256sum }}
 {{- end }}
+
+{{/* A value as an environment-variable string: whole numbers without exponent (YAML numbers are floats). */}}
+{{- define "livemix.str" -}}
+{{- if and (kindIs "float64" .) (eq (float64 (int64 .)) .) }}
+{{- int64 . | toString }}
+{{- else }}
+{{- toString . }}
+{{- end }}
+{{- end }}

@@ -36,6 +36,18 @@ async fn status_reports_make_a_source_reachable_and_return_wanted_state() {
     assert_eq!(body["source"]["streaming"], -1);
     assert_eq!(body["recordings"], serde_json::json!([]));
 
+    // Edges look sources up by the name ffmpeg sends.
+    let name = source["name"].as_str().unwrap();
+    let lookup = |n: String| {
+        http().get(format!("{}/v1/source", node.edge_api)).bearer_auth(EDGE_TOKEN).query(&[("source_name", n)]).send()
+    };
+    let found: Value = lookup(name.to_owned()).await.unwrap().json().await.unwrap();
+    assert_eq!(found["source"]["id"], sid);
+    let missing = lookup("nobody-has-this".into()).await.unwrap();
+    assert_eq!(missing.status(), 404);
+    let body: Value = missing.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("POST /v1/source"), "says how to register");
+
     // Bad reports.
     let resp = http()
         .post(&url)

@@ -17,6 +17,10 @@ async fn live_playlist_lists_the_newest_segments_and_ffprobe_decodes_it() {
     let playlist_url = format!("{}/v1/vod/live/{sid}/vid.m3u8", node.vod);
     let resp = http().get(&playlist_url).send().await.unwrap();
     assert_eq!(resp.status(), 404, "no segments yet");
+    let unknown = format!("{}/v1/vod/live/{}/vid.m3u8", node.vod, uuid::Uuid::new_v4());
+    assert_eq!(http().get(&unknown).send().await.unwrap().status(), 404);
+    let bad = format!("{}/v1/vod/live/not-a-uuid/vid.m3u8", node.vod);
+    assert_eq!(http().get(&bad).send().await.unwrap().status(), 400);
 
     let segments = ffmpeg_segments().await;
     let mut sequences = Vec::new();

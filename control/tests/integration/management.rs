@@ -77,7 +77,7 @@ async fn sources_crud_with_errors() {
         json!({"name": "ok", "segment_len": "4"}),
     ] {
         let (status, _) = json_of(c.post(node.mgmt("/v1/source")).json(&bad).send().await.unwrap()).await;
-        assert!(status == 400 || status == 422, "{bad}: {status}");
+        assert_eq!(status, 400, "{bad}");
     }
     let (status, _) = json_of(c.post(node.mgmt("/v1/source")).body("{}").send().await.unwrap()).await;
     assert_eq!(status, 415, "JSON without a content type");
@@ -112,6 +112,32 @@ async fn sources_crud_with_errors() {
     assert_eq!(status, 400);
     let (status, _) =
         json_of(c.put(node.mgmt(&format!("/v1/source/{unknown}/name?new_name=zzz-free"))).send().await.unwrap()).await;
+    assert_eq!(status, 404);
+
+    // Description.
+    let (status, body) = json_of(
+        c.put(node.mgmt(&format!("/v1/source/{id}/description")))
+            .json(&json!({"description": "Gate 2"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["source"]["description"], "Gate 2");
+    let (status, _) = json_of(
+        c.put(node.mgmt(&format!("/v1/source/{id}/description"))).json(&json!({"text": 1})).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = json_of(
+        c.put(node.mgmt(&format!("/v1/source/{unknown}/description")))
+            .json(&json!({"description": "x"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 404);
 
     // Streaming: only true/false; with no edge yet the wanted state is saved.
@@ -240,6 +266,8 @@ async fn recordings_crud_with_errors() {
     assert_eq!(status, 400);
     let (status, _) = json_of(c.delete(node.mgmt(&format!("/v1/recording/{rec_id}"))).send().await.unwrap()).await;
     assert_eq!(status, 200);
+    let (status, _) = json_of(c.delete(node.mgmt(&format!("/v1/recording/{rec_id}"))).send().await.unwrap()).await;
+    assert_eq!(status, 404);
     let (status, _) = json_of(c.get(node.mgmt(&format!("/v1/recording/{rec_id}"))).send().await.unwrap()).await;
     assert_eq!(status, 404);
 }

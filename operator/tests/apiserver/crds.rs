@@ -42,7 +42,7 @@ async fn kubectl_get_shows_the_printer_columns() {
          spec:\n  source: {cam}\n"
     );
     let (ok, stdout, stderr) =
-        kubectl_with_input(&["apply", "--server-side", "--validate=strict", "-n", &ns.name, "-f", "-"], &manifest);
+        kubectl_with_input(&["apply", "--server-side", "--validate=strict", "-n", &ns.name, "-f", "-"], &manifest).await;
     assert!(ok, "kubectl apply: {stdout}{stderr}");
 
     let sources: Api<VideoSource> = ns.api();
@@ -63,23 +63,23 @@ async fn kubectl_get_shows_the_printer_columns() {
     })
     .await;
 
-    let out = kubectl_ok(&["get", "videosources", "-n", &ns.name]);
+    let out = kubectl_ok(&["get", "videosources", "-n", &ns.name]).await;
     let (header, row) = table(&out, &cam);
     assert_eq!(header, ["NAME", "STREAMING", "REACHABLE", "READY", "LAST SEEN", "AGE"], "{out}");
     assert_eq!(row[..4], [cam.as_str(), "true", "true", "True"], "{out}");
 
-    let out = kubectl_ok(&["get", "vsrc", "-n", &ns.name, "-o", "wide"]);
+    let out = kubectl_ok(&["get", "vsrc", "-n", &ns.name, "-o", "wide"]).await;
     let (header, row) = table(&out, &cam);
     assert_eq!(header, ["NAME", "STREAMING", "REACHABLE", "READY", "LAST SEEN", "ID", "LIVE URL", "AGE"], "{out}");
     assert_eq!(row[5], id.to_string(), "{out}");
     assert_eq!(row[6], format!("https://vod.example.com/v1/vod/live/{id}/vid.m3u8"), "{out}");
 
-    let out = kubectl_ok(&["get", "recordings", "-n", &ns.name]);
+    let out = kubectl_ok(&["get", "recordings", "-n", &ns.name]).await;
     let (header, row) = table(&out, &rec_name);
     assert_eq!(header, ["NAME", "SOURCE", "ACTIVE", "SEGMENTS", "READY", "START", "AGE"], "{out}");
     assert_eq!(row[..5], [rec_name.as_str(), cam.as_str(), "true", "0", "True"], "{out}");
 
-    let out = kubectl_ok(&["get", "rec", "-n", &ns.name, "-o", "wide"]);
+    let out = kubectl_ok(&["get", "rec", "-n", &ns.name, "-o", "wide"]).await;
     let (header, _) = table(&out, &rec_name);
     assert_eq!(
         header,
@@ -88,13 +88,13 @@ async fn kubectl_get_shows_the_printer_columns() {
     );
 
     // The category lists both kinds.
-    let out = kubectl_ok(&["get", "livemix", "-n", &ns.name, "-o", "name"]);
+    let out = kubectl_ok(&["get", "livemix", "-n", &ns.name, "-o", "name"]).await;
     assert!(out.contains(&format!("videosource.livemix.io/{cam}")), "{out}");
     assert!(out.contains(&format!("recording.livemix.io/{rec_name}")), "{out}");
 
     // Deleted with kubectl, which waits for the finalizers.
-    kubectl_ok(&["delete", "-n", &ns.name, "recording", &rec_name, "--timeout=30s"]);
-    kubectl_ok(&["delete", "-n", &ns.name, "videosource", &cam, "--timeout=30s"]);
+    kubectl_ok(&["delete", "-n", &ns.name, "recording", &rec_name, "--timeout=30s"]).await;
+    kubectl_ok(&["delete", "-n", &ns.name, "videosource", &cam, "--timeout=30s"]).await;
     assert!(node.client().get_source(id).await.unwrap_err().is_not_found());
 
     operator.stop().await;

@@ -8,7 +8,7 @@ use std::{
     fmt::Debug,
     future::Future,
     path::PathBuf,
-    process::{Command, Output},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -22,7 +22,7 @@ use kube::{
     api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams},
     config::KubeConfigOptions,
 };
-use livemix_common::telemetry::Metrics;
+use livemix_common::telemetry::{LogArgs, LogFormat, Metrics};
 use livemix_operator::{
     Operator, RunError, Settings,
     crd::{Recording, VideoSource},
@@ -54,6 +54,10 @@ fn kubeconfig() -> String {
 
 /// A client for the API server of `KUBECONFIG` (never in-cluster or `~/.kube/config`); fails loudly without it.
 pub async fn client() -> Client {
+    // Logs of the operator and the control node, when asked for: `RUST_LOG=info cargo test ...`.
+    if std::env::var_os("RUST_LOG").is_some() {
+        livemix_common::telemetry::init_logging(&LogArgs { log_format: LogFormat::Text, log: "info".into() });
+    }
     let path = kubeconfig();
     let config = kube::Config::from_kubeconfig(&KubeConfigOptions::default())
         .await
@@ -203,33 +207,38 @@ impl Drop for TestNamespace {
         }
         // A failed test: clean up with kubectl, synchronously (the test's runtime is going away).
         let ns = self.name.as_str();
-        if let Ok(out) = kubectl(&["get", "videosources,recordings", "-n", ns, "-o", "name"]) {
+        let run = |args: &[&str]| kubectl_command(args).stderr(Stdio::null()).output();
+        if let Ok(out) = run(&["get", "videosources,recordings", "-n", ns, "-o", "name"]) {
             for object in String::from_utf8_lossy(&out.stdout).lines() {
-                let _ = kubectl(&["patch", "-n", ns, object, "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
+                let _ = run(&["patch", "-n", ns, object, "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
             }
         }
-        let _ = kubectl(&["delete", "namespace", ns, "--wait=false"]);
+        let _ = run(&["delete", "namespace", ns, "--wait=false"]);
     }
 }
 
-/// Runs the kubectl of `scripts/k8s.sh env` (first on PATH) against KUBECONFIG.
-pub fn kubectl(args: &[&str]) -> std::io::Result<Output> {
-    Command::new("kubectl").args(args).env("KUBECONFIG", kubeconfig()).output()
+/// The kubectl of `scripts/k8s.sh env` (first on PATH), against KUBECONFIG.
+fn kubectl_command(args: &[&str]) -> Command {
+    let mut command = Command::new("kubectl");
+    command.args(args).env("KUBECONFIG", kubeconfig());
+    command
 }
 
-/// Runs kubectl with `stdin`, returning (success, stdout, stderr).
-pub fn kubectl_with_input(args: &[&str], stdin: &str) -> (bool, String, String) {
-    use std::io::Write;
-    let mut child = Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", kubeconfig())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+/// Runs kubectl without blocking the test's runtime (the operator and the control node run on it), feeding it
+/// `stdin`; returns (success, stdout, stderr).
+pub async fn kubectl_with_input(args: &[&str], stdin: &str) -> (bool, String, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::from(kubectl_command(args))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .unwrap_or_else(|err| panic!("cannot run kubectl: {err}; {HINT}"));
-    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write to kubectl");
-    let out = child.wait_with_output().expect("kubectl output");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.as_bytes()).await.expect("write to kubectl");
+    drop(input);
+    let out = child.wait_with_output().await.expect("kubectl output");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -238,10 +247,10 @@ pub fn kubectl_with_input(args: &[&str], stdin: &str) -> (bool, String, String) 
 }
 
 /// kubectl that must succeed; returns its stdout.
-pub fn kubectl_ok(args: &[&str]) -> String {
-    let out = kubectl(args).unwrap_or_else(|err| panic!("cannot run kubectl: {err}; {HINT}"));
-    assert!(out.status.success(), "kubectl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+pub async fn kubectl_ok(args: &[&str]) -> String {
+    let (ok, stdout, stderr) = kubectl_with_input(args, "").await;
+    assert!(ok, "kubectl {args:?} failed: {stderr}");
+    stdout
 }
 
 /// A control node on the real services, and the operator's settings for it, watching only `namespace`.

@@ -1,0 +1,82 @@
+//! Memory and CPU of the processes under test, from `/proc`, and facts about the machine.
+
+/// One reading of a process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcSample {
+    /// Resident set size, KiB (`VmRSS`).
+    pub rss_kib: u64,
+    /// Peak resident set size since the process started, KiB (`VmHWM`).
+    pub hwm_kib: u64,
+    /// User + system CPU time, seconds.
+    pub cpu_secs: f64,
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` (USER_HZ; 100 on every mainstream Linux).
+const CLOCK_TICKS: f64 = 100.0;
+
+pub fn sample(pid: u32) -> Option<ProcSample> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status.lines().find_map(|l| l.strip_prefix(name)).and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces; the fields after it start after its closing parenthesis.
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ProcSample { rss_kib: field("VmRSS:")?, hwm_kib: field("VmHWM:")?, cpu_secs: ticks as f64 / CLOCK_TICKS })
+}
+
+/// The facts a result is meaningless without.
+#[derive(Debug, Clone, Default)]
+pub struct Machine {
+    pub nproc: usize,
+    pub mem_total_mib: u64,
+    pub mem_available_mib: u64,
+    pub cpu_model: String,
+    pub kernel: String,
+    pub load_avg: String,
+}
+
+pub fn machine() -> Machine {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem = |name: &str| {
+        meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+            / 1024
+    };
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_owned()))
+        .unwrap_or_else(|| "unknown".into());
+    Machine {
+        nproc: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        mem_total_mib: mem("MemTotal:"),
+        mem_available_mib: mem("MemAvailable:"),
+        cpu_model,
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned(),
+        load_avg: std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let me = sample(std::process::id()).expect("/proc of this process");
+        assert!(me.rss_kib > 0 && me.hwm_kib >= me.rss_kib);
+        assert!(machine().nproc >= 1);
+    }
+}
