@@ -31,8 +31,25 @@ pub enum ControlError {
     BadReply { what: String, detail: String, request_id: Option<String> },
 }
 
+const REQUEST_PREFIX: &str = " (request ";
+
 fn request_suffix(request_id: &Option<String>) -> String {
-    request_id.as_deref().map(|id| format!(" (request {id})")).unwrap_or_default()
+    request_id.as_deref().map(|id| format!("{REQUEST_PREFIX}{id})")).unwrap_or_default()
+}
+
+/// `message` without the ` (request <id>)` parts a [`ControlError`] adds: two failures that differ only there are
+/// the same failure (every request has its own id).
+pub fn without_request_ids(message: &str) -> String {
+    let mut rest = message;
+    let mut out = String::with_capacity(message.len());
+    while let Some(start) = rest.find(REQUEST_PREFIX) {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + REQUEST_PREFIX.len()..];
+        // A message cut short may end inside the suffix.
+        rest = after.find(')').map_or("", |end| &after[end + 1..]);
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The control node's reply to an unknown route; a 404 with it means a wrong URL, never a missing object.
@@ -335,5 +352,25 @@ mod tests {
         assert!(api("source 1 not found").is_not_found());
         assert!(!api(NO_SUCH_ROUTE).is_not_found());
         assert!(api("gone").to_string().ends_with("(request r-1)"));
+    }
+
+    #[test]
+    fn request_ids_are_left_out_when_comparing_failures() {
+        let api = |id: &str| ControlError::Api {
+            what: "creating source \"a\"".into(),
+            status: 401,
+            message: "missing or wrong token".into(),
+            request_id: Some(id.into()),
+        };
+        let (one, two) = (api("7a1c").to_string(), api("90be").to_string());
+        assert_ne!(one, two);
+        assert_eq!(without_request_ids(&one), without_request_ids(&two));
+        assert_eq!(
+            without_request_ids(&one),
+            "control node refused creating source \"a\": HTTP 401: missing or wrong token"
+        );
+        assert_eq!(without_request_ids("a (request 1) b (request 2)"), "a b");
+        assert_eq!(without_request_ids("cut short (request 12"), "cut short");
+        assert_eq!(without_request_ids("no id (here)"), "no id (here)");
     }
 }

@@ -149,6 +149,10 @@ fn log_result<K: Resource, E: std::fmt::Display, Q: std::fmt::Display>(
         Err(kube::runtime::controller::Error::ReconcilerFailed(_, object)) => {
             tracing::debug!(%object, "reconcile failed")
         }
+        // Normal: a Recording queued because its VideoSource changed was deleted in the meantime.
+        Err(kube::runtime::controller::Error::ObjectNotFound(object)) => {
+            tracing::debug!(%object, "queued object is gone")
+        }
         Err(err) => tracing::warn!(%err, "controller error"),
     }
 }

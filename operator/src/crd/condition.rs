@@ -27,6 +27,11 @@ pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
     find(conditions, type_).is_some_and(|c| c.status == "True")
 }
 
+/// A message as a condition keeps it: at most [`MAX_MESSAGE_CHARS`] characters.
+pub fn truncate(message: &str) -> String {
+    message.chars().take(MAX_MESSAGE_CHARS).collect()
+}
+
 /// Sets one condition. `lastTransitionTime` only moves when the status flips, as the API conventions ask, so
 /// setting an unchanged condition leaves the list equal and the status write can be skipped.
 pub fn set(
@@ -38,7 +43,7 @@ pub fn set(
     generation: Option<i64>,
 ) {
     let status = if status { "True" } else { "False" };
-    let message: String = message.chars().take(MAX_MESSAGE_CHARS).collect();
+    let message = truncate(message);
     let last_transition_time = match find(conditions, type_) {
         Some(old) if old.status == status => old.last_transition_time.clone(),
         _ => now(),

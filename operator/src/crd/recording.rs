@@ -39,7 +39,7 @@ const MAX_ALIAS_LEN: usize = 253;
 ]))]
 pub struct RecordingSpec {
     /// Name of the VideoSource to record, in the same namespace.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
     #[schemars(extend("x-kubernetes-validations" = [
         {"rule": "self == oldSelf", "message": "source is immutable"}
     ]))]
@@ -53,9 +53,12 @@ pub struct RecordingSpec {
         {"rule": "!self.contains('..')", "message": "alias must not contain '..'"}
     ]))]
     pub alias: Option<String>,
-    /// Free text stored with the recording.
+    /// Free text stored with the recording, at most 4096 bytes of UTF-8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 4096))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "bytes(self).size() <= 4096", "message": "description must be at most 4096 bytes of UTF-8"}
+    ]))]
     pub description: Option<String>,
     /// When the recording starts (RFC 3339); may lie in the past to keep segments the edge still holds.
     /// Defaults to when the recording is created.

@@ -41,9 +41,12 @@ pub struct VideoSourceSpec {
         {"rule": "!self.contains('..')", "message": "name must not contain '..'"}
     ]))]
     pub name: Option<String>,
-    /// Free text shown in the control node.
+    /// Free text shown in the control node, at most 4096 bytes of UTF-8.
     #[serde(default)]
     #[schemars(length(max = 4096))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "bytes(self).size() <= 4096", "message": "description must be at most 4096 bytes of UTF-8"}
+    ]))]
     pub description: String,
     /// Segment length the encoder is configured with, in seconds. Fixed once the source is registered: the
     /// control node cannot change it.

@@ -24,7 +24,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
     context::{Context, MANAGER},
-    control_client::ControlError,
+    control_client::{ControlError, without_request_ids},
     crd::condition,
 };
 
@@ -114,6 +114,21 @@ impl Note {
     }
 }
 
+/// The API server refuses an Event whose note is longer than this many bytes (not characters).
+const MAX_NOTE_BYTES: usize = 1024;
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+fn truncate_bytes(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// Publishes an Event; a failure is logged, never fatal: Events are advice, the status is the record.
 async fn publish<K: Reconciled>(obj: &K, note: &Note, ctx: &Context) {
     if note.warning {
@@ -124,7 +139,7 @@ async fn publish<K: Reconciled>(obj: &K, note: &Note, ctx: &Context) {
     let event = Event {
         type_: if note.warning { EventType::Warning } else { EventType::Normal },
         reason: note.reason.into(),
-        note: Some(note.message.chars().take(1024).collect()),
+        note: Some(truncate_bytes(&note.message, MAX_NOTE_BYTES).to_owned()),
         action: note.action.into(),
         secondary: None,
     };
@@ -161,17 +176,25 @@ async fn write_status<K: Reconciled>(obj: &K, status: K::Status, ctx: &Context) 
 }
 
 /// Makes a failure visible: a Warning Event and `Ready=False` with the error, keeping the rest of the status.
+///
+/// A failure that repeats one already in the status (the same but for the control node's request id) leaves the
+/// status as it is: a status write is a watch event, which would start the next attempt at once, bypassing the
+/// backoff, and fail again with a new request id, in a loop hammering the control node and the API server.
 async fn report_failure<K: Reconciled>(obj: &K, err: &Error, ctx: &Context) {
-    publish(obj, &Note::warning(err.reason(), "Reconcile", err.to_string()), ctx).await;
+    let message = err.to_string();
+    publish(obj, &Note::warning(err.reason(), "Reconcile", message.clone()), ctx).await;
     let mut status = obj.current_status().cloned().unwrap_or_default();
-    condition::set(
-        K::conditions(&mut status),
-        condition::READY,
-        false,
-        err.reason(),
-        &err.to_string(),
-        obj.meta().generation,
-    );
+    let conditions = K::conditions(&mut status);
+    let same_failure = |old: &Condition| {
+        old.status == "False"
+            && old.reason == err.reason()
+            && without_request_ids(&old.message) == without_request_ids(&condition::truncate(&message))
+    };
+    let message = match condition::find(conditions, condition::READY) {
+        Some(old) if same_failure(old) => old.message.clone(),
+        _ => message,
+    };
+    condition::set(conditions, condition::READY, false, err.reason(), &message, obj.meta().generation);
     if let Err(write_err) = write_status(obj, status, ctx).await {
         tracing::warn!(%write_err, "could not record the failure in the status");
     }
@@ -237,4 +260,19 @@ where
     })
     .await
     .map_err(|err| Error::Finalizer(Box::new(err)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_notes_are_cut_to_the_api_servers_byte_limit() {
+        assert_eq!(truncate_bytes("short", MAX_NOTE_BYTES), "short");
+        let long = "é".repeat(1000);
+        let cut = truncate_bytes(&long, MAX_NOTE_BYTES);
+        assert_eq!(cut.len(), 1024);
+        assert_eq!(cut.chars().count(), 512);
+        assert_eq!(truncate_bytes("aé", 2), "a");
+    }
 }

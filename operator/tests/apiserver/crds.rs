@@ -5,8 +5,8 @@ use kube::Api;
 use livemix_operator::crd::{Recording, VideoSource};
 
 use crate::support::{
-    RunningOperator, TestNamespace, client, control_and_settings, install_crds, kubectl_ok, kubectl_with_input,
-    ready, unique, wait_recording, wait_source,
+    RunningOperator, TestNamespace, client, control_and_settings, install_crds, kubectl_ok, kubectl_with_input, ready,
+    unique, wait_recording, wait_source,
 };
 
 /// Splits kubectl's table line into cells (columns are separated by at least two spaces; "LAST SEEN" has one).
@@ -42,7 +42,8 @@ async fn kubectl_get_shows_the_printer_columns() {
          spec:\n  source: {cam}\n"
     );
     let (ok, stdout, stderr) =
-        kubectl_with_input(&["apply", "--server-side", "--validate=strict", "-n", &ns.name, "-f", "-"], &manifest).await;
+        kubectl_with_input(&["apply", "--server-side", "--validate=strict", "-n", &ns.name, "-f", "-"], &manifest)
+            .await;
     assert!(ok, "kubectl apply: {stdout}{stderr}");
 
     let sources: Api<VideoSource> = ns.api();

@@ -7,12 +7,14 @@
 //! - `validation`: invalid resources and forbidden changes are refused by the API server itself.
 //! - `video_source`, `recording`: the control node follows the resources; status, finalizers and Events.
 //! - `restart`: a new operator adopts what the old one made, duplicating nothing.
+//! - `rbac`: the permissions the Helm chart grants the operator are enough.
 //!
 //! Needs `bash scripts/k8s.sh up && eval "$(bash scripts/k8s.sh env)"` (KUBECONFIG, and kubectl on PATH) and
 //! `scripts/services.sh up && eval "$(scripts/services.sh env)"`. Without them the tests fail, saying so. Each
 //! test works in a namespace of its own, with an operator watching only that namespace.
 
 mod crds;
+mod rbac;
 mod recording;
 mod restart;
 mod support;

@@ -18,7 +18,9 @@ use crate::support::{
 };
 
 fn recording(name: &str, spec: serde_json::Value) -> Patch<serde_json::Value> {
-    Patch::Apply(json!({"apiVersion": "livemix.io/v1alpha1", "kind": "Recording", "metadata": {"name": name}, "spec": spec}))
+    Patch::Apply(
+        json!({"apiVersion": "livemix.io/v1alpha1", "kind": "Recording", "metadata": {"name": name}, "spec": spec}),
+    )
 }
 
 fn active(rec: &Recording, want: bool) -> Result<(), String> {
@@ -60,10 +62,8 @@ async fn a_recording_waits_for_its_source_starts_stops_and_is_cleaned_up() {
     let source = json!({"apiVersion": "livemix.io/v1alpha1", "kind": "VideoSource", "metadata": {"name": cam},
                         "spec": {"segmentLength": 2}});
     sources.patch(&cam, &user, &Patch::Apply(source)).await.unwrap();
-    let source_id = wait_source(&sources, &cam, |vs| ready(&vs.status.as_ref().unwrap().conditions))
-        .await
-        .source_id()
-        .unwrap();
+    let source_id =
+        wait_source(&sources, &cam, |vs| ready(&vs.status.as_ref().unwrap().conditions)).await.source_id().unwrap();
     let rec = wait_recording(&recordings, &show, |rec| active(rec, true)).await;
     let status = rec.status.clone().unwrap();
     let id = status.id.clone().expect("recording id");
@@ -79,7 +79,8 @@ async fn a_recording_waits_for_its_source_starts_stops_and_is_cleaned_up() {
     wait_event(&client, &ns.name, "Recording", &show, "Started").await;
 
     // Stopped by the spec.
-    recordings.patch(&show, &user, &recording(&show, json!({"source": cam, "description": "morning", "stopped": true})))
+    recordings
+        .patch(&show, &user, &recording(&show, json!({"source": cam, "description": "morning", "stopped": true})))
         .await
         .unwrap();
     let rec = wait_recording(&recordings, &show, |rec| active(rec, false)).await;

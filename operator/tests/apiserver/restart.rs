@@ -42,16 +42,25 @@ fn active(want: bool) -> impl Fn(&Recording) -> Result<(), String> {
 }
 
 async fn resource_versions(sources: &Api<VideoSource>, recordings: &Api<Recording>) -> Vec<String> {
-    let mut versions: Vec<String> =
-        sources.list(&ListParams::default()).await.unwrap().items.iter().map(|o| o.resource_version().unwrap()).collect();
-    versions.extend(recordings.list(&ListParams::default()).await.unwrap().items.iter().map(|o| o.resource_version().unwrap()));
+    let mut versions: Vec<String> = sources
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|o| o.resource_version().unwrap())
+        .collect();
+    versions.extend(
+        recordings.list(&ListParams::default()).await.unwrap().items.iter().map(|o| o.resource_version().unwrap()),
+    );
     versions
 }
 
 /// Names of the Events of the namespace.
 async fn all_events(client: &kube::Client, namespace: &str) -> Vec<String> {
     let api: Api<Event> = Api::namespaced(client.clone(), namespace);
-    let mut names: Vec<String> = api.list(&ListParams::default()).await.unwrap().items.iter().map(|e| e.name_any()).collect();
+    let mut names: Vec<String> =
+        api.list(&ListParams::default()).await.unwrap().items.iter().map(|e| e.name_any()).collect();
     names.sort();
     names
 }

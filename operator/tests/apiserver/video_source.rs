@@ -100,7 +100,11 @@ async fn a_video_source_is_registered_followed_and_deleted_in_control() {
     assert_eq!(vs.metadata.generation, Some(2));
     assert_eq!(vs.source_id(), Some(id));
     assert!(control.get_source(id).await.unwrap().streaming);
-    assert_reported(&wait_event(&client, &ns.name, "VideoSource", &name, "StreamingStarted").await, "Normal", &instance);
+    assert_reported(
+        &wait_event(&client, &ns.name, "VideoSource", &name, "StreamingStarted").await,
+        "Normal",
+        &instance,
+    );
 
     // A new control-node name, a new description and streaming off: the same source follows.
     let renamed = unique("renamed");
@@ -111,7 +115,10 @@ async fn a_video_source_is_registered_followed_and_deleted_in_control() {
     })
     .await;
     let source = control.get_source(id).await.unwrap();
-    assert_eq!((source.name.as_str(), source.description.as_str(), source.streaming), (renamed.as_str(), "entrance", false));
+    assert_eq!(
+        (source.name.as_str(), source.description.as_str(), source.streaming),
+        (renamed.as_str(), "entrance", false)
+    );
     assert!(control.find_source(&name).await.unwrap().is_none(), "no second source under the old name");
     for reason in ["Renamed", "DescriptionUpdated", "StreamingStopped"] {
         wait_event(&client, &ns.name, "VideoSource", &name, reason).await;
@@ -122,6 +129,139 @@ async fn a_video_source_is_registered_followed_and_deleted_in_control() {
     wait_gone(&sources, &name).await;
     assert!(control.get_source(id).await.unwrap_err().is_not_found(), "the source is deleted from control");
     assert_reported(&wait_event(&client, &ns.name, "VideoSource", &name, "Deleted").await, "Normal", &instance);
+
+    operator.stop().await;
+    ns.delete().await;
+    node.stop().await;
+}
+
+/// A failing reconcile writes `Ready=False` once and then waits for its backoff: its own status write (a watch
+/// event for the real API server) must not start the next attempt at once, again and again.
+#[tokio::test]
+async fn a_failing_reconcile_backs_off_instead_of_looping() {
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = TestNamespace::create(&client).await;
+    let (node, mut settings) = control_and_settings(&ns.name).await;
+    settings.management_token = Some("not-the-management-token".into());
+    settings.backoff_base_ms = 5_000;
+    settings.backoff_max_secs = 5;
+    let operator = RunningOperator::start(settings).await;
+    let sources: Api<VideoSource> = ns.api();
+
+    let name = unique("cam");
+    sources
+        .patch(&name, &PatchParams::apply(USER), &Patch::Apply(apply(&name, json!({"segmentLength": 2}))))
+        .await
+        .unwrap();
+    let vs = wait_source(&sources, &name, |vs| {
+        let ready = find(&vs.status.as_ref().unwrap().conditions, "Ready").unwrap();
+        if (ready.status.as_str(), ready.reason.as_str()) == ("False", "ControlNodeError") {
+            Ok(())
+        } else {
+            Err("no failure reported yet".into())
+        }
+    })
+    .await;
+    let message = find(&vs.status.unwrap().conditions, "Ready").unwrap().message.clone();
+    assert!(message.contains("HTTP 401"), "{message}");
+    let warning = wait_event(&client, &ns.name, "VideoSource", &name, "ControlNodeError").await;
+    assert_eq!(warning.type_.as_deref(), Some("Warning"));
+
+    // Attempts come at most every 5 s from now on: in 3 s, at most the one already under way and one more.
+    let before = operator.reconciles("VideoSource");
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let attempts = operator.reconciles("VideoSource") - before;
+    assert!(attempts <= 2, "{attempts} reconciles in 3 s despite a 5 s backoff");
+
+    operator.stop().await;
+    ns.delete().await;
+    node.stop().await;
+}
+
+/// Control-node names are global: a second VideoSource wanting a name another one manages is refused (the
+/// operator's watch knows the first), and deleting it leaves the first one's source alone.
+#[tokio::test]
+async fn two_resources_wanting_one_name_never_share_a_source() {
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = TestNamespace::create(&client).await;
+    let (node, settings) = control_and_settings(&ns.name).await;
+    let operator = RunningOperator::start(settings).await;
+    let control = node.client();
+    let sources: Api<VideoSource> = ns.api();
+    let user = PatchParams::apply(USER);
+    let (first, second, shared) = (unique("first"), unique("second"), unique("shared"));
+
+    let spec = json!({"segmentLength": 2, "name": shared});
+    sources.patch(&first, &user, &Patch::Apply(apply(&first, spec.clone()))).await.unwrap();
+    let id = wait_source(&sources, &first, |vs| ready(&vs.status.as_ref().unwrap().conditions)).await.source_id();
+    sources.patch(&second, &user, &Patch::Apply(apply(&second, spec))).await.unwrap();
+    let vs = wait_source(&sources, &second, |vs| {
+        let ready = find(&vs.status.as_ref().unwrap().conditions, "Ready").unwrap();
+        if (ready.status.as_str(), ready.reason.as_str()) == ("False", "NameConflict") {
+            Ok(())
+        } else {
+            Err("no conflict reported".into())
+        }
+    })
+    .await;
+    let message = find(&vs.status.as_ref().unwrap().conditions, "Ready").unwrap().message.clone();
+    assert!(message.contains(&format!("{}/{first}", ns.name)), "{message}");
+    assert!(vs.source_id().is_none(), "{:?}", vs.status);
+    wait_event(&client, &ns.name, "VideoSource", &second, "NameConflict").await;
+
+    sources.delete(&second, &DeleteParams::default()).await.unwrap();
+    wait_gone(&sources, &second).await;
+    let source = control.find_source(&shared).await.unwrap().expect("the first resource's source is still there");
+    assert_eq!(Some(source.id), id);
+    assert_eq!(wait_source(&sources, &first, |_| Ok(())).await.source_id(), id);
+
+    sources.delete(&first, &DeleteParams::default()).await.unwrap();
+    wait_gone(&sources, &first).await;
+    assert!(control.find_source(&shared).await.unwrap().is_none());
+    operator.stop().await;
+    ns.delete().await;
+    node.stop().await;
+}
+
+/// `kubectl delete namespace` with the operator running: the namespace controller deletes the resources, their
+/// finalizers clean up the control node, and the namespace can go.
+#[tokio::test]
+async fn deleting_the_namespace_cleans_up_control() {
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = TestNamespace::create(&client).await;
+    let (node, settings) = control_and_settings(&ns.name).await;
+    let operator = RunningOperator::start(settings).await;
+    let control = node.client();
+    let sources: Api<VideoSource> = ns.api();
+    let recordings: Api<livemix_operator::crd::Recording> = ns.api();
+    let user = PatchParams::apply(USER);
+    let (cam, show) = (unique("cam"), unique("show"));
+
+    sources.patch(&cam, &user, &Patch::Apply(apply(&cam, json!({"segmentLength": 2})))).await.unwrap();
+    let rec = json!({"apiVersion": "livemix.io/v1alpha1", "kind": "Recording", "metadata": {"name": show},
+                     "spec": {"source": cam}});
+    recordings.patch(&show, &user, &Patch::Apply(rec)).await.unwrap();
+    let id =
+        wait_source(&sources, &cam, |vs| ready(&vs.status.as_ref().unwrap().conditions)).await.source_id().unwrap();
+    let rec = crate::support::wait_recording(&recordings, &show, |rec| {
+        if rec.status.as_ref().unwrap().active { Ok(()) } else { Err("not active".into()) }
+    })
+    .await;
+    let recording_id = rec.recording_id().unwrap().to_owned();
+
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    namespaces.delete(&ns.name, &DeleteParams::background()).await.expect("delete the namespace");
+    wait_gone(&recordings, &show).await;
+    wait_gone(&sources, &cam).await;
+    assert!(control.get_source(id).await.unwrap_err().is_not_found(), "the source is deleted from control");
+    // Deleting the source in control ended its recordings too.
+    match control.get_recording(&recording_id).await {
+        Ok(recording) => assert!(!recording.active, "{recording:?}"),
+        Err(err) => assert!(err.is_not_found(), "{err}"),
+    }
 
     operator.stop().await;
     ns.delete().await;

@@ -216,6 +216,16 @@ async fn a_wrong_token_or_an_unconfirmed_edge_is_reported() {
     assert_eq!(result.unwrap_err().reason(), "ControlNodeError");
     let ready = condition(applied_status(&calls[1], "VideoSource"), "Ready");
     assert!(ready["message"].as_str().unwrap().contains("HTTP 401"), "{ready}");
+    // The same failure again, with a new request id: the Event repeats, the status stays as it is (a status write
+    // would wake the controller at once, bypassing the backoff, in a loop).
+    let (result, calls) = reconcile_source(&api, &ctx, &name).await;
+    assert_eq!(result.unwrap_err().reason(), "ControlNodeError");
+    assert_eq!(calls.len(), 1, "{:?}", lines(&calls));
+    assert!(
+        calls[0].line().starts_with("PATCH /apis/events.k8s.io/v1/namespaces/default/events/"),
+        "{:?}",
+        lines(&calls)
+    );
 
     // With the right token, a reachable edge that never answers: streaming is saved in control and the edge
     // gets it with its next report; the operator says so and carries on.

@@ -54,14 +54,27 @@ fn kubeconfig() -> String {
 
 /// A client for the API server of `KUBECONFIG` (never in-cluster or `~/.kube/config`); fails loudly without it.
 pub async fn client() -> Client {
+    client_as(None).await
+}
+
+/// A client acting as the ServiceAccount `namespace/name` (impersonated by the KUBECONFIG's admin), when given.
+pub async fn client_as(service_account: Option<(&str, &str)>) -> Client {
     // Logs of the operator and the control node, when asked for: `RUST_LOG=info cargo test ...`.
     if std::env::var_os("RUST_LOG").is_some() {
         livemix_common::telemetry::init_logging(&LogArgs { log_format: LogFormat::Text, log: "info".into() });
     }
     let path = kubeconfig();
-    let config = kube::Config::from_kubeconfig(&KubeConfigOptions::default())
+    let mut config = kube::Config::from_kubeconfig(&KubeConfigOptions::default())
         .await
         .unwrap_or_else(|err| panic!("cannot read KUBECONFIG={path}: {err}; {HINT}"));
+    if let Some((namespace, name)) = service_account {
+        config.auth_info.impersonate = Some(format!("system:serviceaccount:{namespace}:{name}"));
+        config.auth_info.impersonate_groups = Some(vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{namespace}"),
+            "system:authenticated".into(),
+        ]);
+    }
     let client = Client::try_from(config).unwrap_or_else(|err| panic!("kube client for {path}: {err}"));
     client
         .apiserver_version()
@@ -87,7 +100,8 @@ pub async fn install_crds(client: &Client) {
             let text = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
             let crd: CustomResourceDefinition = serde_yaml::from_str(&text).expect("a CRD");
             let name = crd.name_any();
-            api.patch(&name, &PatchParams::apply(USER).force(), &Patch::Apply(&crd))
+            // kubectl's own field manager: a later `kubectl apply --server-side -f crds/` meets no conflict.
+            api.patch(&name, &PatchParams::apply("kubectl").force(), &Patch::Apply(&crd))
                 .await
                 .unwrap_or_else(|err| panic!("the API server refuses crds/{file}: {err}"));
             names.push(name);
@@ -181,10 +195,11 @@ impl TestNamespace {
         for rec in self.api::<Recording>().list(&ListParams::default()).await.expect("list").items {
             strip_finalizers(&self.api::<Recording>(), &rec.name_any()).await;
         }
-        Api::<K8sNamespace>::all(self.client.clone())
-            .delete(&self.name, &DeleteParams::background())
-            .await
-            .unwrap_or_else(|err| panic!("deleting namespace {}: {err}", self.name));
+        match Api::<K8sNamespace>::all(self.client.clone()).delete(&self.name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(err) => panic!("deleting namespace {}: {err}", self.name),
+        }
     }
 }
 
@@ -275,7 +290,10 @@ pub struct RunningOperator {
 impl RunningOperator {
     /// Starts the operator with a kube client of its own, as a new process would have.
     pub async fn start(settings: Settings) -> Self {
-        let client = client().await;
+        Self::start_with(client().await, settings)
+    }
+
+    pub fn start_with(client: Client, settings: Settings) -> Self {
         let metrics = Metrics::new("livemix_operator");
         let operator = Operator::new(client, settings, &metrics).expect("operator");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -285,16 +303,17 @@ impl RunningOperator {
         Self { metrics, stop: Some(stop), task: Some(task) }
     }
 
-    /// Waits until this operator finished at least `count` reconciles of `kind` (from its metrics).
-    pub async fn wait_reconciled(&self, kind: &str, count: u64) {
+    /// How many reconciles of `kind` this operator finished (from its metrics).
+    pub fn reconciles(&self, kind: &str) -> u64 {
         let line = format!("livemix_operator_reconcile_duration_seconds_count{{kind=\"{kind}\"}} ");
+        let text = self.metrics.encode();
+        text.lines().find_map(|l| l.strip_prefix(&line)).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
+    }
+
+    /// Waits until this operator finished at least `count` reconciles of `kind`.
+    pub async fn wait_reconciled(&self, kind: &str, count: u64) {
         eventually(&format!("{count} {kind} reconciles"), || async {
-            let text = self.metrics.encode();
-            let done = text
-                .lines()
-                .find_map(|l| l.strip_prefix(&line))
-                .and_then(|n| n.trim().parse::<u64>().ok())
-                .unwrap_or(0);
+            let done = self.reconciles(kind);
             if done >= count { Ok(()) } else { Err(format!("{done} so far")) }
         })
         .await;
@@ -401,7 +420,9 @@ pub async fn events_about(client: &Client, namespace: &str, kind: &str, name: &s
         .expect("list Events")
         .items
         .into_iter()
-        .filter(|e| e.regarding.as_ref().is_some_and(|r| r.kind.as_deref() == Some(kind) && r.name.as_deref() == Some(name)))
+        .filter(|e| {
+            e.regarding.as_ref().is_some_and(|r| r.kind.as_deref() == Some(kind) && r.name.as_deref() == Some(name))
+        })
         .collect();
     events.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
     events
