@@ -2,7 +2,7 @@
 
 use livemix_common::hls::parse_media_playlist;
 
-use crate::support::{ControlNode, FakeEdge, ffmpeg_segments, ffprobe_frames, forward_segment, http, unique};
+use crate::support::{ControlNode, FakeEdge, ffmpeg_segments, ffprobe, forward_segment, http, unique};
 
 #[tokio::test]
 async fn live_playlist_lists_the_newest_segments_and_ffprobe_decodes_it() {
@@ -61,6 +61,6 @@ async fn live_playlist_lists_the_newest_segments_and_ffprobe_decodes_it() {
     assert!(resp.status().is_client_error());
 
     // A real player reads it.
-    let (frames, _) = ffprobe_frames(&playlist_url).await;
+    let (frames, _) = ffprobe(&playlist_url).await;
     assert!(frames >= 60, "ffprobe decoded {frames} frames from the live playlist");
 }

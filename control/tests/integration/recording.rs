@@ -1,7 +1,5 @@
 //! Recordings: segments an edge uploaded to S3 and reported over Pub/Sub replay from the control node.
 
-use std::sync::atomic::Ordering;
-
 use livemix_common::{
     hls::parse_media_playlist,
     messages::Message,
@@ -10,7 +8,7 @@ use livemix_common::{
 };
 use serde_json::Value;
 
-use crate::support::{ControlNode, eventually, ffmpeg_segments, ffprobe_frames, http, publish_to_control, unique};
+use crate::support::{ControlNode, eventually, ffmpeg_segments, ffprobe, http, publish_to_control, unique};
 
 #[tokio::test]
 async fn recorded_segments_replay_from_s3_with_single_flight_reads() {
@@ -94,7 +92,7 @@ async fn recorded_segments_replay_from_s3_with_single_flight_reads() {
         assert_eq!(body, segments[2].1);
     }
     assert_eq!(node.store.reads_of(&key) - before, 1, "20 concurrent misses made one S3 read");
-    assert!(node.store.total.load(Ordering::SeqCst) >= 3);
+    assert!(node.store.total_reads() >= 3);
 
     let metrics = http().get(format!("{}/metrics", node.vod)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("livemix_control_object_store_reads_total 3"), "{metrics}");
@@ -111,7 +109,7 @@ async fn recorded_segments_replay_from_s3_with_single_flight_reads() {
     );
 
     // A player decodes the whole recording.
-    let (frames, duration) = ffprobe_frames(&playlist_url).await;
+    let (frames, duration) = ffprobe(&playlist_url).await;
     assert!(frames >= 120, "decoded {frames} frames");
     assert!((duration - 5.0).abs() < 1.5, "duration {duration}");
 }

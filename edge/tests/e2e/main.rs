@@ -5,13 +5,10 @@ mod support;
 
 use std::time::Duration;
 
-use livemix_common::store::{
-    ObjectStore,
-    s3::{S3Config, S3Store},
-};
+use livemix_common::store::ObjectStore;
 use serde_json::Value;
 
-use support::{Deployment, env, eventually, ffprobe, ffprobe_live, http, unique};
+use support::{Deployment, eventually, eventually_within, ffprobe, ffprobe_live, http, unique};
 
 /// The seed's way: segments on a shared disk, playlist POSTed with `Video-Source-Name` and
 /// `MPEG-TS-URI-Prefix: file://...`. Live, record with back-fill, replay, streaming off, edge SIGKILL.
@@ -23,7 +20,7 @@ async fn file_push_live_record_replay_and_edge_restart() {
     let _ffmpeg = d.ffmpeg_file_push(&name);
 
     // The edge serves the source as soon as ffmpeg pushes; nothing reaches control before streaming is on.
-    eventually("the edge to preview the source", 30, || async {
+    eventually("the edge to preview the source", || async {
         let resp = http().get(format!("{}/v1/vod/live/{name}/vid.m3u8", d.edge)).send().await.ok()?;
         resp.status().is_success().then_some(())
     })
@@ -33,10 +30,10 @@ async fn file_push_live_record_replay_and_edge_restart() {
     assert_eq!(source["source"]["reachable"], true, "the edge reported status");
 
     d.set_streaming(&id, true).await;
-    let (first_seq, _) = eventually("a live playlist at control", 30, || d.live_playlist(&id)).await;
+    let (first_seq, _) = eventually("a live playlist at control", || d.live_playlist(&id)).await;
     let (frames, _) = ffprobe_live(&d.live_url(&id)).await;
     assert!(frames > 0, "ffprobe decoded video from the live playlist");
-    let (later_seq, _) = eventually("the media sequence to grow", 30, || async {
+    let (later_seq, _) = eventually("the media sequence to grow", || async {
         d.live_playlist(&id).await.filter(|(seq, _)| *seq >= first_seq + 3)
     })
     .await;
@@ -61,7 +58,7 @@ async fn file_push_live_record_replay_and_edge_restart() {
     let span = (end - start).num_milliseconds() as f64 / 1000.0;
 
     // Every segment of the span reaches S3 and control (uploads finish after the stop).
-    let segments = eventually("the recorded segments to be registered", 30, || async {
+    let segments = eventually("the recorded segments to be registered", || async {
         let body: Value =
             http().get(d.mgmt(&format!("/v1/recording/{rec_id}/segment"))).send().await.ok()?.json().await.ok()?;
         let segs = body["segments"].as_array()?.clone();
@@ -69,14 +66,7 @@ async fn file_push_live_record_replay_and_edge_restart() {
         (total >= span - 1.0).then_some(segs)
     })
     .await;
-    let store = S3Store::connect(S3Config {
-        bucket: env("LIVEMIX_BUCKET"),
-        endpoint: Some(env("S3_ENDPOINT")),
-        region: env("AWS_REGION"),
-        create_bucket: false,
-    })
-    .await
-    .unwrap();
+    let store = livemix_testkit::control::s3().await;
     for segment in &segments {
         let key = format!("recordings/{id}/{}", segment["name"].as_str().unwrap());
         assert_eq!(segment["uri"], key.as_str(), "documented object key");
@@ -105,17 +95,18 @@ async fn file_push_live_record_replay_and_edge_restart() {
 
     // Streaming on again, then the edge dies mid-stream and comes back: forwarding resumes, the sequence grows.
     d.set_streaming(&id, true).await;
-    let (before_kill, _) = eventually("forwarding to resume", 30, || async {
+    let (before_kill, _) = eventually("forwarding to resume", || async {
         d.live_playlist(&id).await.filter(|p| Some(p) != frozen.as_ref())
     })
     .await;
     d.kill_edge().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     d.start_edge().await;
-    let (after_restart, _) = eventually("forwarding after the edge restart", 40, || async {
-        d.live_playlist(&id).await.filter(|(seq, _)| *seq > before_kill + 2)
-    })
-    .await;
+    let (after_restart, _) =
+        eventually_within("forwarding after the edge restart", Duration::from_secs(40), || async {
+            d.live_playlist(&id).await.filter(|(seq, _)| *seq > before_kill + 2)
+        })
+        .await;
     assert!(after_restart > before_kill);
     let (frames, _) = ffprobe_live(&d.live_url(&id)).await;
     assert!(frames > 0, "still playable after the restart");
@@ -129,7 +120,8 @@ async fn http_push_and_bad_input() {
     let id = d.register(&name).await;
     d.set_streaming(&id, true).await;
     let _ffmpeg = d.ffmpeg_http_push(&name);
-    let (first_seq, _) = eventually("a live playlist at control", 40, || d.live_playlist(&id)).await;
+    let (first_seq, _) =
+        eventually_within("a live playlist at control", Duration::from_secs(40), || d.live_playlist(&id)).await;
     let (frames, _) = ffprobe_live(&d.live_url(&id)).await;
     assert!(frames > 0);
 
@@ -176,7 +168,7 @@ async fn http_push_and_bad_input() {
     assert!(resp.status().is_client_error());
 
     // The stream carried on through all of it.
-    let (later, _) = eventually("the stream to keep going", 30, || async {
+    let (later, _) = eventually("the stream to keep going", || async {
         d.live_playlist(&id).await.filter(|(seq, _)| *seq >= first_seq + 3)
     })
     .await;

@@ -6,23 +6,15 @@ use std::{
     time::Duration,
 };
 
+pub use livemix_testkit::{
+    env, eventually, eventually_within, http,
+    media::{ffprobe, ffprobe_live},
+    unique,
+};
 use serde_json::Value;
 use tokio::process::{Child, Command};
-use uuid::Uuid;
 
 pub const EDGE_TOKEN: &str = "e2e-edge-token";
-
-pub fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!(
-            "{name} is not set: start the services and load their settings with `eval \"$(scripts/services.sh env)\"`"
-        )
-    })
-}
-
-pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..10])
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -49,10 +41,6 @@ pub fn binary(name: &str) -> PathBuf {
         assert!(status.success(), "building {name}");
     }
     path
-}
-
-pub fn http() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
 }
 
 /// A child process whose output goes to a log file, killed when dropped.
@@ -265,44 +253,4 @@ fn ffmpeg_input() -> Vec<String> {
         .split_whitespace()
         .map(str::to_owned)
         .collect()
-}
-
-/// Runs ffprobe on a VOD URL: (decoded video frames, duration in seconds).
-pub async fn ffprobe(url: &str) -> (u64, f64) {
-    ffprobe_with(url, &[]).await
-}
-
-/// Runs ffprobe on the first seconds of a live URL (a live playlist never ends).
-pub async fn ffprobe_live(url: &str) -> (u64, f64) {
-    ffprobe_with(url, &["-read_intervals", "%+3"]).await
-}
-
-async fn ffprobe_with(url: &str, extra: &[&str]) -> (u64, f64) {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-rw_timeout", "15000000", "-count_frames", "-select_streams", "v:0"])
-        .args(extra)
-        .args(["-show_entries", "stream=nb_read_frames:format=duration", "-of", "json", url])
-        .output()
-        .await
-        .expect("ffprobe must be installed");
-    assert!(out.status.success(), "ffprobe {url}: {}", String::from_utf8_lossy(&out.stderr));
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let frames = json["streams"][0]["nb_read_frames"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let duration = json["format"]["duration"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0.0);
-    (frames, duration)
-}
-
-/// Polls `f` until it returns `Some`, for up to `secs` seconds.
-pub async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    for _ in 0..secs * 5 {
-        if let Some(v) = f().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("timed out after {secs}s waiting for {what}");
 }

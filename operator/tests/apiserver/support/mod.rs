@@ -28,7 +28,6 @@ use livemix_operator::{
     crd::{Recording, VideoSource},
 };
 use tokio::{sync::oneshot, task::JoinHandle};
-use uuid::Uuid;
 
 use self::control::{ControlNode, MANAGEMENT_TOKEN};
 
@@ -41,9 +40,7 @@ pub const VOD_URL: &str = "https://vod.example.com";
 /// The longest wait for an eventual state; generous, since CI machines are small and shared.
 const EVENTUALLY: Duration = Duration::from_secs(30);
 
-pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..10])
-}
+pub use livemix_testkit::unique;
 
 fn kubeconfig() -> String {
     match std::env::var("KUBECONFIG") {

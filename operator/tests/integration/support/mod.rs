@@ -24,9 +24,7 @@ pub const VIDEOSOURCES: &str = "/apis/livemix.io/v1alpha1/namespaces/default/vid
 pub const RECORDINGS: &str = "/apis/livemix.io/v1alpha1/namespaces/default/recordings";
 pub const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
 
-pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..10])
-}
+pub use livemix_testkit::unique;
 
 fn new_meta(meta: &mut kube::api::ObjectMeta) {
     meta.namespace = Some(NAMESPACE.into());
