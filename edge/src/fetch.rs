@@ -11,6 +11,7 @@ use std::{
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use livemix_common::model::validate_segment_name;
+use tokio::sync::Notify;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -101,15 +102,25 @@ impl Fetcher {
         &self.pushed
     }
 
-    /// Reads one listed segment (its name already checked with [`check_segment_uri`]).
-    pub async fn fetch(&self, from: &SegmentSource, source_name: &str, name: &str) -> Result<Bytes, FetchError> {
+    /// Reads one listed segment (its name already checked with [`check_segment_uri`]). `newest` marks the last
+    /// segment of the playlist: a pushed one may still be arriving (see [`PUSH_GRACE`]).
+    pub async fn fetch(
+        &self,
+        from: &SegmentSource,
+        source_name: &str,
+        name: &str,
+        newest: bool,
+    ) -> Result<Bytes, FetchError> {
         match from {
             SegmentSource::Dir(dir) => self.read_file(dir, name).await,
             SegmentSource::Http(base) => self.get(&format!("{base}{name}")).await,
-            SegmentSource::Pushed => self
-                .pushed
-                .take(source_name, name)
-                .ok_or_else(|| FetchError::Unavailable(format!("segment {name} was listed before it was uploaded"))),
+            SegmentSource::Pushed => {
+                let grace = if newest { PUSH_GRACE } else { Duration::ZERO };
+                self.pushed
+                    .take_within(source_name, name, grace)
+                    .await
+                    .ok_or_else(|| FetchError::Unavailable(format!("segment {name} was listed but not uploaded (yet)")))
+            }
         }
     }
 
@@ -165,9 +176,15 @@ impl Fetcher {
 #[derive(Default)]
 pub struct PushedSegments {
     inner: Mutex<HashMap<String, VecDeque<(String, Bytes)>>>,
+    arrived: Notify,
 }
 
 const PUSHED_PER_SOURCE: usize = 16;
+
+/// How long a playlist waits for its newest segment. ffmpeg sends each segment just before the playlist but
+/// never waits for the reply, so the two requests race on the edge; without this wait a third of the segments
+/// would only be picked up with the next playlist, a segment late.
+pub const PUSH_GRACE: Duration = Duration::from_secs(2);
 
 impl PushedSegments {
     pub fn put(&self, source: &str, name: &str, data: Bytes) {
@@ -178,6 +195,25 @@ impl PushedSegments {
         while queue.len() > PUSHED_PER_SOURCE {
             if let Some((dropped, _)) = queue.pop_front() {
                 tracing::warn!(source, segment = %dropped, "uploaded segment never listed in a playlist; dropped");
+            }
+        }
+        drop(inner);
+        self.arrived.notify_waiters();
+    }
+
+    /// Takes an uploaded segment, waiting up to `grace` for it to arrive.
+    async fn take_within(&self, source: &str, name: &str, grace: Duration) -> Option<Bytes> {
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            // Registered before looking, so an upload landing in between still wakes us.
+            let arrived = self.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            if let Some(data) = self.take(source, name) {
+                return Some(data);
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return None;
             }
         }
     }
@@ -226,6 +262,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_newest_pushed_segment_may_arrive_just_after_its_playlist() {
+        let fetcher = std::sync::Arc::new(Fetcher::new(Duration::from_secs(1), 1000).unwrap());
+        let late = std::sync::Arc::clone(&fetcher);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            late.pushed().put("cam", "seg-1.ts", Bytes::from_static(b"ts"));
+        });
+        assert!(fetcher.fetch(&SegmentSource::Pushed, "cam", "seg-0.ts", false).await.is_err(), "older: no wait");
+        let data = fetcher.fetch(&SegmentSource::Pushed, "cam", "seg-1.ts", true).await.unwrap();
+        assert_eq!(data, Bytes::from_static(b"ts"));
+    }
+
+    #[tokio::test]
     async fn symlinks_out_of_the_prefix_are_refused() {
         let root = std::env::temp_dir().join(format!("livemix-root-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&root).unwrap();
@@ -235,8 +284,8 @@ mod tests {
         std::fs::write(root.join("good.ts"), b"ts").unwrap();
         let fetcher = Fetcher::new(Duration::from_secs(1), 1000).unwrap();
         let dir = SegmentSource::from_prefix(&format!("file://{}", root.display()), Some(&root)).unwrap();
-        assert_eq!(fetcher.fetch(&dir, "cam", "good.ts").await.unwrap(), Bytes::from_static(b"ts"));
-        assert!(matches!(fetcher.fetch(&dir, "cam", "evil.ts").await, Err(FetchError::Forbidden(_))));
+        assert_eq!(fetcher.fetch(&dir, "cam", "good.ts", true).await.unwrap(), Bytes::from_static(b"ts"));
+        assert!(matches!(fetcher.fetch(&dir, "cam", "evil.ts", true).await, Err(FetchError::Forbidden(_))));
         let _ = std::fs::remove_dir_all(root);
         let _ = std::fs::remove_file(secret);
     }

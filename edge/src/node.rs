@@ -122,9 +122,10 @@ impl Edge {
             end = start;
         }
         dated.reverse();
-        for (listed, start_ts) in dated {
+        let last = dated.len().saturating_sub(1);
+        for (index, (listed, start_ts)) in dated.into_iter().enumerate() {
             let Some(seq) = self.sources.claim(name, &listed.uri) else { continue };
-            let data = match self.fetcher.fetch(from, name, &listed.uri).await {
+            let data = match self.fetcher.fetch(from, name, &listed.uri, index == last).await {
                 Ok(data) => data,
                 Err(err) => {
                     self.sources.unclaim(name, &listed.uri);

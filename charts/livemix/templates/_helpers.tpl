@@ -108,16 +108,25 @@ Image reference. Call with (dict "ctx" $ "image" .Values.control.image).
 {{- define "livemix.backendsSecret" -}}{{ include "livemix.fullname" . }}-backends{{- end }}
 
 {{/*
-A random value that survives upgrades: the one already in the Secret, else a new one.
+A random value that survives upgrades: the one already in the Secret, else a new one. Memoised for the render
+(in a hidden key of .Values), so the Secret and the checksum annotations over it see the same value.
 Call with (dict "ctx" $ "secret" "<name>" "key" "<key>" "length" 40).
 */}}
 {{- define "livemix.keptRandom" -}}
+{{- if not (hasKey .ctx.Values "__livemixGenerated") }}
+{{- $_ := set .ctx.Values "__livemixGenerated" dict }}
+{{- end }}
+{{- $cache := index .ctx.Values "__livemixGenerated" }}
+{{- $id := printf "%s/%s" .secret .key }}
+{{- if not (hasKey $cache $id) }}
 {{- $existing := lookup "v1" "Secret" .ctx.Release.Namespace .secret }}
 {{- if and $existing $existing.data (hasKey $existing.data .key) }}
-{{- index $existing.data .key }}
+{{- $_ := set $cache $id (index $existing.data .key) }}
 {{- else }}
-{{- randAlphaNum (int .length) | b64enc }}
+{{- $_ := set $cache $id (randAlphaNum (int .length) | b64enc) }}
 {{- end }}
+{{- end }}
+{{- index $cache $id }}
 {{- end }}
 
 {{/* Whether the chart keeps a Secret for plain-value credentials. */}}

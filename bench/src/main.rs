@@ -1,0 +1,517 @@
+//! LiveMix benchmark: a simulated camera fleet pushing into a real edge, players on a real control node, then
+//! a recording replayed by many players. Measures latency, delay, throughput, errors and memory, and writes a
+//! markdown report. `bench/run.sh` starts everything and runs this; see `bench/README.md`.
+
+mod camera;
+mod http;
+mod player;
+mod procs;
+mod report;
+mod stats;
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, atomic::Ordering::Relaxed},
+    time::Duration,
+};
+
+use anyhow::{Context, bail, ensure};
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::{
+    camera::{Camera, Feed},
+    http::{client, metric_series, metric_sum, timed},
+    player::{Audience, ReplayStats},
+    procs::ProcSample,
+    stats::{Latencies, Phases, Summary},
+};
+
+#[derive(Parser)]
+#[command(name = "livemix-bench", version, about, max_term_width = 110)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the benchmark against a running control node and edge.
+    #[command(args_override_self = true)]
+    Run(Box<RunArgs>),
+    /// Print free loopback TCP ports, one per line (for the script that starts the nodes).
+    FreePorts {
+        #[arg(default_value_t = 1)]
+        count: usize,
+    },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Control node management API.
+    #[arg(long)]
+    pub management_url: String,
+    /// Control node VOD API (players).
+    #[arg(long)]
+    pub vod_url: String,
+    /// Edge API (ingest).
+    #[arg(long)]
+    pub edge_url: String,
+    /// PID of the control node, for its memory and CPU.
+    #[arg(long)]
+    pub control_pid: Option<u32>,
+    /// PID of the edge, for its memory and CPU.
+    #[arg(long)]
+    pub edge_pid: Option<u32>,
+    /// An MPEG-TS segment every camera sends as each of its segments.
+    #[arg(long)]
+    pub segment_file: PathBuf,
+    /// Duration of that segment (`#EXTINF`), seconds: the cameras' pace.
+    #[arg(long, default_value_t = 1.0)]
+    pub segment_duration: f64,
+    /// Cameras (sources), K.
+    #[arg(long, default_value_t = 50)]
+    pub sources: usize,
+    /// Length of the live scenario, T seconds (cameras and paced players).
+    #[arg(long, default_value_t = 60)]
+    pub duration_secs: u64,
+    /// Live players, P.
+    #[arg(long, default_value_t = 100)]
+    pub players: usize,
+    /// A live player fetches a playlist and a segment every this many ms (a real player: one segment duration).
+    #[arg(long, default_value_t = 1000)]
+    pub player_interval_ms: u64,
+    /// Seconds of camera pushes before measuring (the edge learns each source from the control node).
+    #[arg(long, default_value_t = 5)]
+    pub warmup_secs: u64,
+    /// Seconds of a capacity phase after the live one: same cameras, players back to back (0: skip).
+    #[arg(long, default_value_t = 15)]
+    pub saturation_secs: u64,
+    /// Segments in the cameras' playlists (ffmpeg's -hls_list_size).
+    #[arg(long, default_value_t = 5)]
+    pub list_size: usize,
+    /// Cameras whose end-to-end delay is sampled.
+    #[arg(long, default_value_t = 5)]
+    pub delay_sources: usize,
+    /// How often the delay probe polls their live playlists, ms (the delay's resolution).
+    #[arg(long, default_value_t = 100)]
+    pub delay_poll_ms: u64,
+    /// Seconds recorded from one camera for the replay scenario (0: skip it).
+    #[arg(long, default_value_t = 10)]
+    pub record_secs: u64,
+    /// Concurrent players replaying the recording.
+    #[arg(long, default_value_t = 30)]
+    pub replay_players: usize,
+    /// Per-request timeout, ms.
+    #[arg(long, default_value_t = 10_000)]
+    pub timeout_ms: u64,
+    /// Where the report goes.
+    #[arg(long, default_value = "bench/RESULTS.md")]
+    pub out: PathBuf,
+    /// Commit under test, for the report.
+    #[arg(long, default_value = "unknown")]
+    pub commit: String,
+    /// The command that ran the bench, for the report.
+    #[arg(long, default_value = "")]
+    pub command: String,
+    /// Extra lines for the report's configuration section (how the nodes were started...).
+    #[arg(long)]
+    pub note: Vec<String>,
+    /// Prefix of the source names registered (a unique one keeps runs apart).
+    #[arg(long, default_value = "bench")]
+    pub name_prefix: String,
+    /// Keep the registered sources instead of deleting them at the end.
+    #[arg(long)]
+    pub keep_sources: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::FreePorts { count } => {
+            // Hold every listener until all are chosen so the ports differ.
+            let listeners: Vec<std::net::TcpListener> =
+                (0..count).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
+            for l in &listeners {
+                println!("{}", l.local_addr()?.port());
+            }
+            Ok(())
+        }
+        Command::Run(args) => run(*args).await,
+    }
+}
+
+/// A process under test.
+#[derive(Debug, Clone)]
+pub struct Proc {
+    pub name: &'static str,
+    pub pid: u32,
+}
+
+/// RSS samples of the processes under test, one per second: (seconds since start, phase, KiB per process).
+pub type Timeline = Vec<(f64, usize, Vec<u64>)>;
+
+/// What one phase measured beyond [`stats::PhaseStats`].
+#[derive(Debug, Clone, Default)]
+pub struct PhaseExtra {
+    pub name: &'static str,
+    pub secs: f64,
+    pub players: usize,
+    pub paced: bool,
+    /// Per process: (at start, at end).
+    pub procs: Vec<(ProcSample, ProcSample)>,
+    pub forwarded: f64,
+    pub not_forwarded: Vec<(String, f64)>,
+}
+
+pub struct Setup {
+    pub register: Summary,
+    pub streaming: Summary,
+}
+
+pub struct Replay {
+    pub recording: String,
+    pub segments: usize,
+    pub start_latency: Duration,
+    pub stop_latency: Duration,
+    /// From the stop until the control node listed every recorded segment.
+    pub listed_after: Duration,
+    pub rounds: Vec<(&'static str, Duration, Arc<ReplayStats>, f64)>,
+}
+
+pub struct Results {
+    pub args: RunArgs,
+    pub machine: procs::Machine,
+    pub started: chrono::DateTime<chrono::Utc>,
+    pub wall: Duration,
+    pub segment_bytes: usize,
+    pub procs: Vec<Proc>,
+    pub setup: Setup,
+    pub phases: Arc<Phases>,
+    pub extras: Vec<PhaseExtra>,
+    pub never_listed: usize,
+    pub timeline: Timeline,
+    pub final_procs: Vec<ProcSample>,
+    pub replay: Option<Replay>,
+    pub server_non_2xx: Vec<(String, String, f64)>,
+}
+
+async fn json_ok(req: reqwest::RequestBuilder, what: &str) -> anyhow::Result<(Value, Duration)> {
+    let (status, body, elapsed) = timed(req).await.with_context(|| what.to_owned())?;
+    if !status.is_success() {
+        bail!("{what}: HTTP {status}: {}", String::from_utf8_lossy(&body));
+    }
+    Ok((serde_json::from_slice(&body).with_context(|| format!("{what}: reply is not JSON"))?, elapsed))
+}
+
+async fn metrics_text(client: &reqwest::Client, base: &str) -> String {
+    match client.get(format!("{base}/metrics")).send().await {
+        Ok(resp) => resp.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+fn sample_all(procs: &[Proc]) -> Vec<ProcSample> {
+    procs.iter().map(|p| procs::sample(p.pid).unwrap_or_default()).collect()
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    ensure!(args.sources > 0 && args.segment_duration > 0.0, "need at least one source and a positive duration");
+    let started_at = chrono::Utc::now();
+    let wall = Instant::now();
+    let machine = procs::machine();
+    let segment = Bytes::from(
+        std::fs::read(&args.segment_file).with_context(|| format!("reading {}", args.segment_file.display()))?,
+    );
+    let mut procs = Vec::new();
+    if let Some(pid) = args.control_pid {
+        procs.push(Proc { name: "livemix-control", pid });
+    }
+    if let Some(pid) = args.edge_pid {
+        procs.push(Proc { name: "livemix-edge", pid });
+    }
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let admin = client(timeout);
+    let mgmt = args.management_url.trim_end_matches('/').to_owned();
+
+    // ---- setup: K sources, streaming on ----
+    eprintln!("[bench] registering {} sources", args.sources);
+    let (register, streaming) = (Latencies::default(), Latencies::default());
+    let mut cameras = Vec::with_capacity(args.sources);
+    for i in 0..args.sources {
+        let name = format!("{}-cam-{i}", args.name_prefix);
+        let (reply, elapsed) = json_ok(
+            admin
+                .post(format!("{mgmt}/v1/source"))
+                .json(&json!({"name": name, "segment_len": args.segment_duration.ceil() as u64, "description": "livemix-bench camera"})),
+            "registering a source",
+        )
+        .await?;
+        register.record(elapsed);
+        let id = reply["source"]["id"].as_str().context("source id in reply")?.to_owned();
+        cameras.push(Camera::new(i, name, id));
+    }
+    for cam in &cameras {
+        let (_, elapsed) =
+            json_ok(admin.put(format!("{mgmt}/v1/source/{}/streaming?new_state=true", cam.id)), "turning streaming on")
+                .await?;
+        streaming.record(elapsed);
+    }
+    let setup = Setup { register: register.summary(), streaming: streaming.summary() };
+    let ids: Vec<String> = cameras.iter().map(|c| c.id.clone()).collect();
+
+    // ---- live scenario: warm-up, paced players, back-to-back players ----
+    let live_secs = args.duration_secs as f64;
+    let sat_secs = args.saturation_secs as f64;
+    let mut phase_plan: Vec<(&'static str, f64, usize, Option<Duration>)> =
+        vec![("warm-up", args.warmup_secs as f64, 0, None)];
+    phase_plan.push(("live", live_secs, args.players, Some(Duration::from_millis(args.player_interval_ms))));
+    if args.saturation_secs > 0 {
+        phase_plan.push(("capacity", sat_secs, args.players, None));
+    }
+    let phases = Arc::new(Phases::new(phase_plan.len()));
+    let sent = Arc::new(camera::SentTimes::default());
+    let feed = Arc::new(Feed {
+        client: client(timeout),
+        edge: args.edge_url.trim_end_matches('/').to_owned(),
+        segment: segment.clone(),
+        duration_secs: args.segment_duration,
+        list_size: args.list_size.max(1),
+        sent: Arc::clone(&sent),
+        sampled: args.delay_sources,
+    });
+    let audience = Arc::new(Audience {
+        client: client(timeout),
+        vod: args.vod_url.trim_end_matches('/').to_owned(),
+        sources: ids.clone(),
+    });
+    let total_secs: f64 = phase_plan.iter().map(|p| p.1).sum();
+    let t0 = Instant::now();
+    let live_until = t0 + Duration::from_secs_f64(total_secs);
+    eprintln!("[bench] {} cameras pushing for {total_secs:.0} s", args.sources);
+    let period = Duration::from_secs_f64(args.segment_duration);
+    let camera_tasks: Vec<_> = cameras
+        .into_iter()
+        .map(|cam| {
+            // Cameras of a fleet are not in step: spread their segment boundaries over one segment duration.
+            let start = t0 + period.mul_f64(cam.index as f64 / args.sources as f64);
+            tokio::spawn(cam.run(Arc::clone(&feed), Arc::clone(&phases), start, live_until))
+        })
+        .collect();
+    let probe = tokio::spawn(player::delay_probe(
+        Arc::clone(&audience),
+        ids.iter().take(args.delay_sources).cloned().enumerate().collect(),
+        Arc::clone(&sent),
+        Arc::clone(&phases),
+        Duration::from_millis(args.delay_poll_ms.max(10)),
+        live_until,
+    ));
+    let timeline = Arc::new(std::sync::Mutex::new(Timeline::new()));
+    let sampler = {
+        let (procs, phases, timeline) = (procs.clone(), Arc::clone(&phases), Arc::clone(&timeline));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let rss = sample_all(&procs).iter().map(|s| s.rss_kib).collect();
+                timeline.lock().unwrap_or_else(|p| p.into_inner()).push((
+                    t0.elapsed().as_secs_f64(),
+                    phases.index(),
+                    rss,
+                ));
+            }
+        })
+    };
+
+    let metrics_client = client(timeout);
+    let mut extras = Vec::new();
+    let mut phase_start = t0;
+    for (index, &(name, secs, players, interval)) in phase_plan.iter().enumerate() {
+        phases.advance_to(index);
+        let before = sample_all(&procs);
+        let edge_before = metrics_text(&metrics_client, &feed.edge).await;
+        let until = phase_start + Duration::from_secs_f64(secs);
+        eprintln!(
+            "[bench] phase {name}: {secs:.0} s, {players} players{}",
+            if interval.is_some() { " (paced)" } else { "" }
+        );
+        let player_tasks: Vec<_> = (0..players)
+            .map(|p| {
+                let seed = (index * 1_000_003 + p) as u64 ^ started_at.timestamp_micros() as u64;
+                tokio::spawn(player::live_player(Arc::clone(&audience), Arc::clone(&phases), seed, until, interval))
+            })
+            .collect();
+        tokio::time::sleep_until(until).await;
+        let after = sample_all(&procs);
+        let edge_after = metrics_text(&metrics_client, &feed.edge).await;
+        for task in player_tasks {
+            task.await?;
+        }
+        let not_forwarded = {
+            let (b, a) = (
+                metric_series(&edge_before, "livemix_edge_segments_not_forwarded_total"),
+                metric_series(&edge_after, "livemix_edge_segments_not_forwarded_total"),
+            );
+            a.into_iter()
+                .map(|(k, v)| (k.clone(), v - b.get(&k).copied().unwrap_or(0.0)))
+                .filter(|(_, v)| *v > 0.0)
+                .collect()
+        };
+        extras.push(PhaseExtra {
+            name,
+            secs: (until - phase_start).as_secs_f64(),
+            players,
+            paced: interval.is_some(),
+            procs: before.into_iter().zip(after).collect(),
+            forwarded: metric_sum(&edge_after, "livemix_edge_segments_forwarded_total")
+                - metric_sum(&edge_before, "livemix_edge_segments_forwarded_total"),
+            not_forwarded,
+        });
+        phase_start = until;
+    }
+    let mut cameras = Vec::with_capacity(args.sources);
+    for task in camera_tasks {
+        cameras.push(task.await?);
+    }
+    probe.await?;
+    // Sampled segments uploaded more than 10 s before the end that no live playlist ever listed.
+    let never_listed = sent
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .filter(|&&at| at + Duration::from_secs(10) < live_until)
+        .count();
+
+    // ---- replay scenario ----
+    let replay =
+        if args.record_secs > 0 { Some(replay(&args, &admin, &mgmt, &feed, &mut cameras[0]).await?) } else { None };
+    sampler.abort();
+    let final_procs = sample_all(&procs);
+
+    let mut server_non_2xx = Vec::new();
+    for (who, base, metric) in [
+        ("control", &mgmt, "livemix_control_http_requests_total"),
+        ("edge", &feed.edge, "livemix_edge_http_requests_total"),
+    ] {
+        for (labels, count) in metric_series(&metrics_text(&metrics_client, base).await, metric) {
+            if !labels.contains("status=\"2") {
+                server_non_2xx.push((who.to_owned(), labels, count));
+            }
+        }
+    }
+
+    if !args.keep_sources {
+        for cam in &cameras {
+            let _ = admin.delete(format!("{mgmt}/v1/source/{}", cam.id)).send().await;
+        }
+    }
+
+    let results = Results {
+        machine,
+        started: started_at,
+        wall: wall.elapsed(),
+        segment_bytes: segment.len(),
+        procs,
+        setup,
+        phases,
+        extras,
+        never_listed,
+        timeline: std::mem::take(&mut *timeline.lock().unwrap_or_else(|p| p.into_inner())),
+        final_procs,
+        replay,
+        server_non_2xx,
+        args: args.clone(),
+    };
+    let text = report::markdown(&results);
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, &text).with_context(|| format!("writing {}", args.out.display()))?;
+    println!("{text}");
+    eprintln!("[bench] report written to {}", args.out.display());
+    Ok(())
+}
+
+/// Records a few seconds of one camera, then has many players download the recording twice: with a cold cache
+/// (segments come from the object store) and a warm one.
+async fn replay(
+    args: &RunArgs,
+    admin: &reqwest::Client,
+    mgmt: &str,
+    feed: &Arc<Feed>,
+    camera: &mut Camera,
+) -> anyhow::Result<Replay> {
+    eprintln!("[bench] recording {} s of {}", args.record_secs, camera.name);
+    let scratch = Phases::new(1);
+    let (reply, start_latency) = json_ok(
+        admin
+            .post(format!("{mgmt}/v1/source/{}/recording", camera.id))
+            .json(&json!({"alias": "bench", "description": "livemix-bench replay scenario"})),
+        "starting a recording",
+    )
+    .await?;
+    let recording = reply["recording"]["id"].as_str().context("recording id in reply")?.to_owned();
+    let period = Duration::from_secs_f64(args.segment_duration);
+    let until = Instant::now() + Duration::from_secs(args.record_secs);
+    let mut due = Instant::now();
+    while due < until {
+        tokio::time::sleep_until(due).await;
+        camera.push_one(feed, scratch.now()).await;
+        due += period;
+    }
+    let (_, stop_latency) =
+        json_ok(admin.post(format!("{mgmt}/v1/recording/{recording}/stop")), "stopping the recording").await?;
+    let stopped = Instant::now();
+    // The edge uploads each segment to S3 and reports it over Pub/Sub: wait until the list stops growing.
+    let (mut count, mut stable, mut listed_after) = (0, 0, Duration::ZERO);
+    while stopped.elapsed() < Duration::from_secs(30) && stable < 4 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let (reply, _) =
+            json_ok(admin.get(format!("{mgmt}/v1/recording/{recording}/segment")), "listing recorded segments").await?;
+        let now = reply["segments"].as_array().map_or(0, Vec::len);
+        if now != count || now == 0 {
+            count = now;
+            stable = 0;
+            listed_after = stopped.elapsed();
+        } else {
+            stable += 1;
+        }
+    }
+    ensure!(count > 0, "recording {recording} has no segments 30 s after it stopped");
+    eprintln!("[bench] recording {recording}: {count} segments; {} replay players", args.replay_players);
+
+    let http = client(Duration::from_millis(args.timeout_ms));
+    let mut rounds = Vec::new();
+    for round in ["cold cache", "warm cache"] {
+        let reads_before = metric_sum(&metrics_text(&http, mgmt).await, "livemix_control_object_store_reads_total");
+        let stats = Arc::new(ReplayStats::default());
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..args.replay_players)
+            .map(|_| {
+                tokio::spawn(player::replay_player(
+                    http.clone(),
+                    args.vod_url.trim_end_matches('/').to_owned(),
+                    recording.clone(),
+                    Arc::clone(&stats),
+                ))
+            })
+            .collect();
+        for task in tasks {
+            task.await?;
+        }
+        let elapsed = started.elapsed();
+        // Prefetches run in the background: let them finish before reading the counter.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let reads =
+            metric_sum(&metrics_text(&http, mgmt).await, "livemix_control_object_store_reads_total") - reads_before;
+        eprintln!(
+            "[bench] replay ({round}): {} segments served in {:.2} s, {reads} object-store reads",
+            stats.segments.load(Relaxed),
+            elapsed.as_secs_f64()
+        );
+        rounds.push((round, elapsed, stats, reads));
+    }
+    Ok(Replay { recording, segments: count, start_latency, stop_latency, listed_after, rounds })
+}

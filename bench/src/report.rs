@@ -1,0 +1,354 @@
+//! The markdown report.
+
+use std::{fmt::Write as _, sync::atomic::Ordering::Relaxed};
+
+use crate::{
+    Results,
+    stats::{PhaseStats, Summary},
+};
+
+/// Picks one latency of a phase.
+type SummaryOf = fn(&PhaseStats) -> Summary;
+/// One cell of the throughput table: (phase index, its stats).
+type Cell<'a> = Box<dyn Fn(usize, &PhaseStats) -> String + 'a>;
+
+fn row(out: &mut String, cells: &[String]) {
+    let _ = writeln!(out, "| {} |", cells.join(" | "));
+}
+
+fn header(out: &mut String, cells: &[&str]) {
+    row(out, &cells.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>());
+    row(out, &cells.iter().map(|_| "---".to_owned()).collect::<Vec<_>>());
+}
+
+fn ms(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn latency_cells(s: &Summary) -> Vec<String> {
+    if s.count == 0 {
+        return vec!["0".into(), "–".into(), "–".into(), "–".into(), "–".into()];
+    }
+    vec![s.count.to_string(), ms(s.p50), ms(s.p95), ms(s.p99), ms(s.max)]
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1}", kib as f64 / 1024.0)
+}
+
+pub fn markdown(r: &Results) -> String {
+    let a = &r.args;
+    let m = &r.machine;
+    let mut out = String::new();
+    let _ = writeln!(out, "# LiveMix benchmark results\n");
+    let _ = writeln!(
+        out,
+        "Written by `livemix-bench` (run through `bench/run.sh`; see `bench/README.md`). One run on one machine: \
+         compare numbers across runs on the same machine only, and mind the load average — the machine may be \
+         shared.\n"
+    );
+    header(&mut out, &["", ""]);
+    row(&mut out, &["date".into(), r.started.format("%Y-%m-%d %H:%M:%S UTC").to_string()]);
+    row(&mut out, &["commit".into(), format!("`{}`", a.commit)]);
+    row(
+        &mut out,
+        &["command".into(), format!("`{}`", if a.command.is_empty() { "livemix-bench run ..." } else { &a.command })],
+    );
+    row(&mut out, &["nproc".into(), m.nproc.to_string()]);
+    row(
+        &mut out,
+        &[
+            "memory".into(),
+            format!(
+                "{:.1} GiB total, {:.1} GiB available at start",
+                m.mem_total_mib as f64 / 1024.0,
+                m.mem_available_mib as f64 / 1024.0
+            ),
+        ],
+    );
+    row(&mut out, &["CPU".into(), m.cpu_model.clone()]);
+    row(&mut out, &["kernel".into(), format!("Linux {}", m.kernel)]);
+    row(&mut out, &["load average at start".into(), m.load_avg.clone()]);
+    row(&mut out, &["wall time of the bench".into(), format!("{:.0} s", r.wall.as_secs_f64())]);
+
+    let _ = writeln!(out, "\n## Setup\n");
+    let _ = writeln!(
+        out,
+        "- **Cameras**: K = {} sources registered through the management API, streaming on. Each pushes one \
+         {}-byte MPEG-TS segment every {:.1} s the way `ffmpeg -f hls -method PUT` does: a chunked \
+         `PUT /v1/ingest/<source>/index<n>.ts`, then a chunked `PUT .../index.m3u8` listing the newest {}; \
+         the cameras' segment boundaries are spread evenly over one segment duration. The segment is real \
+         (1280x720 test pattern, libx264 2 Mbit/s CBR, made once by ffmpeg); fleet ingest = {:.1} MB/s.",
+        a.sources,
+        r.segment_bytes,
+        a.segment_duration,
+        a.list_size,
+        a.sources as f64 * r.segment_bytes as f64 / a.segment_duration / 1e6
+    );
+    let _ = writeln!(
+        out,
+        "- **Live players**: P = {} concurrent players on the control node's VOD API; each round picks a random \
+         source, GETs its live playlist, then the newest segment it lists. Phase *live*: one round per {} ms \
+         per player (a real HLS player's pace). Phase *capacity*: rounds back to back (closed loop).",
+        a.players, a.player_interval_ms
+    );
+    let _ = writeln!(
+        out,
+        "- **End-to-end delay**: for {} cameras, the time from the start of a segment's PUT to the edge until \
+         the control node's live playlist first lists it, polled every {} ms (so up to {} ms late).",
+        a.delay_sources.min(a.sources),
+        a.delay_poll_ms,
+        a.delay_poll_ms
+    );
+    let _ = writeln!(
+        out,
+        "- **Phases**: {} s warm-up (not reported: the edge learns every source from the control node), {} s \
+         live, {} s capacity, then the replay scenario.",
+        a.warmup_secs, a.duration_secs, a.saturation_secs
+    );
+    let _ = writeln!(
+        out,
+        "- **Memory**: `VmRSS` and `VmHWM` (peak RSS) from `/proc/<pid>/status`; CPU from `/proc/<pid>/stat` \
+         (cores = CPU seconds / wall seconds)."
+    );
+    for note in &a.note {
+        let _ = writeln!(out, "- {note}");
+    }
+
+    let phases: Vec<(usize, &PhaseStats)> = r.phases.stats.iter().enumerate().skip(1).collect();
+
+    let _ = writeln!(out, "\n## Live scenario: {} cameras, {} players\n", a.sources, a.players);
+    let _ = writeln!(out, "### Latency (ms)\n");
+    header(&mut out, &["request", "phase", "count", "p50", "p95", "p99", "max"]);
+    let kinds: [(&str, SummaryOf); 5] = [
+        ("camera → edge: segment PUT", |s| s.segment_put.summary()),
+        ("camera → edge: playlist PUT (edge ingests)", |s| s.playlist_put.summary()),
+        ("**end-to-end delay** (segment PUT → listed by control)", |s| s.end_to_end.summary()),
+        ("player → control: live playlist GET", |s| s.player_playlist.summary()),
+        ("player → control: live segment GET", |s| s.player_segment.summary()),
+    ];
+    for (label, get) in kinds {
+        for &(i, stats) in &phases {
+            let mut cells = vec![label.to_owned(), r.extras[i].name.to_owned()];
+            cells.extend(latency_cells(&get(stats)));
+            row(&mut out, &cells);
+        }
+    }
+    if r.never_listed > 0 {
+        let _ = writeln!(
+            out,
+            "\n{} sampled segments were never listed in the control node's live playlist.",
+            r.never_listed
+        );
+    } else {
+        let _ = writeln!(out, "\nEvery sampled segment (older than 10 s at the end) appeared in the live playlist.");
+    }
+
+    let _ = writeln!(out, "\n### Throughput\n");
+    let mut cols = vec!["".to_owned()];
+    cols.extend(phases.iter().map(|&(i, _)| r.extras[i].name.to_owned()));
+    let col_refs: Vec<&str> = cols.iter().map(String::as_str).collect();
+    header(&mut out, &col_refs);
+    let per_sec = |v: f64, i: usize| v / r.extras[i].secs.max(1e-9);
+    let lines: Vec<(&str, Cell)> = vec![
+        ("seconds", Box::new(|i, _| format!("{:.0}", r.extras[i].secs))),
+        (
+            "players",
+            Box::new(|i, _| {
+                format!("{} ({})", r.extras[i].players, if r.extras[i].paced { "paced" } else { "back to back" })
+            }),
+        ),
+        (
+            "segments pushed by cameras /s (target)",
+            Box::new(|i, s| {
+                format!(
+                    "{:.1} ({:.1})",
+                    per_sec(s.segments_pushed.load(Relaxed) as f64, i),
+                    a.sources as f64 / a.segment_duration
+                )
+            }),
+        ),
+        (
+            "segments ingested by the edge /s",
+            Box::new(|i, s| format!("{:.1}", per_sec(s.segments_ingested.load(Relaxed) as f64, i))),
+        ),
+        ("segments forwarded to control /s", Box::new(|i, _| format!("{:.1}", per_sec(r.extras[i].forwarded, i)))),
+        (
+            "segments not forwarded (edge, by reason)",
+            Box::new(|i, _| {
+                let n = &r.extras[i].not_forwarded;
+                if n.is_empty() {
+                    "0".into()
+                } else {
+                    n.iter().map(|(k, v)| format!("{v:.0} `{k}`")).collect::<Vec<_>>().join(", ")
+                }
+            }),
+        ),
+        ("camera ticks over half a segment late", Box::new(|_, s| s.late_ticks.load(Relaxed).to_string())),
+        ("player requests /s", Box::new(|i, s| format!("{:.0}", per_sec(s.player_requests.load(Relaxed) as f64, i)))),
+        (
+            "player MB/s served",
+            Box::new(|i, s| format!("{:.1}", per_sec(s.player_bytes.load(Relaxed) as f64, i) / 1e6)),
+        ),
+        ("failed requests", Box::new(|_, s| s.errors.total().to_string())),
+    ];
+    for (label, f) in &lines {
+        let mut cells = vec![(*label).to_owned()];
+        cells.extend(phases.iter().map(|&(i, s)| f(i, s)));
+        row(&mut out, &cells);
+    }
+
+    let _ = writeln!(out, "\n### Errors by request and status\n");
+    let mut any = false;
+    for (i, stats) in r.phases.stats.iter().enumerate() {
+        for ((what, how), count) in stats.errors.snapshot() {
+            if !any {
+                header(&mut out, &["phase", "request", "failure", "count"]);
+                any = true;
+            }
+            row(&mut out, &[r.extras[i].name.to_owned(), what, how, count.to_string()]);
+        }
+    }
+    if !any {
+        let _ = writeln!(out, "None.");
+    }
+    if !r.server_non_2xx.is_empty() {
+        let _ = writeln!(out, "\nNon-2xx answers counted by the servers themselves (`/metrics`, whole run):\n");
+        header(&mut out, &["server", "labels", "count"]);
+        for (who, labels, count) in &r.server_non_2xx {
+            row(&mut out, &[who.clone(), format!("`{labels}`"), format!("{count:.0}")]);
+        }
+    }
+
+    if !r.procs.is_empty() {
+        let _ = writeln!(out, "\n### Memory and CPU\n");
+        let mut cols = vec!["process".to_owned(), "RSS after setup (MiB)".to_owned()];
+        for &(i, _) in &phases {
+            cols.push(format!("RSS end of {} (MiB)", r.extras[i].name));
+        }
+        cols.extend(["peak RSS, VmHWM (MiB)".to_owned(), "final RSS (MiB)".to_owned()]);
+        for &(i, _) in &phases {
+            cols.push(format!("CPU {} (cores)", r.extras[i].name));
+        }
+        let col_refs: Vec<&str> = cols.iter().map(String::as_str).collect();
+        header(&mut out, &col_refs);
+        for (p, proc_) in r.procs.iter().enumerate() {
+            let mut cells = vec![format!("{} (pid {})", proc_.name, proc_.pid)];
+            cells.push(r.extras.first().map_or("–".into(), |e| mib(e.procs[p].0.rss_kib)));
+            for &(i, _) in &phases {
+                cells.push(mib(r.extras[i].procs[p].1.rss_kib));
+            }
+            cells.push(mib(r.final_procs[p].hwm_kib));
+            cells.push(mib(r.final_procs[p].rss_kib));
+            for &(i, _) in &phases {
+                let (before, after) = r.extras[i].procs[p];
+                cells.push(format!("{:.2}", (after.cpu_secs - before.cpu_secs) / r.extras[i].secs.max(1e-9)));
+            }
+            row(&mut out, &cells);
+        }
+        let _ = writeln!(out, "\nRSS over time (MiB, every 10 s; the final row is after the replay scenario):\n");
+        let mut cols = vec!["t (s)".to_owned(), "phase".to_owned()];
+        cols.extend(r.procs.iter().map(|p| p.name.to_owned()));
+        let col_refs: Vec<&str> = cols.iter().map(String::as_str).collect();
+        header(&mut out, &col_refs);
+        let last = r.timeline.len().saturating_sub(1);
+        for (k, (t, phase, rss)) in r.timeline.iter().enumerate() {
+            if k % 10 != 0 && k != last {
+                continue;
+            }
+            let name = r.extras.get(*phase).map_or("replay", |e| e.name);
+            let mut cells = vec![format!("{t:.0}"), name.to_owned()];
+            cells.extend(rss.iter().map(|&kib| mib(kib)));
+            row(&mut out, &cells);
+        }
+    }
+
+    let _ = writeln!(out, "\n## Management API during setup (ms)\n");
+    header(&mut out, &["request", "count", "p50", "p95", "p99", "max"]);
+    for (label, s) in [
+        ("`POST /v1/source` (register)", &r.setup.register),
+        ("`PUT /v1/source/{id}/streaming?new_state=true` (edge not yet known: deferred)", &r.setup.streaming),
+    ] {
+        let mut cells = vec![label.to_owned()];
+        cells.extend(latency_cells(s));
+        row(&mut out, &cells);
+    }
+
+    if let Some(replay) = &r.replay {
+        let _ = writeln!(out, "\n## Replay scenario: one recording, {} concurrent players\n", a.replay_players);
+        let _ = writeln!(
+            out,
+            "One camera recorded for {} s (recording `{}`: {} segments). Start recording (a Pub/Sub round trip \
+             to the edge): {} ms; stop: {} ms; the control node listed every recorded segment {:.1} s after the \
+             stop (S3 upload + Pub/Sub report). Then {} players at once each GET the VOD playlist and every \
+             segment in order, twice: first with the recorded segments not yet in memcached (*cold*: read from \
+             S3, one read per segment however many players ask), then again (*warm*).\n",
+            a.record_secs,
+            replay.recording,
+            replay.segments,
+            ms(replay.start_latency.as_secs_f64() * 1e3),
+            ms(replay.stop_latency.as_secs_f64() * 1e3),
+            replay.listed_after.as_secs_f64(),
+            a.replay_players,
+        );
+        header(&mut out, &["round", "request", "count", "p50 (ms)", "p95 (ms)", "p99 (ms)", "max (ms)"]);
+        for (round, _, stats, _) in &replay.rounds {
+            for (label, s) in [
+                ("playlist GET", stats.playlist.summary()),
+                ("segment GET", stats.segment.summary()),
+                ("whole recording, per player", stats.whole.summary()),
+            ] {
+                let mut cells = vec![(*round).to_owned(), label.to_owned()];
+                cells.extend(latency_cells(&s));
+                row(&mut out, &cells);
+            }
+        }
+        let _ = writeln!(out);
+        header(
+            &mut out,
+            &[
+                "round",
+                "wall (s)",
+                "segments served",
+                "MB/s served",
+                "S3 reads (`livemix_control_object_store_reads_total`)",
+                "S3 reads without any cache",
+                "failed requests",
+            ],
+        );
+        for (round, elapsed, stats, reads) in &replay.rounds {
+            let secs = elapsed.as_secs_f64();
+            row(
+                &mut out,
+                &[
+                    (*round).to_owned(),
+                    format!("{secs:.2}"),
+                    stats.segments.load(Relaxed).to_string(),
+                    format!("{:.1}", stats.bytes.load(Relaxed) as f64 / secs.max(1e-9) / 1e6),
+                    format!("{reads:.0}"),
+                    (a.replay_players * replay.segments).to_string(),
+                    stats.errors.total().to_string(),
+                ],
+            );
+        }
+        let errors: Vec<_> = replay
+            .rounds
+            .iter()
+            .flat_map(|(round, _, s, _)| s.errors.snapshot().into_iter().map(move |e| (*round, e)))
+            .collect();
+        if !errors.is_empty() {
+            let _ = writeln!(out);
+            header(&mut out, &["round", "request", "failure", "count"]);
+            for (round, ((what, how), count)) in errors {
+                row(&mut out, &[round.to_owned(), what, how, count.to_string()]);
+            }
+        }
+    }
+    out
+}
