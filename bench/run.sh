@@ -18,8 +18,14 @@ log() { printf '[bench/run.sh] %s\n' "$*" >&2; }
 
 WORK=$(mktemp -d /tmp/livemix-bench.XXXXXX)
 PIDS=()
+BENCH_PID=
 cleanup() {
     local status=$?
+    # The bench first, while the control node still answers: it deletes the sources it registered.
+    if [[ -n "$BENCH_PID" ]]; then
+        kill "$BENCH_PID" 2>/dev/null || true
+        wait "$BENCH_PID" 2>/dev/null || true
+    fi
     for pid in "${PIDS[@]}"; do
         kill "$pid" 2>/dev/null || true
     done
@@ -55,7 +61,8 @@ ffmpeg -nostdin -hide_banner -loglevel error -y -f lavfi -i testsrc=size=1280x72
 SEGMENT=$WORK/segment/seg1.ts
 DURATION=$(awk -F'[:,]' '/^#EXTINF/ {n++; if (n == 2) {print $2; exit}}' "$WORK/segment/index.m3u8")
 
-read -r MGMT VOD EDGE_API EDGE < <("$BIN/livemix-bench" free-ports 4 | tr '\n' ' ')
+mapfile -t PORTS < <("$BIN/livemix-bench" free-ports 5)
+MGMT=${PORTS[0]} VOD=${PORTS[1]} EDGE_API=${PORTS[2]} EDGE=${PORTS[3]} MC_PORT=${PORTS[4]}
 TAG=bench-$(date +%s)-$$
 export LIVEMIX_EDGE_TOKEN=bench-$RANDOM$RANDOM
 export LIVEMIX_CREATE_TOPICS=true
@@ -87,6 +94,20 @@ wait_alive() { # URL NAME PID
     return 1
 }
 
+# A memcached of the bench's own: the fleet writes ~13 MB/s of live segments, which would evict other users' items
+# from the shared one, and its counters then count only this run.
+MC_MEMORY_MB=${LIVEMIX_BENCH_MEMCACHED_MB:-1024}
+MC_USER=root
+if id memcache >/dev/null 2>&1; then MC_USER=memcache; fi
+memcached -u "$MC_USER" -l 127.0.0.1 -p "$MC_PORT" -m "$MC_MEMORY_MB" -I 8m >"$WORK/memcached.log" 2>&1 &
+MC_PID=$!
+PIDS+=("$MC_PID")
+for _ in $(seq 50); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$MC_PORT") 2>/dev/null; then break; fi
+    sleep 0.1
+done
+export MEMCACHED_URL=memcache://127.0.0.1:$MC_PORT
+
 log "starting livemix-control and livemix-edge (logs in $WORK)"
 "$BIN/livemix-control" "${CONTROL_ARGS[@]}" >"$WORK/control.log" 2>&1 &
 CONTROL_PID=$!
@@ -102,13 +123,24 @@ if [[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]]; then
     COMMIT="$COMMIT + uncommitted changes"
 fi
 
+# CPU of the backing services too (shared with other users of this machine, if any).
+WATCH=(--watch "memcached=$MC_PID")
+if pid=$(pgrep -o -x postgres); then WATCH+=(--watch-tree "postgresql=$pid"); fi
+
+# Settings given through the environment (LIVEMIX_DB_MAX_CONNECTIONS=30 bash bench/run.sh ...), for the report.
+OVERRIDES=$(env | grep -E '^LIVEMIX_' | grep -vE '^LIVEMIX_(EDGE_TOKEN|CREATE_TOPICS|CONTROL_TOPIC|BROADCAST_TOPIC|LOG|BUCKET|BENCH_.*)=' \
+    | sort | tr '\n' ' ' || true)
+
 log "running the bench"
 "$BIN/livemix-bench" run \
     --management-url "http://127.0.0.1:$MGMT" --vod-url "http://127.0.0.1:$VOD" \
     --edge-url "http://127.0.0.1:$EDGE" --control-pid "$CONTROL_PID" --edge-pid "$EDGE_PID" \
     --segment-file "$SEGMENT" --segment-duration "${DURATION:-1.0}" \
     --name-prefix "$TAG" --commit "$COMMIT" --command "$COMMAND" \
-    --note "Release builds (\`cargo build --release\`), one \`livemix-control\` and one \`livemix-edge\` with default settings except addresses and topics: \`livemix-control ${CONTROL_ARGS[*]}\`, \`livemix-edge ${EDGE_ARGS[*]}\`; \`LIVEMIX_LOG=$LIVEMIX_LOG\`." \
-    --note "Backing services from \`scripts/services.sh\` on the same machine: PostgreSQL $(psql --version 2>/dev/null | awk '{print $3}'), memcached $(memcached -h 2>/dev/null | awk 'NR==1 {print $2}') (-m 256 -I 8m), the Pub/Sub emulator, moto as S3. The bench, both nodes and the services share the machine's $(nproc) cores." \
-    --out "$ROOT/bench/RESULTS.md" \
-    "$@"
+    --note "Release builds (\`cargo build --release\`), one \`livemix-control\` and one \`livemix-edge\` with default settings except addresses and topics: \`livemix-control ${CONTROL_ARGS[*]}\`, \`livemix-edge ${EDGE_ARGS[*]}\`; \`LIVEMIX_LOG=$LIVEMIX_LOG\`${OVERRIDES:+; other settings from the environment: \`${OVERRIDES% }\`}." \
+    --note "Backing services from \`scripts/services.sh\` on the same machine: PostgreSQL $(psql --version 2>/dev/null | awk '{print $3}') (shared), the Pub/Sub emulator, moto as S3; memcached $(memcached -h 2>/dev/null | awk 'NR==1 {print $2}') of the bench's own (-m $MC_MEMORY_MB -I 8m). The bench, both nodes and the services share the machine's $(nproc) cores." \
+    "${WATCH[@]}" --out "$ROOT/bench/RESULTS.md" \
+    "$@" &
+# In the background so that a signal to this script stops it (and everything else) at once.
+BENCH_PID=$!
+wait "$BENCH_PID"

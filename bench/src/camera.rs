@@ -12,7 +12,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::{
-    http::{chunked, timed},
+    http::{chunked, chunked_signalled, timed},
     stats::{PhaseStats, Phases, failure_kind},
 };
 
@@ -79,14 +79,11 @@ impl Camera {
             feed.sent.lock().unwrap_or_else(|p| p.into_inner()).insert((self.index, n), started);
         }
         let url = format!("{}/v1/ingest/{}/index{n}.ts", feed.edge, self.name);
-        match timed(feed.client.put(url).body(chunked(&feed.segment, CHUNK))).await {
-            Ok((status, _, elapsed)) if status.is_success() => {
-                stats.segment_put.record(elapsed);
-                stats.segments_pushed.fetch_add(1, Relaxed);
-            }
-            Ok((status, _, _)) => stats.errors.add("camera: segment PUT", status.as_u16().to_string()),
-            Err(err) => stats.errors.add("camera: segment PUT", failure_kind(&err)),
-        }
+        // ffmpeg does not wait for the reply to a segment's PUT: once the body is written it closes the request and
+        // sends the playlist, so the two requests race on the edge. Do the same.
+        let (body, written) = chunked_signalled(&feed.segment, CHUNK);
+        let upload = tokio::spawn(timed(feed.client.put(url).body(body)));
+        let _ = written.await;
         // ffmpeg lists the segment whether or not its upload worked.
         self.listed.push_back(n);
         while self.listed.len() > feed.list_size {
@@ -105,6 +102,15 @@ impl Camera {
             }
             Ok((status, _, _)) => stats.errors.add("camera: playlist PUT", status.as_u16().to_string()),
             Err(err) => stats.errors.add("camera: playlist PUT", failure_kind(&err)),
+        }
+        match upload.await {
+            Ok(Ok((status, _, elapsed))) if status.is_success() => {
+                stats.segment_put.record(elapsed);
+                stats.segments_pushed.fetch_add(1, Relaxed);
+            }
+            Ok(Ok((status, _, _))) => stats.errors.add("camera: segment PUT", status.as_u16().to_string()),
+            Ok(Err(err)) => stats.errors.add("camera: segment PUT", failure_kind(&err)),
+            Err(_) => stats.errors.add("camera: segment PUT", "task failed"),
         }
     }
 

@@ -30,6 +30,21 @@ pub fn chunked(data: &Bytes, chunk: usize) -> reqwest::Body {
     reqwest::Body::wrap_stream(futures::stream::iter(parts))
 }
 
+/// [`chunked`], plus a receiver that completes once the client has taken the whole body (ffmpeg's "written").
+pub fn chunked_signalled(data: &Bytes, chunk: usize) -> (reqwest::Body, tokio::sync::oneshot::Receiver<()>) {
+    use futures::StreamExt;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let mut tx = Some(tx);
+    let parts = futures::stream::iter(split(data, chunk).into_iter().map(Ok::<_, std::io::Error>));
+    let done = futures::stream::poll_fn(move |_| {
+        if let Some(tx) = tx.take() {
+            let _ = tx.send(());
+        }
+        std::task::Poll::Ready(None)
+    });
+    (reqwest::Body::wrap_stream(parts.chain(done)), rx)
+}
+
 fn split(data: &Bytes, chunk: usize) -> Vec<Bytes> {
     let chunk = chunk.max(1);
     (0..data.len()).step_by(chunk).map(|at| data.slice(at..(at + chunk).min(data.len()))).collect()

@@ -4,6 +4,7 @@
 
 mod camera;
 mod http;
+mod memcached;
 mod player;
 mod procs;
 mod report;
@@ -65,6 +66,15 @@ pub struct RunArgs {
     /// PID of the edge, for its memory and CPU.
     #[arg(long)]
     pub edge_pid: Option<u32>,
+    /// Another process whose CPU to report, as NAME=PID (memcached...).
+    #[arg(long, value_name = "NAME=PID")]
+    pub watch: Vec<String>,
+    /// A process and its children whose CPU to report together, as NAME=PID (the PostgreSQL postmaster).
+    #[arg(long, value_name = "NAME=PID")]
+    pub watch_tree: Vec<String>,
+    /// memcached the control node uses (`memcache://host:port` or `host:port`), for its traffic counters.
+    #[arg(long, env = "MEMCACHED_URL")]
+    pub memcached_url: Option<String>,
     /// An MPEG-TS segment every camera sends as each of its segments.
     #[arg(long)]
     pub segment_file: PathBuf,
@@ -101,6 +111,9 @@ pub struct RunArgs {
     /// Seconds recorded from one camera for the replay scenario (0: skip it).
     #[arg(long, default_value_t = 10)]
     pub record_secs: u64,
+    /// Cameras recorded at once (the first recording is replayed).
+    #[arg(long, default_value_t = 1)]
+    pub record_sources: usize,
     /// Concurrent players replaying the recording.
     #[arg(long, default_value_t = 30)]
     pub replay_players: usize,
@@ -146,8 +159,12 @@ async fn main() -> anyhow::Result<()> {
 /// A process under test.
 #[derive(Debug, Clone)]
 pub struct Proc {
-    pub name: &'static str,
+    pub name: String,
     pub pid: u32,
+    /// Sum over the process and its children.
+    pub tree: bool,
+    /// Listed in the memory table (the nodes under test), not only the CPU one.
+    pub memory: bool,
 }
 
 /// RSS samples of the processes under test, one per second: (seconds since start, phase, KiB per process).
@@ -162,6 +179,9 @@ pub struct PhaseExtra {
     pub paced: bool,
     /// Per process: (at start, at end).
     pub procs: Vec<(ProcSample, ProcSample)>,
+    /// Busy and total CPU ticks of the machine: (at start, at end).
+    pub machine_cpu: ((u64, u64), (u64, u64)),
+    pub memcached: (Option<memcached::Stats>, Option<memcached::Stats>),
     pub forwarded: f64,
     pub not_forwarded: Vec<(String, f64)>,
 }
@@ -172,13 +192,33 @@ pub struct Setup {
 }
 
 pub struct Replay {
+    /// The recording replayed (the first one).
     pub recording: String,
+    /// Recordings made at once.
+    pub recordings: usize,
+    /// Segments of the recording replayed.
     pub segments: usize,
-    pub start_latency: Duration,
-    pub stop_latency: Duration,
+    /// Segments of every recording.
+    pub all_segments: usize,
+    pub start_latency: Summary,
+    pub stop_latency: Summary,
+    /// Most segments waiting in the edge's recording queue (`livemix_edge_recording_pending`).
+    pub pending_max: f64,
+    /// Still waiting when the bench stopped waiting.
+    pub pending_left: f64,
+    pub camera_errors: u64,
     /// From the stop until the control node listed every recorded segment.
     pub listed_after: Duration,
-    pub rounds: Vec<(&'static str, Duration, Arc<ReplayStats>, f64)>,
+    pub rounds: Vec<ReplayRound>,
+}
+
+pub struct ReplayRound {
+    pub name: &'static str,
+    pub wall: Duration,
+    pub stats: Arc<ReplayStats>,
+    /// `livemix_control_object_store_reads_total` during the round.
+    pub store_reads: f64,
+    pub memcached: (Option<memcached::Stats>, Option<memcached::Stats>),
 }
 
 pub struct Results {
@@ -214,10 +254,53 @@ async fn metrics_text(client: &reqwest::Client, base: &str) -> String {
 }
 
 fn sample_all(procs: &[Proc]) -> Vec<ProcSample> {
-    procs.iter().map(|p| procs::sample(p.pid).unwrap_or_default()).collect()
+    procs.iter().map(|p| procs::sample_tree(p.pid, p.tree).unwrap_or_default()).collect()
+}
+
+async fn memcached_stats(args: &RunArgs) -> Option<memcached::Stats> {
+    memcached::stats(&memcached::addr_of(args.memcached_url.as_deref()?)?).await
+}
+
+fn parse_watch(spec: &str, tree: bool) -> anyhow::Result<Proc> {
+    let (name, pid) = spec.split_once('=').with_context(|| format!("{spec:?}: expected NAME=PID"))?;
+    let pid = pid.trim().parse().with_context(|| format!("{spec:?}: {pid:?} is not a process id"))?;
+    Ok(Proc { name: name.to_owned(), pid, tree, memory: false })
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let admin = client(Duration::from_millis(args.timeout_ms));
+    let mgmt = args.management_url.trim_end_matches('/').to_owned();
+    let mut registered = Vec::new();
+    let outcome = tokio::select! {
+        outcome = bench(&args, &admin, &mgmt, &mut registered) => outcome,
+        signal = interrupted() => Err(anyhow::anyhow!("stopped by {signal}")),
+    };
+    // Even after a failure: the database may be shared.
+    if !args.keep_sources {
+        for id in &registered {
+            let _ = admin.delete(format!("{mgmt}/v1/source/{id}")).send().await;
+        }
+    }
+    outcome
+}
+
+/// SIGINT or SIGTERM.
+async fn interrupted() -> &'static str {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+async fn bench(
+    args: &RunArgs,
+    admin: &reqwest::Client,
+    mgmt: &str,
+    registered: &mut Vec<String>,
+) -> anyhow::Result<()> {
     ensure!(args.sources > 0 && args.segment_duration > 0.0, "need at least one source and a positive duration");
     let started_at = chrono::Utc::now();
     let wall = Instant::now();
@@ -227,14 +310,24 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     let mut procs = Vec::new();
     if let Some(pid) = args.control_pid {
-        procs.push(Proc { name: "livemix-control", pid });
+        procs.push(Proc { name: "livemix-control".into(), pid, tree: false, memory: true });
     }
     if let Some(pid) = args.edge_pid {
-        procs.push(Proc { name: "livemix-edge", pid });
+        procs.push(Proc { name: "livemix-edge".into(), pid, tree: false, memory: true });
+    }
+    procs.push(Proc {
+        name: "livemix-bench (load generator)".into(),
+        pid: std::process::id(),
+        tree: false,
+        memory: false,
+    });
+    for spec in &args.watch {
+        procs.push(parse_watch(spec, false)?);
+    }
+    for spec in &args.watch_tree {
+        procs.push(parse_watch(spec, true)?);
     }
     let timeout = Duration::from_millis(args.timeout_ms);
-    let admin = client(timeout);
-    let mgmt = args.management_url.trim_end_matches('/').to_owned();
 
     // ---- setup: K sources, streaming on ----
     eprintln!("[bench] registering {} sources", args.sources);
@@ -251,6 +344,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await?;
         register.record(elapsed);
         let id = reply["source"]["id"].as_str().context("source id in reply")?.to_owned();
+        registered.push(id.clone());
         cameras.push(Camera::new(i, name, id));
     }
     for cam in &cameras {
@@ -315,7 +409,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                let rss = sample_all(&procs).iter().map(|s| s.rss_kib).collect();
+                let rss =
+                    sample_all(&procs).iter().zip(&procs).filter(|(_, p)| p.memory).map(|(s, _)| s.rss_kib).collect();
                 timeline.lock().unwrap_or_else(|p| p.into_inner()).push((
                     t0.elapsed().as_secs_f64(),
                     phases.index(),
@@ -331,6 +426,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     for (index, &(name, secs, players, interval)) in phase_plan.iter().enumerate() {
         phases.advance_to(index);
         let before = sample_all(&procs);
+        let cpu_before = procs::machine_cpu();
+        let mc_before = memcached_stats(args).await;
         let edge_before = metrics_text(&metrics_client, &feed.edge).await;
         let until = phase_start + Duration::from_secs_f64(secs);
         eprintln!(
@@ -345,6 +442,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .collect();
         tokio::time::sleep_until(until).await;
         let after = sample_all(&procs);
+        let cpu_after = procs::machine_cpu();
+        let mc_after = memcached_stats(args).await;
         let edge_after = metrics_text(&metrics_client, &feed.edge).await;
         for task in player_tasks {
             task.await?;
@@ -365,6 +464,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             players,
             paced: interval.is_some(),
             procs: before.into_iter().zip(after).collect(),
+            machine_cpu: (cpu_before, cpu_after),
+            memcached: (mc_before, mc_after),
             forwarded: metric_sum(&edge_after, "livemix_edge_segments_forwarded_total")
                 - metric_sum(&edge_before, "livemix_edge_segments_forwarded_total"),
             not_forwarded,
@@ -385,26 +486,19 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .count();
 
     // ---- replay scenario ----
-    let replay =
-        if args.record_secs > 0 { Some(replay(&args, &admin, &mgmt, &feed, &mut cameras[0]).await?) } else { None };
+    let replay = if args.record_secs > 0 { Some(replay(args, admin, mgmt, &feed, &mut cameras).await?) } else { None };
     sampler.abort();
     let final_procs = sample_all(&procs);
 
     let mut server_non_2xx = Vec::new();
     for (who, base, metric) in [
-        ("control", &mgmt, "livemix_control_http_requests_total"),
-        ("edge", &feed.edge, "livemix_edge_http_requests_total"),
+        ("control", mgmt, "livemix_control_http_requests_total"),
+        ("edge", feed.edge.as_str(), "livemix_edge_http_requests_total"),
     ] {
         for (labels, count) in metric_series(&metrics_text(&metrics_client, base).await, metric) {
             if !labels.contains("status=\"2") {
                 server_non_2xx.push((who.to_owned(), labels, count));
             }
-        }
-    }
-
-    if !args.keep_sources {
-        for cam in &cameras {
-            let _ = admin.delete(format!("{mgmt}/v1/source/{}", cam.id)).send().await;
         }
     }
 
@@ -441,51 +535,95 @@ async fn replay(
     admin: &reqwest::Client,
     mgmt: &str,
     feed: &Arc<Feed>,
-    camera: &mut Camera,
+    cameras: &mut Vec<Camera>,
 ) -> anyhow::Result<Replay> {
-    eprintln!("[bench] recording {} s of {}", args.record_secs, camera.name);
-    let scratch = Phases::new(1);
-    let (reply, start_latency) = json_ok(
-        admin
-            .post(format!("{mgmt}/v1/source/{}/recording", camera.id))
-            .json(&json!({"alias": "bench", "description": "livemix-bench replay scenario"})),
-        "starting a recording",
-    )
-    .await?;
-    let recording = reply["recording"]["id"].as_str().context("recording id in reply")?.to_owned();
-    let period = Duration::from_secs_f64(args.segment_duration);
-    let until = Instant::now() + Duration::from_secs(args.record_secs);
-    let mut due = Instant::now();
-    while due < until {
-        tokio::time::sleep_until(due).await;
-        camera.push_one(feed, scratch.now()).await;
-        due += period;
+    let n = args.record_sources.clamp(1, cameras.len());
+    eprintln!("[bench] recording {} s of {n} camera(s) while all {} keep streaming", args.record_secs, cameras.len());
+    let scratch = Arc::new(Phases::new(1));
+    let metrics_http = client(Duration::from_millis(args.timeout_ms));
+    let pending =
+        || async { metric_sum(&metrics_text(&metrics_http, &feed.edge).await, "livemix_edge_recording_pending") };
+    // Every recording starts at once, as an operator's "record them all" would.
+    let starts = cameras[..n].iter().map(|cam| {
+        json_ok(
+            admin.post(format!("{mgmt}/v1/source/{}/recording", cam.id)).json(
+                &json!({"alias": format!("{}-recording", cam.name), "description": "livemix-bench replay scenario"}),
+            ),
+            "starting a recording",
+        )
+    });
+    let (start_latency, mut recordings) = (Latencies::default(), Vec::with_capacity(n));
+    for result in futures::future::join_all(starts).await {
+        let (reply, elapsed) = result?;
+        start_latency.record(elapsed);
+        recordings.push(reply["recording"]["id"].as_str().context("recording id in reply")?.to_owned());
     }
-    let (_, stop_latency) =
-        json_ok(admin.post(format!("{mgmt}/v1/recording/{recording}/stop")), "stopping the recording").await?;
-    let stopped = Instant::now();
-    // The edge uploads each segment to S3 and reports it over Pub/Sub: wait until the list stops growing.
-    let (mut count, mut stable, mut listed_after) = (0, 0, Duration::ZERO);
-    while stopped.elapsed() < Duration::from_secs(30) && stable < 4 {
+    let period = Duration::from_secs_f64(args.segment_duration);
+    let (started, total) = (Instant::now(), cameras.len());
+    let until = started + Duration::from_secs(args.record_secs);
+    let tasks: Vec<_> = std::mem::take(cameras)
+        .into_iter()
+        .map(|cam| {
+            let start = started + period.mul_f64(cam.index as f64 / total as f64);
+            tokio::spawn(cam.run(Arc::clone(feed), Arc::clone(&scratch), start, until))
+        })
+        .collect();
+    let mut pending_max: f64 = 0.0;
+    while Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let (reply, _) =
-            json_ok(admin.get(format!("{mgmt}/v1/recording/{recording}/segment")), "listing recorded segments").await?;
-        let now = reply["segments"].as_array().map_or(0, Vec::len);
-        if now != count || now == 0 {
-            count = now;
+        pending_max = pending_max.max(pending().await);
+    }
+    for task in tasks {
+        cameras.push(task.await?);
+    }
+    let stops = recordings
+        .iter()
+        .map(|id| json_ok(admin.post(format!("{mgmt}/v1/recording/{id}/stop")), "stopping a recording"));
+    let stop_latency = Latencies::default();
+    for result in futures::future::join_all(stops).await {
+        stop_latency.record(result?.1);
+    }
+    let stopped = Instant::now();
+    // The edge uploads each segment to S3 and reports it over Pub/Sub: wait until its queue is empty and the
+    // control node's lists stop growing.
+    let count = |id: String| async move {
+        json_ok(admin.get(format!("{mgmt}/v1/recording/{id}/segment")), "listing recorded segments")
+            .await
+            .map(|(reply, _)| reply["segments"].as_array().map_or(0, Vec::len))
+    };
+    let (mut counts, mut stable, mut listed_after, mut pending_left) = (vec![0; n], 0, Duration::ZERO, 0.0);
+    while stopped.elapsed() < Duration::from_secs(60) && stable < 4 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        pending_left = pending().await;
+        pending_max = pending_max.max(pending_left);
+        let now: Vec<usize> = futures::future::join_all(recordings.iter().cloned().map(count))
+            .await
+            .into_iter()
+            .collect::<anyhow::Result<_>>()?;
+        if now != counts || now.contains(&0) || pending_left > 0.0 {
+            if now != counts {
+                listed_after = stopped.elapsed();
+            }
+            counts = now;
             stable = 0;
-            listed_after = stopped.elapsed();
         } else {
             stable += 1;
         }
     }
-    ensure!(count > 0, "recording {recording} has no segments 30 s after it stopped");
-    eprintln!("[bench] recording {recording}: {count} segments; {} replay players", args.replay_players);
+    let recording = recordings[0].clone();
+    ensure!(counts[0] > 0, "recording {recording} has no segments {} s after it stopped", stopped.elapsed().as_secs());
+    eprintln!(
+        "[bench] {n} recording(s): {} segments in all, listed {:.1} s after the stop; {} replay players on {recording}",
+        counts.iter().sum::<usize>(),
+        listed_after.as_secs_f64(),
+        args.replay_players
+    );
 
     let http = client(Duration::from_millis(args.timeout_ms));
     let mut rounds = Vec::new();
     for round in ["cold cache", "warm cache"] {
         let reads_before = metric_sum(&metrics_text(&http, mgmt).await, "livemix_control_object_store_reads_total");
+        let mc_before = memcached_stats(args).await;
         let stats = Arc::new(ReplayStats::default());
         let started = Instant::now();
         let tasks: Vec<_> = (0..args.replay_players)
@@ -506,12 +644,31 @@ async fn replay(
         tokio::time::sleep(Duration::from_millis(500)).await;
         let reads =
             metric_sum(&metrics_text(&http, mgmt).await, "livemix_control_object_store_reads_total") - reads_before;
+        let mc_after = memcached_stats(args).await;
         eprintln!(
             "[bench] replay ({round}): {} segments served in {:.2} s, {reads} object-store reads",
             stats.segments.load(Relaxed),
             elapsed.as_secs_f64()
         );
-        rounds.push((round, elapsed, stats, reads));
+        rounds.push(ReplayRound {
+            name: round,
+            wall: elapsed,
+            stats,
+            store_reads: reads,
+            memcached: (mc_before, mc_after),
+        });
     }
-    Ok(Replay { recording, segments: count, start_latency, stop_latency, listed_after, rounds })
+    Ok(Replay {
+        recording,
+        recordings: n,
+        segments: counts[0],
+        all_segments: counts.iter().sum(),
+        start_latency: start_latency.summary(),
+        stop_latency: stop_latency.summary(),
+        listed_after,
+        pending_max,
+        pending_left,
+        camera_errors: scratch.now().errors.total(),
+        rounds,
+    })
 }

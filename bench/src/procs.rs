@@ -14,6 +14,45 @@ pub struct ProcSample {
 /// Clock ticks per second of `/proc/<pid>/stat` (USER_HZ; 100 on every mainstream Linux).
 const CLOCK_TICKS: f64 = 100.0;
 
+/// A process, or a process and its children (PostgreSQL: the postmaster and its backends), summed.
+pub fn sample_tree(pid: u32, tree: bool) -> Option<ProcSample> {
+    let mut total = sample(pid)?;
+    if tree {
+        for child in children(pid) {
+            if let Some(s) = sample(child) {
+                total.rss_kib += s.rss_kib;
+                total.hwm_kib += s.hwm_kib;
+                total.cpu_secs += s.cpu_secs;
+            }
+        }
+    }
+    Some(total)
+}
+
+/// The direct children of a process.
+fn children(parent: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().is_some_and(|stat| {
+                stat.rfind(')').and_then(|at| stat.get(at + 2..)).and_then(|rest| rest.split_whitespace().nth(1))
+                    == Some(parent.to_string().as_str())
+            })
+        })
+        .collect()
+}
+
+/// Busy and total CPU time of the whole machine so far, in clock ticks (`/proc/stat`).
+pub fn machine_cpu() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().next() else { return (0, 0) };
+    let ticks: Vec<u64> = line.split_whitespace().skip(1).filter_map(|t| t.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let total: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
 pub fn sample(pid: u32) -> Option<ProcSample> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| {
@@ -78,5 +117,8 @@ mod tests {
         let me = sample(std::process::id()).expect("/proc of this process");
         assert!(me.rss_kib > 0 && me.hwm_kib >= me.rss_kib);
         assert!(machine().nproc >= 1);
+        let (busy, total) = machine_cpu();
+        assert!(total > 0 && busy <= total);
+        assert!(sample_tree(1, true).is_some());
     }
 }

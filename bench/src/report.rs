@@ -3,7 +3,7 @@
 use std::{fmt::Write as _, sync::atomic::Ordering::Relaxed};
 
 use crate::{
-    Results,
+    Results, memcached,
     stats::{PhaseStats, Summary},
 };
 
@@ -82,7 +82,8 @@ pub fn markdown(r: &Results) -> String {
         out,
         "- **Cameras**: K = {} sources registered through the management API, streaming on. Each pushes one \
          {}-byte MPEG-TS segment every {:.1} s the way `ffmpeg -f hls -method PUT` does: a chunked \
-         `PUT /v1/ingest/<source>/index<n>.ts`, then a chunked `PUT .../index.m3u8` listing the newest {}; \
+         `PUT /v1/ingest/<source>/index<n>.ts`, then, without waiting for its reply (ffmpeg does not), a chunked \
+         `PUT .../index.m3u8` listing the newest {}; \
          the cameras' segment boundaries are spread evenly over one segment duration. The segment is real \
          (1280x720 test pattern, libx264 2 Mbit/s CBR, made once by ffmpeg); fleet ingest = {:.1} MB/s.",
         a.sources,
@@ -197,6 +198,28 @@ pub fn markdown(r: &Results) -> String {
             Box::new(|i, s| format!("{:.1}", per_sec(s.player_bytes.load(Relaxed) as f64, i) / 1e6)),
         ),
         ("failed requests", Box::new(|_, s| s.errors.total().to_string())),
+        (
+            "memcached GETs /s",
+            Box::new(|i, _| {
+                let (b, a) = &r.extras[i].memcached;
+                memcached::delta(b, a, "cmd_get").map_or("–".into(), |d| format!("{:.0}", per_sec(d as f64, i)))
+            }),
+        ),
+        (
+            "memcached MB/s sent to clients",
+            Box::new(|i, _| {
+                let (b, a) = &r.extras[i].memcached;
+                memcached::delta(b, a, "bytes_written")
+                    .map_or("–".into(), |d| format!("{:.1}", per_sec(d as f64, i) / 1e6))
+            }),
+        ),
+        (
+            "memcached evictions",
+            Box::new(|i, _| {
+                let (b, a) = &r.extras[i].memcached;
+                memcached::delta(b, a, "evictions").map_or("–".into(), |d| d.to_string())
+            }),
+        ),
     ];
     for (label, f) in &lines {
         let mut cells = vec![(*label).to_owned()];
@@ -227,18 +250,15 @@ pub fn markdown(r: &Results) -> String {
     }
 
     if !r.procs.is_empty() {
-        let _ = writeln!(out, "\n### Memory and CPU\n");
+        let _ = writeln!(out, "\n### Memory\n");
         let mut cols = vec!["process".to_owned(), "RSS after setup (MiB)".to_owned()];
         for &(i, _) in &phases {
             cols.push(format!("RSS end of {} (MiB)", r.extras[i].name));
         }
-        cols.extend(["peak RSS, VmHWM (MiB)".to_owned(), "final RSS (MiB)".to_owned()]);
-        for &(i, _) in &phases {
-            cols.push(format!("CPU {} (cores)", r.extras[i].name));
-        }
+        cols.extend(["peak RSS, VmHWM (MiB)".to_owned(), "final RSS, after replay (MiB)".to_owned()]);
         let col_refs: Vec<&str> = cols.iter().map(String::as_str).collect();
         header(&mut out, &col_refs);
-        for (p, proc_) in r.procs.iter().enumerate() {
+        for (p, proc_) in r.procs.iter().enumerate().filter(|(_, p)| p.memory) {
             let mut cells = vec![format!("{} (pid {})", proc_.name, proc_.pid)];
             cells.push(r.extras.first().map_or("–".into(), |e| mib(e.procs[p].0.rss_kib)));
             for &(i, _) in &phases {
@@ -246,15 +266,11 @@ pub fn markdown(r: &Results) -> String {
             }
             cells.push(mib(r.final_procs[p].hwm_kib));
             cells.push(mib(r.final_procs[p].rss_kib));
-            for &(i, _) in &phases {
-                let (before, after) = r.extras[i].procs[p];
-                cells.push(format!("{:.2}", (after.cpu_secs - before.cpu_secs) / r.extras[i].secs.max(1e-9)));
-            }
             row(&mut out, &cells);
         }
         let _ = writeln!(out, "\nRSS over time (MiB, every 10 s; the final row is after the replay scenario):\n");
         let mut cols = vec!["t (s)".to_owned(), "phase".to_owned()];
-        cols.extend(r.procs.iter().map(|p| p.name.to_owned()));
+        cols.extend(r.procs.iter().filter(|p| p.memory).map(|p| p.name.clone()));
         let col_refs: Vec<&str> = cols.iter().map(String::as_str).collect();
         header(&mut out, &col_refs);
         let last = r.timeline.len().saturating_sub(1);
@@ -266,6 +282,50 @@ pub fn markdown(r: &Results) -> String {
             let mut cells = vec![format!("{t:.0}"), name.to_owned()];
             cells.extend(rss.iter().map(|&kib| mib(kib)));
             row(&mut out, &cells);
+        }
+    }
+
+    if !r.procs.is_empty() {
+        let _ = writeln!(out, "\n### CPU (cores busy: CPU seconds / wall seconds)\n");
+        let mut cols = vec!["process".to_owned()];
+        cols.extend(phases.iter().map(|&(i, _)| r.extras[i].name.to_owned()));
+        let col_refs: Vec<&str> = cols.iter().map(String::as_str).collect();
+        header(&mut out, &col_refs);
+        for (p, proc_) in r.procs.iter().enumerate() {
+            let what = if proc_.tree { " and its children" } else { "" };
+            let mut cells = vec![format!("{} (pid {}{what})", proc_.name, proc_.pid)];
+            for &(i, _) in &phases {
+                let (before, after) = r.extras[i].procs[p];
+                cells.push(format!("{:.2}", (after.cpu_secs - before.cpu_secs) / r.extras[i].secs.max(1e-9)));
+            }
+            row(&mut out, &cells);
+        }
+        let mut cells = vec![format!("whole machine, every tenant ({} cores)", m.nproc)];
+        for &(i, _) in &phases {
+            let ((busy0, total0), (busy1, total1)) = r.extras[i].machine_cpu;
+            let share = (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64;
+            cells.push(format!("{:.2}", share * m.nproc as f64));
+        }
+        row(&mut out, &cells);
+        for &(i, _) in &phases {
+            let ((busy0, total0), (busy1, total1)) = r.extras[i].machine_cpu;
+            let busy = (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64;
+            if busy >= 0.9 {
+                let _ = writeln!(
+                    out,
+                    "\nThe machine's CPU was saturated during the *{}* phase ({:.0}% busy): its numbers are a limit of \
+                     this machine, shared by the load generator, the backing services{}, not of LiveMix alone.",
+                    r.extras[i].name,
+                    busy * 100.0,
+                    if m.load_avg.split_whitespace().next().and_then(|l| l.parse::<f64>().ok()).unwrap_or(0.0)
+                        > m.nproc as f64
+                    {
+                        " and other work already running when the bench started"
+                    } else {
+                        ""
+                    }
+                );
+            }
         }
     }
 
@@ -281,30 +341,61 @@ pub fn markdown(r: &Results) -> String {
     }
 
     if let Some(replay) = &r.replay {
-        let _ = writeln!(out, "\n## Replay scenario: one recording, {} concurrent players\n", a.replay_players);
+        let _ = writeln!(out, "\n## Replay scenario: a recording, {} concurrent players\n", a.replay_players);
+        let what = if replay.recordings == 1 {
+            "One camera was recorded".to_owned()
+        } else {
+            format!("{} cameras were recorded at once", replay.recordings)
+        };
         let _ = writeln!(
             out,
-            "One camera recorded for {} s (recording `{}`: {} segments). Start recording (a Pub/Sub round trip \
-             to the edge): {} ms; stop: {} ms; the control node listed every recorded segment {:.1} s after the \
-             stop (S3 upload + Pub/Sub report). Then {} players at once each GET the VOD playlist and every \
-             segment in order, twice: first with the recorded segments not yet in memcached (*cold*: read from \
-             S3, one read per segment however many players ask), then again (*warm*).\n",
+            "{what} for {} s while all {} cameras kept streaming; the first recording (`{}`) has {} segments{}. \
+             Then {} players at once each GET its VOD playlist and every segment in order, twice: first with \
+             the recorded segments not yet in memcached (*cold*: read from S3, one read per segment however \
+             many players ask), then again (*warm*).\n",
             a.record_secs,
+            a.sources,
             replay.recording,
             replay.segments,
-            ms(replay.start_latency.as_secs_f64() * 1e3),
-            ms(replay.stop_latency.as_secs_f64() * 1e3),
-            replay.listed_after.as_secs_f64(),
+            if replay.recordings > 1 {
+                format!(" ({} segments in all recordings)", replay.all_segments)
+            } else {
+                String::new()
+            },
             a.replay_players,
         );
+        header(&mut out, &["recording", "count", "p50 (ms)", "p95 (ms)", "p99 (ms)", "max (ms)"]);
+        for (label, s) in [
+            ("`POST /v1/source/{id}/recording` (Pub/Sub round trip to the edge)", &replay.start_latency),
+            ("`POST /v1/recording/{id}/stop` (Pub/Sub round trip to the edge)", &replay.stop_latency),
+        ] {
+            let mut cells = vec![label.to_owned()];
+            cells.extend(latency_cells(s));
+            row(&mut out, &cells);
+        }
+        let _ = writeln!(
+            out,
+            "\nThe edge's upload queue (`livemix_edge_recording_pending`) peaked at {:.0} segments; the control node \
+             listed every recorded segment {:.1} s after the stop (S3 upload + Pub/Sub report){}. Camera requests \
+             failed meanwhile: {}.\n",
+            replay.pending_max,
+            replay.listed_after.as_secs_f64(),
+            if replay.pending_left > 0.0 {
+                format!(", but {:.0} segments were still queued when the bench stopped waiting", replay.pending_left)
+            } else {
+                String::new()
+            },
+            replay.camera_errors,
+        );
         header(&mut out, &["round", "request", "count", "p50 (ms)", "p95 (ms)", "p99 (ms)", "max (ms)"]);
-        for (round, _, stats, _) in &replay.rounds {
+        for round in &replay.rounds {
+            let stats = &round.stats;
             for (label, s) in [
                 ("playlist GET", stats.playlist.summary()),
                 ("segment GET", stats.segment.summary()),
                 ("whole recording, per player", stats.whole.summary()),
             ] {
-                let mut cells = vec![(*round).to_owned(), label.to_owned()];
+                let mut cells = vec![round.name.to_owned(), label.to_owned()];
                 cells.extend(latency_cells(&s));
                 row(&mut out, &cells);
             }
@@ -319,20 +410,28 @@ pub fn markdown(r: &Results) -> String {
                 "MB/s served",
                 "S3 reads (`livemix_control_object_store_reads_total`)",
                 "S3 reads without any cache",
+                "memcached GETs",
+                "memcached MB sent / MB served to players",
                 "failed requests",
             ],
         );
-        for (round, elapsed, stats, reads) in &replay.rounds {
-            let secs = elapsed.as_secs_f64();
+        for round in &replay.rounds {
+            let (stats, secs) = (&round.stats, round.wall.as_secs_f64());
+            let served = stats.bytes.load(Relaxed) as f64;
+            let (b, a_) = &round.memcached;
             row(
                 &mut out,
                 &[
-                    (*round).to_owned(),
+                    round.name.to_owned(),
                     format!("{secs:.2}"),
                     stats.segments.load(Relaxed).to_string(),
-                    format!("{:.1}", stats.bytes.load(Relaxed) as f64 / secs.max(1e-9) / 1e6),
-                    format!("{reads:.0}"),
+                    format!("{:.1}", served / secs.max(1e-9) / 1e6),
+                    format!("{:.0}", round.store_reads),
                     (a.replay_players * replay.segments).to_string(),
+                    memcached::delta(b, a_, "cmd_get").map_or("–".into(), |d| d.to_string()),
+                    memcached::delta(b, a_, "bytes_written").map_or("–".into(), |d| {
+                        format!("{:.1} / {:.1} (x{:.1})", d as f64 / 1e6, served / 1e6, d as f64 / served.max(1.0))
+                    }),
                     stats.errors.total().to_string(),
                 ],
             );
@@ -340,7 +439,7 @@ pub fn markdown(r: &Results) -> String {
         let errors: Vec<_> = replay
             .rounds
             .iter()
-            .flat_map(|(round, _, s, _)| s.errors.snapshot().into_iter().map(move |e| (*round, e)))
+            .flat_map(|round| round.stats.errors.snapshot().into_iter().map(move |e| (round.name, e)))
             .collect();
         if !errors.is_empty() {
             let _ = writeln!(out);
