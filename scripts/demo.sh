@@ -58,7 +58,7 @@ cam1=$(source_id camera-1)
 
 input=(-nostdin -hide_banner -loglevel error -re -f lavfi -i "testsrc=size=640x360:rate=30" -c:v libx264
   -preset veryfast -g 60 -sc_threshold 0 -pix_fmt yuv420p -f hls -hls_time 2 -hls_list_size 5
-  -hls_flags delete_segments)
+  -hls_flags delete_segments -hls_start_number_source epoch)
 # The seed's way: segments on disk next to the edge, playlist POSTed with the source name and prefix.
 ffmpeg "${input[@]}" -hls_segment_filename "$DEMO/ingest/camera-0/camera-0-%d.ts" \
   -headers $'Video-Source-Name: camera-0\r\nMPEG-TS-URI-Prefix: file://'"$DEMO"$'/ingest/camera-0/\r\n' \

@@ -257,6 +257,24 @@ fn sample_all(procs: &[Proc]) -> Vec<ProcSample> {
     procs.iter().map(|p| procs::sample_tree(p.pid, p.tree).unwrap_or_default()).collect()
 }
 
+/// The counters a phase is measured between.
+struct Snapshot {
+    procs: Vec<ProcSample>,
+    cpu: (u64, u64),
+    memcached: Option<memcached::Stats>,
+    /// The edge's `/metrics`.
+    edge: String,
+}
+
+async fn snapshot(args: &RunArgs, procs: &[Proc], http: &reqwest::Client, edge: &str) -> Snapshot {
+    Snapshot {
+        procs: sample_all(procs),
+        cpu: procs::machine_cpu(),
+        memcached: memcached_stats(args).await,
+        edge: metrics_text(http, edge).await,
+    }
+}
+
 async fn memcached_stats(args: &RunArgs) -> Option<memcached::Stats> {
     memcached::stats(&memcached::addr_of(args.memcached_url.as_deref()?)?).await
 }
@@ -423,54 +441,49 @@ async fn bench(
     let metrics_client = client(timeout);
     let mut extras = Vec::new();
     let mut phase_start = t0;
+    let mut last = snapshot(args, &procs, &metrics_client, &feed.edge).await;
+    let mut all_players = Vec::new();
     for (index, &(name, secs, players, interval)) in phase_plan.iter().enumerate() {
         phases.advance_to(index);
-        let before = sample_all(&procs);
-        let cpu_before = procs::machine_cpu();
-        let mc_before = memcached_stats(args).await;
-        let edge_before = metrics_text(&metrics_client, &feed.edge).await;
         let until = phase_start + Duration::from_secs_f64(secs);
         eprintln!(
             "[bench] phase {name}: {secs:.0} s, {players} players{}",
             if interval.is_some() { " (paced)" } else { "" }
         );
-        let player_tasks: Vec<_> = (0..players)
-            .map(|p| {
-                let seed = (index * 1_000_003 + p) as u64 ^ started_at.timestamp_micros() as u64;
-                tokio::spawn(player::live_player(Arc::clone(&audience), Arc::clone(&phases), seed, until, interval))
-            })
-            .collect();
+        all_players.extend((0..players).map(|p| {
+            let seed = (index * 1_000_003 + p) as u64 ^ started_at.timestamp_micros() as u64;
+            tokio::spawn(player::live_player(Arc::clone(&audience), Arc::clone(&phases), seed, until, interval))
+        }));
         tokio::time::sleep_until(until).await;
-        let after = sample_all(&procs);
-        let cpu_after = procs::machine_cpu();
-        let mc_after = memcached_stats(args).await;
-        let edge_after = metrics_text(&metrics_client, &feed.edge).await;
-        for task in player_tasks {
-            task.await?;
+        // Requests from now on count for the next phase.
+        if index + 1 < phase_plan.len() {
+            phases.advance_to(index + 1);
         }
-        let not_forwarded = {
-            let (b, a) = (
-                metric_series(&edge_before, "livemix_edge_segments_not_forwarded_total"),
-                metric_series(&edge_after, "livemix_edge_segments_not_forwarded_total"),
-            );
-            a.into_iter()
-                .map(|(k, v)| (k.clone(), v - b.get(&k).copied().unwrap_or(0.0)))
-                .filter(|(_, v)| *v > 0.0)
-                .collect()
-        };
+        let now = snapshot(args, &procs, &metrics_client, &feed.edge).await;
+        let counter = "livemix_edge_segments_not_forwarded_total";
+        let (b, a) = (metric_series(&last.edge, counter), metric_series(&now.edge, counter));
+        let not_forwarded = a
+            .into_iter()
+            .map(|(k, v)| (k.clone(), v - b.get(&k).copied().unwrap_or(0.0)))
+            .filter(|(_, v)| *v > 0.0)
+            .collect();
+        let forwarded = "livemix_edge_segments_forwarded_total";
         extras.push(PhaseExtra {
             name,
             secs: (until - phase_start).as_secs_f64(),
             players,
             paced: interval.is_some(),
-            procs: before.into_iter().zip(after).collect(),
-            machine_cpu: (cpu_before, cpu_after),
-            memcached: (mc_before, mc_after),
-            forwarded: metric_sum(&edge_after, "livemix_edge_segments_forwarded_total")
-                - metric_sum(&edge_before, "livemix_edge_segments_forwarded_total"),
+            procs: last.procs.iter().copied().zip(now.procs.iter().copied()).collect(),
+            machine_cpu: (last.cpu, now.cpu),
+            memcached: (last.memcached.clone(), now.memcached.clone()),
+            forwarded: metric_sum(&now.edge, forwarded) - metric_sum(&last.edge, forwarded),
             not_forwarded,
         });
+        last = now;
         phase_start = until;
+    }
+    for task in all_players {
+        task.await?;
     }
     let mut cameras = Vec::with_capacity(args.sources);
     for task in camera_tasks {

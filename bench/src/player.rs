@@ -64,7 +64,7 @@ pub async fn live_player(
     }
     loop {
         if let Some(interval) = interval {
-            tokio::time::sleep_until(due).await;
+            tokio::time::sleep_until(due.min(until)).await;
             due = (due + interval).max(Instant::now());
         }
         if Instant::now() >= until {

@@ -426,3 +426,14 @@ async fn s3_bucket_creation_is_idempotent_and_ping_checks_the_bucket() {
     let err = missing.ping().await.expect_err("ping a missing bucket");
     assert!(err.to_string().contains("livemix-missing"), "{err}");
 }
+
+#[tokio::test]
+async fn memcached_touch_says_whether_a_key_is_cached() {
+    let cache = cache();
+    let key = unique("seg");
+    assert!(!cache.touch(&key, Duration::from_secs(60)).await.expect("touch missing"));
+    cache.put(&key, Bytes::from_static(b"ts"), Duration::from_secs(60)).await.expect("put");
+    assert!(cache.touch(&key, Duration::from_secs(60)).await.expect("touch present"));
+    cache.delete(&key).await.expect("delete");
+    assert!(!cache.touch(&key, Duration::from_secs(60)).await.expect("touch deleted"));
+}

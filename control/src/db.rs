@@ -65,6 +65,10 @@ pub struct LiveSegment {
     pub disc_seq: i64,
 }
 
+/// How long a repeated live segment name counts as an edge's retry rather than a new segment (the edge's
+/// forwarder gives up after 30 s).
+const RETRY_WINDOW: Duration = Duration::from_secs(60);
+
 /// A new live segment arriving from an edge.
 #[derive(Debug, Clone)]
 pub struct NewLiveSegment {
@@ -321,17 +325,25 @@ impl Db {
     /// this one started.
     pub async fn add_live_segment(&self, seg: &NewLiveSegment, gap: Duration) -> DbResult<LiveSegment> {
         let mut tx = self.pool.begin().await?;
+        // An edge retrying a segment keeps its number; a name seen long ago is an encoder that restarted and
+        // reuses names (ffmpeg starts again at index0.ts), so the old entry makes way for the new segment.
         if let Some(existing) = sqlx::query_as::<_, LiveSegment>(
             "SELECT media_seq, name, length_ms, discontinuity, disc_seq FROM live_segments \
-             WHERE source = $1 AND name = $2",
+             WHERE source = $1 AND name = $2 AND received_at > now() - make_interval(secs => $3)",
         )
         .bind(seg.source)
         .bind(&seg.name)
+        .bind(RETRY_WINDOW.as_secs_f64())
         .fetch_optional(&mut *tx)
         .await?
         {
             return Ok(existing);
         }
+        sqlx::query("DELETE FROM live_segments WHERE source = $1 AND name = $2")
+            .bind(seg.source)
+            .bind(&seg.name)
+            .execute(&mut *tx)
+            .await?;
         let previous_end: Option<DateTime<Utc>> = sqlx::query_scalar(
             "SELECT start_ts + make_interval(secs => length_ms / 1000.0) FROM live_segments \
              WHERE source = $1 ORDER BY media_seq DESC LIMIT 1",

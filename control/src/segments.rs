@@ -81,11 +81,15 @@ impl SegmentLoader {
         load.await
     }
 
-    /// Loads into the cache the objects not yet there, in the background.
+    /// Loads into the cache the objects not yet there, in the background. Presence is checked with `touch`, so
+    /// cached segments are not downloaded from the cache just to find out they are there.
     pub fn prime(self: &Arc<Self>, uris: Vec<String>) {
         for uri in uris {
             let this = Arc::clone(self);
             tokio::spawn(async move {
+                if this.cache.touch(&object_key(&uri), this.ttl).await.unwrap_or(false) {
+                    return;
+                }
                 if let Err(err) = this.get(&uri).await {
                     tracing::warn!(%uri, %err, "prefetching a recorded segment failed");
                 }

@@ -108,6 +108,10 @@ impl Edge {
             check_segment_uri(&listed.uri)?;
         }
         let source_id = self.resolve(name).await?;
+        let restarted = self.sources.observe_media_sequence(name, playlist.media_sequence);
+        if restarted {
+            tracing::info!(source = name, "encoder restarted (media sequence went back); segment names start over");
+        }
         let mut report = IngestReport { source_id: Some(source_id), ..IngestReport::default() };
         // Segments new to this edge end at "now" (the encoder posts a playlist once its newest segment is
         // complete), so walk back from the newest to date them when the encoder gives no PROGRAM-DATE-TIME.
@@ -140,7 +144,8 @@ impl Edge {
                 seq,
                 start_ts,
                 duration_secs: listed.duration_secs,
-                discontinuity: listed.discontinuity,
+                // The first new segment after an encoder restart does not continue the previous one.
+                discontinuity: listed.discontinuity || (restarted && report.new_segments.is_empty()),
                 data,
                 cached_at: Instant::now(),
             });

@@ -34,6 +34,8 @@ struct SourceState {
     seen_order: VecDeque<String>,
     next_seq: u64,
     last_segment: Option<String>,
+    /// `#EXT-X-MEDIA-SEQUENCE` of the encoder's last playlist; going backwards means the encoder restarted.
+    media_sequence: Option<u64>,
 }
 
 /// What changed when the control node's wanted state was applied.
@@ -72,6 +74,7 @@ impl Sources {
             seen_order: VecDeque::new(),
             next_seq: 0,
             last_segment: None,
+            media_sequence: None,
         });
     }
 
@@ -85,6 +88,21 @@ impl Sources {
 
     pub fn streaming(&self, name: &str) -> bool {
         self.lock().get(name).is_some_and(|s| s.streaming)
+    }
+
+    /// Notes an encoder playlist's media sequence. When it went backwards the encoder restarted and will reuse
+    /// segment names (ffmpeg starts again at `index0.ts`), so the names seen so far are forgotten; returns true
+    /// then, and the next new segment follows a discontinuity.
+    pub fn observe_media_sequence(&self, name: &str, media_sequence: u64) -> bool {
+        let mut sources = self.lock();
+        let Some(state) = sources.get_mut(name) else { return false };
+        let restarted = state.media_sequence.is_some_and(|previous| media_sequence < previous);
+        state.media_sequence = Some(media_sequence);
+        if restarted {
+            state.seen.clear();
+            state.seen_order.clear();
+        }
+        restarted
     }
 
     /// Claims a listed segment for ingest: returns its sequence number, or `None` when it was seen already.
@@ -260,6 +278,18 @@ mod tests {
         sources.unclaim("cam", "b.ts");
         assert_eq!(sources.claim("cam", "b.ts"), Some(2));
         assert_eq!(sources.claim("other", "a.ts"), None, "unknown source");
+    }
+
+    #[test]
+    fn an_encoder_restart_lets_names_be_reused() {
+        let sources = Sources::default();
+        sources.register("cam", Uuid::new_v4(), false);
+        assert!(!sources.observe_media_sequence("cam", 0));
+        assert_eq!(sources.claim("cam", "index0.ts"), Some(0));
+        assert!(!sources.observe_media_sequence("cam", 7));
+        assert_eq!(sources.claim("cam", "index0.ts"), None, "same run: already seen");
+        assert!(sources.observe_media_sequence("cam", 0), "went backwards: restart");
+        assert_eq!(sources.claim("cam", "index0.ts"), Some(1), "a new segment with an old name");
     }
 
     #[test]

@@ -144,6 +144,11 @@ impl SegmentCache for MemcachedCache {
         Ok(())
     }
 
+    async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, CacheError> {
+        let owned_key = key.to_owned();
+        self.run("touch", key, move |c| c.touch(&owned_key, expiration(ttl))).await
+    }
+
     async fn ping(&self) -> Result<(), CacheError> {
         self.run("version", "-", |c| c.version()).await?;
         Ok(())

@@ -87,6 +87,17 @@ impl SegmentCache for MemoryCache {
         Ok(())
     }
 
+    async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, CacheError> {
+        let mut inner = self.lock();
+        match inner.entries.get_mut(key) {
+            Some((_, expires)) if *expires > Instant::now() => {
+                *expires = Instant::now() + ttl;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn ping(&self) -> Result<(), CacheError> {
         Ok(())
     }
@@ -106,6 +117,8 @@ mod tests {
         cache.put("c", Bytes::from_static(b"123"), Duration::from_secs(60)).await.unwrap();
         assert_eq!(cache.get("a").await.unwrap(), None);
         assert!(cache.get("b").await.unwrap().is_some());
+        assert!(cache.touch("b", Duration::from_secs(60)).await.unwrap());
+        assert!(!cache.touch("a", Duration::from_secs(60)).await.unwrap(), "evicted");
         assert!(cache.lock().bytes <= 10);
         cache.put("d", Bytes::from_static(b"x"), Duration::from_millis(1)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -28,6 +28,8 @@ pub trait SegmentCache: Send + Sync + 'static {
     /// The bytes under `key`, or `None` when missing or expired.
     async fn get(&self, key: &str) -> Result<Option<Bytes>, CacheError>;
     async fn delete(&self, key: &str) -> Result<(), CacheError>;
+    /// Extends the entry's TTL; `false` when there is none. Cheaper than `get` for "is it cached?".
+    async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, CacheError>;
     /// Whether the cache answers (for readiness probes).
     async fn ping(&self) -> Result<(), CacheError>;
 }
