@@ -24,35 +24,8 @@ PACKAGES=(kubernetes-validate jsonschema pyyaml)
 log() { printf '[check-crds] %s\n' "$*"; }
 die() { printf '[check-crds] ERROR: %s\n' "$*" >&2; exit 1; }
 
-apt_install() {
-    [ "$(id -u)" = 0 ] || die "$* missing; install it (apt-get install -y $*) or run as root"
-    command -v apt-get >/dev/null || die "$* missing and no apt-get to install it"
-    log "installing $* with apt-get"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
-
-venv_ready() {
-    [ -x "$VENV/bin/kubernetes-validate" ] && "$VENV/bin/python" -c 'import jsonschema, yaml' 2>/dev/null
-}
-
-ensure_venv() {
-    venv_ready && return
-    command -v python3 >/dev/null || apt_install python3
-    if ! [ -x "$VENV/bin/pip" ]; then
-        rm -rf "$VENV"
-        # Debian's python3 ships venv without ensurepip until python3-venv is installed.
-        if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
-            rm -rf "$VENV"
-            apt_install python3-venv
-            python3 -m venv "$VENV" || die "could not create the venv $VENV"
-        fi
-    fi
-    log "installing ${PACKAGES[*]} into $VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PACKAGES[@]}" \
-        || die "pip install ${PACKAGES[*]} failed"
-    venv_ready || die "the venv $VENV is incomplete after pip install"
-}
+# shellcheck source=scripts/lib/venv.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/venv.sh"
 
 ensure_venv
 
