@@ -318,6 +318,29 @@ impl Db {
         Ok(sqlx::query_as::<_, Segment>(AssertSqlSafe(sql)).bind(recording).fetch_all(&self.pool).await?)
     }
 
+    /// The segment `name` of a recording followed by up to `following` next ones in playback order (empty when
+    /// the recording has no such segment). A player asks for every segment, so this must not load them all.
+    pub async fn recording_segment_and_next(
+        &self,
+        recording: &str,
+        name: &str,
+        following: i64,
+    ) -> DbResult<Vec<Segment>> {
+        let sql = format!(
+            "SELECT {SEGMENT_COLUMNS} FROM segments s JOIN recording_segments rs ON rs.segment = s.id \
+             WHERE rs.recording = $1 AND (s.start_ts, s.seq) >= ( \
+                 SELECT t.start_ts, t.seq FROM segments t JOIN recording_segments rt ON rt.segment = t.id \
+                 WHERE rt.recording = $1 AND t.name = $2) \
+             ORDER BY s.start_ts, s.seq LIMIT $3"
+        );
+        Ok(sqlx::query_as::<_, Segment>(AssertSqlSafe(sql))
+            .bind(recording)
+            .bind(name)
+            .bind(following.saturating_add(1))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     // ---- live segments ----
 
     /// Indexes a live segment, giving it the source's next media sequence number. A segment already indexed

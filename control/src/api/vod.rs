@@ -76,10 +76,10 @@ async fn recording(
 ) -> ApiResult<Response> {
     ulid::Ulid::from_string(&recording_id)
         .map_err(|_| ApiError::bad_request(format!("{recording_id:?} is not a recording id (a ULID)")))?;
-    let recording = state.db.get_recording(&recording_id).await?;
-    let segments = state.db.recording_segments(&recording.id).await?;
     let prime = state.settings.prime_segments;
     if file == PLAYLIST {
+        let recording = state.db.get_recording(&recording_id).await?;
+        let segments = state.db.recording_segments(&recording.id).await?;
         state.loader.prime(segments.iter().take(prime).map(|s| s.uri.clone()).collect());
         let mut previous_end = None;
         let served: Vec<ServedSegment> = segments
@@ -96,14 +96,16 @@ async fn recording(
         return Ok(playlist_response(vod_playlist(&served)));
     }
     let name = segment_name(&file)?;
-    let position = segments
-        .iter()
-        .position(|s| s.name == name)
-        .ok_or_else(|| ApiError::not_found(format!("recording {} has no segment {name}", recording.id)))?;
-    let data = state.loader.get(&segments[position].uri).await.map_err(|err| match err {
+    let window = state.db.recording_segment_and_next(&recording_id, name, prime as i64).await?;
+    let Some((segment, next)) = window.split_first().filter(|(first, _)| first.name == name) else {
+        // Say which of the two is missing.
+        let recording = state.db.get_recording(&recording_id).await?;
+        return Err(ApiError::not_found(format!("recording {} has no segment {name}", recording.id)));
+    };
+    let data = state.loader.get(&segment.uri).await.map_err(|err| match err {
         LoadError::Missing(_) => ApiError::not_found(err.to_string()),
         LoadError::Store(_) => ApiError::unavailable(err.to_string()),
     })?;
-    state.loader.prime(segments.iter().skip(position + 1).take(prime).map(|s| s.uri.clone()).collect());
+    state.loader.prime(next.iter().map(|s| s.uri.clone()).collect());
     Ok(segment_response(data))
 }
