@@ -5,8 +5,7 @@ use kube::Api;
 use livemix_operator::crd::{Recording, VideoSource};
 
 use crate::support::{
-    RunningOperator, TestNamespace, client, control_and_settings, install_crds, kubectl_ok, kubectl_with_input, ready,
-    unique, wait_recording, wait_source,
+    Fixture, RunningOperator, kubectl_ok, kubectl_with_input, ready, unique, wait_recording, wait_source,
 };
 
 /// Splits kubectl's table line into cells (columns are separated by at least two spaces; "LAST SEEN" has one).
@@ -27,10 +26,7 @@ fn table(output: &str, name: &str) -> (Vec<String>, Vec<String>) {
 
 #[tokio::test]
 async fn kubectl_get_shows_the_printer_columns() {
-    let client = client().await;
-    install_crds(&client).await;
-    let ns = TestNamespace::create(&client).await;
-    let (node, mut settings) = control_and_settings(&ns.name).await;
+    let Fixture { ns, node, mut settings, .. } = Fixture::new().await;
     // Reachability comes from the control node, re-read on every resync.
     settings.resync_secs = 1;
     let operator = RunningOperator::start(settings).await;

@@ -13,8 +13,7 @@ use livemix_operator::{
 use serde_json::json;
 
 use crate::support::{
-    RunningOperator, TestNamespace, USER, VOD_URL, client, control_and_settings, find, install_crds, ready, unique,
-    wait_event, wait_gone, wait_recording, wait_source,
+    Fixture, RunningOperator, USER, VOD_URL, find, ready, unique, wait_event, wait_gone, wait_recording, wait_source,
 };
 
 fn recording(name: &str, spec: serde_json::Value) -> Patch<serde_json::Value> {
@@ -31,10 +30,7 @@ fn active(rec: &Recording, want: bool) -> Result<(), String> {
 
 #[tokio::test]
 async fn a_recording_waits_for_its_source_starts_stops_and_is_cleaned_up() {
-    let client = client().await;
-    install_crds(&client).await;
-    let ns = TestNamespace::create(&client).await;
-    let (node, settings) = control_and_settings(&ns.name).await;
+    let Fixture { client, ns, node, settings } = Fixture::new().await;
     let operator = RunningOperator::start(settings).await;
     let control = node.client();
     let sources: Api<VideoSource> = ns.api();

@@ -11,8 +11,7 @@ use livemix_operator::crd::{Recording, VideoSource};
 use serde_json::json;
 
 use crate::support::{
-    RunningOperator, TestNamespace, USER, client, control_and_settings, events_about, install_crds, ready, unique,
-    wait_event, wait_gone, wait_recording, wait_source,
+    Fixture, RunningOperator, USER, events_about, ready, unique, wait_event, wait_gone, wait_recording, wait_source,
 };
 
 fn source(name: &str, streaming: bool) -> Patch<serde_json::Value> {
@@ -67,10 +66,7 @@ async fn all_events(client: &kube::Client, namespace: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn an_operator_restart_duplicates_nothing_in_control() {
-    let client = client().await;
-    install_crds(&client).await;
-    let ns = TestNamespace::create(&client).await;
-    let (node, settings) = control_and_settings(&ns.name).await;
+    let Fixture { client, ns, node, settings } = Fixture::new().await;
     let control = node.client();
     let sources: Api<VideoSource> = ns.api();
     let recordings: Api<Recording> = ns.api();

@@ -11,8 +11,7 @@ use livemix_operator::{crd::VideoSource, reconcile::video_source::FINALIZER};
 use serde_json::json;
 
 use crate::support::{
-    RunningOperator, TestNamespace, USER, VOD_URL, client, control_and_settings, find, install_crds, ready, unique,
-    wait_event, wait_gone, wait_source,
+    Fixture, RunningOperator, USER, VOD_URL, find, ready, unique, wait_event, wait_gone, wait_source,
 };
 
 fn apply(name: &str, spec: serde_json::Value) -> serde_json::Value {
@@ -30,10 +29,7 @@ fn assert_reported(event: &Event, type_: &str, instance: &str) {
 
 #[tokio::test]
 async fn a_video_source_is_registered_followed_and_deleted_in_control() {
-    let client = client().await;
-    install_crds(&client).await;
-    let ns = TestNamespace::create(&client).await;
-    let (node, settings) = control_and_settings(&ns.name).await;
+    let Fixture { client, ns, node, settings } = Fixture::new().await;
     let instance = settings.instance.clone().unwrap();
     let operator = RunningOperator::start(settings).await;
     let control = node.client();
@@ -139,10 +135,7 @@ async fn a_video_source_is_registered_followed_and_deleted_in_control() {
 /// event for the real API server) must not start the next attempt at once, again and again.
 #[tokio::test]
 async fn a_failing_reconcile_backs_off_instead_of_looping() {
-    let client = client().await;
-    install_crds(&client).await;
-    let ns = TestNamespace::create(&client).await;
-    let (node, mut settings) = control_and_settings(&ns.name).await;
+    let Fixture { client, ns, node, mut settings } = Fixture::new().await;
     settings.management_token = Some("not-the-management-token".into());
     settings.backoff_base_ms = 5_000;
     settings.backoff_max_secs = 5;
@@ -183,10 +176,7 @@ async fn a_failing_reconcile_backs_off_instead_of_looping() {
 /// operator's watch knows the first), and deleting it leaves the first one's source alone.
 #[tokio::test]
 async fn two_resources_wanting_one_name_never_share_a_source() {
-    let client = client().await;
-    install_crds(&client).await;
-    let ns = TestNamespace::create(&client).await;
-    let (node, settings) = control_and_settings(&ns.name).await;
+    let Fixture { client, ns, node, settings } = Fixture::new().await;
     let operator = RunningOperator::start(settings).await;
     let control = node.client();
     let sources: Api<VideoSource> = ns.api();
@@ -229,10 +219,7 @@ async fn two_resources_wanting_one_name_never_share_a_source() {
 /// finalizers clean up the control node, and the namespace can go.
 #[tokio::test]
 async fn deleting_the_namespace_cleans_up_control() {
-    let client = client().await;
-    install_crds(&client).await;
-    let ns = TestNamespace::create(&client).await;
-    let (node, settings) = control_and_settings(&ns.name).await;
+    let Fixture { client, ns, node, settings } = Fixture::new().await;
     let operator = RunningOperator::start(settings).await;
     let control = node.client();
     let sources: Api<VideoSource> = ns.api();

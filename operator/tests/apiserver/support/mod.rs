@@ -266,6 +266,25 @@ pub async fn kubectl_ok(args: &[&str]) -> String {
 }
 
 /// A control node on the real services, and the operator's settings for it, watching only `namespace`.
+/// What most tests start from: CRDs installed, a namespace of their own, a control node, and operator settings
+/// watching only that namespace. End with `ns.delete()` and `node.stop()`.
+pub struct Fixture {
+    pub client: Client,
+    pub ns: TestNamespace,
+    pub node: ControlNode,
+    pub settings: Settings,
+}
+
+impl Fixture {
+    pub async fn new() -> Self {
+        let client = client().await;
+        install_crds(&client).await;
+        let ns = TestNamespace::create(&client).await;
+        let (node, settings) = control_and_settings(&ns.name).await;
+        Self { client, ns, node, settings }
+    }
+}
+
 pub async fn control_and_settings(namespace: &str) -> (ControlNode, Settings) {
     let node = ControlNode::start().await;
     let mut settings = Settings::for_control(&node.management, Some(MANAGEMENT_TOKEN.into()));
