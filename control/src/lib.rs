@@ -116,13 +116,12 @@ pub async fn serve(
     let state = AppState {
         loader: Arc::new(SegmentLoader::new(
             cache.clone(),
-            store.clone(),
+            store,
             Duration::from_secs(settings.recording_cache_ttl_secs),
             store_reads,
         )),
         db,
         cache,
-        store,
         bus,
         edges: EdgeLink::new(requester),
         settings: Arc::new(settings.clone()),

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use livemix_common::{bus::SharedBus, cache::SharedCache, store::SharedStore, telemetry::Metrics};
+use livemix_common::{bus::SharedBus, cache::SharedCache, telemetry::Metrics};
 
 use crate::{config::Settings, db::Db, edge_link::EdgeLink, segments::SegmentLoader};
 
@@ -11,7 +11,6 @@ use crate::{config::Settings, db::Db, edge_link::EdgeLink, segments::SegmentLoad
 pub struct AppState {
     pub db: Db,
     pub cache: SharedCache,
-    pub store: SharedStore,
     pub bus: SharedBus,
     pub edges: EdgeLink,
     pub loader: Arc<SegmentLoader>,
