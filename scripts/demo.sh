@@ -36,7 +36,7 @@ cargo build --bins --quiet
 bin=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug
 
 export LIVEMIX_EDGE_TOKEN=$TOKEN LIVEMIX_CREATE_TOPICS=true LIVEMIX_CREATE_BUCKET=true
-"$bin/livemix-control" --reply-topic livemix-control-reply-demo >"$DEMO/control.log" 2>&1 &
+"$bin/livemix-control" --reply-subscription livemix-control-reply-demo >"$DEMO/control.log" 2>&1 &
 pids+=($!)
 wait_for http://127.0.0.1:8080/liveness/ready control
 "$bin/livemix-edge" --edge-id livemix-edge-demo --control-url http://127.0.0.1:8082 \

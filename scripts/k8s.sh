@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# A local Kubernetes control plane for LiveMix development and tests (see DESIGN.md, "Kubernetes pieces on a
-# machine with no cluster"): etcd, kube-apiserver and kube-controller-manager as local processes on 127.0.0.1.
-# No kubelet and no scheduler: pods never run, but CRDs, CRs, status, finalizers, RBAC, garbage collection
-# (ownerReferences), namespace deletion and helm installs are real.
+# A local Kubernetes cluster for LiveMix development and tests (see DESIGN.md, "Kubernetes pieces on a machine
+# with no cluster"): etcd, kube-apiserver and kube-controller-manager as local processes on 127.0.0.1 and, with
+# --node, this machine as one real node (scripts/lib/node.sh): containerd, the kubelet, kube-scheduler,
+# kube-proxy, CoreDNS and the Traefik ingress controller, so pods really run. Without --node no pod runs, but CRDs,
+# CRs, status, finalizers, RBAC, garbage collection (ownerReferences), namespace deletion and helm installs are real.
 #
 #   scripts/k8s.sh up       build the binaries if not cached, start everything, wait for /readyz, write a kubeconfig
-#   scripts/k8s.sh down     stop what this script started (keeps the state: etcd data, certificates)
+#   scripts/k8s.sh up --node  the same plus the node; Ready with DNS and an ingress (INGRESS_URL in `env`)
+#   scripts/k8s.sh down     stop what this script started and remove the node's traces from the host (bridge,
+#                           iptables chains, mounts, network namespaces, sysctls); keeps etcd data, certificates
+#                           and the image store
+#   scripts/k8s.sh expose PORT...  pods reach these host loopback ports at the node address (PostgreSQL...)
 #   scripts/k8s.sh status   print each process up/down and /readyz; exit non-zero if not ready
 #   scripts/k8s.sh env      print `export NAME=value` lines: eval "$(scripts/k8s.sh env)"
 #   scripts/k8s.sh build    only build (or check) the cached binaries
@@ -31,6 +36,7 @@
 #   LIVEMIX_K8S_TIMEOUT        seconds to wait for each process to become ready (default 180)
 set -euo pipefail
 
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 K8S_VERSION=${LIVEMIX_K8S_VERSION:-v1.34.12}
 ETCD_VERSION=${LIVEMIX_ETCD_VERSION:-v3.6.4}
 CACHE=${LIVEMIX_K8S_CACHE:-/var/cache/livemix-k8s}
@@ -65,19 +71,22 @@ TARGETS=(
     "kube-apiserver:k8s.io/kubernetes/cmd/kube-apiserver"
     "kube-controller-manager:k8s.io/kubernetes/cmd/kube-controller-manager"
     "kubectl:k8s.io/kubernetes/cmd/kubectl"
+    "kube-scheduler:k8s.io/kubernetes/cmd/kube-scheduler"
+    "kube-proxy:k8s.io/kubernetes/cmd/kube-proxy"
+    "kubelet:k8s.io/kubernetes/cmd/kubelet"
     "etcd:go.etcd.io/etcd/server/v3"
 )
 
 log() { printf '[k8s] %s\n' "$*"; }
 die() { printf '[k8s] ERROR: %s\n' "$*" >&2; exit 1; }
 
-# Microseconds since the epoch (bash 5 EPOCHREALTIME; the separator depends on the locale).
-now_us() { local t=${EPOCHREALTIME//[.,]/}; printf '%s' "$((10#$t))"; }
-# Seconds since $1 (microseconds), one decimal.
-since() {
-    local d=$(( ($(now_us) - $1) / 100000 ))
-    printf '%d.%ds' "$((d / 10))" "$((d % 10))"
-}
+# shellcheck source=scripts/lib/apt.sh
+. "$ROOT/scripts/lib/apt.sh"
+# shellcheck source=scripts/lib/node.sh
+. "$ROOT/scripts/lib/node.sh"
+
+# shellcheck source=scripts/lib/time.sh
+. "$ROOT/scripts/lib/time.sh"
 
 # ---------------------------------------------------------------------------------------------------- build
 
@@ -153,15 +162,6 @@ go_build() {
     log "built $name in $(since "$t") ($(du -h "$BIN/$name" | cut -f1))"
 }
 
-# wait_pid_for PID SECONDS: true once PID has exited, false if it still runs after SECONDS.
-wait_pid_for() {
-    local i
-    for (( i = 0; i < $2 * 2; i++ )); do
-        kill -0 "$1" 2>/dev/null || return 0
-        sleep 0.5
-    done
-    ! kill -0 "$1" 2>/dev/null
-}
 
 build() {
     binaries_present && return 0
@@ -247,7 +247,8 @@ sign() {
 
 PKI_FILES=(ca.crt ca.key apiserver.crt apiserver.key admin.crt admin.key controller-manager.crt
     controller-manager.key front-proxy-ca.crt front-proxy-ca.key front-proxy-client.crt front-proxy-client.key
-    sa.key sa.pub tokens.csv)
+    sa.key sa.pub tokens.csv kubelet.crt kubelet-serving.crt scheduler.crt kube-proxy.crt
+    apiserver-kubelet-client.crt)
 
 pki_complete() {
     local f
@@ -270,7 +271,7 @@ authorityKeyIdentifier = keyid'
     # kube-apiserver serving certificate
     sign apiserver "/CN=kube-apiserver" "$common
 extendedKeyUsage = serverAuth
-subjectAltName = IP:$HOST, DNS:localhost, IP:$SERVICE_IP, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local"
+subjectAltName = IP:$HOST, IP:$NODE_IP, DNS:localhost, IP:$SERVICE_IP, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local"
     # cluster admin: group system:masters
     sign admin "/O=system:masters/CN=admin" "$common
 extendedKeyUsage = clientAuth"
@@ -286,6 +287,7 @@ extendedKeyUsage = clientAuth" front-proxy-ca
     openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
     # a static bearer token for the admin too (curl, tools that take a token)
     printf '%s,admin-token,admin-token,"system:masters"\n' "$(openssl rand -hex 24)" >"$PKI/tokens.csv"
+    node_pki
     chmod 600 "$PKI"/*.key "$PKI/tokens.csv"
     log "generated certificates and keys in $PKI in $(since "$t")"
 }
@@ -329,7 +331,9 @@ our_pid() {
     pid=$(<"$1")
     [[ $pid =~ ^[0-9]+$ ]] || return 1
     exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
-    [[ $exe == "$CACHE"/*/bin/"$2" || $exe == "$CACHE"/*/bin/"$2 (deleted)" ]] || return 1
+    exe=${exe% (deleted)}
+    # Our cached builds, or the system's containerd and socat (the node's relays).
+    [[ $exe == "$CACHE"/*/bin/"$2" || (($2 == containerd || $2 == socat) && $exe == */bin/"$2") ]] || return 1
     printf '%s' "$pid"
 }
 
@@ -342,11 +346,11 @@ check_port() {
 
 port_in_use() { [[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]]; }
 
-# start NAME PIDFILE LOGFILE PORT COMMAND...: starts COMMAND detached, in its own session.
+# start NAME PIDFILE LOGFILE PORT COMMAND...: starts COMMAND detached, in its own session (PORT - for none).
 start() {
     local name=$1 pidfile=$2 logfile=$3 port=$4
     shift 4
-    if port_in_use "$port"; then
+    if [[ $port != - ]] && port_in_use "$port"; then
         die "cannot start $name: port $HOST:$port is already in use by another process (see: ss -ltnp 'sport = :$port')"
     fi
     printf '\n==== %s: %s\n' "$(date -u +%FT%TZ)" "$*" >>"$logfile"
@@ -363,7 +367,8 @@ start() {
     die "$name did not start; log: $logfile"
 }
 
-# wait_ready NAME PIDFILE LOGFILE PROBE...: polls PROBE until it succeeds, the process dies or $TIMEOUT passes.
+# wait_ready NAME PIDFILE LOGFILE PROBE...: polls PROBE until it succeeds, the process dies or $TIMEOUT passes
+# (WAIT_WHAT, if set, says what is awaited).
 wait_ready() {
     local name=$1 pidfile=$2 logfile=$3 start
     shift 3
@@ -375,10 +380,25 @@ wait_ready() {
         fi
         if (( $(now_us) - start > TIMEOUT * 1000000 )); then
             tail -n 20 "$logfile" >&2 || true
-            die "$name did not become ready within ${TIMEOUT}s; log: $logfile"
+            die "timed out after ${TIMEOUT}s waiting for ${WAIT_WHAT:-$name to become ready}; log: $logfile"
         fi
         sleep 0.5
     done
+}
+
+# already_running NAME PIDFILE LOGFILE [PROBE...]: true when our NAME process runs (and PROBE succeeds).
+already_running() {
+    our_pid "$2" "$1" >/dev/null || return 1
+    (($# == 3)) || wait_ready "$@"
+    log "$1 already running (pid $(<"$2"))"
+}
+
+# started NAME PIDFILE LOGFILE SINCE PROBE...: waits for PROBE of the process just started at SINCE (µs), logs it.
+started() {
+    local name=$1 pidfile=$2 logfile=$3 t=$4
+    shift 4
+    wait_ready "$name" "$pidfile" "$logfile" "$@"
+    log "$name started (pid $(<"$pidfile")) in $(since "$t"); log: $logfile"
 }
 
 etcd_healthy() {
@@ -399,11 +419,7 @@ kcm_healthy() {
 up_etcd() {
     local t
     t=$(now_us)
-    if our_pid "$ETCD_PID" etcd >/dev/null; then
-        wait_ready etcd "$ETCD_PID" "$ETCD_LOG" etcd_healthy
-        log "etcd already running (pid $(<"$ETCD_PID")) on $HOST:$ETCD_PORT"
-        return 0
-    fi
+    already_running etcd "$ETCD_PID" "$ETCD_LOG" etcd_healthy && return 0
     mkdir -p "$ETCD_DATA"
     chmod 700 "$ETCD_DATA"
     # --unsafe-no-fsync: a throwaway development store; fsync on a shared disk makes the apiserver crawl.
@@ -414,21 +430,37 @@ up_etcd() {
         --initial-advertise-peer-urls "http://$HOST:$ETCD_PEER_PORT" \
         --initial-cluster "livemix=http://$HOST:$ETCD_PEER_PORT" \
         --unsafe-no-fsync --log-level warn
-    wait_ready etcd "$ETCD_PID" "$ETCD_LOG" etcd_healthy
-    log "etcd started (pid $(<"$ETCD_PID")) on $HOST:$ETCD_PORT in $(since "$t"); log: $ETCD_LOG"
+    started etcd "$ETCD_PID" "$ETCD_LOG" "$t" etcd_healthy
+}
+
+# True when the running kube-apiserver serves pods (was started for a node).
+apiserver_serves_node() {
+    local pid
+    pid=$(our_pid "$API_PID" kube-apiserver) && ! tr '\0' '\n' <"/proc/$pid/cmdline" | grep -qx -- '--endpoint-reconciler-type=none'
 }
 
 up_apiserver() {
-    local t
+    local t net_args
     t=$(now_us)
     if our_pid "$API_PID" kube-apiserver >/dev/null; then
-        wait_ready kube-apiserver "$API_PID" "$API_LOG" api_ready
-        log "kube-apiserver already running (pid $(<"$API_PID")) on https://$HOST:$API_PORT"
-        return 0
+        if ((WITH_NODE)) && ! apiserver_serves_node; then
+            log "restarting kube-apiserver so that pods can reach it"
+            stop kube-apiserver "$API_PID"
+        else
+            already_running kube-apiserver "$API_PID" "$API_LOG" api_ready && return 0
+        fi
     fi
-    # --endpoint-reconciler-type=none: the `kubernetes` Service cannot have a loopback endpoint, and no pod runs.
+    if ((WITH_NODE)); then
+        # Pods reach it through the `kubernetes` Service, whose endpoint is the node's bridge address.
+        net_args=(--bind-address=0.0.0.0 --advertise-address="$NODE_IP" --endpoint-reconciler-type=lease
+            --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt"
+            --kubelet-client-key="$PKI/apiserver-kubelet-client.key" --kubelet-preferred-address-types=InternalIP)
+    else
+        # No pod runs: the `kubernetes` Service cannot have a loopback endpoint.
+        net_args=(--bind-address="$HOST" --advertise-address="$HOST" --endpoint-reconciler-type=none)
+    fi
     start kube-apiserver "$API_PID" "$API_LOG" "$API_PORT" "$BIN/kube-apiserver" \
-        --bind-address="$HOST" --advertise-address="$HOST" --secure-port="$API_PORT" \
+        "${net_args[@]}" --secure-port="$API_PORT" \
         --etcd-servers="http://$HOST:$ETCD_PORT" \
         --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
         --client-ca-file="$PKI/ca.crt" --token-auth-file="$PKI/tokens.csv" \
@@ -441,20 +473,14 @@ up_apiserver() {
         --authorization-mode=Node,RBAC --allow-privileged=true \
         --service-cluster-ip-range="$SERVICE_CIDR" \
         --enable-admission-plugins=NodeRestriction \
-        --endpoint-reconciler-type=none \
         --profiling=false --v=0
-    wait_ready kube-apiserver "$API_PID" "$API_LOG" api_ready
-    log "kube-apiserver started (pid $(<"$API_PID")) on https://$HOST:$API_PORT in $(since "$t"); log: $API_LOG"
+    started kube-apiserver "$API_PID" "$API_LOG" "$t" api_ready
 }
 
 up_kcm() {
     local t
     t=$(now_us)
-    if our_pid "$KCM_PID" kube-controller-manager >/dev/null; then
-        wait_ready kube-controller-manager "$KCM_PID" "$KCM_LOG" kcm_healthy
-        log "kube-controller-manager already running (pid $(<"$KCM_PID"))"
-        return 0
-    fi
+    already_running kube-controller-manager "$KCM_PID" "$KCM_LOG" kcm_healthy && return 0
     write_kubeconfig "$STATE/controller-manager.kubeconfig" controller-manager system:kube-controller-manager
     # The default controllers: with no cloud provider and no --allocate-node-cidrs the cloud and node-IPAM ones
     # stay off; the others (namespace, garbage collector, service accounts, deployments...) do their usual work.
@@ -468,8 +494,7 @@ up_kcm() {
         --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
         --service-cluster-ip-range="$SERVICE_CIDR" \
         --profiling=false --v=0
-    wait_ready kube-controller-manager "$KCM_PID" "$KCM_LOG" kcm_healthy
-    log "kube-controller-manager started (pid $(<"$KCM_PID")) in $(since "$t"); log: $KCM_LOG"
+    started kube-controller-manager "$KCM_PID" "$KCM_LOG" "$t" kcm_healthy
 }
 
 # stop NAME PIDFILE: TERM, then KILL after 20 s.
@@ -502,6 +527,10 @@ print_env() {
     # kubectl matching the server's version, first on PATH.
     # shellcheck disable=SC2016 # $PATH is for the shell that evals this
     printf 'export PATH=%s:"$PATH"\n' "$BIN"
+    if node_running; then
+        printf 'export INGRESS_URL=http://%s:%s\n' "$NODE_IP" "$INGRESS_NODE_PORT"
+        printf 'export LIVEMIX_CONTAINERD_SOCK=%s\n' "$CONTAINERD_SOCK"
+    fi
 }
 
 cmd_up() {
@@ -510,6 +539,7 @@ cmd_up() {
     command -v curl >/dev/null || die "curl not found (apt-get install -y curl)"
     build
     mkdir -p "$STATE"
+    ((!WITH_NODE)) || install_node_packages
     if ! pki_complete; then
         # New (or incomplete) certificates: whatever runs with the old ones must restart.
         if compgen -G "$STATE/*.pid" >/dev/null; then cmd_down; fi
@@ -521,18 +551,21 @@ cmd_up() {
     check_port kube-apiserver "$API_PID" "$API_PORT"
     [[ $RUN_KCM == 0 ]] || check_port kube-controller-manager "$KCM_PID" "$KCM_PORT"
     up_etcd
+    ((WITH_NODE == 0)) || { save_sysctls; up_bridge; }
     up_apiserver
     write_kubeconfig "$KUBECONFIG_FILE" admin admin
     if [[ $RUN_KCM != 0 ]]; then
         up_kcm
     fi
     log "control plane ready in $(since "$t"): Kubernetes $K8S_VERSION at https://$HOST:$API_PORT"
+    ((WITH_NODE == 0)) || cmd_node_up
     log "use it with:"
     print_env | sed 's/^/    /'
     log "or: eval \"\$(scripts/k8s.sh env)\""
 }
 
 cmd_down() {
+    cmd_node_down
     stop kube-controller-manager "$KCM_PID"
     stop kube-apiserver "$API_PID"
     stop etcd "$ETCD_PID"
@@ -540,19 +573,34 @@ cmd_down() {
 
 cmd_status() {
     local ok=0 name pidfile pid
-    for name in etcd kube-apiserver kube-controller-manager; do
+    local node=0
+    our_pid "$CONTAINERD_PID" containerd >/dev/null && node=1
+    for name in etcd kube-apiserver kube-controller-manager containerd kubelet kube-proxy kube-scheduler; do
         case $name in
             etcd) pidfile=$ETCD_PID ;;
             kube-apiserver) pidfile=$API_PID ;;
-            *) pidfile=$KCM_PID ;;
+            kube-controller-manager) pidfile=$KCM_PID ;;
+            containerd) pidfile=$CONTAINERD_PID ;;
+            kubelet) pidfile=$KUBELET_PID ;;
+            kube-proxy) pidfile=$PROXY_PID ;;
+            kube-scheduler) pidfile=$SCHED_PID ;;
         esac
         if pid=$(our_pid "$pidfile" "$name"); then
             printf '%-24s up    pid %s, RSS %s\n' "$name" "$pid" "$(rss_of "$pid")"
-        else
+        elif [[ $name == etcd || $name == kube-apiserver || ($name == kube-controller-manager && $RUN_KCM != 0) ]] \
+            || ((node)); then
             printf '%-24s down\n' "$name"
-            if [[ $name != kube-controller-manager || $RUN_KCM != 0 ]]; then ok=1; fi
+            ok=1
         fi
     done
+    if ((node)); then
+        if node_ready; then
+            printf '%-24s Ready (%s)\n' "node $NODE_NAME" "$NODE_IP"
+        else
+            printf '%-24s not Ready\n' "node $NODE_NAME"
+            ok=1
+        fi
+    fi
     if [[ -f $PKI/ca.crt ]] && api_ready; then
         printf '%-24s ok (https://%s:%s/readyz)\n' readyz "$HOST" "$API_PORT"
     else
@@ -569,6 +617,18 @@ cmd_purge() {
     log "removed $STATE"
 }
 
+WITH_NODE=0
+if [[ ${1:-} == up && ${2:-} == --node ]]; then
+    WITH_NODE=1
+elif [[ ${1:-} == expose ]]; then
+    shift
+    cmd_expose "$@"
+    exit 0
+elif (($# > 1)); then
+    printf 'usage: %s up [--node]|down|status|env|build|purge\n' "$0" >&2
+    exit 2
+fi
+
 case ${1:-} in
     up) cmd_up ;;
     down) cmd_down ;;
@@ -576,5 +636,5 @@ case ${1:-} in
     env) print_env ;;
     build) build; log "binaries in $BIN" ;;
     purge) cmd_purge ;;
-    *) printf 'usage: %s up|down|status|env|build|purge\n' "$0" >&2; exit 2 ;;
+    *) printf 'usage: %s up [--node]|down|status|env|build|purge\n' "$0" >&2; exit 2 ;;
 esac

@@ -54,14 +54,11 @@ APT_LOG=$DIR/apt.log
 
 log() { printf '[services] %s\n' "$*"; }
 die() { printf '[services] ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/lib/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
-# Microseconds since the epoch (bash 5 EPOCHREALTIME; the separator depends on the locale).
-now_us() { local t=${EPOCHREALTIME//[.,]/}; printf '%s' "$((10#$t))"; }
-# Seconds since $1 (microseconds), one decimal.
-since() {
-    local d=$(( ($(now_us) - $1) / 100000 ))
-    printf '%d.%ds' "$((d / 10))" "$((d % 10))"
-}
+# shellcheck source=scripts/lib/time.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/time.sh"
 
 # --- probes (no side effects) ------------------------------------------------------------------------
 
@@ -139,21 +136,7 @@ wait_for() {
 
 # --- installation ------------------------------------------------------------------------------------
 
-APT_UPDATED=0
 PG_INSTALLED=0   # set when this run installs the server (its package may start the cluster itself)
-apt_install() {
-    (( $# )) || return 0
-    command -v apt-get >/dev/null 2>&1 || die "need to install $* but apt-get is not available"
-    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -q)
-    if (( ! APT_UPDATED )); then
-        log "apt-get update ..."
-        "${apt[@]}" update >>"$APT_LOG" 2>&1 || { tail -n 20 "$APT_LOG" >&2; die "apt-get update failed; see $APT_LOG"; }
-        APT_UPDATED=1
-    fi
-    log "apt-get install -y $* ..."
-    "${apt[@]}" install -y "$@" >>"$APT_LOG" 2>&1 9>&- \
-        || { tail -n 20 "$APT_LOG" >&2; die "apt-get install $* failed; see $APT_LOG"; }
-}
 
 pg_bin() { printf '/usr/lib/postgresql/%s/bin/postgres' "$PG_VERSION"; }
 

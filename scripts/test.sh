@@ -5,8 +5,9 @@
 #   bash scripts/test.sh                 everything
 #   bash scripts/test.sh -p livemix-edge any extra arguments go to `cargo test`
 #
-# The first run on a machine builds kube-apiserver and etcd from their Go modules (10-20 minutes, cached
-# under /var/cache/livemix-k8s); later runs start in seconds.
+# The first run on a machine builds the Kubernetes parts, CoreDNS and Traefik from their Go modules (15-25 minutes
+# on 2 cores, cached under /var/cache/livemix-k8s and /var/cache/livemix-images); later runs start in seconds.
+# Without arguments it ends with kind-test/run.sh --local: the chart on a real node of this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,5 +30,7 @@ if [ $# -eq 0 ]; then
   bash scripts/check-crds.sh
   step "Helm chart: lint, schema, golden files, install into the API server"
   bash scripts/check-chart.sh
+  step "LiveMix on a real Kubernetes node: helm install, ffmpeg into the edge pod, playback through the ingress"
+  bash kind-test/run.sh --local
 fi
 step "all tests passed"

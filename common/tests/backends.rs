@@ -10,7 +10,7 @@
 //! A missing variable fails the test instead of skipping it, so a green run always means the backends were
 //! exercised. Every test uses fresh topic, subscription and key names, so tests run in parallel and re-run.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use livemix_common::{
@@ -20,6 +20,7 @@ use livemix_common::{
     },
     cache::{CacheError, SegmentCache, memcached::MemcachedCache},
     messages::{Envelope, Message},
+    rpc::{Requester, respond},
     store::{
         ObjectStore, StoreError,
         s3::{S3Config, S3Store},
@@ -264,6 +265,92 @@ async fn pubsub_missing_topics_and_subscriptions_are_errors() {
     let subscription = unique("missing");
     let err = bus.subscribe(&subscription).await.expect_err("subscribe to a missing subscription");
     assert!(err.to_string().contains(&subscription), "{err}");
+}
+
+/// A subscription one process owns is renewed when the process starts: what the last owner left is gone, and the
+/// new owner gets every new message at once (on the emulator, a subscription whose stream was closed keeps
+/// handing a share of its messages to the dead stream; a renewed one does not). Deleting it is final.
+#[tokio::test]
+async fn pubsub_renewed_subscriptions_start_empty_and_serve_a_restarted_owner_at_once() {
+    let bus = bus().await;
+    let (topic, owned) = (unique("topic"), unique("owned"));
+    bus.ensure_topic(&topic).await.expect("create topic");
+    bus.renew_owned_subscription(&owned, &topic).await.expect("owned subscription");
+    // The last owner read a message, left with its stream open, and one more message came for nobody.
+    let mut last_owner = bus.subscribe(&owned).await.expect("subscribe");
+    bus.publish(&topic, &message()).await.expect("publish");
+    receive(&mut last_owner).await.ack();
+    drop(last_owner);
+    let stale = message();
+    bus.publish(&topic, &stale).await.expect("publish");
+
+    bus.renew_owned_subscription(&owned, &topic).await.expect("renew");
+    let mut owner = bus.subscribe(&owned).await.expect("subscribe again");
+    let mut fresh = Vec::new();
+    for _ in 0..5 {
+        let sent = message();
+        bus.publish(&topic, &sent).await.expect("publish");
+        fresh.push(sent);
+    }
+    for _ in 0..fresh.len() {
+        let delivery = receive(&mut owner).await;
+        assert_ne!(delivery.envelope, stale, "the renewed subscription kept what the last owner left");
+        assert!(fresh.contains(&delivery.envelope), "unexpected delivery: {delivery:?}");
+        delivery.ack();
+    }
+    drop(owner);
+
+    bus.delete_subscription(&owned).await.expect("delete");
+    bus.delete_subscription(&owned).await.expect("deleting a deleted subscription is no error");
+    let err = bus.subscribe(&owned).await.expect_err("a deleted subscription cannot be read");
+    assert!(err.to_string().contains(&owned), "{err}");
+    bus.publish(&topic, &message()).await.expect("the topic outlives its subscriptions");
+}
+
+/// Two control replicas share one reply topic, each reading it through a subscription of its own: every request
+/// gets its own answer, whichever replica sent it, and the answers meant for the other replica are skipped.
+#[tokio::test]
+async fn pubsub_replicas_share_a_reply_topic() {
+    let bus: Arc<dyn MessageBus> = Arc::new(bus().await);
+    let (requests, request_sub, replies) = (unique("requests"), unique("requests"), unique("reply"));
+    bus.ensure_topic(&requests).await.expect("request topic");
+    bus.ensure_subscription(&request_sub, &requests).await.expect("request subscription");
+    bus.ensure_topic(&replies).await.expect("reply topic");
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let subscription = unique("reply");
+        bus.renew_owned_subscription(&subscription, &replies).await.expect("reply subscription");
+        let requester = Requester::new(bus.clone(), replies.clone(), RECEIVE_TIMEOUT);
+        tokio::spawn(requester.clone().run_reply_loop(bus.subscribe(&subscription).await.expect("subscribe")));
+        replicas.push((requester, subscription));
+    }
+    // The edge's side: refuses the requests for a source id of all zeros, accepts the others.
+    let mut incoming = bus.subscribe(&request_sub).await.expect("subscribe to requests");
+    let responder_bus = bus.clone();
+    tokio::spawn(async move {
+        while let Some(delivery) = incoming.recv().await {
+            let refuse =
+                matches!(delivery.envelope.body, Message::ChangeStreamState { source_id, .. } if source_id.is_nil());
+            let result = if refuse { Err("refused on purpose".to_owned()) } else { Ok(()) };
+            respond(&responder_bus, &delivery.envelope, result).await.expect("answer");
+            delivery.ack();
+        }
+    });
+    let ask = |requester: &Requester, source_id: Uuid| {
+        let requester = requester.clone();
+        let requests = requests.clone();
+        async move { requester.request(&requests, Message::ChangeStreamState { source_id, new_state: true }).await }
+    };
+    let (first, second) = (&replicas[0].0, &replicas[1].0);
+    let (a, b, refused) =
+        tokio::join!(ask(first, Uuid::new_v4()), ask(second, Uuid::new_v4()), ask(second, Uuid::nil()));
+    a.expect("the first replica's request is answered");
+    b.expect("the second replica's request is answered");
+    let err = refused.expect_err("the refusal reaches the replica that asked");
+    assert!(err.to_string().contains("refused on purpose"), "{err}");
+    for (_, subscription) in &replicas {
+        bus.delete_subscription(subscription).await.expect("delete the reply subscription");
+    }
 }
 
 #[tokio::test]

@@ -83,9 +83,14 @@ pub struct Settings {
     /// The shared subscription on the control topic.
     #[arg(long, env = "LIVEMIX_CONTROL_SUBSCRIPTION", default_value = "livemix-control")]
     pub control_subscription: String,
-    /// This replica's own topic (and subscription) for edges' answers; default `livemix-control-reply-<host>`.
-    #[arg(long, env = "LIVEMIX_REPLY_TOPIC")]
-    pub reply_topic: Option<String>,
+    /// Topic edges answer requests on, shared by all replicas (each reads it through its own subscription and
+    /// skips the answers meant for others), so a rollout creates no topics.
+    #[arg(long, env = "LIVEMIX_REPLY_TOPIC", default_value = "livemix-control-reply")]
+    pub reply_topic: String,
+    /// This replica's subscription on the reply topic; default `livemix-control-reply-<host>`. Created at start
+    /// (even without `--create-topics`) and deleted at a clean shutdown.
+    #[arg(long, env = "LIVEMIX_REPLY_SUBSCRIPTION")]
+    pub reply_subscription: Option<String>,
     /// Topic for system events (source status, recordings started/stopped); empty to publish none.
     #[arg(long, env = "LIVEMIX_BROADCAST_TOPIC", default_value = "livemix-events")]
     pub broadcast_topic: String,
@@ -100,8 +105,8 @@ impl Settings {
         Duration::from_millis(self.command_timeout_ms.max(1))
     }
 
-    pub fn reply_topic(&self) -> String {
-        self.reply_topic.clone().unwrap_or_else(|| host_scoped_id("livemix-control-reply"))
+    pub fn reply_subscription(&self) -> String {
+        self.reply_subscription.clone().unwrap_or_else(|| host_scoped_id("livemix-control-reply"))
     }
 
     /// Seconds a live segment stays listed in the live playlist after it arrived: the playlist's span plus two

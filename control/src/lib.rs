@@ -78,9 +78,8 @@ async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListe
 
 /// Creates the control node's topics and subscriptions when `--create-topics` is set.
 pub async fn prepare_topics(args: &BusArgs, bus: &SharedBus, settings: &Settings) -> anyhow::Result<()> {
-    let reply = settings.reply_topic();
     args.prepare(bus.as_ref(), &settings.control_topic, Some(&settings.control_subscription)).await?;
-    args.prepare(bus.as_ref(), &reply, Some(&reply)).await?;
+    args.prepare(bus.as_ref(), &settings.reply_topic, None).await?;
     if !settings.broadcast_topic.is_empty() {
         args.prepare(bus.as_ref(), &settings.broadcast_topic, None).await?;
     }
@@ -99,11 +98,16 @@ pub async fn serve(
     let http_metrics = HttpMetrics::new(&metrics);
     let store_reads =
         metrics.register("object_store_reads", "Recorded segments read from the object store", Counter::default());
-    let reply_topic = settings.reply_topic();
+    let (reply_topic, reply_subscription) = (&settings.reply_topic, settings.reply_subscription());
     let requester = Requester::new(bus.clone(), reply_topic.clone(), settings.command_timeout());
 
-    let replies =
-        bus.subscribe(&reply_topic).await.with_context(|| format!("subscribing to reply topic {reply_topic}"))?;
+    bus.renew_owned_subscription(&reply_subscription, reply_topic)
+        .await
+        .with_context(|| format!("creating this replica's subscription on the reply topic {reply_topic}"))?;
+    let replies = bus
+        .subscribe(&reply_subscription)
+        .await
+        .with_context(|| format!("subscribing to the reply subscription {reply_subscription}"))?;
     let inbox = bus
         .subscribe(&settings.control_subscription)
         .await
@@ -160,6 +164,10 @@ pub async fn serve(
         done??;
     }
     tasks.abort_all();
+    // A replica's reply subscription is its own: left behind, it would collect every answer to every replica.
+    if let Err(err) = state.bus.delete_subscription(&reply_subscription).await {
+        tracing::warn!(%err, subscription = reply_subscription, "could not delete the reply subscription");
+    }
     Ok(())
 }
 

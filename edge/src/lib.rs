@@ -50,14 +50,30 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the edge API to {}", args.listen_addr))?;
     tracing::info!(addr = %args.listen_addr, "edge API listening");
-    serve(args.settings, args.store.object_prefix.clone(), store, bus, listener, shutdown_signal()).await
+    let edge_id = args.settings.edge_id();
+    let served =
+        serve(args.settings, args.store.object_prefix.clone(), store, bus.clone(), listener, shutdown_signal()).await;
+    if args.bus.manages_topics() {
+        // Commands sent while no process of this edge runs would be stale by the time one starts.
+        if let Err(err) = bus.delete_subscription(&edge_id).await {
+            tracing::warn!(%err, subscription = edge_id, "could not delete the command subscription");
+        }
+    }
+    served
 }
 
-/// Creates the edge's command topic and subscription (and the control topic) when `--create-topics` is set.
+/// Creates the edge's command topic (and the control topic) when `--create-topics` is set, and renews the edge's
+/// command subscription: commands left for an earlier process of this edge are stale (their senders gave up), and
+/// on the emulator a subscription whose reader went away keeps handing messages to the dead stream for a while.
 pub async fn prepare_topics(args: &BusArgs, bus: &SharedBus, settings: &EdgeSettings) -> anyhow::Result<()> {
     let edge_id = settings.edge_id();
-    args.prepare(bus.as_ref(), &edge_id, Some(&edge_id)).await?;
+    args.prepare(bus.as_ref(), &edge_id, None).await?;
     args.prepare(bus.as_ref(), &settings.control_topic, None).await?;
+    if args.manages_topics() {
+        bus.renew_owned_subscription(&edge_id, &edge_id)
+            .await
+            .with_context(|| format!("creating the command subscription {edge_id}"))?;
+    }
     Ok(())
 }
 

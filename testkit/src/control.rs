@@ -129,6 +129,7 @@ impl ControlNode {
             format!("--control-topic={control_topic}"),
             format!("--control-subscription={control_topic}"),
             format!("--reply-topic={}", unique("reply")),
+            format!("--reply-subscription={}", unique("reply")),
             "--broadcast-topic=".to_owned(),
         ];
         flags.extend(extra_flags.iter().map(|f| (*f).to_owned()));

@@ -108,6 +108,20 @@ impl MessageBus for MemoryBus {
         Ok(())
     }
 
+    async fn renew_owned_subscription(&self, subscription: &str, topic: &str) -> Result<(), BusError> {
+        self.delete_subscription(subscription).await?;
+        self.ensure_subscription(subscription, topic).await
+    }
+
+    async fn delete_subscription(&self, subscription: &str) -> Result<(), BusError> {
+        let mut inner = self.lock();
+        inner.subscriptions.remove(subscription);
+        for subscribers in inner.topics.values_mut() {
+            subscribers.retain(|name| name != subscription);
+        }
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), BusError> {
         Ok(())
     }
@@ -146,5 +160,34 @@ mod tests {
         assert!(bus.publish("nope", &msg()).await.is_err());
         assert!(bus.subscribe("nope").await.is_err());
         assert!(bus.ensure_subscription("s", "nope").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn renewed_subscriptions_start_empty() {
+        let bus = MemoryBus::default();
+        bus.ensure_topic("t1").await.unwrap();
+        bus.renew_owned_subscription("owned", "t1").await.unwrap();
+        bus.publish("t1", &msg()).await.unwrap();
+        bus.renew_owned_subscription("owned", "t1").await.unwrap();
+        let fresh = msg();
+        bus.publish("t1", &fresh).await.unwrap();
+        let mut owned = bus.subscribe("owned").await.unwrap();
+        assert_eq!(owned.recv().await.unwrap().envelope, fresh, "what the old subscription held is gone");
+    }
+
+    #[tokio::test]
+    async fn a_deleted_subscription_gets_nothing_more_and_can_be_deleted_twice() {
+        let bus = MemoryBus::default();
+        bus.ensure_topic("t1").await.unwrap();
+        bus.renew_owned_subscription("gone", "t1").await.unwrap();
+        bus.ensure_subscription("kept", "t1").await.unwrap();
+        let mut kept = bus.subscribe("kept").await.unwrap();
+        bus.delete_subscription("gone").await.unwrap();
+        bus.delete_subscription("gone").await.unwrap();
+        assert!(bus.subscribe("gone").await.is_err(), "a deleted subscription cannot be read");
+        let sent = msg();
+        bus.publish("t1", &sent).await.unwrap();
+        assert_eq!(kept.recv().await.unwrap().envelope, sent);
+        assert_eq!(bus.lock().topics["t1"], vec!["kept".to_owned()]);
     }
 }

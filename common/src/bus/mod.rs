@@ -23,6 +23,8 @@ pub enum BusError {
     Subscribe { subscription: String, source: BoxError },
     #[error("creating {what} {name}: {source}")]
     Admin { what: &'static str, name: String, source: BoxError },
+    #[error("deleting subscription {subscription}: {source}")]
+    Delete { subscription: String, source: BoxError },
     #[error("message bus unreachable: {0}")]
     Unreachable(BoxError),
 }
@@ -70,6 +72,16 @@ pub trait MessageBus: Send + Sync + 'static {
     /// Creates the subscription on `topic` unless it exists.
     async fn ensure_subscription(&self, subscription: &str, topic: &str) -> Result<(), BusError>;
 
+    /// Creates, afresh, a subscription on `topic` that only this process reads and deletes when it stops (a
+    /// control replica's replies, an edge's commands). One left by an earlier process of the same name is deleted
+    /// first, with what it held: old requests whose senders gave up long ago, and, on the emulator, the dead
+    /// streams it keeps handing messages to. Where the bus can, such a subscription also expires by itself after a
+    /// while unread, so one left behind by a killed process does not stay forever.
+    async fn renew_owned_subscription(&self, subscription: &str, topic: &str) -> Result<(), BusError>;
+
+    /// Deletes the subscription; one that does not exist counts as deleted. Its messages are gone with it.
+    async fn delete_subscription(&self, subscription: &str) -> Result<(), BusError>;
+
     /// Whether the bus answers (for readiness probes).
     async fn ping(&self) -> Result<(), BusError>;
 }
@@ -111,9 +123,14 @@ impl BusArgs {
         Ok(Arc::new(bus))
     }
 
+    /// Whether this process creates (and so owns) its topics and subscriptions.
+    pub fn manages_topics(&self) -> bool {
+        self.create_topics || self.in_process_bus
+    }
+
     /// Makes sure `subscription` on `topic` exists when `--create-topics` is set.
     pub async fn prepare(&self, bus: &dyn MessageBus, topic: &str, subscription: Option<&str>) -> Result<(), BusError> {
-        if self.create_topics || self.in_process_bus {
+        if self.manages_topics() {
             bus.ensure_topic(topic).await?;
             if let Some(subscription) = subscription {
                 bus.ensure_subscription(subscription, topic).await?;

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use google_cloud_gax::{error::rpc::Code, retry_policy::RetryPolicyExt};
 use google_cloud_pubsub::{
     client::{BasePublisher, Publisher, Subscriber, SubscriptionAdmin, TopicAdmin},
-    model::Message as PubsubMessage,
+    model::{ExpirationPolicy, Message as PubsubMessage},
     retry_policy::RetryableErrors,
 };
 use tokio::sync::mpsc;
@@ -29,6 +29,10 @@ const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// Ack deadline of subscriptions we create: long enough for a handler that uploads a segment, short enough that
 /// a crashed consumer's messages come back soon. The subscriber extends leases while a message is held anyway.
 const ACK_DEADLINE_SECONDS: i32 = 30;
+/// Subscriptions one process owns (a control replica's replies, an edge's commands) expire after this long
+/// without a reader, so one left behind by a killed process does not collect messages forever. One day is
+/// Pub/Sub's minimum; the emulator ignores it.
+const OWNED_TTL_SECONDS: i64 = 24 * 60 * 60;
 /// How far the subscriber extends the lease of a held message each time (the crate's minimum). This is also how
 /// soon messages held by a vanished consumer come back: crashes here, and on the emulator every closed stream
 /// (it fails to clean them up and keeps handing them messages).
@@ -157,6 +161,47 @@ impl PubSubBus {
             .or_insert_with(|| self.base_publisher.publisher(self.topic_path(topic)).build())
             .clone()
     }
+
+    /// Creates the subscription unless it exists; `expiration` makes it expire after a while unread.
+    async fn create_subscription(
+        &self,
+        subscription: &str,
+        topic: &str,
+        expiration: Option<ExpirationPolicy>,
+    ) -> Result<(), BusError> {
+        let admin_error =
+            |source: BoxError| BusError::Admin { what: "subscription", name: subscription.to_owned(), source };
+        let path = self.subscription_path(subscription);
+        let topic_path = self.topic_path(topic);
+        let create = self
+            .subscription_admin
+            .create_subscription()
+            .set_name(&path)
+            .set_topic(&topic_path)
+            .set_ack_deadline_seconds(ACK_DEADLINE_SECONDS)
+            .set_or_clear_expiration_policy(expiration)
+            .send();
+        match bounded(ADMIN_TIMEOUT, create).await.map_err(admin_error)? {
+            Ok(_) => info!(subscription, topic, "created subscription"),
+            Err(e) if code(&e) == Some(Code::AlreadyExists) => {
+                // An existing subscription on another topic (or on a deleted one) would never see our messages:
+                // better to fail loudly than to wait forever.
+                let existing =
+                    bounded(ADMIN_TIMEOUT, self.subscription_admin.get_subscription().set_subscription(&path).send())
+                        .await
+                        .map_err(admin_error)?
+                        .map_err(|e| admin_error(e.into()))?;
+                if existing.topic != topic_path {
+                    return Err(admin_error(
+                        format!("it exists but is attached to {}, not {topic_path}", existing.topic).into(),
+                    ));
+                }
+                debug!(subscription, topic, "subscription exists");
+            }
+            Err(e) => return Err(admin_error(e.into())),
+        }
+        Ok(())
+    }
 }
 
 fn code(e: &google_cloud_pubsub::Error) -> Option<Code> {
@@ -223,35 +268,23 @@ impl MessageBus for PubSubBus {
     }
 
     async fn ensure_subscription(&self, subscription: &str, topic: &str) -> Result<(), BusError> {
-        let admin_error =
-            |source: BoxError| BusError::Admin { what: "subscription", name: subscription.to_owned(), source };
-        let path = self.subscription_path(subscription);
-        let topic_path = self.topic_path(topic);
-        let create = self
-            .subscription_admin
-            .create_subscription()
-            .set_name(&path)
-            .set_topic(&topic_path)
-            .set_ack_deadline_seconds(ACK_DEADLINE_SECONDS)
-            .send();
-        match bounded(ADMIN_TIMEOUT, create).await.map_err(admin_error)? {
-            Ok(_) => info!(subscription, topic, "created subscription"),
-            Err(e) if code(&e) == Some(Code::AlreadyExists) => {
-                // An existing subscription on another topic (or on a deleted one) would never see our messages:
-                // better to fail loudly than to wait forever.
-                let existing =
-                    bounded(ADMIN_TIMEOUT, self.subscription_admin.get_subscription().set_subscription(&path).send())
-                        .await
-                        .map_err(admin_error)?
-                        .map_err(|e| admin_error(e.into()))?;
-                if existing.topic != topic_path {
-                    return Err(admin_error(
-                        format!("it exists but is attached to {}, not {topic_path}", existing.topic).into(),
-                    ));
-                }
-                debug!(subscription, topic, "subscription exists");
-            }
-            Err(e) => return Err(admin_error(e.into())),
+        self.create_subscription(subscription, topic, None).await
+    }
+
+    async fn renew_owned_subscription(&self, subscription: &str, topic: &str) -> Result<(), BusError> {
+        self.delete_subscription(subscription).await?;
+        let ttl = google_cloud_wkt::Duration::clamp(OWNED_TTL_SECONDS, 0);
+        self.create_subscription(subscription, topic, Some(ExpirationPolicy::new().set_ttl(ttl))).await
+    }
+
+    async fn delete_subscription(&self, subscription: &str) -> Result<(), BusError> {
+        let delete_error = |source: BoxError| BusError::Delete { subscription: subscription.to_owned(), source };
+        let delete =
+            self.subscription_admin.delete_subscription().set_subscription(self.subscription_path(subscription)).send();
+        match bounded(ADMIN_TIMEOUT, delete).await.map_err(delete_error)? {
+            Ok(()) => info!(subscription, "deleted subscription"),
+            Err(e) if code(&e) == Some(Code::NotFound) => debug!(subscription, "subscription already gone"),
+            Err(e) => return Err(delete_error(e.into())),
         }
         Ok(())
     }

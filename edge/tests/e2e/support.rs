@@ -113,6 +113,7 @@ impl Deployment {
             format!("--edge-api-addr=127.0.0.1:{edge_api}"),
             format!("--control-subscription={control_topic}"),
             format!("--reply-topic={}", unique("reply")),
+            format!("--reply-subscription={}", unique("reply")),
             "--reachable-within-secs=10".into(),
             "--live-segments=3".into(),
         ];
