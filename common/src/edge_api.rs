@@ -1,4 +1,5 @@
 //! Wire types of the control node's edge-facing API, shared by the control node (server) and edges (client).
+//! `GET /v1/source?source_name=` answers with the management API's [`crate::management_api::SourceReply`].
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -22,12 +23,6 @@ pub struct StatusReply {
     pub source: Source,
     /// The source's active recordings: the edge uploads for exactly these.
     pub recordings: Vec<Recording>,
-}
-
-/// `GET /v1/source?source_name=` reply.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SourceReply {
-    pub source: Source,
 }
 
 /// Headers of `POST /v1/new-segment`.

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod config;
 pub mod edge_api;
 pub mod hls;
+pub mod management_api;
 pub mod messages;
 pub mod model;
 pub mod rpc;

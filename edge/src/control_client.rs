@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use livemix_common::{
-    edge_api::{SourceReply, StatusReply, StatusReport, headers as h},
+    edge_api::{StatusReply, StatusReport, headers as h},
+    management_api::SourceReply,
     model::Source,
 };
 use reqwest::StatusCode;

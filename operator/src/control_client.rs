@@ -6,10 +6,13 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use livemix_common::model::{Recording, Segment, Source};
+pub use livemix_common::management_api::{NewRecording, NewSource};
+use livemix_common::{
+    management_api::{RecordingReply, RecordingsReply, SegmentsReply, SourceReply, SourcesReply},
+    model::{Recording, Segment, Source},
+};
 use reqwest::{Method, RequestBuilder};
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::{Deserialize, de::DeserializeOwned};
 use url::Url;
 use uuid::Uuid;
 
@@ -75,54 +78,6 @@ impl ControlError {
     }
 }
 
-/// Body of `POST /v1/source`.
-#[derive(Debug, Clone, Serialize)]
-pub struct NewSource<'a> {
-    pub name: &'a str,
-    /// Seconds.
-    pub segment_len: i32,
-    pub description: &'a str,
-}
-
-/// Body of `POST /v1/source/{id}/recording`.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct NewRecording<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub alias: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<&'a str>,
-    /// Seconds since the Unix epoch; absent means now.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub start_time_epoch: Option<i64>,
-}
-
-impl NewRecording<'_> {
-    pub fn starting_at(mut self, start: Option<DateTime<Utc>>) -> Self {
-        self.start_time_epoch = start.map(|t| t.timestamp());
-        self
-    }
-}
-
-#[derive(Deserialize)]
-struct SourceReply {
-    source: Source,
-}
-#[derive(Deserialize)]
-struct SourcesReply {
-    sources: Vec<Source>,
-}
-#[derive(Deserialize)]
-struct RecordingReply {
-    recording: Recording,
-}
-#[derive(Deserialize)]
-struct RecordingsReply {
-    recordings: Vec<Recording>,
-}
-#[derive(Deserialize)]
-struct SegmentsReply {
-    segments: Vec<Segment>,
-}
 /// Replies that carry nothing but `success` and `request_id`.
 #[derive(Deserialize)]
 struct Empty {}
@@ -232,7 +187,7 @@ impl ControlClient {
         Ok(reply.source)
     }
 
-    pub async fn create_source(&self, new: &NewSource<'_>) -> Result<Source, ControlError> {
+    pub async fn create_source(&self, new: &NewSource) -> Result<Source, ControlError> {
         let request = self.request(Method::POST, &["v1", "source"]).json(new);
         let reply: SourceReply = self.send(format!("creating source {:?}", new.name), request).await?;
         Ok(reply.source)
@@ -269,7 +224,7 @@ impl ControlClient {
         Ok(reply.source)
     }
 
-    pub async fn start_recording(&self, source_id: Uuid, new: &NewRecording<'_>) -> Result<Recording, ControlError> {
+    pub async fn start_recording(&self, source_id: Uuid, new: &NewRecording) -> Result<Recording, ControlError> {
         let request = self.request(Method::POST, &["v1", "source", &source_id.to_string(), "recording"]).json(new);
         let reply: RecordingReply = self.send(format!("starting a recording of source {source_id}"), request).await?;
         Ok(reply.recording)

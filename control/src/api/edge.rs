@@ -10,7 +10,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use livemix_common::{
     ApiError, ApiResult,
     api::{Body, Json, Path, Query, Reply},
-    edge_api::{SourceReply, StatusReply, StatusReport, headers as h},
+    edge_api::{StatusReply, StatusReport, headers as h},
+    management_api::SourceReply,
     messages::Message,
     model::validate_segment_name,
 };

@@ -9,10 +9,13 @@ use chrono::{DateTime, TimeZone, Utc};
 use livemix_common::{
     ApiError, ApiResult,
     api::{Body, Json, Path, Query, Reply, ok},
+    management_api::{
+        NewRecording, NewSource, RecordingReply, RecordingsReply, SegmentsReply, SourceReply, SourcesReply,
+    },
     messages::Message,
-    model::{self, Recording, Segment, Source},
+    model::{self, Recording},
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -33,41 +36,6 @@ pub fn routes() -> Router<AppState> {
 }
 
 const MAX_TEXT_LEN: usize = 4096;
-
-#[derive(Serialize)]
-pub struct SourceReply {
-    pub source: Source,
-}
-
-#[derive(Serialize)]
-pub struct SourcesReply {
-    pub sources: Vec<Source>,
-}
-
-#[derive(Serialize)]
-pub struct RecordingReply {
-    pub recording: Recording,
-}
-
-#[derive(Serialize)]
-pub struct RecordingsReply {
-    pub recordings: Vec<Recording>,
-}
-
-#[derive(Serialize)]
-pub struct SegmentsReply {
-    pub segments: Vec<Segment>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewSource {
-    name: String,
-    /// Seconds.
-    segment_len: i32,
-    #[serde(default)]
-    description: Option<String>,
-}
 
 fn validate_source_name(name: &str) -> ApiResult<()> {
     model::validate_source_name(name).map_err(ApiError::bad_request)
@@ -195,15 +163,6 @@ async fn set_streaming(
         }
         Err(err) => Err(command_error(err, "the wanted state is saved and is sent again when the edge next reports")),
     }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewRecording {
-    alias: Option<String>,
-    description: Option<String>,
-    /// Seconds since the Unix epoch; absent means now.
-    start_time_epoch: Option<i64>,
 }
 
 fn start_time(epoch: Option<i64>) -> ApiResult<DateTime<Utc>> {

@@ -161,7 +161,7 @@ async fn start(
 ) -> Result<ControlRecording, Error> {
     let alias = rec.control_alias();
     let new =
-        NewRecording { alias: Some(&alias), description: rec.spec.description.as_deref(), start_time_epoch: None }
+        NewRecording { alias: Some(alias.clone()), description: rec.spec.description.clone(), start_time_epoch: None }
             .starting_at(rec.spec.start_time);
     match ctx.control.start_recording(source_id, &new).await {
         Ok(recording) => {

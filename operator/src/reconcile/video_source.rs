@@ -169,7 +169,11 @@ async fn locate_or_register(
     if let Some(found) = ctx.control.find_source(name).await? {
         return adopt(vs, found, ctx, notes).await;
     }
-    let new = NewSource { name, segment_len: vs.spec.segment_length, description: &vs.spec.description };
+    let new = NewSource {
+        name: name.to_owned(),
+        segment_len: vs.spec.segment_length,
+        description: Some(vs.spec.description.clone()),
+    };
     match ctx.control.create_source(&new).await {
         Ok(source) => {
             notes.push(Note::normal(

@@ -136,7 +136,11 @@ async fn a_source_registered_by_hand_is_adopted_not_duplicated() {
     let control = node.client();
     let name = unique("cam");
     let existing = control
-        .create_source(&livemix_operator::control_client::NewSource { name: &name, segment_len: 4, description: "" })
+        .create_source(&livemix_operator::control_client::NewSource {
+            name: name.clone(),
+            segment_len: 4,
+            description: Some(String::new()),
+        })
         .await
         .unwrap();
     let (client, api) = MockApi::start();
