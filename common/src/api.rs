@@ -1,7 +1,7 @@
 //! The JSON conventions every LiveMix HTTP API follows.
 //!
 //! Every reply is `{"success": bool, "request_id": "<uuid>", ...}`; errors add
-//! `"error": {"code": <http status>, "message": "..."}`. The request id is made by [`request_context`], returned
+//! `"error": {"code": <http status>, "reason": "<machine-readable>", "message": "..."}`. The request id is made by [`request_context`], returned
 //! in `X-Request-ID`, attached to the request's tracing span and read back by [`Reply`] and [`ApiError`] when
 //! they render, so handlers never pass it around.
 
@@ -14,7 +14,7 @@ use axum::{
     middleware::{self, Next},
     response::{IntoResponse, Response},
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tracing::{Instrument, info_span};
 use uuid::Uuid;
@@ -64,17 +64,32 @@ pub fn ok() -> Reply<Map<String, Value>> {
     Reply(Map::new())
 }
 
+/// Machine-readable `error.reason` values beyond the one each status has (see [`ApiError::reason`]).
+pub mod reason {
+    /// 404 for a path no route serves: a wrong URL, never a missing object (whose reason is `not_found`).
+    pub const NO_SUCH_ROUTE: &str = "no_such_route";
+    pub const NOT_FOUND: &str = "not_found";
+}
+
 /// An error reply. Client errors are logged at `warn`, server errors at `error`, both inside the request span.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{status}: {message}")]
 pub struct ApiError {
     pub status: StatusCode,
+    /// What clients branch on (`not_found`, `no_such_route`, `conflict`...), so they never parse `message`.
+    pub reason: &'static str,
     pub message: String,
 }
 
 impl ApiError {
+    /// An error whose reason is the status's own (`bad_request`, `not_found`, `gateway_timeout`...).
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self { status, reason: status_reason(status), message: message.into() }
+    }
+    /// The same error with a more precise machine-readable reason.
+    pub fn with_reason(mut self, reason: &'static str) -> Self {
+        self.reason = reason;
+        self
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
@@ -115,9 +130,53 @@ impl IntoResponse for ApiError {
         let body = json!({
             "success": false,
             "request_id": request_id().to_string(),
-            "error": {"code": self.status.as_u16(), "message": self.message},
+            "error": {"code": self.status.as_u16(), "reason": self.reason, "message": self.message},
         });
         (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// `bad_request` for 400, `not_found` for 404...: the status's canonical name in snake case.
+fn status_reason(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => reason::NOT_FOUND,
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        StatusCode::GATEWAY_TIMEOUT => "gateway_timeout",
+        s if s.is_client_error() => "client_error",
+        _ => "internal",
+    }
+}
+
+/// The `error` object of an error reply, as clients read it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: u16,
+    /// Absent in replies of LiveMix versions before it was added.
+    #[serde(default)]
+    pub reason: Option<String>,
+    pub message: String,
+}
+
+impl ErrorBody {
+    /// Reads the `error` object of a reply body; a body that is not one (a proxy's HTML page, say) gives its
+    /// first 300 characters as the message, with no reason.
+    pub fn from_reply(status: u16, body: &[u8]) -> Self {
+        #[derive(Deserialize)]
+        struct ErrorReply {
+            error: ErrorBody,
+        }
+        serde_json::from_slice::<ErrorReply>(body).map(|reply| reply.error).unwrap_or_else(|_| Self {
+            code: status,
+            reason: None,
+            message: String::from_utf8_lossy(body).chars().take(300).collect(),
+        })
     }
 }
 
@@ -179,7 +238,7 @@ pub fn with_conventions<S: Clone + Send + Sync + 'static>(
     metrics: HttpMetrics,
 ) -> Router<S> {
     router
-        .fallback(|| async { ApiError::not_found("no such route") })
+        .fallback(|| async { ApiError::not_found("no such route").with_reason(reason::NO_SUCH_ROUTE) })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
         })
@@ -220,4 +279,39 @@ pub fn playlist_response(text: String) -> Response {
 /// A segment response; segments never change once written, so they may be cached.
 pub fn segment_response(data: bytes::Bytes) -> Response {
     ([(header::CONTENT_TYPE, TS_CONTENT_TYPE), (header::CACHE_CONTROL, "public, max-age=3600")], data).into_response()
+}
+
+#[cfg(test)]
+mod error_body_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn error_replies_carry_a_reason_clients_read_back() {
+        let response = ApiError::not_found("no source 42").into_response();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        let error = ErrorBody::from_reply(404, &body);
+        assert_eq!(error, ErrorBody { code: 404, reason: Some("not_found".into()), message: "no source 42".into() });
+
+        let route = ApiError::not_found("no such route").with_reason(reason::NO_SUCH_ROUTE);
+        let body = axum::body::to_bytes(route.into_response().into_body(), 1 << 16).await.unwrap();
+        assert_eq!(ErrorBody::from_reply(404, &body).reason.as_deref(), Some(reason::NO_SUCH_ROUTE));
+    }
+
+    #[test]
+    fn bodies_that_are_not_error_replies_keep_their_start() {
+        let error = ErrorBody::from_reply(502, b"<html>Bad Gateway</html>");
+        assert_eq!(error, ErrorBody { code: 502, reason: None, message: "<html>Bad Gateway</html>".into() });
+        let old = ErrorBody::from_reply(409, br#"{"success":false,"error":{"code":409,"message":"taken"}}"#);
+        assert_eq!(old.reason, None, "replies of older versions have no reason");
+        assert_eq!(old.message, "taken");
+    }
+
+    #[test]
+    fn every_status_has_a_reason() {
+        assert_eq!(ApiError::bad_request("x").reason, "bad_request");
+        assert_eq!(ApiError::gateway_timeout("x").reason, "gateway_timeout");
+        assert_eq!(ApiError::new(StatusCode::IM_A_TEAPOT, "x").reason, "client_error");
+        assert_eq!(ApiError::new(StatusCode::BAD_GATEWAY, "x").reason, "internal");
+    }
 }

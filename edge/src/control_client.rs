@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use livemix_common::{
+    api::ErrorBody,
     edge_api::{StatusReply, StatusReport, headers as h},
     management_api::SourceReply,
     model::Source,
@@ -65,10 +66,7 @@ impl ControlClient {
         let status = resp.status();
         let body = resp.bytes().await.map_err(|source| ControlError::Unreachable { url, source })?;
         if !status.is_success() {
-            let message = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-                .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(300).collect());
+            let message = ErrorBody::from_reply(status.as_u16(), &body).message;
             return Err(ControlError::Refused { what, status, message });
         }
         serde_json::from_slice(&body).map_err(|err| ControlError::Refused {

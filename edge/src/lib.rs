@@ -63,8 +63,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
 }
 
 /// Creates the edge's command topic (and the control topic) when `--create-topics` is set, and renews the edge's
-/// command subscription: commands left for an earlier process of this edge are stale (their senders gave up), and
-/// on the emulator a subscription whose reader went away keeps handing messages to the dead stream for a while.
+/// command subscription: commands left for an earlier process of this edge are stale (their senders gave up).
 pub async fn prepare_topics(args: &BusArgs, bus: &SharedBus, settings: &EdgeSettings) -> anyhow::Result<()> {
     let edge_id = settings.edge_id();
     args.prepare(bus.as_ref(), &edge_id, None).await?;

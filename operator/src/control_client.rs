@@ -8,6 +8,7 @@ use std::time::Duration;
 
 pub use livemix_common::management_api::{NewRecording, NewSource};
 use livemix_common::{
+    api,
     management_api::{RecordingReply, RecordingsReply, SegmentsReply, SourceReply, SourcesReply},
     model::{Recording, Segment, Source},
 };
@@ -29,7 +30,7 @@ pub enum ControlError {
         source: reqwest::Error,
     },
     #[error("control node refused {what}: HTTP {status}: {message}{}", request_suffix(.request_id))]
-    Api { what: String, status: u16, message: String, request_id: Option<String> },
+    Api { what: String, status: u16, reason: Option<String>, message: String, request_id: Option<String> },
     #[error("control node sent an unreadable reply while {what}: {detail}{}", request_suffix(.request_id))]
     BadReply { what: String, detail: String, request_id: Option<String> },
 }
@@ -55,8 +56,8 @@ pub fn without_request_ids(message: &str) -> String {
     out
 }
 
-/// The control node's reply to an unknown route; a 404 with it means a wrong URL, never a missing object.
-const NO_SUCH_ROUTE: &str = "no such route";
+/// The message of control nodes that predate `error.reason` for an unknown route (a wrong URL).
+const NO_SUCH_ROUTE_MESSAGE: &str = "no such route";
 
 impl ControlError {
     /// The HTTP status of a refusal.
@@ -67,9 +68,13 @@ impl ControlError {
         }
     }
 
-    /// The object does not exist in the control node.
+    /// The object does not exist in the control node (a 404 for a wrong URL is not that).
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Self::Api { status: 404, message, .. } if message != NO_SUCH_ROUTE)
+        match self {
+            Self::Api { status: 404, reason: Some(reason), .. } => reason == api::reason::NOT_FOUND,
+            Self::Api { status: 404, reason: None, message, .. } => message != NO_SUCH_ROUTE_MESSAGE,
+            _ => false,
+        }
     }
 
     /// The name or alias is already taken.
@@ -81,15 +86,6 @@ impl ControlError {
 /// Replies that carry nothing but `success` and `request_id`.
 #[derive(Deserialize)]
 struct Empty {}
-
-#[derive(Deserialize)]
-struct ErrorReply {
-    error: ErrorBody,
-}
-#[derive(Deserialize)]
-struct ErrorBody {
-    message: String,
-}
 
 /// A management-API client with its own bearer token. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -143,17 +139,18 @@ impl ControlClient {
         };
         let response = request.send().await.map_err(|err| unreachable(&what, err))?;
         let status = response.status();
-        let request_id = response
-            .headers()
-            .get(livemix_common::api::REQUEST_ID_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let request_id =
+            response.headers().get(api::REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let body = response.bytes().await.map_err(|err| unreachable(&what, err))?;
         if !status.is_success() {
-            let message = serde_json::from_slice::<ErrorReply>(&body)
-                .map(|reply| reply.error.message)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned());
-            return Err(ControlError::Api { what, status: status.as_u16(), message, request_id });
+            let error = api::ErrorBody::from_reply(status.as_u16(), &body);
+            return Err(ControlError::Api {
+                what,
+                status: status.as_u16(),
+                reason: error.reason,
+                message: error.message,
+                request_id,
+            });
         }
         serde_json::from_slice(&body).map_err(|err| ControlError::BadReply {
             what,
@@ -298,15 +295,19 @@ mod tests {
 
     #[test]
     fn an_unknown_route_is_not_a_missing_object() {
-        let api = |message: &str| ControlError::Api {
+        let api = |reason: Option<&str>, message: &str| ControlError::Api {
             what: "x".into(),
             status: 404,
+            reason: reason.map(str::to_owned),
             message: message.into(),
             request_id: Some("r-1".into()),
         };
-        assert!(api("source 1 not found").is_not_found());
-        assert!(!api(NO_SUCH_ROUTE).is_not_found());
-        assert!(api("gone").to_string().ends_with("(request r-1)"));
+        assert!(api(Some(api::reason::NOT_FOUND), "source 1 not found").is_not_found());
+        assert!(!api(Some(api::reason::NO_SUCH_ROUTE), "no such route").is_not_found());
+        // Control nodes from before `error.reason`: only the message tells.
+        assert!(api(None, "source 1 not found").is_not_found());
+        assert!(!api(None, NO_SUCH_ROUTE_MESSAGE).is_not_found());
+        assert!(api(None, "gone").to_string().ends_with("(request r-1)"));
     }
 
     #[test]
@@ -314,6 +315,7 @@ mod tests {
         let api = |id: &str| ControlError::Api {
             what: "creating source \"a\"".into(),
             status: 401,
+            reason: Some("unauthorized".into()),
             message: "missing or wrong token".into(),
             request_id: Some(id.into()),
         };

@@ -74,9 +74,8 @@ pub trait MessageBus: Send + Sync + 'static {
 
     /// Creates, afresh, a subscription on `topic` that only this process reads and deletes when it stops (a
     /// control replica's replies, an edge's commands). One left by an earlier process of the same name is deleted
-    /// first, with what it held: old requests whose senders gave up long ago, and, on the emulator, the dead
-    /// streams it keeps handing messages to. Where the bus can, such a subscription also expires by itself after a
-    /// while unread, so one left behind by a killed process does not stay forever.
+    /// first, with what it held: requests whose senders gave up long ago. Where the bus can, such a subscription
+    /// also expires by itself after a while unread, so one left behind by a killed process does not stay forever.
     async fn renew_owned_subscription(&self, subscription: &str, topic: &str) -> Result<(), BusError>;
 
     /// Deletes the subscription; one that does not exist counts as deleted. Its messages are gone with it.
