@@ -445,6 +445,9 @@ up_apiserver() {
     if our_pid "$API_PID" kube-apiserver >/dev/null; then
         if ((WITH_NODE)) && ! apiserver_serves_node; then
             log "restarting kube-apiserver so that pods can reach it"
+            # The controller manager goes too: one that reconnects while the new server's RBAC is still loading
+            # backs off its watches ("forbidden") and leaves new pods out of Service endpoints for a long while.
+            stop kube-controller-manager "$KCM_PID"
             stop kube-apiserver "$API_PID"
         else
             already_running kube-apiserver "$API_PID" "$API_LOG" api_ready && return 0

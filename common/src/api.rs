@@ -10,7 +10,7 @@ use std::time::Instant;
 use axum::{
     Router,
     extract::{FromRequest, FromRequestParts, Request, rejection},
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
 };
@@ -217,6 +217,22 @@ pub struct Query<T>(pub T);
 #[derive(Debug, FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct Path<T>(pub T);
+
+/// The value of a header the request must have, trimmed; 400 when it is missing or not visible ASCII.
+pub fn required_header<'a>(headers: &'a HeaderMap, name: &str) -> ApiResult<&'a str> {
+    headers
+        .get(name)
+        .ok_or_else(|| ApiError::bad_request(format!("missing header {name}")))?
+        .to_str()
+        .map(str::trim)
+        .map_err(|_| ApiError::bad_request(format!("header {name} is not visible ASCII")))
+}
+
+/// A required header parsed as `T`; 400 naming the header and `what` it should be.
+pub fn parse_header<T: std::str::FromStr>(headers: &HeaderMap, name: &str, what: &str) -> ApiResult<T> {
+    let raw = required_header(headers, name)?;
+    raw.parse().map_err(|_| ApiError::bad_request(format!("header {name}: {raw:?} is not {what}")))
+}
 
 /// A raw request body with JSON rejections (413 past the route's body limit).
 #[derive(Debug)]

@@ -11,7 +11,7 @@ use axum::{
 };
 use livemix_common::{
     ApiError, ApiResult,
-    api::{Body, Path, Reply, ok, playlist_response, segment_response},
+    api::{Body, Path, Reply, ok, playlist_response, required_header, segment_response},
     hls::{ServedSegment, live_playlist},
     model::{validate_segment_name, validate_source_name},
     telemetry::{Metrics, metrics_handler},
@@ -65,15 +65,6 @@ impl From<IngestError> for ApiError {
             e @ IngestError::ControlUnavailable { .. } => ApiError::unavailable(e.to_string()),
         }
     }
-}
-
-fn required_header<'a>(headers: &'a HeaderMap, name: &str) -> ApiResult<&'a str> {
-    headers
-        .get(name)
-        .ok_or_else(|| ApiError::bad_request(format!("missing header {name}")))?
-        .to_str()
-        .map(str::trim)
-        .map_err(|_| ApiError::bad_request(format!("header {name} is not visible ASCII")))
 }
 
 /// The seed's push: ffmpeg POSTs its playlist with the source name and where to read the segments from.

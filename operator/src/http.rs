@@ -4,17 +4,15 @@ use std::future::Future;
 
 use axum::{
     Json, Router,
-    extract::State,
-    http::header,
-    response::{IntoResponse, Response},
+    extract::{FromRef, State},
     routing::get,
 };
-use livemix_common::telemetry::Metrics;
+use livemix_common::telemetry::{Metrics, metrics_handler};
 use tokio::net::TcpListener;
 
 use crate::metrics::ReconcileMetrics;
 
-#[derive(Clone)]
+#[derive(Clone, FromRef)]
 struct HttpState {
     metrics: Metrics,
     reconciles: ReconcileMetrics,
@@ -22,14 +20,9 @@ struct HttpState {
 
 pub fn router(metrics: Metrics, reconciles: ReconcileMetrics) -> Router {
     Router::new()
-        .route("/metrics", get(metrics_text))
+        .route("/metrics", get(metrics_handler))
         .route("/health", get(health))
         .with_state(HttpState { metrics, reconciles })
-}
-
-async fn metrics_text(State(state): State<HttpState>) -> Response {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
-        .into_response()
 }
 
 /// Alive while the process serves; says when it last reconciled, for humans. Never depends on the control

@@ -9,7 +9,7 @@ use axum::{
 use chrono::{DateTime, TimeZone, Utc};
 use livemix_common::{
     ApiError, ApiResult,
-    api::{Body, Json, Path, Query, Reply},
+    api::{Body, Json, Path, Query, Reply, parse_header, required_header},
     edge_api::{StatusReply, StatusReport, headers as h},
     management_api::SourceReply,
     messages::Message,
@@ -67,22 +67,9 @@ async fn report_status(
     Ok(Reply(StatusReply { source, recordings }))
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> ApiResult<&'a str> {
-    headers
-        .get(name)
-        .ok_or_else(|| ApiError::bad_request(format!("missing header {name}")))?
-        .to_str()
-        .map_err(|_| ApiError::bad_request(format!("header {name} is not visible ASCII")))
-}
-
-fn parse_header<T: std::str::FromStr>(headers: &HeaderMap, name: &str, what: &str) -> ApiResult<T> {
-    let raw = header(headers, name)?;
-    raw.trim().parse().map_err(|_| ApiError::bad_request(format!("header {name}: {raw:?} is not {what}")))
-}
-
 /// `Segment-Start-TS` in seconds since the epoch (fractions allowed) or RFC 3339.
 fn parse_start(headers: &HeaderMap) -> ApiResult<DateTime<Utc>> {
-    let raw = header(headers, h::SEGMENT_START_TS)?.trim();
+    let raw = required_header(headers, h::SEGMENT_START_TS)?;
     if let Ok(secs) = raw.parse::<f64>() {
         if let Some(ts) = Some(secs)
             .filter(|s| s.is_finite() && *s > 0.0)
@@ -106,7 +93,7 @@ async fn new_segment(
     Body(body): Body,
 ) -> ApiResult<Reply<Map<String, Value>>> {
     let source_id: Uuid = parse_header(&headers, h::SOURCE_ID, "a UUID")?;
-    let name = header(&headers, h::SEGMENT_NAME)?.trim().to_owned();
+    let name = required_header(&headers, h::SEGMENT_NAME)?.to_owned();
     validate_segment_name(&name).map_err(ApiError::bad_request)?;
     let _seq: u64 = parse_header(&headers, h::SEGMENT_SEQ, "a non-negative integer")?;
     let start_ts = parse_start(&headers)?;

@@ -24,7 +24,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
     context::{Context, MANAGER},
-    control_client::{ControlError, without_request_ids},
+    control_client::ControlError,
     crd::condition,
 };
 
@@ -69,6 +69,18 @@ impl Error {
             Self::NameConflict { .. } | Self::NameTaken { .. } => "NameConflict",
             Self::AliasConflict { .. } => "AliasConflict",
             Self::InvalidSpec(_) => "InvalidSpec",
+        }
+    }
+
+    /// The control node's id of the request that failed, if one did.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Self::Control(err) => err.request_id(),
+            Self::Finalizer(inner) => match inner.as_ref() {
+                finalizer::Error::ApplyFailed(err) | finalizer::Error::CleanupFailed(err) => err.request_id(),
+                _ => None,
+            },
+            _ => None,
         }
     }
 
@@ -175,25 +187,21 @@ async fn write_status<K: Reconciled>(obj: &K, status: K::Status, ctx: &Context) 
     Ok(())
 }
 
-/// Makes a failure visible: a Warning Event and `Ready=False` with the error, keeping the rest of the status.
+/// Makes a failure visible: a Warning Event (with the control node's request id, to find it in its logs) and
+/// `Ready=False` with the error, keeping the rest of the status.
 ///
-/// A failure that repeats one already in the status (the same but for the control node's request id) leaves the
-/// status as it is: a status write is a watch event, which would start the next attempt at once, bypassing the
-/// backoff, and fail again with a new request id, in a loop hammering the control node and the API server.
+/// The condition carries no request id: a failure that repeats leaves the status as it is, since a status write
+/// is a watch event that would start the next attempt at once, bypassing the backoff, in a loop hammering the
+/// control node and the API server.
 async fn report_failure<K: Reconciled>(obj: &K, err: &Error, ctx: &Context) {
     let message = err.to_string();
-    publish(obj, &Note::warning(err.reason(), "Reconcile", message.clone()), ctx).await;
+    let event = match err.request_id() {
+        Some(id) => format!("{message} (request {id})"),
+        None => message.clone(),
+    };
+    publish(obj, &Note::warning(err.reason(), "Reconcile", event), ctx).await;
     let mut status = obj.current_status().cloned().unwrap_or_default();
     let conditions = K::conditions(&mut status);
-    let same_failure = |old: &Condition| {
-        old.status == "False"
-            && old.reason == err.reason()
-            && without_request_ids(&old.message) == without_request_ids(&condition::truncate(&message))
-    };
-    let message = match condition::find(conditions, condition::READY) {
-        Some(old) if same_failure(old) => old.message.clone(),
-        _ => message,
-    };
     condition::set(conditions, condition::READY, false, err.reason(), &message, obj.meta().generation);
     if let Err(write_err) = write_status(obj, status, ctx).await {
         tracing::warn!(%write_err, "could not record the failure in the status");
