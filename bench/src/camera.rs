@@ -1,10 +1,11 @@
 //! A simulated camera: what `ffmpeg -f hls -method PUT http://edge/v1/ingest/<source>/index.m3u8` sends, once per
 //! segment duration: the new segment, then the playlist listing the newest few.
 
+use parking_lot::Mutex;
 use std::{
     collections::{HashMap, VecDeque},
     fmt::Write as _,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::Duration,
 };
 
@@ -76,7 +77,7 @@ impl Camera {
         self.next += 1;
         let started = Instant::now();
         if self.index < feed.sampled {
-            feed.sent.lock().unwrap_or_else(|p| p.into_inner()).insert((self.index, n), started);
+            feed.sent.lock().insert((self.index, n), started);
         }
         let url = format!("{}/v1/ingest/{}/index{n}.ts", feed.edge, self.name);
         // ffmpeg does not wait for the reply to a segment's PUT: once the body is written it closes the request and

@@ -420,7 +420,7 @@ async fn bench(
         Duration::from_millis(args.delay_poll_ms.max(10)),
         live_until,
     ));
-    let timeline = Arc::new(std::sync::Mutex::new(Timeline::new()));
+    let timeline = Arc::new(parking_lot::Mutex::new(Timeline::new()));
     let sampler = {
         let (procs, phases, timeline) = (procs.clone(), Arc::clone(&phases), Arc::clone(&timeline));
         tokio::spawn(async move {
@@ -429,11 +429,7 @@ async fn bench(
                 tick.tick().await;
                 let rss =
                     sample_all(&procs).iter().zip(&procs).filter(|(_, p)| p.memory).map(|(s, _)| s.rss_kib).collect();
-                timeline.lock().unwrap_or_else(|p| p.into_inner()).push((
-                    t0.elapsed().as_secs_f64(),
-                    phases.index(),
-                    rss,
-                ));
+                timeline.lock().push((t0.elapsed().as_secs_f64(), phases.index(), rss));
             }
         })
     };
@@ -491,12 +487,7 @@ async fn bench(
     }
     probe.await?;
     // Sampled segments uploaded more than 10 s before the end that no live playlist ever listed.
-    let never_listed = sent
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .values()
-        .filter(|&&at| at + Duration::from_secs(10) < live_until)
-        .count();
+    let never_listed = sent.lock().values().filter(|&&at| at + Duration::from_secs(10) < live_until).count();
 
     // ---- replay scenario ----
     let replay = if args.record_secs > 0 { Some(replay(args, admin, mgmt, &feed, &mut cameras).await?) } else { None };
@@ -525,7 +516,7 @@ async fn bench(
         phases,
         extras,
         never_listed,
-        timeline: std::mem::take(&mut *timeline.lock().unwrap_or_else(|p| p.into_inner())),
+        timeline: std::mem::take(&mut *timeline.lock()),
         final_procs,
         replay,
         server_non_2xx,

@@ -134,7 +134,7 @@ pub async fn delay_probe(
             match result {
                 Ok((status, body, _)) if status.is_success() => {
                     let text = String::from_utf8_lossy(&body);
-                    let mut sent = sent.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut sent = sent.lock();
                     for n in segment_uris(&text).filter_map(segment_number) {
                         if let Some(started) = sent.remove(&(index, n)) {
                             stats.end_to_end.record(seen - started);

@@ -2,13 +2,11 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{
-        Mutex,
-        atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
-    },
+    sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
     time::Duration,
 };
 
+use parking_lot::Mutex;
 /// Latency samples in microseconds (every sample is kept; a run has at most a few hundred thousand).
 #[derive(Default)]
 pub struct Latencies(Mutex<Vec<u64>>);
@@ -16,11 +14,11 @@ pub struct Latencies(Mutex<Vec<u64>>);
 impl Latencies {
     pub fn record(&self, elapsed: Duration) {
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(micros);
+        self.0.lock().push(micros);
     }
 
     pub fn summary(&self) -> Summary {
-        let mut samples = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut samples = self.0.lock().clone();
         Summary::of(&mut samples)
     }
 }
@@ -56,15 +54,15 @@ pub struct Errors(Mutex<BTreeMap<(String, String), u64>>);
 
 impl Errors {
     pub fn add(&self, what: &str, how: impl Into<String>) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()).entry((what.to_owned(), how.into())).or_default() += 1;
+        *self.0.lock().entry((what.to_owned(), how.into())).or_default() += 1;
     }
 
     pub fn snapshot(&self) -> BTreeMap<(String, String), u64> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0.lock().clone()
     }
 
     pub fn total(&self) -> u64 {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).values().sum()
+        self.0.lock().values().sum()
     }
 }
 

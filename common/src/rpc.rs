@@ -1,11 +1,8 @@
 //! Request/response over the bus: a request names a reply topic, the receiver answers with `general_resp`
 //! carrying the request's id, and the requester waits for that answer for a bounded time.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use parking_lot::Mutex;
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -89,8 +86,8 @@ impl Requester {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, oneshot::Sender<Result<(), String>>>> {
-        self.waiters.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, HashMap<Uuid, oneshot::Sender<Result<(), String>>>> {
+        self.waiters.lock()
     }
 }
 

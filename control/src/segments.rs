@@ -4,11 +4,8 @@
 //! Recorded segments are read through [`SegmentLoader`]: concurrent misses for one object share a single
 //! object-store read, and serving a segment prefetches the next few so a player rarely waits on the store.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use parking_lot::Mutex;
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use futures::{
@@ -62,7 +59,7 @@ impl SegmentLoader {
             return Ok(data);
         }
         let load = {
-            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            let mut inflight = self.inflight.lock();
             inflight
                 .entry(uri.to_owned())
                 .or_insert_with(|| {
@@ -70,7 +67,7 @@ impl SegmentLoader {
                     let uri = uri.to_owned();
                     async move {
                         let result = this.load(&uri).await;
-                        this.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&uri);
+                        this.inflight.lock().remove(&uri);
                         result
                     }
                     .boxed()

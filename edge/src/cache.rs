@@ -3,9 +3,10 @@
 //! The window is how far back a recording can start (back-fill); the byte bound keeps a burst of large
 //! segments from exhausting memory.
 
+use parking_lot::Mutex;
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -59,8 +60,8 @@ impl EdgeCache {
         Self { max_bytes, window, inner: Mutex::default() }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
+        self.inner.lock()
     }
 
     /// Adds a segment, evicting expired ones and then the oldest of all sources until it fits.

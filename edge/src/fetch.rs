@@ -1,10 +1,10 @@
 //! Where segment bytes come from: the `MPEG-TS-URI-Prefix` (a confined `file://` directory or an `http(s)://`
 //! base) or segments pushed to `/v1/ingest`.
 
+use parking_lot::Mutex;
 use std::{
     collections::{HashMap, VecDeque},
     path::{Path, PathBuf},
-    sync::Mutex,
     time::Duration,
 };
 
@@ -188,7 +188,7 @@ pub const PUSH_GRACE: Duration = Duration::from_secs(2);
 
 impl PushedSegments {
     pub fn put(&self, source: &str, name: &str, data: Bytes) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.inner.lock();
         let queue = inner.entry(source.to_owned()).or_default();
         queue.retain(|(n, _)| n != name);
         queue.push_back((name.to_owned(), data));
@@ -219,7 +219,7 @@ impl PushedSegments {
     }
 
     fn take(&self, source: &str, name: &str) -> Option<Bytes> {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.inner.lock();
         let queue = inner.get_mut(source)?;
         let index = queue.iter().position(|(n, _)| n == name)?;
         queue.remove(index).map(|(_, data)| data)

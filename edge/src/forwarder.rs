@@ -2,9 +2,10 @@
 //! per source (live video goes stale, so the oldest waiting segment is dropped when it is full), retries with
 //! backoff.
 
+use parking_lot::Mutex;
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::Duration,
 };
 
@@ -49,7 +50,7 @@ impl Forwarder {
     /// Queues a segment for the control node, starting the source's worker on first use.
     pub fn enqueue(self: &Arc<Self>, source: Uuid, segment: Arc<Segment>) {
         let queue = {
-            let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+            let mut queues = self.queues.lock();
             queues
                 .entry(source)
                 .or_insert_with(|| {
@@ -60,7 +61,7 @@ impl Forwarder {
                 .clone()
         };
         {
-            let mut segments = queue.segments.lock().unwrap_or_else(|p| p.into_inner());
+            let mut segments = queue.segments.lock();
             segments.push_back(segment);
             while segments.len() > self.capacity {
                 if let Some(stale) = segments.pop_front() {
@@ -74,7 +75,7 @@ impl Forwarder {
 
     async fn run(self: Arc<Self>, source: Uuid, queue: Arc<Queue>) {
         loop {
-            let next = queue.segments.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+            let next = queue.segments.lock().pop_front();
             match next {
                 Some(segment) => self.forward(source, &segment).await,
                 None => queue.wake.notified().await,

@@ -4,11 +4,8 @@
 //! A failed upload or report is retried with capped backoff until it succeeds: a recorded segment is never
 //! silently dropped. Jobs run one at a time, so a recording's segments reach the store in order.
 
-use std::{
-    collections::HashSet,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use parking_lot::Mutex;
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use livemix_common::{
     bus::SharedBus,
@@ -88,10 +85,10 @@ impl Worker {
     #[tracing::instrument(skip_all, fields(source = %job.source, segment = %job.segment.name, recordings = ?job.recording_ids))]
     async fn handle(&self, job: Job) {
         let key = segment_key(&self.prefix, job.source, &job.segment.name);
-        let already = self.uploaded.lock().unwrap_or_else(|p| p.into_inner()).contains(&key);
+        let already = self.uploaded.lock().contains(&key);
         if !already {
             retry("upload", &self.metrics, || self.store.put(&key, job.segment.data.clone())).await;
-            self.uploaded.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone());
+            self.uploaded.lock().insert(key.clone());
             self.metrics.uploaded.inc();
         }
         let segment = &job.segment;

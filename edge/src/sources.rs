@@ -1,10 +1,8 @@
 //! What the edge knows of each source it serves: the control node's id and wanted state, the recordings to
 //! upload for, and which listed segments it already has.
 
-use std::{
-    collections::{HashMap, HashSet, VecDeque},
-    sync::Mutex,
-};
+use parking_lot::Mutex;
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use chrono::{DateTime, Utc};
 use livemix_common::{edge_api::StatusReply, model::Recording};
@@ -52,8 +50,8 @@ pub struct Sources {
 }
 
 impl Sources {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SourceState>> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, HashMap<String, SourceState>> {
+        self.inner.lock()
     }
 
     pub fn id_of(&self, name: &str) -> Option<Uuid> {

@@ -1,11 +1,8 @@
 //! Exponential, capped retry delays per object, so a control node that is down is not hammered and one bad
 //! object does not slow the others.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use parking_lot::Mutex;
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 #[derive(Clone, Debug)]
 pub struct Backoff {
@@ -22,7 +19,7 @@ impl Backoff {
     /// Counts one more failure of `key` and returns how long to wait before retrying: base, 2×base, 4×base…
     /// up to the cap.
     pub fn next_delay(&self, key: &str) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut failures = self.failures.lock();
         let count = failures.entry(key.to_owned()).or_insert(0);
         let exponent = (*count).min(31);
         *count = count.saturating_add(1);
@@ -31,7 +28,7 @@ impl Backoff {
 
     /// Forgets the failures of `key` after it reconciled.
     pub fn reset(&self, key: &str) {
-        self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
+        self.failures.lock().remove(key);
     }
 }
 

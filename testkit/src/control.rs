@@ -4,7 +4,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
@@ -25,6 +25,7 @@ use livemix_common::{
     },
 };
 use livemix_control::{Backends, Listeners, config::Settings, db::Db};
+use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
@@ -55,7 +56,7 @@ pub struct CountingStore {
 
 impl CountingStore {
     pub fn reads_of(&self, key: &str) -> usize {
-        self.reads.lock().unwrap_or_else(|p| p.into_inner()).get(key).copied().unwrap_or(0)
+        self.reads.lock().get(key).copied().unwrap_or(0)
     }
 
     pub fn total_reads(&self) -> usize {
@@ -69,7 +70,7 @@ impl ObjectStore for CountingStore {
         self.inner.put(key, data).await
     }
     async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
-        *self.reads.lock().unwrap_or_else(|p| p.into_inner()).entry(key.to_owned()).or_default() += 1;
+        *self.reads.lock().entry(key.to_owned()).or_default() += 1;
         self.total.fetch_add(1, Ordering::SeqCst);
         // Slow enough that concurrent misses really overlap.
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -1,9 +1,7 @@
 //! An in-process bus with Pub/Sub's semantics, for tests and single-process runs.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use parking_lot::Mutex;
+use std::{collections::HashMap, sync::Arc};
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -34,8 +32,8 @@ fn missing(what: &'static str, name: &str) -> crate::bus::BoxError {
 }
 
 impl MemoryBus {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
+        self.inner.lock()
     }
 }
 

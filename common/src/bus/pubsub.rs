@@ -4,7 +4,8 @@
 //! The crate does not read `PUBSUB_EMULATOR_HOST` itself, so [`PubSubConfig::emulator_host`] switches every
 //! client to `http://{host}` with anonymous credentials.
 
-use std::{collections::HashMap, future::Future, sync::Mutex, time::Duration};
+use parking_lot::Mutex;
+use std::{collections::HashMap, future::Future, time::Duration};
 
 use async_trait::async_trait;
 use google_cloud_gax::{error::rpc::Code, retry_policy::RetryPolicyExt};
@@ -155,7 +156,7 @@ impl PubSubBus {
     }
 
     fn publisher(&self, topic: &str) -> Publisher {
-        let mut publishers = self.publishers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut publishers = self.publishers.lock();
         publishers
             .entry(topic.to_owned())
             .or_insert_with(|| self.base_publisher.publisher(self.topic_path(topic)).build())
