@@ -144,6 +144,7 @@ cleanup() {
         if [[ $MODE == local ]]; then
             log "stopping the node this run started (scripts/k8s.sh down)"
             bash "$ROOT/scripts/k8s.sh" down >"$WORK/k8s-down.log" 2>&1 || cat "$WORK/k8s-down.log" >&2
+            check_host_restored
         else
             log "deleting cluster $CLUSTER"
             kind delete cluster --name "$CLUSTER" >/dev/null 2>&1
@@ -162,6 +163,19 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# After `down`: the host is as it was before the node started (links, iptables, netns, mounts, sysctls).
+check_host_restored() {
+    [[ -s $WORK/host-before.txt ]] || return 0
+    bash "$ROOT/scripts/k8s.sh" host-state >"$WORK/host-after.txt"
+    if diff -u "$WORK/host-before.txt" "$WORK/host-after.txt" >"$WORK/host.diff"; then
+        pass "scripts/k8s.sh down put the host back as it was ($(wc -l <"$WORK/host-after.txt") links, iptables rules, netns, mounts and sysctls compared)"
+    else
+        log "FAILED: scripts/k8s.sh down left the host changed:"
+        cat "$WORK/host.diff" >&2
+        FAILED=1
+    fi
+}
 
 summary() {
     printf '\n===== LiveMix %s end-to-end: %s in %ds =====\n' "$MODE" "$( ((FAILED)) && echo FAILED || echo PASSED)" \
@@ -408,6 +422,8 @@ create_cluster() {
     if [[ $MODE == local ]]; then
         bash "$ROOT/scripts/k8s.sh" status >/dev/null 2>&1 && grep -q INGRESS_URL <(bash "$ROOT/scripts/k8s.sh" env) \
             || CREATED_CLUSTER=1
+        # What `scripts/k8s.sh down` must put back when this run removes the node again.
+        ((!CREATED_CLUSTER)) || bash "$ROOT/scripts/k8s.sh" host-state >"$WORK/host-before.txt"
         log "starting the local node (scripts/k8s.sh up --node; builds what is missing)"
         bash "$ROOT/scripts/k8s.sh" up --node
         eval "$(bash "$ROOT/scripts/k8s.sh" env)"

@@ -11,6 +11,8 @@
 #                           iptables chains, mounts, network namespaces, sysctls); keeps etcd data, certificates
 #                           and the image store
 #   scripts/k8s.sh expose PORT...  pods reach these host loopback ports at the node address (PostgreSQL...)
+#   scripts/k8s.sh host-state  print what the node changes on the host (links, iptables, netns, mounts,
+#                           sysctls): the same before `up --node` and after `down`
 #   scripts/k8s.sh status   print each process up/down and /readyz; exit non-zero if not ready
 #   scripts/k8s.sh env      print `export NAME=value` lines: eval "$(scripts/k8s.sh env)"
 #   scripts/k8s.sh build    only build (or check) the cached binaries
@@ -628,7 +630,7 @@ elif [[ ${1:-} == expose ]]; then
     cmd_expose "$@"
     exit 0
 elif (($# > 1)); then
-    printf 'usage: %s up [--node]|down|status|env|build|purge\n' "$0" >&2
+    printf 'usage: %s up [--node]|down|status|env|host-state|expose PORT...|build|purge\n' "$0" >&2
     exit 2
 fi
 
@@ -637,7 +639,8 @@ case ${1:-} in
     down) cmd_down ;;
     status) cmd_status ;;
     env) print_env ;;
+    host-state) cmd_host_state ;;
     build) build; log "binaries in $BIN" ;;
     purge) cmd_purge ;;
-    *) printf 'usage: %s up [--node]|down|status|env|build|purge\n' "$0" >&2; exit 2 ;;
+    *) printf 'usage: %s up [--node]|down|status|env|host-state|expose PORT...|build|purge\n' "$0" >&2; exit 2 ;;
 esac

@@ -1,7 +1,6 @@
 //! A simulated camera: what `ffmpeg -f hls -method PUT http://edge/v1/ingest/<source>/index.m3u8` sends, once per
 //! segment duration: the new segment, then the playlist listing the newest few.
 
-use parking_lot::Mutex;
 use std::{
     collections::{HashMap, VecDeque},
     fmt::Write as _,
@@ -10,6 +9,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use crate::{

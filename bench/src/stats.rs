@@ -7,6 +7,7 @@ use std::{
 };
 
 use parking_lot::Mutex;
+
 /// Latency samples in microseconds (every sample is kept; a run has at most a few hundred thousand).
 #[derive(Default)]
 pub struct Latencies(Mutex<Vec<u64>>);

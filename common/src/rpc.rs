@@ -1,9 +1,9 @@
 //! Request/response over the bus: a request names a reply topic, the receiver answers with `general_resp`
 //! carrying the request's id, and the requester waits for that answer for a bounded time.
 
-use parking_lot::Mutex;
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
+use parking_lot::Mutex;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 

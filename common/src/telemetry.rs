@@ -2,13 +2,12 @@
 
 use std::{sync::Arc, time::Duration};
 
-use parking_lot::Mutex;
-
 use axum::{
     extract::State,
     http::header,
     response::{IntoResponse, Response},
 };
+use parking_lot::Mutex;
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, histogram::Histogram},

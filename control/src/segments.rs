@@ -4,7 +4,6 @@
 //! Recorded segments are read through [`SegmentLoader`]: concurrent misses for one object share a single
 //! object-store read, and serving a segment prefetches the next few so a player rarely waits on the store.
 
-use parking_lot::Mutex;
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use bytes::Bytes;
@@ -16,6 +15,7 @@ use livemix_common::{
     cache::SharedCache,
     store::{SharedStore, StoreError},
 };
+use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use uuid::Uuid;
 

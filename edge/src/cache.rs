@@ -3,7 +3,6 @@
 //! The window is how far back a recording can start (back-fill); the byte bound keeps a burst of large
 //! segments from exhausting memory.
 
-use parking_lot::Mutex;
 use std::{
     collections::{HashMap, VecDeque},
     sync::Arc,
@@ -12,6 +11,7 @@ use std::{
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
 
 /// A segment the edge has fetched.
 #[derive(Debug)]

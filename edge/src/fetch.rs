@@ -1,7 +1,6 @@
 //! Where segment bytes come from: the `MPEG-TS-URI-Prefix` (a confined `file://` directory or an `http(s)://`
 //! base) or segments pushed to `/v1/ingest`.
 
-use parking_lot::Mutex;
 use std::{
     collections::{HashMap, VecDeque},
     path::{Path, PathBuf},
@@ -11,6 +10,7 @@ use std::{
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use livemix_common::model::validate_segment_name;
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 #[derive(Debug, thiserror::Error)]

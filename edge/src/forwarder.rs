@@ -2,13 +2,13 @@
 //! per source (live video goes stale, so the oldest waiting segment is dropped when it is full), retries with
 //! backoff.
 
-use parking_lot::Mutex;
 use std::{
     collections::{HashMap, VecDeque},
     sync::Arc,
     time::Duration,
 };
 
+use parking_lot::Mutex;
 use prometheus_client::metrics::{counter::Counter, family::Family};
 use reqwest::StatusCode;
 use tokio::sync::Notify;

@@ -4,7 +4,6 @@
 //! A failed upload or report is retried with capped backoff until it succeeds: a recorded segment is never
 //! silently dropped. Jobs run one at a time, so a recording's segments reach the store in order.
 
-use parking_lot::Mutex;
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use livemix_common::{
@@ -13,6 +12,7 @@ use livemix_common::{
     model::SegmentInfo,
     store::{SharedStore, segment_key},
 };
+use parking_lot::Mutex;
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use tokio::sync::mpsc;
 use uuid::Uuid;

@@ -1,11 +1,11 @@
 //! What the edge knows of each source it serves: the control node's id and wanted state, the recordings to
 //! upload for, and which listed segments it already has.
 
-use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use chrono::{DateTime, Utc};
 use livemix_common::{edge_api::StatusReply, model::Recording};
+use parking_lot::Mutex;
 use serde::Serialize;
 use uuid::Uuid;
 

@@ -1,8 +1,9 @@
 //! Exponential, capped retry delays per object, so a control node that is down is not hammered and one bad
 //! object does not slow the others.
 
-use parking_lot::Mutex;
 use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use parking_lot::Mutex;
 
 #[derive(Clone, Debug)]
 pub struct Backoff {

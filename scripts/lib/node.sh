@@ -410,6 +410,22 @@ cmd_node_down() {
     log "node removed: containers, mounts, network namespaces, bridge $NODE_BRIDGE, iptables chains, sysctls"
 }
 
+# `host-state`: what the node changes on the host and `down` must put back, in a form to compare before/after:
+# network links, iptables and ip6tables rules (without counters), network namespaces, mounts and the sysctls.
+cmd_host_state() {
+    local ipt key
+    ip -o link show | awk -F': ' '{print "link " $2}' | sed 's/@.*//' | sort
+    for ipt in iptables ip6tables; do
+        command -v "$ipt-save" >/dev/null || continue
+        { "$ipt-save" 2>/dev/null || true; } | { grep -v '^#' || true; } | sed -E "s/ \[[0-9]+:[0-9]+\]$//; s/^/$ipt /" | sort
+    done
+    ip netns list 2>/dev/null | awk '{print "netns " $1}' | sort
+    findmnt -rn -o TARGET | sed 's/^/mount /' | sort
+    for key in "${NODE_SYSCTLS[@]}"; do
+        printf 'sysctl %s=%s\n' "$key" "$(sysctl -n "$key" 2>/dev/null)"
+    done
+}
+
 install_node_packages() {
     local cmd missing=()
     for cmd in containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins \

@@ -1,9 +1,9 @@
 //! An in-process bus with Pub/Sub's semantics, for tests and single-process runs.
 
-use parking_lot::Mutex;
 use std::{collections::HashMap, sync::Arc};
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use super::{BusError, Delivery, MessageBus};
@@ -104,11 +104,6 @@ impl MessageBus for MemoryBus {
         let (tx, rx) = mpsc::unbounded_channel();
         inner.subscriptions.insert(subscription.into(), Queue { tx, rx: Some(rx) });
         Ok(())
-    }
-
-    async fn renew_owned_subscription(&self, subscription: &str, topic: &str) -> Result<(), BusError> {
-        self.delete_subscription(subscription).await?;
-        self.ensure_subscription(subscription, topic).await
     }
 
     async fn delete_subscription(&self, subscription: &str) -> Result<(), BusError> {

@@ -76,7 +76,10 @@ pub trait MessageBus: Send + Sync + 'static {
     /// control replica's replies, an edge's commands). One left by an earlier process of the same name is deleted
     /// first, with what it held: requests whose senders gave up long ago. Where the bus can, such a subscription
     /// also expires by itself after a while unread, so one left behind by a killed process does not stay forever.
-    async fn renew_owned_subscription(&self, subscription: &str, topic: &str) -> Result<(), BusError>;
+    async fn renew_owned_subscription(&self, subscription: &str, topic: &str) -> Result<(), BusError> {
+        self.delete_subscription(subscription).await?;
+        self.ensure_subscription(subscription, topic).await
+    }
 
     /// Deletes the subscription; one that does not exist counts as deleted. Its messages are gone with it.
     async fn delete_subscription(&self, subscription: &str) -> Result<(), BusError>;

@@ -4,7 +4,6 @@
 //! The crate does not read `PUBSUB_EMULATOR_HOST` itself, so [`PubSubConfig::emulator_host`] switches every
 //! client to `http://{host}` with anonymous credentials.
 
-use parking_lot::Mutex;
 use std::{collections::HashMap, future::Future, time::Duration};
 
 use async_trait::async_trait;
@@ -14,6 +13,7 @@ use google_cloud_pubsub::{
     model::{ExpirationPolicy, Message as PubsubMessage},
     retry_policy::RetryableErrors,
 };
+use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 

@@ -1,6 +1,5 @@
 //! A byte-bounded in-process cache with per-entry expiry.
 
-use parking_lot::Mutex;
 use std::{
     collections::HashMap,
     time::{Duration, Instant},
@@ -8,6 +7,7 @@ use std::{
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use parking_lot::Mutex;
 
 use super::{CacheError, SegmentCache};
 
