@@ -13,6 +13,7 @@ pub mod management_api;
 pub mod messages;
 pub mod model;
 pub mod rpc;
+pub mod segment_id;
 pub mod server;
 pub mod signal;
 pub mod store;

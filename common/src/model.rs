@@ -69,7 +69,14 @@ pub struct Segment {
 pub struct SegmentInfo {
     pub name: String,
     pub source: Uuid,
+    /// The encoder run the segment belongs to (see [`crate::segment_id`]); absent from edges that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<ulid::Ulid>,
+    /// Sequence number within the run.
     pub seq: i64,
+    /// The segment does not continue the one before it (a new encoder run, or `#EXT-X-DISCONTINUITY`).
+    #[serde(default)]
+    pub discontinuity: bool,
     pub start_ts: DateTime<Utc>,
     pub end_ts: DateTime<Utc>,
     pub length_ms: i64,

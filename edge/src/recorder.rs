@@ -95,7 +95,9 @@ impl Worker {
         let info = SegmentInfo {
             name: segment.name.clone(),
             source: job.source,
+            run: None,
             seq: segment.seq as i64,
+            discontinuity: segment.discontinuity,
             start_ts: segment.start_ts,
             end_ts: segment.end_ts(),
             length_ms: segment.length_ms(),

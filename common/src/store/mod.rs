@@ -77,12 +77,8 @@ impl StoreArgs {
     }
 }
 
-/// `{prefix}/{source_id}/{segment_name}`, the documented layout of recorded segments.
+/// `{prefix}/{source_id}/{segment_name}`: the layout of recordings made before segment ids; new ones use
+/// [`crate::segment_id::SegmentId::object_key`].
 pub fn segment_key(prefix: &str, source_id: uuid::Uuid, segment_name: &str) -> String {
-    let prefix = prefix.trim_matches('/');
-    if prefix.is_empty() {
-        format!("{source_id}/{segment_name}")
-    } else {
-        format!("{prefix}/{source_id}/{segment_name}")
-    }
+    crate::segment_id::object_key(prefix, source_id, segment_name)
 }

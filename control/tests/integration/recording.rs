@@ -29,7 +29,9 @@ async fn recorded_segments_replay_from_s3_with_single_flight_reads() {
         let info = SegmentInfo {
             name: name.clone(),
             source: sid,
+            run: None,
             seq: i as i64,
+            discontinuity: false,
             start_ts,
             end_ts: start_ts + chrono::Duration::seconds(1),
             length_ms: 1000,

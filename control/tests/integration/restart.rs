@@ -19,7 +19,9 @@ async fn restart_keeps_sources_recordings_and_segments() {
     let info = SegmentInfo {
         name: "r0.ts".into(),
         source: sid,
+        run: None,
         seq: 0,
+        discontinuity: false,
         start_ts: now,
         end_ts: now + chrono::Duration::seconds(2),
         length_ms: 2000,
