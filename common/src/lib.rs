@@ -7,6 +7,7 @@ pub mod api;
 pub mod bus;
 pub mod cache;
 pub mod config;
+pub mod control_client;
 pub mod edge_api;
 pub mod hls;
 pub mod management_api;

@@ -10,7 +10,6 @@ use std::{
 
 use parking_lot::Mutex;
 use prometheus_client::metrics::{counter::Counter, family::Family};
-use reqwest::StatusCode;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -100,17 +99,7 @@ impl Forwarder {
                     return;
                 }
                 // The control node says streaming is off, or the source is gone: retrying cannot help.
-                Err(err)
-                    if matches!(
-                        err.status(),
-                        Some(
-                            StatusCode::CONFLICT
-                                | StatusCode::NOT_FOUND
-                                | StatusCode::BAD_REQUEST
-                                | StatusCode::PAYLOAD_TOO_LARGE
-                        )
-                    ) =>
-                {
+                Err(err) if matches!(err.status(), Some(409 | 404 | 400 | 413)) => {
                     tracing::warn!(%err, "control node refused the segment; dropped");
                     self.dropped("refused");
                     return;

@@ -97,7 +97,8 @@ pub async fn serve(
         pending: metrics.register("recording_pending", "Segments waiting to be recorded", Gauge::default()),
     };
     let edge_id = settings.edge_id();
-    let control = ControlClient::new(&settings.control_url, settings.edge_token.clone()).context("HTTP client")?;
+    let control = ControlClient::new(&settings.control_url, settings.edge_token.clone())
+        .context("control node's edge-facing API (--control-url)")?;
     let sources = Arc::new(Sources::default());
     let commands = bus.subscribe(&edge_id).await.with_context(|| format!("subscribing to commands on {edge_id}"))?;
     let edge = Arc::new(Edge {

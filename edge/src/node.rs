@@ -17,7 +17,6 @@ use livemix_common::{
     model::Recording,
     rpc::respond,
 };
-use reqwest::StatusCode;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -87,9 +86,7 @@ impl Edge {
                 self.report(name, source.id).await;
                 Ok(source.id)
             }
-            Err(ControlError::Refused { status: StatusCode::NOT_FOUND, message, .. }) => {
-                Err(IngestError::UnknownSource(message))
-            }
+            Err(err) if err.is_not_found() => Err(IngestError::UnknownSource(err.message())),
             Err(source) => Err(IngestError::ControlUnavailable { name: name.to_owned(), source }),
         }
     }
@@ -181,7 +178,7 @@ impl Edge {
                     tracing::info!(source = name, %recording, "recording no longer active at control; stopped");
                 }
             }
-            Err(ControlError::Refused { status: StatusCode::NOT_FOUND, .. }) => {
+            Err(err) if err.is_not_found() => {
                 tracing::warn!(source = name, "source was deleted at the control node; forgetting it");
                 self.sources.forget(name);
             }
