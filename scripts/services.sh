@@ -5,6 +5,9 @@
 #   scripts/services.sh down    stop what this script started
 #   scripts/services.sh status  print each service up/down; exit non-zero if any is down
 #   scripts/services.sh env     print `export NAME=value` lines: eval "$(scripts/services.sh env)"
+#   scripts/services.sh signal NAME SIG
+#                               send SIG (KILL, STOP, CONT...) to a running service, for fault tests: NAME is
+#                               postgres, memcached, pubsub or s3; `up` restarts a killed one
 #
 # Services: PostgreSQL 15, memcached 1.6, Google Pub/Sub emulator, moto (S3). `up` also installs
 # ffmpeg/ffprobe, curl and netcat-openbsd. Meant for Debian bookworm, run as root; `up` is idempotent.
@@ -466,6 +469,25 @@ cmd_status() {
     return "$down"
 }
 
+# cmd_signal NAME SIG: the pubsub emulator and moto get it as process groups (the JVM and python run under a
+# launcher), postgres at its postmaster (its backends exit when it dies), memcached at its process.
+cmd_signal() {
+    local name=${1:-} sig=${2:-} pidfile target
+    [[ -n $name && -n $sig ]] || { usage; exit 2; }
+    case $name in
+        postgres) pidfile=/var/run/postgresql/$PG_VERSION-$PG_CLUSTER.pid ;;
+        memcached) pidfile=$MC_PID ;;
+        pubsub) pidfile=$PUBSUB_PID ;;
+        s3) pidfile=$S3_PID ;;
+        *) die "unknown service '$name' (postgres, memcached, pubsub, s3)" ;;
+    esac
+    pid_alive "$pidfile" || die "$name: no live process recorded in $pidfile"
+    target=$(<"$pidfile")
+    [[ $name == pubsub || $name == s3 ]] && target=-$target
+    kill -s "$sig" -- "$target" || die "$name: kill -s $sig $target failed"
+    log "$name: sent SIG$sig to ${target#-}"
+}
+
 cmd_env() {
     cat <<EOF
 export DATABASE_URL=postgres://$DB_USER:$DB_PASSWORD@$HOST:$PG_PORT/$DB_NAME
@@ -482,11 +504,12 @@ EOF
 
 usage() {
     cat >&2 <<EOF
-usage: $0 up|down|status|env
+usage: $0 up|down|status|env|signal NAME SIG
   up      install what is missing, start postgres, memcached, the pubsub emulator and moto (S3) on $HOST
   down    stop what this script started
   status  print each service up/down; exit 1 if any is down
   env     print export lines: eval "\$($0 env)"
+  signal  send a signal to postgres, memcached, pubsub or s3 (fault tests); 'up' restarts a killed one
 state and logs: $DIR
 EOF
 }
@@ -496,6 +519,7 @@ case ${1:-} in
     down) cmd_down ;;
     status) cmd_status ;;
     env) cmd_env ;;
+    signal) shift; cmd_signal "$@" ;;
     -h | --help | help) usage ;;
     *) usage; exit 2 ;;
 esac

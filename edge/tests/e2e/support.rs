@@ -48,7 +48,7 @@ pub struct Proc {
     pub child: Child,
 }
 
-fn spawn(program: &Path, args: &[String], envs: &[(&str, String)], log: PathBuf) -> Proc {
+pub fn spawn(program: &Path, args: &[String], envs: &[(&str, String)], log: PathBuf) -> Proc {
     let out = std::fs::File::create(&log).unwrap();
     let mut cmd = Command::new(program);
     cmd.args(args)
@@ -61,6 +61,11 @@ fn spawn(program: &Path, args: &[String], envs: &[(&str, String)], log: PathBuf)
     }
     let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
     Proc { child }
+}
+
+async fn kill(mut proc: Proc) {
+    proc.child.start_kill().unwrap();
+    proc.child.wait().await.unwrap();
 }
 
 /// The backing-service environment the binaries read (as `scripts/services.sh env` prints it).
@@ -89,14 +94,20 @@ pub struct Deployment {
     pub vod: String,
     pub edge: String,
     edge_args: Vec<String>,
-    edge_env: Vec<(&'static str, String)>,
-    /// Held so the control node lives as long as the deployment.
-    _control: Proc,
+    /// The environment of both processes: the backing services, the token, the control topic.
+    envs: Vec<(&'static str, String)>,
+    control_args: Vec<String>,
+    control_proc: Option<Proc>,
     pub edge_proc: Option<Proc>,
 }
 
 impl Deployment {
     pub async fn start() -> Self {
+        Self::start_with(&[], &[]).await
+    }
+
+    /// A deployment whose control node and edge get these extra flags.
+    pub async fn start_with(control_flags: &[&str], edge_flags: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(unique("livemix-e2e"));
         let file_root = dir.join("ingest");
         std::fs::create_dir_all(&file_root).unwrap();
@@ -117,7 +128,7 @@ impl Deployment {
             "--reachable-within-secs=10".into(),
             "--live-segments=3".into(),
         ];
-        let control_proc = spawn(&binary("livemix-control"), &control_args, &envs, dir.join("control.log"));
+        let control_args = [control_args, control_flags.iter().map(|f| f.to_string()).collect()].concat();
         let edge_args = vec![
             format!("--listen-addr=127.0.0.1:{edge}"),
             format!("--edge-id={}", unique("edge")),
@@ -127,6 +138,7 @@ impl Deployment {
             "--max-playlist-bytes=65536".into(),
             "--max-segment-bytes=4000000".into(),
         ];
+        let edge_args = [edge_args, edge_flags.iter().map(|f| f.to_string()).collect()].concat();
         let mut d = Self {
             dir,
             file_root,
@@ -134,27 +146,48 @@ impl Deployment {
             vod: format!("http://127.0.0.1:{vod}"),
             edge: format!("http://127.0.0.1:{edge}"),
             edge_args,
-            edge_env: envs,
-            _control: control_proc,
+            envs,
+            control_args,
+            control_proc: None,
             edge_proc: None,
         };
-        d.wait_ready(&d.management.clone(), "control").await;
+        d.start_control().await;
         d.start_edge().await;
         d
     }
 
-    pub async fn start_edge(&mut self) {
+    /// A log file name not used yet in the deployment's directory.
+    fn next_log(&self, what: &str) -> PathBuf {
         let n = std::fs::read_dir(&self.dir).unwrap().count();
-        let log = self.dir.join(format!("edge-{n}.log"));
-        self.edge_proc = Some(spawn(&binary("livemix-edge"), &self.edge_args, &self.edge_env, log));
+        self.dir.join(format!("{what}-{n}.log"))
+    }
+
+    /// Starts the control node with the same addresses, topics and subscriptions every time, as a restarted pod
+    /// would.
+    pub async fn start_control(&mut self) {
+        let log = self.next_log("control");
+        self.control_proc = Some(spawn(&binary("livemix-control"), &self.control_args, &self.envs, log));
+        self.wait_ready(&self.management.clone(), "control").await;
+    }
+
+    pub async fn start_edge(&mut self) {
+        let log = self.next_log("edge");
+        self.edge_proc = Some(spawn(&binary("livemix-edge"), &self.edge_args, &self.envs, log));
         self.wait_ready(&self.edge.clone(), "edge").await;
     }
 
     /// SIGKILL, as a crash or an OOM kill would.
     pub async fn kill_edge(&mut self) {
-        let mut proc = self.edge_proc.take().expect("edge running");
-        proc.child.start_kill().unwrap();
-        proc.child.wait().await.unwrap();
+        kill(self.edge_proc.take().expect("edge running")).await;
+    }
+
+    /// SIGKILL the control node.
+    pub async fn kill_control(&mut self) {
+        kill(self.control_proc.take().expect("control running")).await;
+    }
+
+    pub fn vod(&self, path: &str) -> String {
+        format!("{}{path}", self.vod)
     }
 
     async fn wait_ready(&self, base: &str, what: &str) {
