@@ -10,7 +10,10 @@ use std::{
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::time::Instant;
+use tokio::{
+    task::{JoinError, JoinHandle},
+    time::Instant,
+};
 
 use crate::{
     http::{chunked, chunked_signalled, timed},
@@ -126,6 +129,36 @@ impl Camera {
             let _ = write!(text, "#EXTINF:{duration_secs:.6},\nindex{n}.ts\n");
         }
         text
+    }
+}
+
+/// The cameras while they push; each task hands its camera back when it stops, to go on later.
+pub struct Fleet(Vec<JoinHandle<Camera>>);
+
+impl Fleet {
+    /// Starts every camera pushing from `start` until `until`. Cameras of a fleet are not in step: their segment
+    /// boundaries are spread evenly over one segment duration.
+    pub fn spawn(cameras: Vec<Camera>, feed: &Arc<Feed>, phases: &Arc<Phases>, start: Instant, until: Instant) -> Self {
+        let period = Duration::from_secs_f64(feed.duration_secs);
+        let count = cameras.len();
+        Self(
+            cameras
+                .into_iter()
+                .map(|cam| {
+                    let at = start + period.mul_f64(cam.index as f64 / count as f64);
+                    tokio::spawn(cam.run(Arc::clone(feed), Arc::clone(phases), at, until))
+                })
+                .collect(),
+        )
+    }
+
+    /// Waits until every camera has stopped, and takes them back.
+    pub async fn join(self) -> Result<Vec<Camera>, JoinError> {
+        let mut cameras = Vec::with_capacity(self.0.len());
+        for task in self.0 {
+            cameras.push(task.await?);
+        }
+        Ok(cameras)
     }
 }
 

@@ -1,7 +1,8 @@
-//! Small HTTP helpers: timed requests, ffmpeg-like chunked bodies, Prometheus text.
+//! Small HTTP helpers: timed requests, JSON API calls, ffmpeg-like chunked bodies, Prometheus text.
 
 use std::{collections::BTreeMap, time::Duration};
 
+use anyhow::{Context, bail};
 use bytes::Bytes;
 use reqwest::{RequestBuilder, StatusCode};
 use tokio::time::Instant;
@@ -22,6 +23,23 @@ pub async fn timed(req: RequestBuilder) -> Result<(StatusCode, Bytes, Duration),
     let status = resp.status();
     let body = resp.bytes().await?;
     Ok((status, body, started.elapsed()))
+}
+
+/// A management API call that must succeed: its JSON reply and how long it took.
+pub async fn json_ok(req: RequestBuilder, what: &str) -> anyhow::Result<(serde_json::Value, Duration)> {
+    let (status, body, elapsed) = timed(req).await.with_context(|| what.to_owned())?;
+    if !status.is_success() {
+        bail!("{what}: HTTP {status}: {}", String::from_utf8_lossy(&body));
+    }
+    Ok((serde_json::from_slice(&body).with_context(|| format!("{what}: reply is not JSON"))?, elapsed))
+}
+
+/// A node's `/metrics` text (empty when it does not answer: its counters then read as 0).
+pub async fn metrics_text(client: &reqwest::Client, base: &str) -> String {
+    match client.get(format!("{base}/metrics")).send().await {
+        Ok(resp) => resp.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
 }
 
 /// A body sent the way ffmpeg's HTTP output sends it: chunked (no Content-Length), in `chunk`-byte writes.

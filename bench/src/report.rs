@@ -1,11 +1,50 @@
-//! The markdown report.
+//! The markdown report: written to `--out` and printed.
 
-use std::{fmt::Write as _, sync::atomic::Ordering::Relaxed};
+use std::{fmt::Write as _, sync::Arc, sync::atomic::Ordering::Relaxed, time::Duration};
+
+use anyhow::Context;
 
 use crate::{
-    Results, memcached,
-    stats::{PhaseStats, Summary},
+    cli::RunArgs,
+    live::PhaseExtra,
+    memcached,
+    monitor::{Proc, Timeline},
+    procs::{Machine, ProcSample},
+    replay::Replay,
+    setup::Setup,
+    stats::{PhaseStats, Phases, Summary},
 };
+
+/// Everything the report is made of.
+pub struct Results {
+    pub args: RunArgs,
+    pub machine: Machine,
+    pub started: chrono::DateTime<chrono::Utc>,
+    pub wall: Duration,
+    pub segment_bytes: usize,
+    pub procs: Vec<Proc>,
+    pub setup: Setup,
+    pub phases: Arc<Phases>,
+    pub extras: Vec<PhaseExtra>,
+    pub never_listed: usize,
+    pub timeline: Timeline,
+    pub final_procs: Vec<ProcSample>,
+    pub replay: Option<Replay>,
+    pub server_non_2xx: Vec<(String, String, f64)>,
+}
+
+/// Writes the report to `--out` (making its folder) and prints it.
+pub fn write(results: &Results) -> anyhow::Result<()> {
+    let out = &results.args.out;
+    let text = markdown(results);
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
+    println!("{text}");
+    eprintln!("[bench] report written to {}", out.display());
+    Ok(())
+}
 
 /// Picks one latency of a phase.
 type SummaryOf = fn(&PhaseStats) -> Summary;
