@@ -7,6 +7,8 @@ use bytes::Bytes;
 use reqwest::{RequestBuilder, StatusCode};
 use tokio::time::Instant;
 
+use crate::stats::failure_kind;
+
 pub fn client(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(timeout)
@@ -23,6 +25,16 @@ pub async fn timed(req: RequestBuilder) -> Result<(StatusCode, Bytes, Duration),
     let status = resp.status();
     let body = resp.bytes().await?;
     Ok((status, body, started.elapsed()))
+}
+
+/// A request of the simulated load: the body of a 2xx answer and the time until its last byte, or how the request
+/// failed (its status, or [`failure_kind`]), as [`crate::stats::Errors`] counts it.
+pub async fn fetch_ok(req: RequestBuilder) -> Result<(Bytes, Duration), String> {
+    match timed(req).await {
+        Ok((status, body, elapsed)) if status.is_success() => Ok((body, elapsed)),
+        Ok((status, _, _)) => Err(status.as_u16().to_string()),
+        Err(err) => Err(failure_kind(&err)),
+    }
 }
 
 /// A management API call that must succeed: its JSON reply and how long it took.

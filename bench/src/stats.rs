@@ -101,6 +101,14 @@ pub struct PhaseStats {
     pub errors: Errors,
 }
 
+impl PhaseStats {
+    /// A live player's request answered with `body`.
+    pub fn count_served(&self, body: &[u8]) {
+        self.player_requests.fetch_add(1, Relaxed);
+        self.player_bytes.fetch_add(body.len() as u64, Relaxed);
+    }
+}
+
 /// The phase stats every task records into; the orchestrator moves `current` forward.
 pub struct Phases {
     pub stats: Vec<PhaseStats>,
