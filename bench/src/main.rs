@@ -15,6 +15,8 @@ mod report;
 mod setup;
 mod stats;
 
+use std::sync::Arc;
+
 use anyhow::{Context, ensure};
 use bytes::Bytes;
 use clap::Parser;
@@ -89,7 +91,7 @@ async fn bench(args: &RunArgs, admin: &reqwest::Client, registered: &mut Vec<Str
 
     let scenario = live::Scenario::new(args, started.timestamp_micros() as u64);
     let t0 = Instant::now();
-    let sampler = RssSampler::spawn(procs.clone(), scenario.phases.clone(), t0);
+    let sampler = RssSampler::spawn(procs.clone(), Arc::clone(&scenario.phases), t0);
     let live = scenario.run(cameras, segment.clone(), &procs, t0).await?;
 
     let replay =
