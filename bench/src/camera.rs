@@ -10,11 +10,14 @@ use std::{
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::time::Instant;
+use tokio::{
+    task::{JoinError, JoinHandle},
+    time::Instant,
+};
 
 use crate::{
-    http::{chunked, chunked_signalled, timed},
-    stats::{PhaseStats, Phases, failure_kind},
+    http::{chunked, chunked_signalled, fetch_ok},
+    stats::{PhaseStats, Phases},
 };
 
 /// ffmpeg's AVIO buffer writes bodies in pieces of this size.
@@ -83,7 +86,7 @@ impl Camera {
         // ffmpeg does not wait for the reply to a segment's PUT: once the body is written it closes the request and
         // sends the playlist, so the two requests race on the edge. Do the same.
         let (body, written) = chunked_signalled(&feed.segment, CHUNK);
-        let upload = tokio::spawn(timed(feed.client.put(url).body(body)));
+        let upload = tokio::spawn(fetch_ok(feed.client.put(url).body(body)));
         let _ = written.await;
         // ffmpeg lists the segment whether or not its upload worked.
         self.listed.push_back(n);
@@ -92,8 +95,8 @@ impl Camera {
         }
         let url = format!("{}/v1/ingest/{}/index.m3u8", feed.edge, self.name);
         let body = Bytes::from(self.playlist(feed.duration_secs));
-        match timed(feed.client.put(url).body(chunked(&body, CHUNK))).await {
-            Ok((status, reply, elapsed)) if status.is_success() => {
+        match fetch_ok(feed.client.put(url).body(chunked(&body, CHUNK))).await {
+            Ok((reply, elapsed)) => {
                 stats.playlist_put.record(elapsed);
                 let new = serde_json::from_slice::<serde_json::Value>(&reply)
                     .ok()
@@ -101,16 +104,14 @@ impl Camera {
                     .unwrap_or(0);
                 stats.segments_ingested.fetch_add(new as u64, Relaxed);
             }
-            Ok((status, _, _)) => stats.errors.add("camera: playlist PUT", status.as_u16().to_string()),
-            Err(err) => stats.errors.add("camera: playlist PUT", failure_kind(&err)),
+            Err(how) => stats.errors.add("camera: playlist PUT", how),
         }
         match upload.await {
-            Ok(Ok((status, _, elapsed))) if status.is_success() => {
+            Ok(Ok((_, elapsed))) => {
                 stats.segment_put.record(elapsed);
                 stats.segments_pushed.fetch_add(1, Relaxed);
             }
-            Ok(Ok((status, _, _))) => stats.errors.add("camera: segment PUT", status.as_u16().to_string()),
-            Ok(Err(err)) => stats.errors.add("camera: segment PUT", failure_kind(&err)),
+            Ok(Err(how)) => stats.errors.add("camera: segment PUT", how),
             Err(_) => stats.errors.add("camera: segment PUT", "task failed"),
         }
     }
@@ -126,6 +127,36 @@ impl Camera {
             let _ = write!(text, "#EXTINF:{duration_secs:.6},\nindex{n}.ts\n");
         }
         text
+    }
+}
+
+/// The cameras while they push; each task hands its camera back when it stops, to go on later.
+pub struct Fleet(Vec<JoinHandle<Camera>>);
+
+impl Fleet {
+    /// Starts every camera pushing from `start` until `until`. Cameras of a fleet are not in step: their segment
+    /// boundaries are spread evenly over one segment duration.
+    pub fn spawn(cameras: Vec<Camera>, feed: &Arc<Feed>, phases: &Arc<Phases>, start: Instant, until: Instant) -> Self {
+        let period = Duration::from_secs_f64(feed.duration_secs);
+        let count = cameras.len();
+        Self(
+            cameras
+                .into_iter()
+                .map(|cam| {
+                    let at = start + period.mul_f64(cam.index as f64 / count as f64);
+                    tokio::spawn(cam.run(Arc::clone(feed), Arc::clone(phases), at, until))
+                })
+                .collect(),
+        )
+    }
+
+    /// Waits until every camera has stopped, and takes them back.
+    pub async fn join(self) -> Result<Vec<Camera>, JoinError> {
+        let mut cameras = Vec::with_capacity(self.0.len());
+        for task in self.0 {
+            cameras.push(task.await?);
+        }
+        Ok(cameras)
     }
 }
 

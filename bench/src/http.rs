@@ -1,10 +1,13 @@
-//! Small HTTP helpers: timed requests, ffmpeg-like chunked bodies, Prometheus text.
+//! Small HTTP helpers: timed requests, JSON API calls, ffmpeg-like chunked bodies, Prometheus text.
 
 use std::{collections::BTreeMap, time::Duration};
 
+use anyhow::{Context, bail};
 use bytes::Bytes;
 use reqwest::{RequestBuilder, StatusCode};
 use tokio::time::Instant;
+
+use crate::stats::failure_kind;
 
 pub fn client(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
@@ -22,6 +25,33 @@ pub async fn timed(req: RequestBuilder) -> Result<(StatusCode, Bytes, Duration),
     let status = resp.status();
     let body = resp.bytes().await?;
     Ok((status, body, started.elapsed()))
+}
+
+/// A request of the simulated load: the body of a 2xx answer and the time until its last byte, or how the request
+/// failed (its status, or [`failure_kind`]), as [`crate::stats::Errors`] counts it.
+pub async fn fetch_ok(req: RequestBuilder) -> Result<(Bytes, Duration), String> {
+    match timed(req).await {
+        Ok((status, body, elapsed)) if status.is_success() => Ok((body, elapsed)),
+        Ok((status, _, _)) => Err(status.as_u16().to_string()),
+        Err(err) => Err(failure_kind(&err)),
+    }
+}
+
+/// A management API call that must succeed: its JSON reply and how long it took.
+pub async fn json_ok(req: RequestBuilder, what: &str) -> anyhow::Result<(serde_json::Value, Duration)> {
+    let (status, body, elapsed) = timed(req).await.with_context(|| what.to_owned())?;
+    if !status.is_success() {
+        bail!("{what}: HTTP {status}: {}", String::from_utf8_lossy(&body));
+    }
+    Ok((serde_json::from_slice(&body).with_context(|| format!("{what}: reply is not JSON"))?, elapsed))
+}
+
+/// A node's `/metrics` text (empty when it does not answer: its counters then read as 0).
+pub async fn metrics_text(client: &reqwest::Client, base: &str) -> String {
+    match client.get(format!("{base}/metrics")).send().await {
+        Ok(resp) => resp.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
 }
 
 /// A body sent the way ffmpeg's HTTP output sends it: chunked (no Content-Length), in `chunk`-byte writes.

@@ -10,8 +10,8 @@ use tokio::time::Instant;
 
 use crate::{
     camera::{SentTimes, segment_number},
-    http::{newest_segment, segment_uris, timed},
-    stats::{Errors, Latencies, Phases, failure_kind},
+    http::{fetch_ok, newest_segment, segment_uris},
+    stats::{Errors, Latencies, Phases},
 };
 
 /// A xorshift generator: enough to spread players over sources without another dependency.
@@ -72,19 +72,14 @@ pub async fn live_player(
         }
         let stats = phases.now();
         let source = &audience.sources[rng.below(audience.sources.len())];
-        let newest = match timed(audience.client.get(audience.live_url(source, "vid.m3u8"))).await {
-            Ok((status, body, elapsed)) if status.is_success() => {
+        let newest = match fetch_ok(audience.client.get(audience.live_url(source, "vid.m3u8"))).await {
+            Ok((body, elapsed)) => {
                 stats.player_playlist.record(elapsed);
-                stats.player_requests.fetch_add(1, Relaxed);
-                stats.player_bytes.fetch_add(body.len() as u64, Relaxed);
+                stats.count_served(&body);
                 newest_segment(&String::from_utf8_lossy(&body)).map(str::to_owned)
             }
-            Ok((status, _, _)) => {
-                stats.errors.add("player: live playlist GET", status.as_u16().to_string());
-                None
-            }
-            Err(err) => {
-                stats.errors.add("player: live playlist GET", failure_kind(&err));
+            Err(how) => {
+                stats.errors.add("player: live playlist GET", how);
                 None
             }
         };
@@ -95,14 +90,12 @@ pub async fn live_player(
             }
             continue;
         };
-        match timed(audience.client.get(audience.live_url(source, &segment))).await {
-            Ok((status, body, elapsed)) if status.is_success() => {
+        match fetch_ok(audience.client.get(audience.live_url(source, &segment))).await {
+            Ok((body, elapsed)) => {
                 stats.player_segment.record(elapsed);
-                stats.player_requests.fetch_add(1, Relaxed);
-                stats.player_bytes.fetch_add(body.len() as u64, Relaxed);
+                stats.count_served(&body);
             }
-            Ok((status, _, _)) => stats.errors.add("player: live segment GET", status.as_u16().to_string()),
-            Err(err) => stats.errors.add("player: live segment GET", failure_kind(&err)),
+            Err(how) => stats.errors.add("player: live segment GET", how),
         }
     }
 }
@@ -124,7 +117,7 @@ pub async fn delay_probe(
         let polls = cameras.iter().map(|(index, id)| {
             let audience = Arc::clone(&audience);
             async move {
-                let result = timed(audience.client.get(audience.live_url(id, "vid.m3u8"))).await;
+                let result = fetch_ok(audience.client.get(audience.live_url(id, "vid.m3u8"))).await;
                 (*index, result)
             }
         });
@@ -132,7 +125,7 @@ pub async fn delay_probe(
             let seen = Instant::now();
             let stats = phases.now();
             match result {
-                Ok((status, body, _)) if status.is_success() => {
+                Ok((body, _)) => {
                     let text = String::from_utf8_lossy(&body);
                     let mut sent = sent.lock();
                     for n in segment_uris(&text).filter_map(segment_number) {
@@ -142,8 +135,7 @@ pub async fn delay_probe(
                     }
                 }
                 // Before the first segment arrives the playlist is a 404: expected during warm-up.
-                Ok((status, _, _)) => stats.errors.add("delay probe: live playlist GET", status.as_u16().to_string()),
-                Err(err) => stats.errors.add("delay probe: live playlist GET", failure_kind(&err)),
+                Err(how) => stats.errors.add("delay probe: live playlist GET", how),
             }
         }
     }
@@ -166,29 +158,24 @@ pub struct ReplayStats {
 pub async fn replay_player(client: reqwest::Client, vod: String, recording: String, stats: Arc<ReplayStats>) {
     let started = Instant::now();
     let base = format!("{vod}/v1/vod/recording/{recording}");
-    let names: Vec<String> = match timed(client.get(format!("{base}/vid.m3u8"))).await {
-        Ok((status, body, elapsed)) if status.is_success() => {
+    let names: Vec<String> = match fetch_ok(client.get(format!("{base}/vid.m3u8"))).await {
+        Ok((body, elapsed)) => {
             stats.playlist.record(elapsed);
             segment_uris(&String::from_utf8_lossy(&body)).map(str::to_owned).collect()
         }
-        Ok((status, _, _)) => return stats.errors.add("replay: playlist GET", status.as_u16().to_string()),
-        Err(err) => return stats.errors.add("replay: playlist GET", failure_kind(&err)),
+        Err(how) => return stats.errors.add("replay: playlist GET", how),
     };
     let mut complete = true;
     for name in names {
-        match timed(client.get(format!("{base}/{name}"))).await {
-            Ok((status, body, elapsed)) if status.is_success() => {
+        match fetch_ok(client.get(format!("{base}/{name}"))).await {
+            Ok((body, elapsed)) => {
                 stats.segment.record(elapsed);
                 stats.bytes.fetch_add(body.len() as u64, Relaxed);
                 stats.segments.fetch_add(1, Relaxed);
             }
-            Ok((status, _, _)) => {
+            Err(how) => {
                 complete = false;
-                stats.errors.add("replay: segment GET", status.as_u16().to_string());
-            }
-            Err(err) => {
-                complete = false;
-                stats.errors.add("replay: segment GET", failure_kind(&err));
+                stats.errors.add("replay: segment GET", how);
             }
         }
     }

@@ -1,11 +1,50 @@
-//! The markdown report.
+//! The markdown report: written to `--out` and printed.
 
-use std::{fmt::Write as _, sync::atomic::Ordering::Relaxed};
+use std::{fmt::Write as _, sync::Arc, sync::atomic::Ordering::Relaxed, time::Duration};
+
+use anyhow::Context;
 
 use crate::{
-    Results, memcached,
-    stats::{PhaseStats, Summary},
+    cli::RunArgs,
+    live::PhaseExtra,
+    memcached,
+    monitor::{Proc, Timeline},
+    procs::{Machine, ProcSample},
+    replay::Replay,
+    setup::Setup,
+    stats::{PhaseStats, Phases, Summary},
 };
+
+/// Everything the report is made of.
+pub struct Results {
+    pub args: RunArgs,
+    pub machine: Machine,
+    pub started: chrono::DateTime<chrono::Utc>,
+    pub wall: Duration,
+    pub segment_bytes: usize,
+    pub procs: Vec<Proc>,
+    pub setup: Setup,
+    pub phases: Arc<Phases>,
+    pub extras: Vec<PhaseExtra>,
+    pub never_listed: usize,
+    pub timeline: Timeline,
+    pub final_procs: Vec<ProcSample>,
+    pub replay: Option<Replay>,
+    pub server_non_2xx: Vec<(String, String, f64)>,
+}
+
+/// Writes the report to `--out` (making its folder) and prints it.
+pub fn write(results: &Results) -> anyhow::Result<()> {
+    let out = &results.args.out;
+    let text = markdown(results);
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
+    println!("{text}");
+    eprintln!("[bench] report written to {}", out.display());
+    Ok(())
+}
 
 /// Picks one latency of a phase.
 type SummaryOf = fn(&PhaseStats) -> Summary;
@@ -16,8 +55,8 @@ fn row(out: &mut String, cells: &[String]) {
     let _ = writeln!(out, "| {} |", cells.join(" | "));
 }
 
-fn header(out: &mut String, cells: &[&str]) {
-    row(out, &cells.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>());
+fn header(out: &mut String, cells: &[impl AsRef<str>]) {
+    row(out, &cells.iter().map(|c| c.as_ref().to_owned()).collect::<Vec<_>>());
     row(out, &cells.iter().map(|_| "---".to_owned()).collect::<Vec<_>>());
 }
 
@@ -36,6 +75,19 @@ fn latency_cells(s: &Summary) -> Vec<String> {
         return vec!["0".into(), "–".into(), "–".into(), "–".into(), "–".into()];
     }
     vec![s.count.to_string(), ms(s.p50), ms(s.p95), ms(s.p99), ms(s.max)]
+}
+
+/// A row of leading cells, then the count and percentiles of `s`.
+fn latency_row(out: &mut String, leading: &[&str], s: &Summary) {
+    let mut cells: Vec<String> = leading.iter().map(|c| (*c).to_owned()).collect();
+    cells.extend(latency_cells(s));
+    row(out, &cells);
+}
+
+/// The share of the machine's CPU time that was busy during a phase, 0 to 1.
+fn machine_busy(e: &PhaseExtra) -> f64 {
+    let ((busy0, total0), (busy1, total1)) = e.machine_cpu;
+    (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64
 }
 
 fn mib(kib: u64) -> String {
@@ -136,9 +188,7 @@ pub fn markdown(r: &Results) -> String {
     ];
     for (label, get) in kinds {
         for &(i, stats) in &phases {
-            let mut cells = vec![label.to_owned(), r.extras[i].name.to_owned()];
-            cells.extend(latency_cells(&get(stats)));
-            row(&mut out, &cells);
+            latency_row(&mut out, &[label, r.extras[i].name], &get(stats));
         }
     }
     if r.never_listed > 0 {
@@ -154,8 +204,7 @@ pub fn markdown(r: &Results) -> String {
     let _ = writeln!(out, "\n### Throughput\n");
     let mut cols = vec!["".to_owned()];
     cols.extend(phases.iter().map(|&(i, _)| r.extras[i].name.to_owned()));
-    let col_refs: Vec<&str> = cols.iter().map(String::as_str).collect();
-    header(&mut out, &col_refs);
+    header(&mut out, &cols);
     let per_sec = |v: f64, i: usize| v / r.extras[i].secs.max(1e-9);
     let lines: Vec<(&str, Cell)> = vec![
         ("seconds", Box::new(|i, _| format!("{:.0}", r.extras[i].secs))),
@@ -256,8 +305,7 @@ pub fn markdown(r: &Results) -> String {
             cols.push(format!("RSS end of {} (MiB)", r.extras[i].name));
         }
         cols.extend(["peak RSS, VmHWM (MiB)".to_owned(), "final RSS, after replay (MiB)".to_owned()]);
-        let col_refs: Vec<&str> = cols.iter().map(String::as_str).collect();
-        header(&mut out, &col_refs);
+        header(&mut out, &cols);
         for (p, proc_) in r.procs.iter().enumerate().filter(|(_, p)| p.memory) {
             let mut cells = vec![format!("{} (pid {})", proc_.name, proc_.pid)];
             cells.push(r.extras.first().map_or("–".into(), |e| mib(e.procs[p].0.rss_kib)));
@@ -271,8 +319,7 @@ pub fn markdown(r: &Results) -> String {
         let _ = writeln!(out, "\nRSS over time (MiB, every 10 s; the final row is after the replay scenario):\n");
         let mut cols = vec!["t (s)".to_owned(), "phase".to_owned()];
         cols.extend(r.procs.iter().filter(|p| p.memory).map(|p| p.name.clone()));
-        let col_refs: Vec<&str> = cols.iter().map(String::as_str).collect();
-        header(&mut out, &col_refs);
+        header(&mut out, &cols);
         let last = r.timeline.len().saturating_sub(1);
         for (k, (t, phase, rss)) in r.timeline.iter().enumerate() {
             if k % 10 != 0 && k != last {
@@ -289,8 +336,7 @@ pub fn markdown(r: &Results) -> String {
         let _ = writeln!(out, "\n### CPU (cores busy: CPU seconds / wall seconds)\n");
         let mut cols = vec!["process".to_owned()];
         cols.extend(phases.iter().map(|&(i, _)| r.extras[i].name.to_owned()));
-        let col_refs: Vec<&str> = cols.iter().map(String::as_str).collect();
-        header(&mut out, &col_refs);
+        header(&mut out, &cols);
         for (p, proc_) in r.procs.iter().enumerate() {
             let what = if proc_.tree { " and its children" } else { "" };
             let mut cells = vec![format!("{} (pid {}{what})", proc_.name, proc_.pid)];
@@ -302,14 +348,11 @@ pub fn markdown(r: &Results) -> String {
         }
         let mut cells = vec![format!("whole machine, every tenant ({} cores)", m.nproc)];
         for &(i, _) in &phases {
-            let ((busy0, total0), (busy1, total1)) = r.extras[i].machine_cpu;
-            let share = (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64;
-            cells.push(format!("{:.2}", share * m.nproc as f64));
+            cells.push(format!("{:.2}", machine_busy(&r.extras[i]) * m.nproc as f64));
         }
         row(&mut out, &cells);
         for &(i, _) in &phases {
-            let ((busy0, total0), (busy1, total1)) = r.extras[i].machine_cpu;
-            let busy = (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64;
+            let busy = machine_busy(&r.extras[i]);
             if busy >= 0.9 {
                 let _ = writeln!(
                     out,
@@ -335,9 +378,7 @@ pub fn markdown(r: &Results) -> String {
         ("`POST /v1/source` (register)", &r.setup.register),
         ("`PUT /v1/source/{id}/streaming?new_state=true` (edge not yet known: deferred)", &r.setup.streaming),
     ] {
-        let mut cells = vec![label.to_owned()];
-        cells.extend(latency_cells(s));
-        row(&mut out, &cells);
+        latency_row(&mut out, &[label], s);
     }
 
     if let Some(replay) = &r.replay {
@@ -369,9 +410,7 @@ pub fn markdown(r: &Results) -> String {
             ("`POST /v1/source/{id}/recording` (Pub/Sub round trip to the edge)", &replay.start_latency),
             ("`POST /v1/recording/{id}/stop` (Pub/Sub round trip to the edge)", &replay.stop_latency),
         ] {
-            let mut cells = vec![label.to_owned()];
-            cells.extend(latency_cells(s));
-            row(&mut out, &cells);
+            latency_row(&mut out, &[label], s);
         }
         let _ = writeln!(
             out,
@@ -395,9 +434,7 @@ pub fn markdown(r: &Results) -> String {
                 ("segment GET", stats.segment.summary()),
                 ("whole recording, per player", stats.whole.summary()),
             ] {
-                let mut cells = vec![round.name.to_owned(), label.to_owned()];
-                cells.extend(latency_cells(&s));
-                row(&mut out, &cells);
+                latency_row(&mut out, &[round.name, label], &s);
             }
         }
         let _ = writeln!(out);

@@ -28,7 +28,6 @@ impl Latencies {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Summary {
     pub count: usize,
-    pub mean: f64,
     pub p50: f64,
     pub p95: f64,
     pub p99: f64,
@@ -44,8 +43,7 @@ impl Summary {
         let n = samples.len();
         // Nearest-rank percentile.
         let at = |q: f64| samples[((q * n as f64).ceil() as usize).clamp(1, n) - 1] as f64 / 1000.0;
-        let mean = samples.iter().map(|&s| s as f64).sum::<f64>() / n as f64 / 1000.0;
-        Self { count: n, mean, p50: at(0.50), p95: at(0.95), p99: at(0.99), max: samples[n - 1] as f64 / 1000.0 }
+        Self { count: n, p50: at(0.50), p95: at(0.95), p99: at(0.99), max: samples[n - 1] as f64 / 1000.0 }
     }
 }
 
@@ -101,6 +99,14 @@ pub struct PhaseStats {
     pub player_requests: AtomicU64,
     pub player_bytes: AtomicU64,
     pub errors: Errors,
+}
+
+impl PhaseStats {
+    /// A live player's request answered with `body`.
+    pub fn count_served(&self, body: &[u8]) {
+        self.player_requests.fetch_add(1, Relaxed);
+        self.player_bytes.fetch_add(body.len() as u64, Relaxed);
+    }
 }
 
 /// The phase stats every task records into; the orchestrator moves `current` forward.
