@@ -112,12 +112,14 @@ impl Settings {
     /// Seconds a live segment stays listed in the live playlist after it arrived: the playlist's span plus two
     /// segments of slack for slow edges.
     pub fn live_window(&self, segment_secs: f64) -> Duration {
-        Duration::from_secs_f64(segment_secs.max(1.0).ceil() * f64::from(self.live_segments + 2))
+        // Saturating: a segment length from the database must not be able to panic a handler.
+        let secs = segment_secs.max(1.0).ceil() * f64::from(self.live_segments.saturating_add(2));
+        Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
     }
 
     /// Cache TTL of live segments: twice the listing window, so a player that fetched the playlist just before a
     /// segment left it can still download every segment it saw.
     pub fn live_ttl(&self, segment_secs: f64) -> Duration {
-        self.live_window(segment_secs) * 2
+        self.live_window(segment_secs).saturating_mul(2)
     }
 }
