@@ -466,7 +466,8 @@ impl Db {
         .bind(seg.source)
         .fetch_optional(&mut *tx)
         .await?;
-        let discontinuity = seg.discontinuity || previous.is_some_and(|(start, length_ms)| is_gap(start, length_ms, seg.start_ts, gap));
+        let discontinuity =
+            seg.discontinuity || previous.is_some_and(|(start, length_ms)| is_gap(start, length_ms, seg.start_ts, gap));
         // Row lock on the source serialises replicas handing out numbers for the same source.
         let (media_seq, disc_seq): (i64, i64) = sqlx::query_as(
             "UPDATE sources SET live_media_seq = live_media_seq + 1, \

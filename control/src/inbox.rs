@@ -262,9 +262,7 @@ mod tests {
             tx.send(delivery(body.clone(), &log)).await.unwrap();
         }
         // A message the database never sees is dropped at once, however the database is.
-        tx.send(delivery(Message::ChangeStreamState { source_id: Uuid::nil(), new_state: true }, &log))
-            .await
-            .unwrap();
+        tx.send(delivery(Message::ChangeStreamState { source_id: Uuid::nil(), new_state: true }, &log)).await.unwrap();
         drop(tx);
         task.await.unwrap();
 

@@ -108,7 +108,11 @@ mod tests {
             // Unflagged new run (an edge that did not set the flag): still a break.
             seg("index0.ts", Some(b), 0, 38, false),
             // A time no one can add to.
-            Segment { end_ts: DateTime::<Utc>::MAX_UTC, length_ms: i64::MAX, ..seg("index1.ts", Some(b), 1, 40, false) },
+            Segment {
+                end_ts: DateTime::<Utc>::MAX_UTC,
+                length_ms: i64::MAX,
+                ..seg("index1.ts", Some(b), 1, 40, false)
+            },
             seg("index2.ts", Some(b), 2, 42, false),
         ];
         let text = recording(&segments);

@@ -129,9 +129,8 @@ fn year_start(year: i32) -> f64 {
 /// `Segment-Seq`: a non-negative integer that fits the database's BIGINT.
 fn parse_seq(headers: &HeaderMap) -> ApiResult<i64> {
     let seq: u64 = parse_header(headers, h::SEGMENT_SEQ, "a non-negative integer")?;
-    i64::try_from(seq).map_err(|_| {
-        ApiError::bad_request(format!("header {}: {seq} is larger than {}", h::SEGMENT_SEQ, i64::MAX))
-    })
+    i64::try_from(seq)
+        .map_err(|_| ApiError::bad_request(format!("header {}: {seq} is larger than {}", h::SEGMENT_SEQ, i64::MAX)))
 }
 
 /// `Segment-Length-MSec`: 1 to [`MAX_SEGMENT_MSEC`].
@@ -151,10 +150,9 @@ fn parse_discontinuity(headers: &HeaderMap) -> ApiResult<bool> {
     match headers.get(h::SEGMENT_DISCONTINUITY).map(|v| v.to_str().unwrap_or("")) {
         None | Some("false") | Some("0") => Ok(false),
         Some("true") | Some("1") => Ok(true),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "header {}: {other:?} is not true/false",
-            h::SEGMENT_DISCONTINUITY
-        ))),
+        Some(other) => {
+            Err(ApiError::bad_request(format!("header {}: {other:?} is not true/false", h::SEGMENT_DISCONTINUITY)))
+        }
     }
 }
 

@@ -5,9 +5,9 @@ pub mod auth;
 pub mod edge;
 pub mod error;
 pub mod management;
-pub mod vod;
 #[cfg(test)]
 mod tests;
+pub mod vod;
 
 use axum::{Router, extract::State, middleware, routing::get};
 use livemix_common::{
@@ -22,9 +22,9 @@ use crate::state::AppState;
 /// stay open), health and metrics routes, request ids, access logs, request metrics and JSON errors.
 fn app(service: &'static str, routes: Router<AppState>, token: Option<String>, state: AppState) -> Router {
     let routes = match token {
-        Some(token) => routes.layer(middleware::from_fn(move |req, next| {
-            auth::require_bearer(Some(token.clone()), req, next)
-        })),
+        Some(token) => {
+            routes.layer(middleware::from_fn(move |req, next| auth::require_bearer(Some(token.clone()), req, next)))
+        }
         None => routes,
     };
     with_conventions(routes.merge(health_routes()), service, state.http_metrics.clone()).with_state(state)

@@ -137,7 +137,10 @@ async fn management_requires_its_bearer_token_but_probes_do_not() {
     assert_eq!(metrics.status, StatusCode::OK);
     assert!(metrics.content_type.starts_with("application/openmetrics-text"));
     let text = String::from_utf8_lossy(&metrics.body);
-    assert!(text.contains("livemix_control_http_requests_total{service=\"management\",method=\"GET\",status=\"401\"} 3"), "{text}");
+    assert!(
+        text.contains("livemix_control_http_requests_total{service=\"management\",method=\"GET\",status=\"401\"} 3"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -187,9 +190,7 @@ async fn a_database_outage_is_a_generic_5xx_with_the_request_id() {
     let reply = send(&management, get("/v1/source", Some(MGMT_TOKEN))).await;
     reply.assert_generic_fault(503);
     assert_eq!(reply.reason(), "unavailable");
-    send(&management, get(&format!("/v1/source/{}", Uuid::new_v4()), Some(MGMT_TOKEN)))
-        .await
-        .assert_generic_fault(503);
+    send(&management, get(&format!("/v1/source/{}", Uuid::new_v4()), Some(MGMT_TOKEN))).await.assert_generic_fault(503);
 
     // Readiness names what is down and no more (the VOD port is public).
     let ready = send(&management, get("/liveness/ready", None)).await;
@@ -199,27 +200,34 @@ async fn a_database_outage_is_a_generic_5xx_with_the_request_id() {
 
     let vod = super::vod::app(state);
     send(&vod, get(&format!("/v1/vod/live/{}/vid.m3u8", Uuid::new_v4()), None)).await.assert_generic_fault(503);
-    send(&vod, get(&format!("/v1/vod/recording/{}/vid.m3u8", ulid::Ulid::new()), None))
-        .await
-        .assert_generic_fault(503);
+    send(&vod, get(&format!("/v1/vod/recording/{}/vid.m3u8", ulid::Ulid::new()), None)).await.assert_generic_fault(503);
 }
 
 #[tokio::test]
 async fn vod_serves_live_segments_from_the_cache_and_refuses_bad_paths() {
     let state = state();
     let source = Uuid::new_v4();
-    state.cache.put(&live_key(source, "seg-1.ts"), Bytes::from_static(b"\x47ts"), Duration::from_secs(60)).await.unwrap();
+    state
+        .cache
+        .put(&live_key(source, "seg-1.ts"), Bytes::from_static(b"\x47ts"), Duration::from_secs(60))
+        .await
+        .unwrap();
     let vod = super::vod::app(state);
     let hit = send(&vod, get(&format!("/v1/vod/live/{source}/seg-1.ts"), None)).await;
     assert_eq!(hit.status, StatusCode::OK);
     assert_eq!(hit.content_type, "video/mp2t");
     assert_eq!(hit.body, Bytes::from_static(b"\x47ts"));
-    send(&vod, get(&format!("/v1/vod/live/{source}/seg-2.ts"), None)).await.assert_error(404, "not (or no longer) cached");
+    send(&vod, get(&format!("/v1/vod/live/{source}/seg-2.ts"), None))
+        .await
+        .assert_error(404, "not (or no longer) cached");
     send(&vod, get("/v1/vod/live/nope/vid.m3u8", None)).await.assert_error(400, "not a source id");
     send(&vod, get(&format!("/v1/vod/live/{source}/a..b.ts"), None)).await.assert_error(400, "..");
     send(&vod, get("/v1/vod/recording/nope/vid.m3u8", None)).await.assert_error(400, "not a recording id");
     // Players on other origins may read it.
-    let req = Request::get(format!("/v1/vod/live/{source}/seg-1.ts")).header(header::ORIGIN, "https://player.example").body(Body::empty()).unwrap();
+    let req = Request::get(format!("/v1/vod/live/{source}/seg-1.ts"))
+        .header(header::ORIGIN, "https://player.example")
+        .body(Body::empty())
+        .unwrap();
     let response = vod.clone().oneshot(req).await.unwrap();
     assert!(response.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
 }
@@ -294,7 +302,11 @@ async fn hostile_segment_headers_are_refused_naming_the_header() {
         let reply = send(&app, new_segment(&[("Segment-Start-TS", Some(start))], b"\x47")).await;
         reply.assert_generic_fault(503);
     }
-    let reply = send(&app, new_segment(&[("Segment-Length-MSec", Some("600000")), ("Segment-Seq", Some("9223372036854775807"))], b"\x47")).await;
+    let reply = send(
+        &app,
+        new_segment(&[("Segment-Length-MSec", Some("600000")), ("Segment-Seq", Some("9223372036854775807"))], b"\x47"),
+    )
+    .await;
     reply.assert_generic_fault(503);
 
     let no_token = Request::post("/v1/new-segment").body(Body::empty()).unwrap();
