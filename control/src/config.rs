@@ -62,8 +62,10 @@ pub struct Settings {
     /// Number of segments in a live playlist. Also sets how long live segments stay cached.
     #[arg(long, env = "LIVEMIX_LIVE_SEGMENTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub live_segments: u32,
-    /// A source is reachable while its edge's last status report is younger than this many seconds.
-    #[arg(long, env = "LIVEMIX_REACHABLE_WITHIN_SECS", default_value_t = 30)]
+    /// A source is reachable while its edge's last status report is younger than this many seconds (at most a
+    /// year: PostgreSQL computes with it, and an interval it cannot represent would fail every source query).
+    #[arg(long, env = "LIVEMIX_REACHABLE_WITHIN_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
     pub reachable_within_secs: u64,
     /// How long to wait for an edge to confirm a command, in milliseconds.
     #[arg(long, env = "LIVEMIX_COMMAND_TIMEOUT_MS", default_value_t = 5000)]
