@@ -77,6 +77,17 @@ pub struct ServedSegment {
     pub discontinuity: bool,
 }
 
+impl ServedSegment {
+    pub fn new(uri: impl Into<String>, duration_secs: f64, discontinuity: bool) -> Self {
+        Self { uri: uri.into(), duration_secs, discontinuity }
+    }
+
+    /// A segment whose length is stored in milliseconds, as the control node's index keeps it.
+    pub fn from_millis(uri: impl Into<String>, length_ms: i64, discontinuity: bool) -> Self {
+        Self::new(uri, length_ms as f64 / 1000.0, discontinuity)
+    }
+}
+
 /// `#EXT-X-TARGETDURATION` must be an integer no smaller than any segment's duration (RFC 8216 4.3.3.1).
 fn target_duration(segments: &[ServedSegment]) -> u64 {
     segments.iter().map(|s| s.duration_secs.ceil() as u64).max().unwrap_or(1).max(1)
@@ -159,7 +170,7 @@ mod tests {
     }
 
     fn seg(uri: &str, d: f64, disc: bool) -> ServedSegment {
-        ServedSegment { uri: uri.into(), duration_secs: d, discontinuity: disc }
+        ServedSegment::new(uri, d, disc)
     }
 
     #[test]

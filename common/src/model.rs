@@ -55,7 +55,14 @@ pub struct Segment {
     pub id: i64,
     pub name: String,
     pub source: Uuid,
+    /// The encoder run (a ULID; see [`crate::segment_id`]); absent for segments recorded before segment ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// Sequence number within the run.
     pub seq: i64,
+    /// The segment does not continue the one before it (a new encoder run, or `#EXT-X-DISCONTINUITY`).
+    #[serde(default)]
+    pub discontinuity: bool,
     pub start_ts: DateTime<Utc>,
     pub end_ts: DateTime<Utc>,
     pub length_ms: i64,

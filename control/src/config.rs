@@ -62,8 +62,10 @@ pub struct Settings {
     /// Number of segments in a live playlist. Also sets how long live segments stay cached.
     #[arg(long, env = "LIVEMIX_LIVE_SEGMENTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub live_segments: u32,
-    /// A source is reachable while its edge's last status report is younger than this many seconds.
-    #[arg(long, env = "LIVEMIX_REACHABLE_WITHIN_SECS", default_value_t = 30)]
+    /// A source is reachable while its edge's last status report is younger than this many seconds (at most a
+    /// year: PostgreSQL computes with it, and an interval it cannot represent would fail every source query).
+    #[arg(long, env = "LIVEMIX_REACHABLE_WITHIN_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
     pub reachable_within_secs: u64,
     /// How long to wait for an edge to confirm a command, in milliseconds.
     #[arg(long, env = "LIVEMIX_COMMAND_TIMEOUT_MS", default_value_t = 5000)]
@@ -112,12 +114,14 @@ impl Settings {
     /// Seconds a live segment stays listed in the live playlist after it arrived: the playlist's span plus two
     /// segments of slack for slow edges.
     pub fn live_window(&self, segment_secs: f64) -> Duration {
-        Duration::from_secs_f64(segment_secs.max(1.0).ceil() * f64::from(self.live_segments + 2))
+        // Saturating: a segment length from the database must not be able to panic a handler.
+        let secs = segment_secs.max(1.0).ceil() * f64::from(self.live_segments.saturating_add(2));
+        Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
     }
 
     /// Cache TTL of live segments: twice the listing window, so a player that fetched the playlist just before a
     /// segment left it can still download every segment it saw.
     pub fn live_ttl(&self, segment_secs: f64) -> Duration {
-        self.live_window(segment_secs) * 2
+        self.live_window(segment_secs).saturating_mul(2)
     }
 }

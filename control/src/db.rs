@@ -5,45 +5,89 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use livemix_common::{
-    ApiError,
-    model::{Recording, Segment, SegmentInfo, Source},
-};
+use chrono::{DateTime, TimeDelta, Utc};
+use livemix_common::model::{Recording, Segment, SegmentInfo, Source};
 // Dynamic SQL here only ever interpolates this module's column-list constants, never input.
-use sqlx::{AssertSqlSafe, PgPool, postgres::PgPoolOptions};
+use sqlx::{AssertSqlSafe, PgPool, error::ErrorKind, postgres::PgPoolOptions};
 use uuid::Uuid;
 
+/// What went wrong in the database, in the terms callers decide on; the API layer turns it into a status once
+/// (`crate::api::error`), the inbox into ack-or-retry.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("{what} {id} not found")]
     NotFound { what: &'static str, id: String },
+    /// The request contradicts existing data (a name already taken); the message is for the client.
     #[error("{0}")]
     Conflict(String),
-    #[error("connecting to PostgreSQL: {0}")]
-    Connect(sqlx::Error),
+    /// PostgreSQL cannot be reached or is overloaded right now; the same request may succeed later.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// The data breaks a rule of the schema (a row it refers to was deleted, a check failed): it never will
+    /// succeed, however often it is retried. `reason` names the rule for logs and metrics.
+    #[error("database rejected the data ({reason}): {source}")]
+    Rejected { reason: &'static str, source: sqlx::Error },
+    /// Anything else: a bug, or a database in a state this code does not expect.
+    #[error("database: {0}")]
+    Internal(#[source] sqlx::Error),
     #[error("applying database migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("database: {0}")]
-    Sqlx(#[from] sqlx::Error),
 }
 
-impl From<DbError> for ApiError {
-    fn from(err: DbError) -> Self {
-        match err {
-            DbError::NotFound { .. } => ApiError::not_found(err.to_string()),
-            DbError::Conflict(message) => ApiError::conflict(message),
-            other => ApiError::internal(other.to_string()),
+impl DbError {
+    /// Whether the same operation may succeed later, so a caller that can wait should retry it.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Internal(_))
+    }
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(err: sqlx::Error) -> Self {
+        match classify(&err) {
+            Class::Unavailable => Self::Unavailable(err),
+            Class::Rejected(reason) => Self::Rejected { reason, source: err },
+            Class::Internal => Self::Internal(err),
         }
+    }
+}
+
+enum Class {
+    Unavailable,
+    Rejected(&'static str),
+    Internal,
+}
+
+/// Sorts driver errors by what a caller can do about them; SQLSTATE classes as in the PostgreSQL manual,
+/// appendix A.
+fn classify(err: &sqlx::Error) -> Class {
+    use sqlx::Error as E;
+    match err {
+        E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed | E::BeginFailed => {
+            Class::Unavailable
+        }
+        E::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            match (db.kind(), code.get(..2).unwrap_or("")) {
+                (ErrorKind::ForeignKeyViolation, _) => Class::Rejected("foreign_key"),
+                (ErrorKind::CheckViolation, _) => Class::Rejected("check"),
+                (ErrorKind::NotNullViolation, _) => Class::Rejected("not_null"),
+                (ErrorKind::UniqueViolation | ErrorKind::ExclusionViolation, _) => Class::Rejected("unique"),
+                // Data exceptions: a value out of range, a malformed time...
+                (_, "22") => Class::Rejected("invalid_value"),
+                // Connection exceptions, insufficient resources, operator intervention (shutdown, start-up),
+                // serialization failures and deadlocks: all of them pass.
+                (_, "08" | "53" | "57" | "40") => Class::Unavailable,
+                _ => Class::Internal,
+            }
+        }
+        _ => Class::Internal,
     }
 }
 
 pub type DbResult<T> = Result<T, DbError>;
 
-const UNIQUE_VIOLATION: &str = "23505";
-
 fn is_unique_violation(err: &sqlx::Error) -> bool {
-    err.as_database_error().and_then(|e| e.code()).is_some_and(|code| code == UNIQUE_VIOLATION)
+    err.as_database_error().is_some_and(|e| e.is_unique_violation())
 }
 
 /// The columns of a source plus its reachability, judged by the database clock; `$1` is the staleness delay in
@@ -53,7 +97,29 @@ const SOURCE_COLUMNS: &str = "id, name, segment_length, description, streaming, 
 
 const RECORDING_COLUMNS: &str = "id, alias, description, source, start_ts, end_ts, active, created_at, updated_at";
 
-const SEGMENT_COLUMNS: &str = "s.id, s.name, s.source, s.seq, s.start_ts, s.end_ts, s.length_ms, s.size, s.uri";
+const SEGMENT_COLUMNS: &str =
+    "s.id, s.name, s.source, s.run, s.seq, s.discontinuity, s.start_ts, s.end_ts, s.length_ms, s.size, s.uri";
+
+/// The playback order of recorded segments, as a list of expressions over the segments table aliased `t`:
+/// segments from before segment ids (no run) first, in time order as they always played; then encoder runs in
+/// the order the edge drew them (ULIDs sort by the edge's clock, compared bytewise), each run in sequence
+/// order. The row id makes the order total.
+fn playback_order(t: &str) -> String {
+    format!(
+        "COALESCE({t}.run, '') COLLATE \"C\", \
+         CASE WHEN {t}.run IS NULL THEN {t}.start_ts ELSE '-infinity'::timestamptz END, \
+         {t}.seq, {t}.start_ts, {t}.id"
+    )
+}
+
+/// How a recording playlist names one of its segments (see `crate::playlist::RecordedName`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentRef<'a> {
+    /// A segment from before segment ids, by its name (unique per source then).
+    Legacy(&'a str),
+    /// A segment of an encoder run, by run and sequence number.
+    Run { run: ulid::Ulid, seq: i64 },
+}
 
 /// A live segment as indexed for the live playlist.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -93,10 +159,15 @@ impl Db {
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
             .connect(url)
-            .await
-            .map_err(DbError::Connect)?;
+            .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool, reachable_secs: reachable_within.as_secs_f64() })
+        Ok(Self::from_pool(pool, reachable_within))
+    }
+
+    /// A handle on a pool the caller built (e.g. one that connects lazily, for tests of what is decided
+    /// before the database). Migrations are not applied.
+    pub fn from_pool(pool: PgPool, reachable_within: Duration) -> Self {
+        Self { pool, reachable_secs: reachable_within.as_secs_f64() }
     }
 
     pub async fn ping(&self) -> DbResult<()> {
@@ -167,7 +238,7 @@ impl Db {
 
     pub async fn rename_source(&self, id: Uuid, new_name: &str) -> DbResult<Source> {
         self.update_source(id, "name", new_name.to_owned()).await.map_err(|err| match err {
-            DbError::Sqlx(e) => name_conflict(e, new_name),
+            DbError::Rejected { reason: "unique", .. } => name_taken(new_name),
             other => other,
         })
     }
@@ -275,19 +346,26 @@ impl Db {
 
     // ---- recorded segments ----
 
-    /// Stores a recorded segment and links it to the recordings that exist among `recording_ids`. Idempotent,
-    /// because the bus redelivers. Returns the ids of the recordings it was linked to.
+    /// Stores a recorded segment and links it to the recordings of its source among `recording_ids`; returns
+    /// those recordings. The object key is the idempotency key: a report the bus delivers again finds the row
+    /// it made the first time (and links it once), while a restarted encoder's segment, under a new key, gets a
+    /// row of its own. `NotFound` when none of the recordings exists (deleted, or never made): nothing is kept.
     pub async fn add_recorded_segment(&self, recording_ids: &[String], info: &SegmentInfo) -> DbResult<Vec<String>> {
         let mut tx = self.pool.begin().await?;
+        // On a repeat, keep the first report's row; an edge from before segment ids rewrote the object under the
+        // same key, so its size follows the bytes as it always did.
         let segment_id: i64 = sqlx::query_scalar(
-            "INSERT INTO segments (source, name, seq, start_ts, end_ts, length_ms, size, uri) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (source, name) DO UPDATE SET size = EXCLUDED.size, uri = EXCLUDED.uri \
+            "INSERT INTO segments (source, name, run, seq, discontinuity, start_ts, end_ts, length_ms, size, uri) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (source, uri) DO UPDATE \
+             SET size = CASE WHEN segments.run IS NULL THEN EXCLUDED.size ELSE segments.size END \
              RETURNING id",
         )
         .bind(info.source)
         .bind(&info.name)
+        .bind(info.run.map(|run| run.to_string()))
         .bind(info.seq)
+        .bind(info.discontinuity)
         .bind(info.start_ts)
         .bind(info.end_ts)
         .bind(info.length_ms)
@@ -295,47 +373,62 @@ impl Db {
         .bind(&info.uri)
         .fetch_one(&mut *tx)
         .await?;
-        let linked: Vec<String> = sqlx::query_scalar(
-            "INSERT INTO recording_segments (recording, segment) \
-             SELECT id, $2 FROM recordings WHERE id = ANY($1) AND source = $3 \
-             ON CONFLICT DO NOTHING RETURNING recording",
+        let recordings: Vec<String> = sqlx::query_scalar(
+            "WITH wanted AS (SELECT id FROM recordings WHERE id = ANY($1) AND source = $3), \
+             linked AS (INSERT INTO recording_segments (recording, segment) SELECT id, $2 FROM wanted \
+                        ON CONFLICT DO NOTHING) \
+             SELECT id FROM wanted ORDER BY id",
         )
         .bind(recording_ids)
         .bind(segment_id)
         .bind(info.source)
         .fetch_all(&mut *tx)
         .await?;
+        if recordings.is_empty() {
+            // Dropping the transaction rolls the segment row back.
+            return Err(not_found("recording", recording_ids.join(",")));
+        }
         tx.commit().await?;
-        Ok(linked)
+        Ok(recordings)
     }
 
     /// The segments of a recording in playback order.
     pub async fn recording_segments(&self, recording: &str) -> DbResult<Vec<Segment>> {
+        let order = playback_order("s");
         let sql = format!(
             "SELECT {SEGMENT_COLUMNS} FROM segments s JOIN recording_segments rs ON rs.segment = s.id \
-             WHERE rs.recording = $1 ORDER BY s.start_ts, s.seq"
+             WHERE rs.recording = $1 ORDER BY {order}"
         );
         Ok(sqlx::query_as::<_, Segment>(AssertSqlSafe(sql)).bind(recording).fetch_all(&self.pool).await?)
     }
 
-    /// The segment `name` of a recording followed by up to `following` next ones in playback order (empty when
-    /// the recording has no such segment). A player asks for every segment, so this must not load them all.
+    /// The segment `wanted` of a recording followed by up to `following` next ones in playback order (empty
+    /// when the recording has no such segment). A player asks for every segment, so this must not load them all.
     pub async fn recording_segment_and_next(
         &self,
         recording: &str,
-        name: &str,
+        wanted: SegmentRef<'_>,
         following: i64,
     ) -> DbResult<Vec<Segment>> {
+        let (order, order_t) = (playback_order("s"), playback_order("t"));
         let sql = format!(
             "SELECT {SEGMENT_COLUMNS} FROM segments s JOIN recording_segments rs ON rs.segment = s.id \
-             WHERE rs.recording = $1 AND (s.start_ts, s.seq) >= ( \
-                 SELECT t.start_ts, t.seq FROM segments t JOIN recording_segments rt ON rt.segment = t.id \
-                 WHERE rt.recording = $1 AND t.name = $2) \
-             ORDER BY s.start_ts, s.seq LIMIT $3"
+             WHERE rs.recording = $1 AND ({order}) >= ( \
+                 SELECT {order_t} FROM segments t JOIN recording_segments rt ON rt.segment = t.id \
+                 WHERE rt.recording = $1 \
+                   AND (($2::text IS NULL AND t.run IS NULL AND t.name = $3) OR (t.run = $2 AND t.seq = $4)) \
+                 ORDER BY {order_t} LIMIT 1) \
+             ORDER BY {order} LIMIT $5"
         );
+        let (run, name, seq) = match wanted {
+            SegmentRef::Legacy(name) => (None, name, 0),
+            SegmentRef::Run { run, seq } => (Some(run.to_string()), "", seq),
+        };
         Ok(sqlx::query_as::<_, Segment>(AssertSqlSafe(sql))
             .bind(recording)
+            .bind(run)
             .bind(name)
+            .bind(seq)
             .bind(following.saturating_add(1))
             .fetch_all(&self.pool)
             .await?)
@@ -367,16 +460,14 @@ impl Db {
             .bind(&seg.name)
             .execute(&mut *tx)
             .await?;
-        let previous_end: Option<DateTime<Utc>> = sqlx::query_scalar(
-            "SELECT start_ts + make_interval(secs => length_ms / 1000.0) FROM live_segments \
-             WHERE source = $1 ORDER BY media_seq DESC LIMIT 1",
+        let previous: Option<(DateTime<Utc>, i64)> = sqlx::query_as(
+            "SELECT start_ts, length_ms FROM live_segments WHERE source = $1 ORDER BY media_seq DESC LIMIT 1",
         )
         .bind(seg.source)
         .fetch_optional(&mut *tx)
         .await?;
-        let gap_ms = i64::try_from(gap.as_millis()).unwrap_or(i64::MAX);
         let discontinuity =
-            seg.discontinuity || previous_end.is_some_and(|end| (seg.start_ts - end).num_milliseconds().abs() > gap_ms);
+            seg.discontinuity || previous.is_some_and(|(start, length_ms)| is_gap(start, length_ms, seg.start_ts, gap));
         // Row lock on the source serialises replicas handing out numbers for the same source.
         let (media_seq, disc_seq): (i64, i64) = sqlx::query_as(
             "UPDATE sources SET live_media_seq = live_media_seq + 1, \
@@ -437,14 +528,44 @@ impl Db {
     }
 }
 
+/// Whether a segment starting at `next` leaves more than `gap` after (or overlaps by more than `gap`) the one
+/// that started at `start` and lasted `length_ms`. Checked throughout: stored times come from edges, and no
+/// value may make this panic (a time that cannot be computed counts as a gap).
+fn is_gap(start: DateTime<Utc>, length_ms: i64, next: DateTime<Utc>, gap: Duration) -> bool {
+    let Some(end) = TimeDelta::try_milliseconds(length_ms).and_then(|length| start.checked_add_signed(length)) else {
+        return true;
+    };
+    let gap = TimeDelta::from_std(gap).unwrap_or(TimeDelta::MAX);
+    next.signed_duration_since(end).abs() > gap
+}
+
 fn not_found(what: &'static str, id: impl ToString) -> DbError {
     DbError::NotFound { what, id: id.to_string() }
 }
 
 fn name_conflict(err: sqlx::Error, name: &str) -> DbError {
-    if is_unique_violation(&err) {
-        DbError::Conflict(format!("a source named {name:?} already exists"))
-    } else {
-        err.into()
+    if is_unique_violation(&err) { name_taken(name) } else { err.into() }
+}
+
+fn name_taken(name: &str) -> DbError {
+    DbError::Conflict(format!("a source named {name:?} already exists"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaps_are_judged_without_panicking_on_any_time() {
+        let start = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let gap = Duration::from_secs(2);
+        let after = |ms| start + TimeDelta::milliseconds(ms);
+        assert!(!is_gap(start, 1000, after(1000), gap));
+        assert!(!is_gap(start, 1000, after(2900), gap));
+        assert!(is_gap(start, 1000, after(3100), gap));
+        assert!(is_gap(start, 1000, after(-1500), gap), "a jump back is a gap too");
+        assert!(is_gap(DateTime::<Utc>::MAX_UTC, i64::MAX, start, gap));
+        assert!(is_gap(start, i64::MIN, DateTime::<Utc>::MIN_UTC, Duration::MAX));
+        assert!(is_gap(DateTime::<Utc>::MIN_UTC, 0, DateTime::<Utc>::MAX_UTC, gap));
     }
 }

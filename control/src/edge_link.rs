@@ -10,6 +10,8 @@ use livemix_common::{
     rpc::{Requester, RpcError},
 };
 
+use crate::api::error::server_fault;
+
 /// Whether a command reached the edge now or waits for its next status report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
@@ -25,6 +27,11 @@ pub struct EdgeLink {
 impl EdgeLink {
     pub fn new(requester: Requester) -> Self {
         Self { requester }
+    }
+
+    /// The requester whose reply loop must run for commands to get their answers.
+    pub fn requester(&self) -> &Requester {
+        &self.requester
     }
 
     async fn send(&self, source: &Source, body: Message) -> Result<Delivery, RpcError> {
@@ -51,13 +58,18 @@ impl EdgeLink {
     }
 }
 
-/// A failed command as an API error: 504 when the edge did not answer, 502 when it refused.
+/// A failed command as an API error: 504 when the edge did not answer, 502 when it refused (both say which edge
+/// and why, which is the edge's business, not ours), 503 when our bus failed (detail logged only).
 pub fn command_error(err: RpcError, what_happened: &str) -> ApiError {
     match err {
         RpcError::Timeout { .. } => ApiError::gateway_timeout(format!("{err}; {what_happened}")),
         RpcError::Refused { .. } => {
             ApiError::new(axum::http::StatusCode::BAD_GATEWAY, format!("{err}; {what_happened}"))
         }
-        RpcError::Bus(_) => ApiError::unavailable(format!("{err}; {what_happened}")),
+        RpcError::Bus(_) => {
+            let mut fault = server_fault(axum::http::StatusCode::SERVICE_UNAVAILABLE, "the message bus", &err);
+            fault.message = format!("{}; {what_happened}", fault.message);
+            fault
+        }
     }
 }

@@ -8,29 +8,24 @@ pub mod config;
 pub mod db;
 pub mod edge_link;
 pub mod inbox;
+pub mod playlist;
 pub mod segments;
 pub mod state;
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, time::Duration};
 
 use anyhow::Context;
-use axum::{Router, middleware};
 use livemix_common::{
-    api::with_conventions,
     bus::{BusArgs, SharedBus},
     cache::SharedCache,
-    rpc::Requester,
     store::SharedStore,
-    telemetry::{HttpMetrics, Metrics},
 };
-use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpListener;
 
 use crate::{
     config::{ControlArgs, Settings},
     db::Db,
-    edge_link::EdgeLink,
-    segments::SegmentLoader,
+    inbox::Inbox,
     state::AppState,
 };
 
@@ -93,14 +88,9 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let Backends { db, cache, store, bus } = backends;
-    let metrics = Metrics::new("livemix_control");
-    let http_metrics = HttpMetrics::new(&metrics);
-    let store_reads =
-        metrics.register("object_store_reads", "Recorded segments read from the object store", Counter::default());
+    let state = AppState::new(settings.clone(), backends);
     let (reply_topic, reply_subscription) = (&settings.reply_topic, settings.reply_subscription());
-    let requester = Requester::new(bus.clone(), reply_topic.clone(), settings.command_timeout());
-
+    let bus = &state.bus;
     bus.renew_owned_subscription(&reply_subscription, reply_topic)
         .await
         .with_context(|| format!("creating this replica's subscription on the reply topic {reply_topic}"))?;
@@ -113,41 +103,22 @@ pub async fn serve(
         .await
         .with_context(|| format!("subscribing to {}", settings.control_subscription))?;
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(requester.clone().run_reply_loop(replies));
-    tasks.spawn(inbox::run(db.clone(), inbox));
-    tasks.spawn(prune_live_index(db.clone(), settings.clone()));
-
-    let state = AppState {
-        loader: Arc::new(SegmentLoader::new(
-            cache.clone(),
-            store,
-            Duration::from_secs(settings.recording_cache_ttl_secs),
-            store_reads,
-        )),
-        db,
-        cache,
-        bus,
-        edges: EdgeLink::new(requester),
-        settings: Arc::new(settings.clone()),
-        metrics,
-    };
+    tasks.spawn(state.edges.requester().clone().run_reply_loop(replies));
+    tasks.spawn(Inbox::new(state.db.clone(), &state.metrics).run(inbox));
+    tasks.spawn(prune_live_index(state.db.clone(), settings.clone()));
 
     if settings.edge_token.is_none() {
         tracing::warn!("LIVEMIX_EDGE_TOKEN is not set: the edge-facing API accepts anyone");
     }
-    let management = with_bearer(api::management::routes(), settings.management_token.clone());
-    let edge = with_bearer(api::edge::routes(settings.max_segment_bytes), settings.edge_token.clone());
     let apps = [
-        ("management", management, listeners.management),
-        ("vod", api::vod::routes(), listeners.vod),
-        ("edge", edge, listeners.edge),
+        ("management", api::management::app(state.clone()), listeners.management),
+        ("vod", api::vod::app(state.clone()), listeners.vod),
+        ("edge", api::edge::app(state.clone()), listeners.edge),
     ];
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
-    for (service, routes, listener) in apps {
-        let app = with_conventions(routes.merge(api::health_routes()), service, http_metrics.clone())
-            .with_state(state.clone());
+    for (service, app, listener) in apps {
         let mut stop = stop_rx.clone();
         servers.spawn(async move {
             let stopped = async move {
@@ -169,10 +140,6 @@ pub async fn serve(
         tracing::warn!(%err, subscription = reply_subscription, "could not delete the reply subscription");
     }
     Ok(())
-}
-
-fn with_bearer(routes: Router<AppState>, token: Option<String>) -> Router<AppState> {
-    routes.layer(middleware::from_fn(move |req, next| api::auth::require_bearer(token.clone(), req, next)))
 }
 
 /// Drops live-index rows whose segments have long left the cache. Safe on every replica at once.

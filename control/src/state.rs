@@ -1,11 +1,17 @@
 //! What every handler and background task of the control node shares.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use axum::extract::FromRef;
-use livemix_common::{bus::SharedBus, cache::SharedCache, telemetry::Metrics};
+use livemix_common::{
+    bus::SharedBus,
+    cache::SharedCache,
+    rpc::Requester,
+    telemetry::{HttpMetrics, Metrics},
+};
+use prometheus_client::metrics::counter::Counter;
 
-use crate::{config::Settings, db::Db, edge_link::EdgeLink, segments::SegmentLoader};
+use crate::{Backends, config::Settings, db::Db, edge_link::EdgeLink, segments::SegmentLoader};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -16,6 +22,8 @@ pub struct AppState {
     pub loader: Arc<SegmentLoader>,
     pub settings: Arc<Settings>,
     pub metrics: Metrics,
+    /// Request counts and latencies, registered once for all three APIs.
+    pub http_metrics: HttpMetrics,
 }
 
 impl FromRef<AppState> for Metrics {
@@ -25,6 +33,33 @@ impl FromRef<AppState> for Metrics {
 }
 
 impl AppState {
+    /// The state of a control node on these backends, with a fresh metrics registry. Builds no connection and
+    /// starts no task: [`crate::serve`] runs the loops (replies, inbox, timers) beside it.
+    pub fn new(settings: Settings, backends: Backends) -> Self {
+        let Backends { db, cache, store, bus } = backends;
+        let metrics = Metrics::new("livemix_control");
+        let http_metrics = HttpMetrics::new(&metrics);
+        let store_reads =
+            metrics.register("object_store_reads", "Recorded segments read from the object store", Counter::default());
+        let requester = Requester::new(bus.clone(), settings.reply_topic.clone(), settings.command_timeout());
+        let loader = SegmentLoader::new(
+            cache.clone(),
+            store,
+            Duration::from_secs(settings.recording_cache_ttl_secs),
+            store_reads,
+        );
+        Self {
+            db,
+            cache,
+            bus,
+            edges: EdgeLink::new(requester),
+            loader: Arc::new(loader),
+            settings: Arc::new(settings),
+            metrics,
+            http_metrics,
+        }
+    }
+
     /// Publishes a system event on the broadcast topic without making the caller wait or fail for it.
     pub fn broadcast(&self, body: livemix_common::messages::Message) {
         if self.settings.broadcast_topic.is_empty() {

@@ -122,14 +122,8 @@ async fn preview(State(state): State<ApiState>, Path((source, file)): Path<(Stri
         let Some(first) = segments.first() else {
             return Err(ApiError::not_found(format!("no segments of {source} cached on this edge")));
         };
-        let served: Vec<ServedSegment> = segments
-            .iter()
-            .map(|s| ServedSegment {
-                uri: s.name.clone(),
-                duration_secs: s.duration_secs,
-                discontinuity: s.discontinuity,
-            })
-            .collect();
+        let served: Vec<ServedSegment> =
+            segments.iter().map(|s| ServedSegment::new(&s.name, s.duration_secs, s.discontinuity)).collect();
         return Ok(playlist_response(live_playlist(&served, first.seq, 0)));
     }
     validate_segment_name(&file).map_err(ApiError::bad_request)?;

@@ -3,10 +3,10 @@
 use axum::{
     Router,
     extract::{DefaultBodyLimit, State},
-    http::HeaderMap,
+    http::{HeaderMap, StatusCode},
     routing::{get, post},
 };
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use livemix_common::{
     ApiError, ApiResult,
     api::{Body, Json, Path, Query, Reply, parse_header, required_header},
@@ -19,9 +19,15 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::{db::NewLiveSegment, segments::live_key, state::AppState};
+use crate::{api::error::server_fault, db::NewLiveSegment, segments::live_key, state::AppState};
 
-pub fn routes(max_segment_bytes: usize) -> Router<AppState> {
+/// The edge-facing API, bearer-protected when an edge token is set.
+pub fn app(state: AppState) -> Router {
+    let token = state.settings.edge_token.clone();
+    super::app("edge", routes(state.settings.max_segment_bytes), token, state)
+}
+
+fn routes(max_segment_bytes: usize) -> Router<AppState> {
     Router::new()
         .route("/v1/source", get(find_source))
         .route("/v1/source/{id}/status", post(report_status))
@@ -60,6 +66,9 @@ async fn report_status(
             "rr_target_id must be a Pub/Sub topic id: 3 to 255 letters, digits or - _ . ~ % +",
         ));
     }
+    if let Some(ts) = report.local_timestamp.filter(|ts| !sane_time(*ts)) {
+        return Err(insane_time("local_timestamp", &ts.to_rfc3339()));
+    }
     let source = state.db.record_status(id, topic, report.local_timestamp).await?;
     let recordings = state.db.list_recordings(Some(id), true).await?;
     tracing::debug!(source = %source.name, streaming = source.streaming, recordings = recordings.len(), "status report");
@@ -67,25 +76,88 @@ async fn report_status(
     Ok(Reply(StatusReply { source, recordings }))
 }
 
-/// `Segment-Start-TS` in seconds since the epoch (fractions allowed) or RFC 3339.
-fn parse_start(headers: &HeaderMap) -> ApiResult<DateTime<Utc>> {
-    let raw = required_header(headers, h::SEGMENT_START_TS)?;
-    if let Ok(secs) = raw.parse::<f64>() {
-        if let Some(ts) = Some(secs)
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .and_then(|s| Utc.timestamp_millis_opt((s * 1000.0) as i64).single())
-        {
-            return Ok(ts);
-        }
-    } else if let Ok(ts) = DateTime::parse_from_rfc3339(raw) {
-        return Ok(ts.with_timezone(&Utc));
-    }
-    Err(ApiError::bad_request(format!(
-        "header Segment-Start-TS: {raw:?} is not seconds since the epoch or an RFC 3339 time"
-    )))
+/// Times edges send must fall in these years; anything else is a broken clock or hostile input, and would only
+/// travel on into arithmetic, the database and playlists.
+const SANE_YEARS: std::ops::RangeInclusive<i32> = 2000..=2200;
+
+/// The longest segment an edge may forward, in milliseconds (ten minutes; HLS segments are seconds long).
+const MAX_SEGMENT_MSEC: i64 = 600_000;
+
+fn sane_time(ts: DateTime<Utc>) -> bool {
+    SANE_YEARS.contains(&ts.year())
 }
 
-/// A live segment forwarded by an edge: validated, cached with a TTL, then listed in the live playlist.
+fn insane_time(field: &str, raw: &str) -> ApiError {
+    ApiError::bad_request(format!(
+        "{field}: {raw:?} is not a time in the years {} to {}",
+        SANE_YEARS.start(),
+        SANE_YEARS.end()
+    ))
+}
+
+/// `Segment-Start-TS` in seconds since the epoch (fractions allowed) or RFC 3339, within [`SANE_YEARS`].
+fn parse_start(headers: &HeaderMap) -> ApiResult<DateTime<Utc>> {
+    let raw = required_header(headers, h::SEGMENT_START_TS)?;
+    let field = format!("header {}", h::SEGMENT_START_TS);
+    let ts = if let Ok(secs) = raw.parse::<f64>() {
+        // Range-checked as a float first, so the conversion to milliseconds cannot overflow (NaN and infinities
+        // fail the check too).
+        let (earliest, latest) = (year_start(*SANE_YEARS.start()), year_start(*SANE_YEARS.end() + 1));
+        if !(earliest..latest).contains(&secs) {
+            return Err(insane_time(&field, raw));
+        }
+        DateTime::from_timestamp_millis((secs * 1000.0).round() as i64)
+    } else {
+        DateTime::parse_from_rfc3339(raw).ok().map(|ts| ts.with_timezone(&Utc))
+    };
+    let ts = ts.ok_or_else(|| {
+        ApiError::bad_request(format!("{field}: {raw:?} is not seconds since the epoch or an RFC 3339 time"))
+    })?;
+    if !sane_time(ts) {
+        return Err(insane_time(&field, raw));
+    }
+    Ok(ts)
+}
+
+/// Seconds since the epoch at the start of `year`.
+fn year_start(year: i32) -> f64 {
+    chrono::NaiveDate::from_ymd_opt(year, 1, 1)
+        .and_then(|date| date.and_hms_opt(0, 0, 0))
+        .map_or(0.0, |t| t.and_utc().timestamp() as f64)
+}
+
+/// `Segment-Seq`: a non-negative integer that fits the database's BIGINT.
+fn parse_seq(headers: &HeaderMap) -> ApiResult<i64> {
+    let seq: u64 = parse_header(headers, h::SEGMENT_SEQ, "a non-negative integer")?;
+    i64::try_from(seq)
+        .map_err(|_| ApiError::bad_request(format!("header {}: {seq} is larger than {}", h::SEGMENT_SEQ, i64::MAX)))
+}
+
+/// `Segment-Length-MSec`: 1 to [`MAX_SEGMENT_MSEC`].
+fn parse_length(headers: &HeaderMap) -> ApiResult<i64> {
+    let length_ms: i64 = parse_header(headers, h::SEGMENT_LENGTH_MSEC, "an integer number of milliseconds")?;
+    if !(1..=MAX_SEGMENT_MSEC).contains(&length_ms) {
+        return Err(ApiError::bad_request(format!(
+            "header {} must be between 1 and {MAX_SEGMENT_MSEC}, not {length_ms}",
+            h::SEGMENT_LENGTH_MSEC
+        )));
+    }
+    Ok(length_ms)
+}
+
+/// `Segment-Discontinuity` (optional): `true`/`1` or `false`/`0`.
+fn parse_discontinuity(headers: &HeaderMap) -> ApiResult<bool> {
+    match headers.get(h::SEGMENT_DISCONTINUITY).map(|v| v.to_str().unwrap_or("")) {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") => Ok(true),
+        Some(other) => {
+            Err(ApiError::bad_request(format!("header {}: {other:?} is not true/false", h::SEGMENT_DISCONTINUITY)))
+        }
+    }
+}
+
+/// A live segment forwarded by an edge: validated (all of it, before anything is stored), cached with a TTL,
+/// then listed in the live playlist.
 #[tracing::instrument(skip_all, fields(source, segment))]
 async fn new_segment(
     State(state): State<AppState>,
@@ -95,19 +167,10 @@ async fn new_segment(
     let source_id: Uuid = parse_header(&headers, h::SOURCE_ID, "a UUID")?;
     let name = required_header(&headers, h::SEGMENT_NAME)?.to_owned();
     validate_segment_name(&name).map_err(ApiError::bad_request)?;
-    let _seq: u64 = parse_header(&headers, h::SEGMENT_SEQ, "a non-negative integer")?;
+    let _seq = parse_seq(&headers)?;
     let start_ts = parse_start(&headers)?;
-    let length_ms: i64 = parse_header(&headers, h::SEGMENT_LENGTH_MSEC, "an integer number of milliseconds")?;
-    if !(1..=600_000).contains(&length_ms) {
-        return Err(ApiError::bad_request("header Segment-Length-MSec must be between 1 and 600000"));
-    }
-    let discontinuity = match headers.get(h::SEGMENT_DISCONTINUITY).map(|v| v.to_str().unwrap_or("")) {
-        None | Some("false") | Some("0") => false,
-        Some("true") | Some("1") => true,
-        Some(other) => {
-            return Err(ApiError::bad_request(format!("header Segment-Discontinuity: {other:?} is not true/false")));
-        }
-    };
+    let length_ms = parse_length(&headers)?;
+    let discontinuity = parse_discontinuity(&headers)?;
     if body.is_empty() {
         return Err(ApiError::bad_request("empty segment body"));
     }
@@ -126,12 +189,12 @@ async fn new_segment(
         .cache
         .put(&live_key(source_id, &name), body, state.settings.live_ttl(segment_secs))
         .await
-        .map_err(|err| ApiError::unavailable(format!("caching segment: {err}")))?;
+        .map_err(|err| server_fault(StatusCode::SERVICE_UNAVAILABLE, "the segment cache", &err))?;
     let live = state
         .db
         .add_live_segment(
             &NewLiveSegment { source: source_id, name, length_ms, start_ts, discontinuity },
-            std::time::Duration::from_secs_f64((segment_secs * 1.5).max(2.0)),
+            std::time::Duration::try_from_secs_f64((segment_secs * 1.5).max(2.0)).unwrap_or(std::time::Duration::MAX),
         )
         .await?;
     tracing::debug!(media_seq = live.media_seq, size, "live segment stored");

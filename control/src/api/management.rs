@@ -5,7 +5,7 @@ use axum::{
     extract::State,
     routing::{get, post, put},
 };
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use livemix_common::{
     ApiError, ApiResult,
     api::{Body, Json, Path, Query, Reply, ok},
@@ -21,7 +21,13 @@ use uuid::Uuid;
 
 use crate::{edge_link::command_error, state::AppState};
 
-pub fn routes() -> Router<AppState> {
+/// The management API, bearer-protected when a management token is set.
+pub fn app(state: AppState) -> Router {
+    let token = state.settings.management_token.clone();
+    super::app("management", routes(), token, state)
+}
+
+fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/source", post(create_source).get(list_sources))
         .route("/v1/source/{id}", get(get_source).delete(delete_source))
@@ -171,7 +177,7 @@ fn start_time(epoch: Option<i64>) -> ApiResult<DateTime<Utc>> {
     let ts = Utc
         .timestamp_opt(epoch, 0)
         .single()
-        .filter(|ts| epoch > 0 && *ts <= now + chrono::Duration::days(1))
+        .filter(|ts| epoch > 0 && now.checked_add_signed(TimeDelta::days(1)).is_some_and(|tomorrow| *ts <= tomorrow))
         .ok_or_else(|| {
             ApiError::bad_request(format!(
                 "start_time_epoch {epoch} is not a time between 1970 and tomorrow, in seconds since the Unix epoch"

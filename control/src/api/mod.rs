@@ -3,17 +3,32 @@
 
 pub mod auth;
 pub mod edge;
+pub mod error;
 pub mod management;
+#[cfg(test)]
+mod tests;
 pub mod vod;
 
-use axum::{Router, extract::State, routing::get};
+use axum::{Router, extract::State, middleware, routing::get};
 use livemix_common::{
     ApiError, ApiResult,
-    api::{Reply, ok},
+    api::{Reply, ok, request_id, with_conventions},
     telemetry::metrics_handler,
 };
 
 use crate::state::AppState;
+
+/// A service's routes with what every control API has: the bearer token when one is set (probes and metrics
+/// stay open), health and metrics routes, request ids, access logs, request metrics and JSON errors.
+fn app(service: &'static str, routes: Router<AppState>, token: Option<String>, state: AppState) -> Router {
+    let routes = match token {
+        Some(token) => {
+            routes.layer(middleware::from_fn(move |req, next| auth::require_bearer(Some(token.clone()), req, next)))
+        }
+        None => routes,
+    };
+    with_conventions(routes.merge(health_routes()), service, state.http_metrics.clone()).with_state(state)
+}
 
 /// `/liveness/alive`, `/liveness/ready` and `/metrics`, served on every port.
 pub fn health_routes() -> Router<AppState> {
@@ -23,22 +38,30 @@ pub fn health_routes() -> Router<AppState> {
         .route("/metrics", get(metrics_handler))
 }
 
-/// Ready when PostgreSQL, the cache and the bus all answer.
+/// Ready when PostgreSQL, the cache and the bus all answer. This port may be public: the reply names what
+/// failed, the log says why.
 async fn ready(State(state): State<AppState>) -> ApiResult<Reply<serde_json::Value>> {
     let (db, cache, bus) = tokio::join!(state.db.ping(), state.cache.ping(), state.bus.ping());
     let mut failures = Vec::new();
     if let Err(err) = db {
-        failures.push(format!("database: {err}"));
+        tracing::warn!(%err, "readiness: database");
+        failures.push("database");
     }
     if let Err(err) = cache {
-        failures.push(format!("cache: {err}"));
+        tracing::warn!(%err, "readiness: cache");
+        failures.push("cache");
     }
     if let Err(err) = bus {
-        failures.push(format!("bus: {err}"));
+        tracing::warn!(%err, "readiness: bus");
+        failures.push("bus");
     }
     if failures.is_empty() {
         Ok(Reply(serde_json::json!({"database": "ok", "cache": "ok", "bus": "ok"})))
     } else {
-        Err(ApiError::unavailable(failures.join("; ")))
+        Err(ApiError::unavailable(format!(
+            "not ready: {} unreachable; the server log has the details under request id {}",
+            failures.join(", "),
+            request_id()
+        )))
     }
 }

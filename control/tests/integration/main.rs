@@ -6,4 +6,5 @@ mod live;
 mod management;
 mod recording;
 mod restart;
+mod segment_identity;
 mod support;
