@@ -100,7 +100,10 @@ fn listed_segment(segment: &MediaSegment) -> Result<ListedSegment, HlsError> {
     if !(duration_secs.is_finite() && duration_secs > 0.0 && duration_secs <= MAX_SEGMENT_SECS) {
         return Err(HlsError::OutOfBounds {
             field: "#EXTINF",
-            message: format!("duration {} of {uri:?} must be over 0 and at most {MAX_SEGMENT_SECS} s", segment.duration),
+            message: format!(
+                "duration {} of {uri:?} must be over 0 and at most {MAX_SEGMENT_SECS} s",
+                segment.duration
+            ),
         });
     }
     let program_date_time = program_date_time(segment)?;
@@ -274,10 +277,10 @@ mod tests {
         assert_eq!(out_of_bounds(&text("999999999999")), "#EXT-X-MEDIA-SEQUENCE", "the second one is over");
         assert_eq!(out_of_bounds(&text(&u64::MAX.to_string())), "#EXT-X-MEDIA-SEQUENCE");
         let p = parse_media_playlist(text("999999999998").as_bytes()).unwrap();
-        assert_eq!(p.numbered().map(|(seq, s)| (seq, s.uri.as_str())).collect::<Vec<_>>(), [
-            (999_999_999_998, "a.ts"),
-            (999_999_999_999, "b.ts")
-        ]);
+        assert_eq!(
+            p.numbered().map(|(seq, s)| (seq, s.uri.as_str())).collect::<Vec<_>>(),
+            [(999_999_999_998, "a.ts"), (999_999_999_999, "b.ts")]
+        );
         assert_eq!(p.last_sequence(), Some(999_999_999_999));
     }
 
