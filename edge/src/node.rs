@@ -407,3 +407,189 @@ impl Edge {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{path::PathBuf, time::Duration};
+
+    use chrono::DateTime;
+    use clap::Parser;
+    use livemix_common::{
+        ApiError,
+        bus::{MessageBus, memory::MemoryBus},
+        model::SegmentInfo,
+        store::local::LocalStore,
+        supervise::Policy,
+        telemetry::Metrics,
+    };
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::{config::EdgeArgs, forwarder::ForwardMetrics, recorder::RecordMetrics};
+
+    struct Harness {
+        edge: Arc<Edge>,
+        dir: PathBuf,
+        reports: mpsc::Receiver<Delivery>,
+        source: Uuid,
+    }
+
+    impl Harness {
+        /// An edge on the in-process bus and a local store, serving `cam` (as if the control node had said so).
+        async fn start() -> Self {
+            let dir = std::env::temp_dir().join(format!("livemix-node-{}", Uuid::new_v4()));
+            std::fs::create_dir_all(dir.join("ingest/cam")).unwrap();
+            let root = format!("--file-root={}", dir.join("ingest").display());
+            let settings = EdgeArgs::parse_from(["livemix-edge", "--edge-id=edge-test", root.as_str()]).settings;
+            let bus = MemoryBus::default();
+            bus.ensure_topic("ctl").await.unwrap();
+            bus.ensure_subscription("ctl", "ctl").await.unwrap();
+            let reports = bus.subscribe("ctl").await.unwrap();
+            let bus: SharedBus = Arc::new(bus);
+            let metrics = Metrics::new("t");
+            let supervisor = Supervisor::new(&metrics, Policy::default());
+            let sources = Arc::new(Sources::default());
+            // Nothing listens there: nothing in these tests may need the control node.
+            let control = ControlClient::new("http://127.0.0.1:9", None).unwrap();
+            let store = Arc::new(LocalStore::new(dir.join("store")));
+            let edge = Edge::new(Parts {
+                fetcher: Fetcher::new(Duration::from_secs(1), 1_000_000).unwrap(),
+                forwarder: Arc::new(Forwarder::new(
+                    control.clone(),
+                    Arc::clone(&sources),
+                    4,
+                    ForwardMetrics { forwarded: Default::default(), dropped: Default::default() },
+                    supervisor.clone(),
+                )),
+                recorder: Recorder::start(
+                    store,
+                    Arc::clone(&bus),
+                    "ctl".into(),
+                    "rec".into(),
+                    RecordMetrics::default(),
+                ),
+                control,
+                sources,
+                bus,
+                supervisor,
+                settings,
+            });
+            let source = Uuid::new_v4();
+            edge.sources.register("cam", source, false);
+            Self { edge, dir, reports, source }
+        }
+
+        fn write(&self, name: &str, data: &str) {
+            std::fs::write(self.dir.join("ingest/cam").join(name), data).unwrap();
+        }
+
+        async fn ingest(&self, playlist: &str) -> Result<IngestReport, IngestError> {
+            let from = self.edge.segment_source(&format!("file://{}/", self.dir.join("ingest/cam").display()))?;
+            self.edge.ingest_playlist("cam", &from, playlist.as_bytes()).await
+        }
+
+        fn start_recording(&self, start_ts: DateTime<Utc>) -> String {
+            let id = ulid::Ulid::new().to_string();
+            let recording = Recording {
+                id: id.clone(),
+                alias: None,
+                description: None,
+                source: self.source,
+                start_ts,
+                end_ts: None,
+                active: true,
+                created_at: start_ts,
+                updated_at: start_ts,
+            };
+            self.edge.command(&Message::StartRecording { recording }).unwrap();
+            id
+        }
+
+        async fn next_recorded(&mut self) -> (Vec<String>, SegmentInfo) {
+            let delivery = tokio::time::timeout(Duration::from_secs(10), self.reports.recv())
+                .await
+                .expect("a recorded segment reported")
+                .expect("bus open");
+            let body = delivery.envelope.body.clone();
+            delivery.ack();
+            match body {
+                Message::NewVideoRecordingSegment { recording_ids, segment } => (recording_ids, segment),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    impl Drop for Harness {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn playlist(media_sequence: u64, names: &[&str]) -> String {
+        let mut text =
+            format!("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:{media_sequence}\n");
+        for name in names {
+            text.push_str(&format!("#EXTINF:1.000000,\n{name}\n"));
+        }
+        text
+    }
+
+    #[tokio::test]
+    async fn a_restarted_encoder_gets_a_new_run_without_touching_the_old_one() {
+        let h = Harness::start().await;
+        for i in 0..3 {
+            h.write(&format!("index{i}.ts"), &format!("first run {i}"));
+        }
+        let report = h.ingest(&playlist(0, &["index0.ts", "index1.ts", "index2.ts"])).await.unwrap();
+        assert_eq!(report.new_segments.len(), 3);
+        // ffmpeg restarts and counts from index0.ts again, with new bytes.
+        h.write("index0.ts", "second run 0");
+        let report = h.ingest(&playlist(0, &["index0.ts"])).await.unwrap();
+        assert_eq!(report.new_segments, vec!["index0.ts".to_string()], "not mistaken for the old index0");
+
+        let all = h.edge.cache.all("cam");
+        assert_eq!(all.len(), 4);
+        let (old, new) = (&all[..3], &all[3]);
+        assert!(old.iter().all(|s| s.id.run == old[0].id.run && s.id.source == h.source));
+        assert_eq!(old.iter().map(|s| s.id.seq).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert!(new.id.run > old[0].id.run, "a new, later run");
+        assert_eq!(new.id.seq, 0);
+        assert!(new.discontinuity, "the new run's first segment follows a discontinuity");
+        assert!(!old[1].discontinuity && !old[2].discontinuity);
+        assert_eq!(&old[0].data[..], b"first run 0", "the old run's bytes are untouched");
+        assert_eq!(&new.data[..], b"second run 0");
+        assert!(!old.iter().any(|s| s.id == new.id), "no collision");
+    }
+
+    #[tokio::test]
+    async fn hostile_playlists_are_refused_with_400_naming_the_field() {
+        let h = Harness::start().await;
+        h.write("seg.ts", "ts");
+        for (tags, field) in [
+            ("#EXTINF:100000000000000,", "#EXTINF"),
+            ("#EXT-X-PROGRAM-DATE-TIME:262142-01-01T00:00:00.000+0000\n#EXTINF:1.0,", "#EXT-X-PROGRAM-DATE-TIME"),
+            ("#EXT-X-MEDIA-SEQUENCE:18446744073709551615\n#EXTINF:1.0,", "#EXT-X-MEDIA-SEQUENCE"),
+        ] {
+            let err = h.ingest(&format!("#EXTM3U\n#EXT-X-TARGETDURATION:1\n{tags}\nseg.ts\n")).await.unwrap_err();
+            let api = ApiError::from(err);
+            assert_eq!(api.status, StatusCode::BAD_REQUEST, "{tags}");
+            assert!(api.message.starts_with(field), "{tags}: {}", api.message);
+        }
+        assert!(h.edge.cache.all("cam").is_empty(), "nothing accepted");
+    }
+
+    #[tokio::test]
+    async fn a_camera_whose_clock_reset_to_1970_still_records() {
+        let mut h = Harness::start().await;
+        let recording = h.start_recording(Utc::now() - TimeDelta::seconds(30));
+        h.write("index0.ts", "ts");
+        let text = "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-PROGRAM-DATE-TIME:1970-01-01T00:00:07.000+0000\n\
+                    #EXTINF:1.0,\nindex0.ts\n";
+        let before = Utc::now();
+        assert_eq!(h.ingest(text).await.unwrap().new_segments.len(), 1);
+        let (recordings, segment) = h.next_recorded().await;
+        assert_eq!(recordings, vec![recording]);
+        assert!(segment.start_ts >= before - TimeDelta::seconds(2), "dated by the edge's clock: {}", segment.start_ts);
+        assert!(segment.discontinuity);
+    }
+}
