@@ -592,4 +592,22 @@ mod tests {
         assert!(segment.start_ts >= before - TimeDelta::seconds(2), "dated by the edge's clock: {}", segment.start_ts);
         assert!(segment.discontinuity);
     }
+
+    #[tokio::test]
+    async fn readiness_turns_red_while_a_supervised_task_is_down() {
+        let h = Harness::start().await;
+        h.edge.bus_ok.store(true, Ordering::Relaxed);
+        h.edge.control_ok.store(true, Ordering::Relaxed);
+        assert!(h.edge.readiness().ready());
+        h.edge.supervisor.spawn("broken", || async {});
+        for _ in 0..100 {
+            if h.edge.supervisor.down() == ["broken"] {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let readiness = h.edge.readiness();
+        assert!(!readiness.ready(), "{readiness:?}");
+        assert!(readiness.tasks.iter().any(|t| t.name == "broken" && !t.up));
+    }
 }
