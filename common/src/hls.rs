@@ -1,6 +1,6 @@
 //! HLS playlists (RFC 8216): parsing what encoders push, writing what players read.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use m3u8_rs::{MediaPlaylist, MediaPlaylistType, MediaSegment};
 
 #[derive(Debug, thiserror::Error)]
@@ -9,29 +9,63 @@ pub enum HlsError {
     Malformed(String),
     #[error("a master playlist was given; push the media playlist of one rendition")]
     MasterPlaylist,
+    /// A tag's value is out of the bounds LiveMix accepts; `field` names the tag (e.g. `#EXTINF`).
+    #[error("{field}: {message}")]
+    OutOfBounds { field: &'static str, message: String },
 }
+
+/// The longest segment accepted, in seconds. Encoders cut segments of a few seconds; anything near this is a
+/// broken or hostile playlist, and bounding it here keeps every later time calculation far from overflow.
+pub const MAX_SEGMENT_SECS: f64 = 600.0;
+
+/// Program date-times outside these years are refused. The lower bound is the Unix epoch, not "recent": a camera
+/// whose clock reset still streams (the edge then dates segments by its own clock); the upper bound keeps date
+/// arithmetic far from chrono's limits (year 262142).
+pub const PROGRAM_DATE_TIME_YEARS: std::ops::RangeInclusive<i32> = 1970..=2200;
+
+/// The largest media sequence number accepted (for the last listed segment): a century of one-second segments
+/// fits, and recorded object keys stay 12 digits wide so they sort in order.
+pub const MAX_MEDIA_SEQUENCE: u64 = 999_999_999_999;
 
 /// One segment listed by an encoder's playlist.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListedSegment {
     /// The URI as written in the playlist (usually a bare file name).
     pub uri: String,
+    /// Finite, > 0 and at most [`MAX_SEGMENT_SECS`].
     pub duration_secs: f64,
     /// A discontinuity precedes this segment (encoder restart, timestamp jump...).
     pub discontinuity: bool,
+    /// Within [`PROGRAM_DATE_TIME_YEARS`]; the encoder's clock, so only a hint.
     pub program_date_time: Option<DateTime<Utc>>,
 }
 
 /// An encoder's playlist, reduced to what LiveMix uses.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListedPlaylist {
+    /// The media sequence number of the first listed segment; the last one's is at most [`MAX_MEDIA_SEQUENCE`].
     pub media_sequence: u64,
     pub segments: Vec<ListedSegment>,
     pub ended: bool,
 }
 
+impl ListedPlaylist {
+    /// The listed segments with their media sequence numbers (RFC 8216 6.3.5: the first one's is
+    /// `#EXT-X-MEDIA-SEQUENCE`, each next one's one more).
+    pub fn numbered(&self) -> impl DoubleEndedIterator<Item = (u64, &ListedSegment)> + ExactSizeIterator {
+        // Parsing bounded media_sequence + len by MAX_MEDIA_SEQUENCE; saturating for hand-built playlists.
+        self.segments.iter().enumerate().map(|(i, s)| (self.media_sequence.saturating_add(i as u64), s))
+    }
+
+    /// The media sequence number of the last listed segment, if any.
+    pub fn last_sequence(&self) -> Option<u64> {
+        self.numbered().next_back().map(|(seq, _)| seq)
+    }
+}
+
 /// Parses a media playlist as ffmpeg and other encoders write it; DISCONTINUITY, PROGRAM-DATE-TIME and ENDLIST
-/// are understood, unknown tags ignored.
+/// are understood, unknown tags ignored. Values out of bounds are refused here, at the door, naming the tag, so
+/// nothing later has to wonder whether a duration or a date can overflow.
 pub fn parse_media_playlist(data: &[u8]) -> Result<ListedPlaylist, HlsError> {
     let text = std::str::from_utf8(data).map_err(|_| HlsError::Malformed("playlist is not UTF-8".into()))?;
     if !text.trim_start().starts_with("#EXTM3U") {
@@ -42,30 +76,68 @@ pub fn parse_media_playlist(data: &[u8]) -> Result<ListedPlaylist, HlsError> {
     }
     let playlist = m3u8_rs::parse_media_playlist_res(data)
         .map_err(|err| HlsError::Malformed(format!("parse error: {err:?}").chars().take(200).collect()))?;
-    let segments = playlist
-        .segments
-        .iter()
-        .map(|s| ListedSegment {
-            uri: s.uri.trim().to_owned(),
-            duration_secs: f64::from(s.duration),
-            discontinuity: s.discontinuity,
-            program_date_time: s.program_date_time.map(|t| t.with_timezone(&Utc)).or_else(|| ffmpeg_date_time(s)),
-        })
-        .collect::<Vec<_>>();
-    if let Some(bad) =
-        segments.iter().find(|s| s.uri.is_empty() || !s.duration_secs.is_finite() || s.duration_secs < 0.0)
-    {
-        return Err(HlsError::Malformed(format!("invalid segment entry {:?}", bad.uri)));
+    let segments = playlist.segments.iter().map(listed_segment).collect::<Result<Vec<_>, _>>()?;
+    let last = playlist.media_sequence.checked_add(segments.len().saturating_sub(1) as u64);
+    if last.is_none_or(|last| last > MAX_MEDIA_SEQUENCE) {
+        return Err(HlsError::OutOfBounds {
+            field: "#EXT-X-MEDIA-SEQUENCE",
+            message: format!(
+                "{} (+{} segments) is over the largest accepted sequence number {MAX_MEDIA_SEQUENCE}",
+                playlist.media_sequence,
+                segments.len()
+            ),
+        });
     }
     Ok(ListedPlaylist { media_sequence: playlist.media_sequence, segments, ended: playlist.end_list })
 }
 
-/// ffmpeg writes PROGRAM-DATE-TIME with a `+0000` offset, which is not RFC 3339, so m3u8-rs keeps it as an
-/// unknown tag; read it from there.
-fn ffmpeg_date_time(segment: &MediaSegment) -> Option<DateTime<Utc>> {
-    let tag = segment.unknown_tags.iter().find(|t| t.tag == "X-PROGRAM-DATE-TIME")?;
-    let value = tag.rest.as_deref()?.trim();
-    DateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S%.f%z").ok().map(|t| t.with_timezone(&Utc))
+fn listed_segment(segment: &MediaSegment) -> Result<ListedSegment, HlsError> {
+    let uri = segment.uri.trim().to_owned();
+    if uri.is_empty() {
+        return Err(HlsError::Malformed("a segment entry has no URI".into()));
+    }
+    let duration_secs = f64::from(segment.duration);
+    if !(duration_secs.is_finite() && duration_secs > 0.0 && duration_secs <= MAX_SEGMENT_SECS) {
+        return Err(HlsError::OutOfBounds {
+            field: "#EXTINF",
+            message: format!(
+                "duration {} of {uri:?} must be over 0 and at most {MAX_SEGMENT_SECS} s",
+                segment.duration
+            ),
+        });
+    }
+    let program_date_time = program_date_time(segment)?;
+    if let Some(at) = program_date_time
+        && !PROGRAM_DATE_TIME_YEARS.contains(&at.year())
+    {
+        return Err(HlsError::OutOfBounds {
+            field: "#EXT-X-PROGRAM-DATE-TIME",
+            message: format!(
+                "{} (of {uri:?}) is outside the years {}..={}",
+                at.to_rfc3339(),
+                PROGRAM_DATE_TIME_YEARS.start(),
+                PROGRAM_DATE_TIME_YEARS.end()
+            ),
+        });
+    }
+    Ok(ListedSegment { uri, duration_secs, discontinuity: segment.discontinuity, program_date_time })
+}
+
+/// The segment's PROGRAM-DATE-TIME. m3u8-rs reads RFC 3339; ffmpeg writes a `+0000` offset, which is not RFC 3339,
+/// so m3u8-rs keeps that as an unknown tag: read it from there. A tag that is present but unreadable is refused
+/// rather than ignored.
+fn program_date_time(segment: &MediaSegment) -> Result<Option<DateTime<Utc>>, HlsError> {
+    if let Some(at) = segment.program_date_time {
+        return Ok(Some(at.with_timezone(&Utc)));
+    }
+    let Some(tag) = segment.unknown_tags.iter().find(|t| t.tag == "X-PROGRAM-DATE-TIME") else { return Ok(None) };
+    let value = tag.rest.as_deref().unwrap_or_default().trim();
+    DateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S%.f%z").map(|t| Some(t.with_timezone(&Utc))).map_err(|err| {
+        HlsError::OutOfBounds {
+            field: "#EXT-X-PROGRAM-DATE-TIME",
+            message: format!("{:?} is not a date-time: {err}", value.chars().take(64).collect::<String>()),
+        }
+    })
 }
 
 /// A segment to list in a playlist LiveMix serves.
@@ -167,6 +239,60 @@ mod tests {
         assert!(matches!(parse_media_playlist(&[0xff, 0xfe]), Err(HlsError::Malformed(_))));
         let master = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1000\nlow.m3u8\n";
         assert!(matches!(parse_media_playlist(master.as_bytes()), Err(HlsError::MasterPlaylist)));
+    }
+
+    fn out_of_bounds(text: &str) -> &'static str {
+        match parse_media_playlist(text.as_bytes()) {
+            Err(HlsError::OutOfBounds { field, .. }) => field,
+            other => panic!("expected a bounds error for {text:?}, got {other:?}"),
+        }
+    }
+
+    fn one_segment(tags: &str) -> String {
+        format!("#EXTM3U\n#EXT-X-TARGETDURATION:2\n{tags}\nseg.ts\n")
+    }
+
+    #[test]
+    fn hostile_durations_are_refused_naming_the_tag() {
+        for extinf in ["#EXTINF:100000000000000,", "#EXTINF:0,", "#EXTINF:-1,", "#EXTINF:601,", "#EXTINF:inf,"] {
+            let text = one_segment(extinf);
+            let field = match parse_media_playlist(text.as_bytes()) {
+                Err(HlsError::OutOfBounds { field, .. }) => field,
+                // m3u8-rs may not read some of these as numbers at all; still refused.
+                Err(HlsError::Malformed(_)) => "#EXTINF",
+                other => panic!("{extinf}: {other:?}"),
+            };
+            assert_eq!(field, "#EXTINF", "{extinf}");
+        }
+        let err = parse_media_playlist(one_segment("#EXTINF:100000000000000,").as_bytes()).unwrap_err();
+        assert!(err.to_string().starts_with("#EXTINF: "), "{err}");
+        assert!(parse_media_playlist(one_segment("#EXTINF:600,").as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn hostile_program_date_times_are_refused_but_a_reset_clock_is_not() {
+        for pdt in ["262142-01-01T00:00:00.000+0000", "+262142-01-01T00:00:00Z", "2201-01-01T00:00:00Z", "yesterday"] {
+            let text = one_segment(&format!("#EXT-X-PROGRAM-DATE-TIME:{pdt}\n#EXTINF:2,"));
+            assert_eq!(out_of_bounds(&text), "#EXT-X-PROGRAM-DATE-TIME", "{pdt}");
+        }
+        for pdt in ["1970-01-01T00:00:05.000+0000", "1970-01-01T00:00:05Z", "2200-12-31T23:59:59Z"] {
+            let text = one_segment(&format!("#EXT-X-PROGRAM-DATE-TIME:{pdt}\n#EXTINF:2,"));
+            let p = parse_media_playlist(text.as_bytes()).unwrap_or_else(|e| panic!("{pdt}: {e}"));
+            assert!(p.segments[0].program_date_time.is_some(), "{pdt}");
+        }
+    }
+
+    #[test]
+    fn absurd_media_sequences_are_refused() {
+        let text = |seq: &str| format!("#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:{seq}\n#EXTINF:2,\na.ts\n#EXTINF:2,\nb.ts\n");
+        assert_eq!(out_of_bounds(&text("999999999999")), "#EXT-X-MEDIA-SEQUENCE", "the second one is over");
+        assert_eq!(out_of_bounds(&text(&u64::MAX.to_string())), "#EXT-X-MEDIA-SEQUENCE");
+        let p = parse_media_playlist(text("999999999998").as_bytes()).unwrap();
+        assert_eq!(
+            p.numbered().map(|(seq, s)| (seq, s.uri.as_str())).collect::<Vec<_>>(),
+            [(999_999_999_998, "a.ts"), (999_999_999_999, "b.ts")]
+        );
+        assert_eq!(p.last_sequence(), Some(999_999_999_999));
     }
 
     fn seg(uri: &str, d: f64, disc: bool) -> ServedSegment {

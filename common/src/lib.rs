@@ -18,6 +18,7 @@ pub mod segment_id;
 pub mod server;
 pub mod signal;
 pub mod store;
+pub mod supervise;
 pub mod telemetry;
 
 pub use api::{ApiError, ApiResult};

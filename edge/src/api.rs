@@ -21,8 +21,7 @@ use tower_http::cors::CorsLayer;
 
 use crate::{
     fetch::{FetchError, SegmentSource},
-    node::{Edge, IngestError, IngestReport},
-    sources::SourceView,
+    node::{Edge, EdgeView, IngestError, IngestReport},
 };
 
 pub const SOURCE_HEADER: &str = "Video-Source-Name";
@@ -51,6 +50,7 @@ pub fn routes(max_playlist_bytes: usize, max_segment_bytes: usize) -> Router<Api
         .route("/v1/source", get(list_sources))
         .route("/liveness/alive", get(|| async { ok() }))
         .route("/liveness/ready", get(ready))
+        .route("/debug/tasks", get(tasks))
         .route("/metrics", get(metrics_handler))
 }
 
@@ -76,8 +76,7 @@ async fn post_playlist(
     let name = required_header(&headers, SOURCE_HEADER)?;
     validate_source_name(name).map_err(ApiError::bad_request)?;
     let prefix = required_header(&headers, PREFIX_HEADER)?;
-    let from =
-        SegmentSource::from_prefix(prefix, state.edge.settings.file_root.as_deref()).map_err(IngestError::from)?;
+    let from = state.edge.segment_source(prefix)?;
     Ok(Reply(state.edge.ingest_playlist(name, &from, &body).await?))
 }
 
@@ -100,9 +99,7 @@ async fn ingest_file(
     if body.is_empty() {
         return Err(ApiError::bad_request(format!("{file}: empty segment")));
     }
-    // Refuse segments of unregistered sources now, rather than buffering them for a playlist that will fail.
-    state.edge.resolve(&source).await?;
-    state.edge.fetcher.pushed().put(&source, &file, body);
+    state.edge.accept_upload(&source, &file, body).await?;
     Ok(axum::response::IntoResponse::into_response((StatusCode::CREATED, Reply(json!({"segment": file})))))
 }
 
@@ -116,44 +113,42 @@ async fn delete_file(
 /// Local preview of a source as this edge has it, without the control node.
 async fn preview(State(state): State<ApiState>, Path((source, file)): Path<(String, String)>) -> ApiResult<Response> {
     validate_source_name(&source).map_err(ApiError::bad_request)?;
-    let edge = &state.edge;
     if file == "vid.m3u8" {
-        let segments = edge.cache.newest(&source, edge.settings.preview_segments.max(1));
-        let Some(first) = segments.first() else {
+        let (media_sequence, segments) = state.edge.preview(&source);
+        if segments.is_empty() {
             return Err(ApiError::not_found(format!("no segments of {source} cached on this edge")));
-        };
+        }
         let served: Vec<ServedSegment> =
             segments.iter().map(|s| ServedSegment::new(&s.name, s.duration_secs, s.discontinuity)).collect();
-        return Ok(playlist_response(live_playlist(&served, first.seq, 0)));
+        return Ok(playlist_response(live_playlist(&served, media_sequence, 0)));
     }
     validate_segment_name(&file).map_err(ApiError::bad_request)?;
-    let segment = edge
-        .cache
-        .get(&source, &file)
+    let segment = state
+        .edge
+        .cached_segment(&source, &file)
         .ok_or_else(|| ApiError::not_found(format!("segment {file} of {source} is not cached on this edge")))?;
     Ok(segment_response(segment.data.clone()))
 }
 
-#[derive(serde::Serialize)]
-struct SourcesReply {
-    edge_id: String,
-    sources: Vec<SourceView>,
+async fn list_sources(State(state): State<ApiState>) -> Reply<EdgeView> {
+    Reply(state.edge.view())
 }
 
-async fn list_sources(State(state): State<ApiState>) -> Reply<SourcesReply> {
-    Reply(SourcesReply { edge_id: state.edge.edge_id.clone(), sources: state.edge.sources.view() })
-}
-
-/// Ready when the control node answered the last status report (or no source needed one yet) and the command
-/// subscription is up.
+/// Ready when the control node answered the last status report (or no source needed one yet), the command
+/// subscription is up and every supervised task runs.
 async fn ready(State(state): State<ApiState>) -> ApiResult<Reply<serde_json::Value>> {
-    use std::sync::atomic::Ordering::Relaxed;
-    let edge = &state.edge;
-    let control = edge.control_ok.load(Relaxed) || edge.sources.names_and_ids().is_empty();
-    let bus = edge.bus_ok.load(Relaxed);
-    if control && bus {
-        Ok(Reply(json!({"control": "ok", "bus": "ok"})))
-    } else {
-        Err(ApiError::unavailable(format!("control reachable: {control}, command subscription up: {bus}")))
+    let readiness = state.edge.readiness();
+    if readiness.ready() {
+        return Ok(Reply(json!({"control": "ok", "bus": "ok", "tasks": "ok"})));
     }
+    let down: Vec<&str> = readiness.tasks.iter().filter(|t| !t.up).map(|t| t.name.as_str()).collect();
+    Err(ApiError::unavailable(format!(
+        "control reachable: {}, command subscription up: {}, tasks down: {down:?}",
+        readiness.control, readiness.bus
+    )))
+}
+
+/// Every supervised task and how it is doing (tests check that bad input stopped none of them).
+async fn tasks(State(state): State<ApiState>) -> Reply<serde_json::Value> {
+    Reply(json!({"tasks": state.edge.readiness().tasks}))
 }

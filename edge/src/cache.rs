@@ -2,6 +2,12 @@
 //!
 //! The window is how far back a recording can start (back-fill); the byte bound keeps a burst of large
 //! segments from exhausting memory.
+//!
+//! Not `moka`: its eviction is TinyLFU (it may refuse to admit the newest segment, or evict a recent one before
+//! an old one), expiry and the weight bound are applied lazily, and it cannot list one source's segments in order
+//! (the preview's newest N, a recording's back-fill). Live segments are a FIFO per source, and everything here is
+//! O(1) per segment: one queue over all sources in arrival order (what expires or is evicted first), one per
+//! source, and an index by name.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -10,18 +16,23 @@ use std::{
 };
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
+use livemix_common::segment_id::SegmentId;
 use parking_lot::Mutex;
 
-/// A segment the edge has fetched.
+/// A segment the edge has accepted.
 #[derive(Debug)]
 pub struct Segment {
+    /// Decided once, when the edge accepted it (see [`crate::identity`]).
+    pub id: SegmentId,
     pub source_name: String,
+    /// The name the encoder gave it (reused when the encoder restarts).
     pub name: String,
-    /// Per-source sequence number given by this edge.
-    pub seq: u64,
+    /// By the edge's clock (see [`crate::timing`]).
     pub start_ts: DateTime<Utc>,
+    /// Finite, > 0 and bounded (checked when the playlist was parsed).
     pub duration_secs: f64,
+    /// The first segment of a run, or marked in the playlist.
     pub discontinuity: bool,
     pub data: Bytes,
     pub cached_at: Instant,
@@ -32,14 +43,19 @@ impl Segment {
         (self.duration_secs * 1000.0).round().max(1.0) as i64
     }
 
+    /// `start_ts` plus `ms`; durations are bounded at parse time, so the fallback (the start) is never taken.
+    fn after(&self, ms: i64) -> DateTime<Utc> {
+        TimeDelta::try_milliseconds(ms).and_then(|d| self.start_ts.checked_add_signed(d)).unwrap_or(self.start_ts)
+    }
+
     pub fn end_ts(&self) -> DateTime<Utc> {
-        self.start_ts + chrono::Duration::milliseconds(self.length_ms())
+        self.after(self.length_ms())
     }
 
     /// The instant a segment is attributed to when deciding whether it belongs to a recording: its middle, so a
     /// recording's duration is right to within one segment.
     pub fn midpoint(&self) -> DateTime<Utc> {
-        self.start_ts + chrono::Duration::milliseconds(self.length_ms() / 2)
+        self.after(self.length_ms() / 2)
     }
 }
 
@@ -51,8 +67,48 @@ pub struct EdgeCache {
 
 #[derive(Default)]
 struct Inner {
-    sources: HashMap<String, VecDeque<Arc<Segment>>>,
+    /// Every cached segment in arrival order: the front expires, and is evicted, first.
+    arrivals: VecDeque<Arc<Segment>>,
+    sources: HashMap<String, PerSource>,
     bytes: usize,
+}
+
+#[derive(Default)]
+struct PerSource {
+    /// This source's segments in arrival order, each with its position (how many arrived before it).
+    segments: VecDeque<(u64, Arc<Segment>)>,
+    /// The newest segment under each name (a restarted encoder reuses names).
+    by_name: HashMap<String, Arc<Segment>>,
+    arrived: u64,
+}
+
+impl Inner {
+    /// Drops the oldest segment of all; it is also the oldest of its source.
+    fn pop_oldest(&mut self) -> Option<Arc<Segment>> {
+        let oldest = self.arrivals.pop_front()?;
+        self.bytes -= oldest.data.len();
+        if let Some(source) = self.sources.get_mut(&oldest.source_name) {
+            if source.segments.front().is_some_and(|(_, s)| Arc::ptr_eq(s, &oldest)) {
+                source.segments.pop_front();
+            }
+            if source.by_name.get(&oldest.name).is_some_and(|s| Arc::ptr_eq(s, &oldest)) {
+                source.by_name.remove(&oldest.name);
+            }
+            if source.segments.is_empty() {
+                self.sources.remove(&oldest.source_name);
+            }
+        }
+        Some(oldest)
+    }
+
+    fn purge(&mut self, window: Duration) -> usize {
+        let mut purged = 0;
+        while self.arrivals.front().is_some_and(|s| s.cached_at.elapsed() > window) {
+            self.pop_oldest();
+            purged += 1;
+        }
+        purged
+    }
 }
 
 impl EdgeCache {
@@ -68,61 +124,48 @@ impl EdgeCache {
     pub fn insert(&self, segment: Arc<Segment>) {
         let mut inner = self.lock();
         let size = segment.data.len();
-        Self::purge_locked(&mut inner, self.window);
+        inner.purge(self.window);
         while inner.bytes + size > self.max_bytes {
-            let oldest = inner
-                .sources
-                .iter()
-                .filter_map(|(name, q)| q.front().map(|s| (name.clone(), s.cached_at)))
-                .min_by_key(|(_, at)| *at)
-                .map(|(name, _)| name);
-            let Some(name) = oldest else { break };
-            if let Some(evicted) = inner.sources.get_mut(&name).and_then(VecDeque::pop_front) {
-                inner.bytes -= evicted.data.len();
-                tracing::debug!(source = %name, segment = %evicted.name, "evicted to stay within the cache budget");
-            }
+            let Some(evicted) = inner.pop_oldest() else { break };
+            tracing::debug!(segment = %evicted.id, name = %evicted.name, "evicted to stay within the cache budget");
         }
         inner.bytes += size;
-        inner.sources.entry(segment.source_name.clone()).or_default().push_back(segment);
-    }
-
-    fn purge_locked(inner: &mut Inner, window: Duration) -> usize {
-        let mut purged = 0;
-        let mut freed = 0;
-        for queue in inner.sources.values_mut() {
-            while queue.front().is_some_and(|s| s.cached_at.elapsed() > window) {
-                if let Some(s) = queue.pop_front() {
-                    freed += s.data.len();
-                    purged += 1;
-                }
-            }
-        }
-        inner.bytes -= freed;
-        inner.sources.retain(|_, q| !q.is_empty());
-        purged
+        inner.arrivals.push_back(Arc::clone(&segment));
+        let source = inner.sources.entry(segment.source_name.clone()).or_default();
+        source.by_name.insert(segment.name.clone(), Arc::clone(&segment));
+        source.segments.push_back((source.arrived, segment));
+        source.arrived += 1;
     }
 
     /// Drops segments older than the tracking window; returns (purged, remaining).
     pub fn purge_expired(&self) -> (usize, usize) {
         let mut inner = self.lock();
-        let purged = Self::purge_locked(&mut inner, self.window);
-        (purged, inner.sources.values().map(VecDeque::len).sum())
+        let purged = inner.purge(self.window);
+        (purged, inner.arrivals.len())
     }
 
-    /// The newest `count` segments of a source, oldest first.
-    pub fn newest(&self, source: &str, count: usize) -> Vec<Arc<Segment>> {
+    /// The newest `count` segments of a source, oldest first, and the position of the first (how many of the
+    /// source's segments arrived in this cache before it: a media sequence number that only grows).
+    pub fn newest(&self, source: &str, count: usize) -> (u64, Vec<Arc<Segment>>) {
         let inner = self.lock();
-        let Some(queue) = inner.sources.get(source) else { return Vec::new() };
-        queue.iter().skip(queue.len().saturating_sub(count)).cloned().collect()
+        let Some(source) = inner.sources.get(source) else { return (0, Vec::new()) };
+        let skip = source.segments.len().saturating_sub(count);
+        let first = source.segments.get(skip).map_or(0, |(position, _)| *position);
+        (first, source.segments.iter().skip(skip).map(|(_, s)| Arc::clone(s)).collect())
     }
 
     /// Every cached segment of a source, oldest first.
     pub fn all(&self, source: &str) -> Vec<Arc<Segment>> {
-        self.lock().sources.get(source).map(|q| q.iter().cloned().collect()).unwrap_or_default()
+        self.lock()
+            .sources
+            .get(source)
+            .map(|s| s.segments.iter().map(|(_, s)| Arc::clone(s)).collect())
+            .unwrap_or_default()
     }
 
+    /// The newest cached segment of a source under this name.
     pub fn get(&self, source: &str, name: &str) -> Option<Arc<Segment>> {
-        self.lock().sources.get(source)?.iter().rev().find(|s| s.name == name).cloned()
+        self.lock().sources.get(source)?.by_name.get(name).cloned()
     }
 
     pub fn bytes(&self) -> usize {
@@ -136,9 +179,9 @@ mod tests {
 
     fn seg(source: &str, name: &str, size: usize) -> Arc<Segment> {
         Arc::new(Segment {
+            id: SegmentId { source: uuid::Uuid::nil(), run: ulid::Ulid::nil(), seq: 0 },
             source_name: source.into(),
             name: name.into(),
-            seq: 0,
             start_ts: Utc::now(),
             duration_secs: 2.0,
             discontinuity: false,
@@ -156,7 +199,7 @@ mod tests {
         assert!(cache.bytes() <= 100);
         assert!(cache.get("a", "a0").is_none(), "oldest evicted");
         assert!(cache.get("b", "b0").is_some());
-        assert_eq!(cache.newest("a", 5).iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), vec!["a1"]);
+        assert_eq!(cache.newest("a", 5).1.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), vec!["a1"]);
     }
 
     #[test]
@@ -170,5 +213,22 @@ mod tests {
         std::thread::sleep(Duration::from_millis(30));
         assert_eq!(cache.purge_expired(), (1, 0));
         assert_eq!(cache.bytes(), 0);
+    }
+
+    #[test]
+    fn a_reused_name_finds_the_newest_and_positions_only_grow() {
+        let cache = EdgeCache::new(100, Duration::from_secs(60));
+        let old = seg("a", "index0.ts", 30);
+        cache.insert(Arc::clone(&old));
+        cache.insert(seg("a", "index1.ts", 30));
+        let new = seg("a", "index0.ts", 30);
+        cache.insert(Arc::clone(&new));
+        assert!(Arc::ptr_eq(&cache.get("a", "index0.ts").unwrap(), &new));
+        cache.insert(seg("a", "index1.ts", 30));
+        assert!(Arc::ptr_eq(&cache.get("a", "index0.ts").unwrap(), &new), "evicting the old one keeps the new");
+        let (first, newest) = cache.newest("a", 2);
+        assert_eq!((first, newest.len()), (2, 2));
+        assert_eq!(cache.all("a").len(), 3);
+        assert_eq!(cache.bytes(), 90);
     }
 }

@@ -51,7 +51,7 @@ impl ControlClient {
         let req = req
             .header(h::SOURCE_ID, source.to_string())
             .header(h::SEGMENT_NAME, &segment.name)
-            .header(h::SEGMENT_SEQ, segment.seq.to_string())
+            .header(h::SEGMENT_SEQ, segment.id.seq.to_string())
             .header(h::SEGMENT_START_TS, format!("{start:.3}"))
             .header(h::SEGMENT_LENGTH_MSEC, segment.length_ms().to_string())
             .header(h::SEGMENT_DISCONTINUITY, segment.discontinuity.to_string())

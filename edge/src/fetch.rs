@@ -1,8 +1,7 @@
 //! Where segment bytes come from: the `MPEG-TS-URI-Prefix` (a confined `file://` directory or an `http(s)://`
-//! base) or segments pushed to `/v1/ingest`.
+//! base) or segments pushed to `/v1/ingest` (kept by the [`crate::inbox::Inbox`]).
 
 use std::{
-    collections::{HashMap, VecDeque},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -10,8 +9,6 @@ use std::{
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use livemix_common::model::validate_segment_name;
-use parking_lot::Mutex;
-use tokio::sync::Notify;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -86,45 +83,20 @@ pub fn check_segment_uri(uri: &str) -> Result<(), FetchError> {
     validate_segment_name(uri).map_err(FetchError::Invalid)
 }
 
+/// Reads segments from a directory or an HTTP server, with a timeout and a size cap.
 pub struct Fetcher {
     http: reqwest::Client,
     max_bytes: usize,
-    pushed: PushedSegments,
 }
 
 impl Fetcher {
     pub fn new(timeout: Duration, max_bytes: usize) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).build()?;
-        Ok(Self { http, max_bytes, pushed: PushedSegments::default() })
+        Ok(Self { http, max_bytes })
     }
 
-    pub fn pushed(&self) -> &PushedSegments {
-        &self.pushed
-    }
-
-    /// Reads one listed segment (its name already checked with [`check_segment_uri`]). `newest` marks the last
-    /// segment of the playlist: a pushed one may still be arriving (see [`PUSH_GRACE`]).
-    pub async fn fetch(
-        &self,
-        from: &SegmentSource,
-        source_name: &str,
-        name: &str,
-        newest: bool,
-    ) -> Result<Bytes, FetchError> {
-        match from {
-            SegmentSource::Dir(dir) => self.read_file(dir, name).await,
-            SegmentSource::Http(base) => self.get(&format!("{base}{name}")).await,
-            SegmentSource::Pushed => {
-                let grace = if newest { PUSH_GRACE } else { Duration::ZERO };
-                self.pushed
-                    .take_within(source_name, name, grace)
-                    .await
-                    .ok_or_else(|| FetchError::Unavailable(format!("segment {name} was listed but not uploaded (yet)")))
-            }
-        }
-    }
-
-    async fn read_file(&self, dir: &Path, name: &str) -> Result<Bytes, FetchError> {
+    /// Reads segment `name` (already checked with [`check_segment_uri`]) from a prefix directory.
+    pub async fn read_file(&self, dir: &Path, name: &str) -> Result<Bytes, FetchError> {
         let path = dir.join(name);
         // A symlinked segment must not lead out of the prefix directory either.
         // A missing file is not (yet) there, not forbidden: the next playlist retries it.
@@ -149,7 +121,9 @@ impl Fetcher {
             .map_err(|err| FetchError::Unavailable(format!("{}: {err}", path.display())))
     }
 
-    async fn get(&self, url: &str) -> Result<Bytes, FetchError> {
+    /// Fetches segment `name` (already checked with [`check_segment_uri`]) from an `http(s)://` prefix.
+    pub async fn get(&self, base: &str, name: &str) -> Result<Bytes, FetchError> {
+        let url = &format!("{base}{name}");
         let resp =
             self.http.get(url).send().await.map_err(|err| FetchError::Unavailable(format!("GET {url}: {err}")))?;
         if !resp.status().is_success() {
@@ -168,61 +142,6 @@ impl Fetcher {
             body.extend_from_slice(&chunk);
         }
         Ok(body.freeze())
-    }
-}
-
-/// Segments uploaded with `PUT /v1/ingest` waiting for the playlist that lists them; a few per source at most,
-/// since ffmpeg uploads each segment just before the playlist.
-#[derive(Default)]
-pub struct PushedSegments {
-    inner: Mutex<HashMap<String, VecDeque<(String, Bytes)>>>,
-    arrived: Notify,
-}
-
-const PUSHED_PER_SOURCE: usize = 16;
-
-/// How long a playlist waits for its newest segment. ffmpeg sends each segment just before the playlist but
-/// never waits for the reply, so the two requests race on the edge; without this wait a third of the segments
-/// would only be picked up with the next playlist, a segment late.
-pub const PUSH_GRACE: Duration = Duration::from_secs(2);
-
-impl PushedSegments {
-    pub fn put(&self, source: &str, name: &str, data: Bytes) {
-        let mut inner = self.inner.lock();
-        let queue = inner.entry(source.to_owned()).or_default();
-        queue.retain(|(n, _)| n != name);
-        queue.push_back((name.to_owned(), data));
-        while queue.len() > PUSHED_PER_SOURCE {
-            if let Some((dropped, _)) = queue.pop_front() {
-                tracing::warn!(source, segment = %dropped, "uploaded segment never listed in a playlist; dropped");
-            }
-        }
-        drop(inner);
-        self.arrived.notify_waiters();
-    }
-
-    /// Takes an uploaded segment, waiting up to `grace` for it to arrive.
-    async fn take_within(&self, source: &str, name: &str, grace: Duration) -> Option<Bytes> {
-        let deadline = tokio::time::Instant::now() + grace;
-        loop {
-            // Registered before looking, so an upload landing in between still wakes us.
-            let arrived = self.arrived.notified();
-            tokio::pin!(arrived);
-            arrived.as_mut().enable();
-            if let Some(data) = self.take(source, name) {
-                return Some(data);
-            }
-            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
-                return None;
-            }
-        }
-    }
-
-    fn take(&self, source: &str, name: &str) -> Option<Bytes> {
-        let mut inner = self.inner.lock();
-        let queue = inner.get_mut(source)?;
-        let index = queue.iter().position(|(n, _)| n == name)?;
-        queue.remove(index).map(|(_, data)| data)
     }
 }
 
@@ -262,19 +181,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_newest_pushed_segment_may_arrive_just_after_its_playlist() {
-        let fetcher = std::sync::Arc::new(Fetcher::new(Duration::from_secs(1), 1000).unwrap());
-        let late = std::sync::Arc::clone(&fetcher);
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            late.pushed().put("cam", "seg-1.ts", Bytes::from_static(b"ts"));
-        });
-        assert!(fetcher.fetch(&SegmentSource::Pushed, "cam", "seg-0.ts", false).await.is_err(), "older: no wait");
-        let data = fetcher.fetch(&SegmentSource::Pushed, "cam", "seg-1.ts", true).await.unwrap();
-        assert_eq!(data, Bytes::from_static(b"ts"));
-    }
-
-    #[tokio::test]
     async fn symlinks_out_of_the_prefix_are_refused() {
         let root = std::env::temp_dir().join(format!("livemix-root-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&root).unwrap();
@@ -283,9 +189,13 @@ mod tests {
         std::os::unix::fs::symlink(&secret, root.join("evil.ts")).unwrap();
         std::fs::write(root.join("good.ts"), b"ts").unwrap();
         let fetcher = Fetcher::new(Duration::from_secs(1), 1000).unwrap();
-        let dir = SegmentSource::from_prefix(&format!("file://{}", root.display()), Some(&root)).unwrap();
-        assert_eq!(fetcher.fetch(&dir, "cam", "good.ts", true).await.unwrap(), Bytes::from_static(b"ts"));
-        assert!(matches!(fetcher.fetch(&dir, "cam", "evil.ts", true).await, Err(FetchError::Forbidden(_))));
+        let Ok(SegmentSource::Dir(dir)) =
+            SegmentSource::from_prefix(&format!("file://{}", root.display()), Some(&root))
+        else {
+            panic!("a directory under the root")
+        };
+        assert_eq!(fetcher.read_file(&dir, "good.ts").await.unwrap(), Bytes::from_static(b"ts"));
+        assert!(matches!(fetcher.read_file(&dir, "evil.ts").await, Err(FetchError::Forbidden(_))));
         let _ = std::fs::remove_dir_all(root);
         let _ = std::fs::remove_file(secret);
     }

@@ -9,17 +9,21 @@ pub mod config;
 pub mod control_client;
 pub mod fetch;
 pub mod forwarder;
+pub mod identity;
+pub mod inbox;
 pub mod node;
 pub mod recorder;
 pub mod sources;
+pub mod timing;
 
-use std::{future::Future, sync::Arc, sync::atomic::AtomicBool};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use livemix_common::{
     api::with_conventions,
     bus::{BusArgs, SharedBus},
     store::SharedStore,
+    supervise::{Policy, Supervisor},
     telemetry::{HttpMetrics, Metrics},
 };
 use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge};
@@ -27,15 +31,17 @@ use tokio::net::TcpListener;
 
 use crate::{
     api::ApiState,
-    cache::EdgeCache,
     config::{EdgeArgs, EdgeSettings},
     control_client::ControlClient,
     fetch::Fetcher,
     forwarder::{ForwardMetrics, Forwarder},
-    node::Edge,
+    node::{Edge, Parts},
     recorder::{RecordMetrics, Recorder},
     sources::Sources,
 };
+
+/// How long supervised tasks get to finish after the API stopped.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Starts the edge from its configuration and runs until SIGINT or SIGTERM.
 pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
@@ -97,39 +103,36 @@ pub async fn serve(
         pending: metrics.register("recording_pending", "Segments waiting to be recorded", Gauge::default()),
     };
     let edge_id = settings.edge_id();
+    let supervisor = Supervisor::new(&metrics, Policy::default());
     let control = ControlClient::new(&settings.control_url, settings.edge_token.clone())
         .context("control node's edge-facing API (--control-url)")?;
     let sources = Arc::new(Sources::default());
     let commands = bus.subscribe(&edge_id).await.with_context(|| format!("subscribing to commands on {edge_id}"))?;
-    let edge = Arc::new(Edge {
-        cache: EdgeCache::new(settings.cache_bytes, settings.tracking_window()),
+    let edge = Edge::new(Parts {
         fetcher: Fetcher::new(settings.fetch_timeout(), settings.max_segment_bytes).context("HTTP client")?,
         forwarder: Arc::new(Forwarder::new(
             control.clone(),
             Arc::clone(&sources),
             settings.forward_queue,
             forward_metrics,
+            supervisor.clone(),
         )),
         recorder: Recorder::start(store, bus.clone(), settings.control_topic.clone(), object_prefix, record_metrics),
         control,
         sources,
         bus,
-        edge_id,
-        control_ok: AtomicBool::new(false),
-        bus_ok: AtomicBool::new(false),
+        supervisor: supervisor.clone(),
         settings: settings.clone(),
     });
-    let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(Arc::clone(&edge).command_loop(commands));
-    tasks.spawn(Arc::clone(&edge).report_loop());
+    edge.start(commands);
 
     let app =
         with_conventions(api::routes(settings.max_playlist_bytes, settings.max_segment_bytes), "edge", http_metrics)
             .with_state(ApiState { edge, metrics });
     tracing::info!("livemix-edge ready");
-    livemix_common::server::serve(listener, app, shutdown).await.context("edge API server")?;
-    tasks.abort_all();
-    Ok(())
+    let served = livemix_common::server::serve(listener, app, shutdown).await.context("edge API server");
+    supervisor.shutdown(SHUTDOWN_GRACE).await;
+    served
 }
 
 pub use livemix_common::signal::shutdown_signal;

@@ -9,15 +9,18 @@ use std::{
     time::Instant,
 };
 
-use chrono::Utc;
+use bytes::Bytes;
+use chrono::{TimeDelta, Utc};
 use livemix_common::{
-    bus::Delivery,
+    bus::{Delivery, SharedBus},
     hls::{HlsError, parse_media_playlist},
     messages::Message,
     model::Recording,
     rpc::respond,
+    supervise::{Supervisor, TaskStatus},
 };
 use serde::Serialize;
+use tokio::sync::mpsc::Receiver;
 use uuid::Uuid;
 
 use crate::{
@@ -26,8 +29,10 @@ use crate::{
     control_client::{ControlClient, ControlError},
     fetch::{FetchError, Fetcher, SegmentSource, check_segment_uri},
     forwarder::Forwarder,
+    inbox::{Inbox, PUSH_GRACE},
     recorder::Recorder,
-    sources::Sources,
+    sources::{SourceView, Sources},
+    timing,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +44,7 @@ pub enum IngestError {
     #[error("{0}")]
     UnknownSource(String),
     #[error("cannot look up source {name:?}: {source}")]
-    ControlUnavailable { name: String, source: ControlError },
+    ControlUnavailable { name: String, source: Box<ControlError> },
 }
 
 /// What one playlist brought.
@@ -56,25 +61,142 @@ pub struct Skipped {
     pub reason: String,
 }
 
-pub struct Edge {
-    pub settings: EdgeSettings,
+/// The sources this edge serves, as `GET /v1/source` shows them.
+#[derive(Debug, Serialize)]
+pub struct EdgeView {
     pub edge_id: String,
+    pub sources: Vec<SourceView>,
+}
+
+/// What readiness is made of.
+#[derive(Debug, Serialize)]
+pub struct Readiness {
+    /// The last status report reached the control node (or no source needed one yet).
+    pub control: bool,
+    /// The command subscription is up.
+    pub bus: bool,
+    /// Every supervised task, running or not.
+    pub tasks: Vec<TaskStatus>,
+}
+
+impl Readiness {
+    pub fn ready(&self) -> bool {
+        self.control && self.bus && self.tasks.iter().all(|t| t.up)
+    }
+}
+
+/// The pieces the edge is built from, for [`Edge::new`].
+pub struct Parts {
+    pub settings: EdgeSettings,
     pub control: ControlClient,
-    pub cache: EdgeCache,
     pub sources: Arc<Sources>,
     pub fetcher: Fetcher,
     pub forwarder: Arc<Forwarder>,
     pub recorder: Recorder,
-    pub bus: livemix_common::bus::SharedBus,
+    pub bus: SharedBus,
+    pub supervisor: Supervisor,
+}
+
+pub struct Edge {
+    settings: EdgeSettings,
+    edge_id: String,
+    control: ControlClient,
+    cache: EdgeCache,
+    sources: Arc<Sources>,
+    fetcher: Fetcher,
+    inbox: Inbox,
+    forwarder: Arc<Forwarder>,
+    recorder: Recorder,
+    bus: SharedBus,
+    supervisor: Supervisor,
     /// The last status report reached the control node.
-    pub control_ok: AtomicBool,
+    control_ok: AtomicBool,
     /// The command subscription is up.
-    pub bus_ok: AtomicBool,
+    bus_ok: AtomicBool,
 }
 
 impl Edge {
+    pub fn new(parts: Parts) -> Arc<Self> {
+        let Parts { settings, control, sources, fetcher, forwarder, recorder, bus, supervisor } = parts;
+        Arc::new(Self {
+            edge_id: settings.edge_id(),
+            cache: EdgeCache::new(settings.cache_bytes, settings.tracking_window()),
+            settings,
+            control,
+            sources,
+            fetcher,
+            inbox: Inbox::default(),
+            forwarder,
+            recorder,
+            bus,
+            supervisor,
+            control_ok: AtomicBool::new(false),
+            bus_ok: AtomicBool::new(false),
+        })
+    }
+
+    /// Starts the supervised command and report loops; `commands` is the subscription taken at start-up (later
+    /// attempts subscribe again).
+    pub fn start(self: &Arc<Self>, commands: Receiver<Delivery>) {
+        let edge = Arc::clone(self);
+        let mut first = Some(commands);
+        self.supervisor.spawn("command_loop", move || {
+            let (edge, first) = (Arc::clone(&edge), first.take());
+            async move {
+                let commands = match first {
+                    Some(commands) => commands,
+                    None => match edge.bus.subscribe(&edge.edge_id).await {
+                        Ok(commands) => commands,
+                        Err(err) => {
+                            tracing::warn!(%err, subscription = edge.edge_id, "cannot subscribe to commands");
+                            return;
+                        }
+                    },
+                };
+                edge.command_loop(commands).await;
+            }
+        });
+        let edge = Arc::clone(self);
+        self.supervisor.spawn("report_loop", move || Arc::clone(&edge).report_loop());
+    }
+
+    /// Where a playlist's segments are read from, per its `MPEG-TS-URI-Prefix`.
+    pub fn segment_source(&self, prefix: &str) -> Result<SegmentSource, IngestError> {
+        Ok(SegmentSource::from_prefix(prefix, self.settings.file_root.as_deref())?)
+    }
+
+    /// Keeps a segment ffmpeg uploaded until the playlist that lists it arrives. Segments of sources the control
+    /// node does not know are refused now, rather than buffered for a playlist that will fail.
+    pub async fn accept_upload(&self, source: &str, file: &str, data: Bytes) -> Result<(), IngestError> {
+        self.resolve(source).await?;
+        self.inbox.put(source, file, data);
+        Ok(())
+    }
+
+    /// The newest cached segments of a source for the local preview, and the preview's media sequence.
+    pub fn preview(&self, source: &str) -> (u64, Vec<Arc<Segment>>) {
+        self.cache.newest(source, self.settings.preview_segments.max(1))
+    }
+
+    /// A cached segment of a source, by name (the newest, when a restarted encoder reused the name).
+    pub fn cached_segment(&self, source: &str, name: &str) -> Option<Arc<Segment>> {
+        self.cache.get(source, name)
+    }
+
+    pub fn view(&self) -> EdgeView {
+        EdgeView { edge_id: self.edge_id.clone(), sources: self.sources.view() }
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        Readiness {
+            control: self.control_ok.load(Ordering::Relaxed) || self.sources.names_and_ids().is_empty(),
+            bus: self.bus_ok.load(Ordering::Relaxed),
+            tasks: self.supervisor.tasks(),
+        }
+    }
+
     /// Finds the control node's id for a source name, asking the control node on first sight.
-    pub async fn resolve(&self, name: &str) -> Result<Uuid, IngestError> {
+    async fn resolve(&self, name: &str) -> Result<Uuid, IngestError> {
         if let Some(id) = self.sources.id_of(name) {
             return Ok(id);
         }
@@ -87,12 +209,12 @@ impl Edge {
                 Ok(source.id)
             }
             Err(err) if err.is_not_found() => Err(IngestError::UnknownSource(err.message())),
-            Err(source) => Err(IngestError::ControlUnavailable { name: name.to_owned(), source }),
+            Err(source) => Err(IngestError::ControlUnavailable { name: name.to_owned(), source: Box::new(source) }),
         }
     }
 
-    /// Ingests one playlist: every listed segment not seen before is fetched, cached, forwarded while streaming
-    /// and recorded while a recording covers it.
+    /// Ingests one playlist: every listed segment not seen before gets its identity, is read, cached, forwarded
+    /// while streaming and recorded while a recording covers it.
     #[tracing::instrument(skip(self, from, body), fields(source = name))]
     pub async fn ingest_playlist(
         &self,
@@ -100,69 +222,84 @@ impl Edge {
         from: &SegmentSource,
         body: &[u8],
     ) -> Result<IngestReport, IngestError> {
+        let received_at = Utc::now();
         let playlist = parse_media_playlist(body)?;
         for listed in &playlist.segments {
             check_segment_uri(&listed.uri)?;
         }
         let source_id = self.resolve(name).await?;
-        let restarted = self.sources.observe_media_sequence(name, playlist.media_sequence);
-        if restarted {
-            tracing::info!(source = name, "encoder restarted (media sequence went back); segment names start over");
+        if self.sources.observe_playlist(name, playlist.media_sequence, playlist.last_sequence()) {
+            tracing::info!(source = name, "encoder restarted (its playlist went back); a new run starts");
         }
         let mut report = IngestReport { source_id: Some(source_id), ..IngestReport::default() };
-        // Segments new to this edge end at "now" (the encoder posts a playlist once its newest segment is
-        // complete), so walk back from the newest to date them when the encoder gives no PROGRAM-DATE-TIME.
-        let now = Utc::now();
-        let mut end = now;
-        let mut dated = Vec::with_capacity(playlist.segments.len());
-        for listed in playlist.segments.iter().rev() {
-            let start = listed
-                .program_date_time
-                .unwrap_or_else(|| end - chrono::Duration::milliseconds((listed.duration_secs * 1000.0) as i64));
-            dated.push((listed, start));
-            end = start;
-        }
-        dated.reverse();
-        let last = dated.len().saturating_sub(1);
-        for (index, (listed, start_ts)) in dated.into_iter().enumerate() {
-            let Some(seq) = self.sources.claim(name, &listed.uri) else { continue };
-            let data = match self.fetcher.fetch(from, name, &listed.uri, index == last).await {
+        let newest = playlist.segments.len().saturating_sub(1);
+        let starts = timing::start_times(&playlist, received_at);
+        for (index, ((seq, listed), start_ts)) in playlist.numbered().zip(starts).enumerate() {
+            let Some(claim) = self.sources.claim(name, seq, &listed.uri, listed.discontinuity) else { continue };
+            let data = match self.read_segment(from, name, &listed.uri, index == newest).await {
                 Ok(data) => data,
                 Err(err) => {
-                    self.sources.unclaim(name, &listed.uri);
+                    self.sources.unclaim(name, &claim);
                     tracing::warn!(segment = %listed.uri, %err, "segment skipped");
                     report.skipped.push(Skipped { segment: listed.uri.clone(), reason: err.to_string() });
                     continue;
                 }
             };
-            let segment = Arc::new(Segment {
+            self.accept(Arc::new(Segment {
+                id: claim.id,
                 source_name: name.to_owned(),
                 name: listed.uri.clone(),
-                seq,
                 start_ts,
                 duration_secs: listed.duration_secs,
-                // The first new segment after an encoder restart does not continue the previous one.
-                discontinuity: listed.discontinuity || (restarted && report.new_segments.is_empty()),
+                discontinuity: claim.discontinuity,
                 data,
                 cached_at: Instant::now(),
-            });
-            self.cache.insert(Arc::clone(&segment));
-            if self.sources.streaming(name) {
-                self.forwarder.enqueue(source_id, Arc::clone(&segment));
-            }
-            self.recorder.record(
-                source_id,
-                Arc::clone(&segment),
-                self.sources.recordings_covering(name, segment.midpoint()),
-            );
-            tracing::debug!(segment = %segment.name, seq, bytes = segment.data.len(), "segment ingested");
+            }));
             report.new_segments.push(listed.uri.clone());
         }
         Ok(report)
     }
 
+    /// Reads a listed segment's bytes. `newest` marks the playlist's last segment: a pushed one may still be
+    /// arriving (see [`PUSH_GRACE`]).
+    async fn read_segment(
+        &self,
+        from: &SegmentSource,
+        source: &str,
+        name: &str,
+        newest: bool,
+    ) -> Result<Bytes, FetchError> {
+        match from {
+            SegmentSource::Dir(dir) => self.fetcher.read_file(dir, name).await,
+            SegmentSource::Http(base) => self.fetcher.get(base, name).await,
+            SegmentSource::Pushed => {
+                let grace = if newest { PUSH_GRACE } else { std::time::Duration::ZERO };
+                self.inbox
+                    .take_within(source, name, grace)
+                    .await
+                    .ok_or_else(|| FetchError::Unavailable(format!("segment {name} was listed but not uploaded (yet)")))
+            }
+        }
+    }
+
+    /// Takes an accepted segment in: cache, forward while streaming, record while a recording covers it.
+    fn accept(&self, segment: Arc<Segment>) {
+        self.cache.insert(Arc::clone(&segment));
+        if self.sources.streaming(&segment.source_name) {
+            self.forwarder.enqueue(Arc::clone(&segment));
+        }
+        let recordings = self.sources.recordings_covering(&segment.source_name, segment.midpoint());
+        tracing::debug!(segment = %segment.id, name = %segment.name, bytes = segment.data.len(), "segment accepted");
+        self.record(segment, recordings);
+    }
+
+    /// The one place segments go to the recorder; everything it needs is derived from the segment's id.
+    fn record(&self, segment: Arc<Segment>, recording_ids: Vec<String>) {
+        self.recorder.record(segment.id.source, segment, recording_ids);
+    }
+
     /// Reports one source's status and applies the wanted state from the reply.
-    pub async fn report(&self, name: &str, id: Uuid) {
+    async fn report(&self, name: &str, id: Uuid) {
         match self.control.report_status(id, &self.edge_id).await {
             Ok(reply) => {
                 self.control_ok.store(true, Ordering::Relaxed);
@@ -172,7 +309,7 @@ impl Edge {
                 }
                 for recording in changes.started {
                     tracing::info!(source = name, recording = %recording.id, "recording learned from status reply");
-                    self.backfill(name, id, &recording);
+                    self.backfill(name, &recording);
                 }
                 for recording in changes.stopped {
                     tracing::info!(source = name, %recording, "recording no longer active at control; stopped");
@@ -190,12 +327,12 @@ impl Edge {
     }
 
     /// Uploads the cached segments a newly started recording covers.
-    fn backfill(&self, name: &str, id: Uuid, recording: &Recording) {
+    fn backfill(&self, name: &str, recording: &Recording) {
         let mut count = 0;
         for segment in self.cache.all(name) {
             let midpoint = segment.midpoint();
             if recording.start_ts <= midpoint && recording.end_ts.is_none_or(|end| midpoint < end) {
-                self.recorder.record(id, segment, vec![recording.id.clone()]);
+                self.record(segment, vec![recording.id.clone()]);
                 count += 1;
             }
         }
@@ -203,7 +340,7 @@ impl Edge {
     }
 
     /// Reports every source, every few seconds; also expires old cache entries and stopped recordings.
-    pub async fn report_loop(self: Arc<Self>) {
+    async fn report_loop(self: Arc<Self>) {
         let mut tick = tokio::time::interval(self.settings.report_interval());
         loop {
             tick.tick().await;
@@ -214,14 +351,15 @@ impl Edge {
             if purged > 0 {
                 tracing::info!(purged, remain, "purged expired segments from the edge cache");
             }
-            let window =
-                chrono::Duration::from_std(self.settings.tracking_window()).unwrap_or(chrono::Duration::hours(1));
-            self.sources.prune_recordings(Utc::now() - window);
+            let window = TimeDelta::from_std(self.settings.tracking_window()).unwrap_or(TimeDelta::hours(1));
+            if let Some(before) = Utc::now().checked_sub_signed(window) {
+                self.sources.prune_recordings(before);
+            }
         }
     }
 
-    /// Carries out the control node's commands and answers each one.
-    pub async fn command_loop(self: Arc<Self>, mut commands: tokio::sync::mpsc::Receiver<Delivery>) {
+    /// Carries out the control node's commands and answers each one, until the subscription closes.
+    async fn command_loop(self: Arc<Self>, mut commands: Receiver<Delivery>) {
         self.bus_ok.store(true, Ordering::Relaxed);
         while let Some(delivery) = commands.recv().await {
             let result = self.command(&delivery.envelope.body);
@@ -250,7 +388,7 @@ impl Edge {
             Message::StartRecording { recording } => {
                 if let Some(name) = self.sources.start_recording(recording) {
                     tracing::info!(source = %name, recording = %recording.id, "recording started by command");
-                    self.backfill(&name, recording.source, recording);
+                    self.backfill(&name, recording);
                 } else if self.sources.name_of(recording.source).is_none() {
                     return Err(format!("source {} is not served by this edge", recording.source));
                 }
@@ -264,5 +402,209 @@ impl Edge {
             }
             other => Err(format!("{} is not a command for edges", other.kind())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{path::PathBuf, time::Duration};
+
+    use chrono::DateTime;
+    use clap::Parser;
+    use livemix_common::{
+        ApiError,
+        bus::{MessageBus, memory::MemoryBus},
+        model::SegmentInfo,
+        store::local::LocalStore,
+        supervise::Policy,
+        telemetry::Metrics,
+    };
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::{config::EdgeArgs, forwarder::ForwardMetrics, recorder::RecordMetrics};
+
+    struct Harness {
+        edge: Arc<Edge>,
+        dir: PathBuf,
+        reports: mpsc::Receiver<Delivery>,
+        source: Uuid,
+    }
+
+    impl Harness {
+        /// An edge on the in-process bus and a local store, serving `cam` (as if the control node had said so).
+        async fn start() -> Self {
+            let dir = std::env::temp_dir().join(format!("livemix-node-{}", Uuid::new_v4()));
+            std::fs::create_dir_all(dir.join("ingest/cam")).unwrap();
+            let root = format!("--file-root={}", dir.join("ingest").display());
+            let settings = EdgeArgs::parse_from(["livemix-edge", "--edge-id=edge-test", root.as_str()]).settings;
+            let bus = MemoryBus::default();
+            bus.ensure_topic("ctl").await.unwrap();
+            bus.ensure_subscription("ctl", "ctl").await.unwrap();
+            let reports = bus.subscribe("ctl").await.unwrap();
+            let bus: SharedBus = Arc::new(bus);
+            let metrics = Metrics::new("t");
+            let supervisor = Supervisor::new(&metrics, Policy::default());
+            let sources = Arc::new(Sources::default());
+            // Nothing listens there: nothing in these tests may need the control node.
+            let control = ControlClient::new("http://127.0.0.1:9", None).unwrap();
+            let store = Arc::new(LocalStore::new(dir.join("store")));
+            let edge = Edge::new(Parts {
+                fetcher: Fetcher::new(Duration::from_secs(1), 1_000_000).unwrap(),
+                forwarder: Arc::new(Forwarder::new(
+                    control.clone(),
+                    Arc::clone(&sources),
+                    4,
+                    ForwardMetrics { forwarded: Default::default(), dropped: Default::default() },
+                    supervisor.clone(),
+                )),
+                recorder: Recorder::start(
+                    store,
+                    Arc::clone(&bus),
+                    "ctl".into(),
+                    "rec".into(),
+                    RecordMetrics::default(),
+                ),
+                control,
+                sources,
+                bus,
+                supervisor,
+                settings,
+            });
+            let source = Uuid::new_v4();
+            edge.sources.register("cam", source, false);
+            Self { edge, dir, reports, source }
+        }
+
+        fn write(&self, name: &str, data: &str) {
+            std::fs::write(self.dir.join("ingest/cam").join(name), data).unwrap();
+        }
+
+        async fn ingest(&self, playlist: &str) -> Result<IngestReport, IngestError> {
+            let from = self.edge.segment_source(&format!("file://{}/", self.dir.join("ingest/cam").display()))?;
+            self.edge.ingest_playlist("cam", &from, playlist.as_bytes()).await
+        }
+
+        fn start_recording(&self, start_ts: DateTime<Utc>) -> String {
+            let id = ulid::Ulid::new().to_string();
+            let recording = Recording {
+                id: id.clone(),
+                alias: None,
+                description: None,
+                source: self.source,
+                start_ts,
+                end_ts: None,
+                active: true,
+                created_at: start_ts,
+                updated_at: start_ts,
+            };
+            self.edge.command(&Message::StartRecording { recording }).unwrap();
+            id
+        }
+
+        async fn next_recorded(&mut self) -> (Vec<String>, SegmentInfo) {
+            let delivery = tokio::time::timeout(Duration::from_secs(10), self.reports.recv())
+                .await
+                .expect("a recorded segment reported")
+                .expect("bus open");
+            let body = delivery.envelope.body.clone();
+            delivery.ack();
+            match body {
+                Message::NewVideoRecordingSegment { recording_ids, segment } => (recording_ids, segment),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    impl Drop for Harness {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn playlist(media_sequence: u64, names: &[&str]) -> String {
+        let mut text =
+            format!("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:{media_sequence}\n");
+        for name in names {
+            text.push_str(&format!("#EXTINF:1.000000,\n{name}\n"));
+        }
+        text
+    }
+
+    #[tokio::test]
+    async fn a_restarted_encoder_gets_a_new_run_without_touching_the_old_one() {
+        let h = Harness::start().await;
+        for i in 0..3 {
+            h.write(&format!("index{i}.ts"), &format!("first run {i}"));
+        }
+        let report = h.ingest(&playlist(0, &["index0.ts", "index1.ts", "index2.ts"])).await.unwrap();
+        assert_eq!(report.new_segments.len(), 3);
+        // ffmpeg restarts and counts from index0.ts again, with new bytes.
+        h.write("index0.ts", "second run 0");
+        let report = h.ingest(&playlist(0, &["index0.ts"])).await.unwrap();
+        assert_eq!(report.new_segments, vec!["index0.ts".to_string()], "not mistaken for the old index0");
+
+        let all = h.edge.cache.all("cam");
+        assert_eq!(all.len(), 4);
+        let (old, new) = (&all[..3], &all[3]);
+        assert!(old.iter().all(|s| s.id.run == old[0].id.run && s.id.source == h.source));
+        assert_eq!(old.iter().map(|s| s.id.seq).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert!(new.id.run > old[0].id.run, "a new, later run");
+        assert_eq!(new.id.seq, 0);
+        assert!(new.discontinuity, "the new run's first segment follows a discontinuity");
+        assert!(!old[1].discontinuity && !old[2].discontinuity);
+        assert_eq!(&old[0].data[..], b"first run 0", "the old run's bytes are untouched");
+        assert_eq!(&new.data[..], b"second run 0");
+        assert!(!old.iter().any(|s| s.id == new.id), "no collision");
+    }
+
+    #[tokio::test]
+    async fn hostile_playlists_are_refused_with_400_naming_the_field() {
+        let h = Harness::start().await;
+        h.write("seg.ts", "ts");
+        for (tags, field) in [
+            ("#EXTINF:100000000000000,", "#EXTINF"),
+            ("#EXT-X-PROGRAM-DATE-TIME:262142-01-01T00:00:00.000+0000\n#EXTINF:1.0,", "#EXT-X-PROGRAM-DATE-TIME"),
+            ("#EXT-X-MEDIA-SEQUENCE:18446744073709551615\n#EXTINF:1.0,", "#EXT-X-MEDIA-SEQUENCE"),
+        ] {
+            let err = h.ingest(&format!("#EXTM3U\n#EXT-X-TARGETDURATION:1\n{tags}\nseg.ts\n")).await.unwrap_err();
+            let api = ApiError::from(err);
+            assert_eq!(api.status, reqwest::StatusCode::BAD_REQUEST, "{tags}");
+            assert!(api.message.starts_with(field), "{tags}: {}", api.message);
+        }
+        assert!(h.edge.cache.all("cam").is_empty(), "nothing accepted");
+    }
+
+    #[tokio::test]
+    async fn a_camera_whose_clock_reset_to_1970_still_records() {
+        let mut h = Harness::start().await;
+        let recording = h.start_recording(Utc::now() - TimeDelta::seconds(30));
+        h.write("index0.ts", "ts");
+        let text = "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-PROGRAM-DATE-TIME:1970-01-01T00:00:07.000+0000\n\
+                    #EXTINF:1.0,\nindex0.ts\n";
+        let before = Utc::now();
+        assert_eq!(h.ingest(text).await.unwrap().new_segments.len(), 1);
+        let (recordings, segment) = h.next_recorded().await;
+        assert_eq!(recordings, vec![recording]);
+        assert!(segment.start_ts >= before - TimeDelta::seconds(2), "dated by the edge's clock: {}", segment.start_ts);
+        assert!(segment.discontinuity);
+    }
+
+    #[tokio::test]
+    async fn readiness_turns_red_while_a_supervised_task_is_down() {
+        let h = Harness::start().await;
+        h.edge.bus_ok.store(true, Ordering::Relaxed);
+        h.edge.control_ok.store(true, Ordering::Relaxed);
+        assert!(h.edge.readiness().ready());
+        h.edge.supervisor.spawn("broken", || async {});
+        for _ in 0..100 {
+            if h.edge.supervisor.down() == ["broken"] {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let readiness = h.edge.readiness();
+        assert!(!readiness.ready(), "{readiness:?}");
+        assert!(readiness.tasks.iter().any(|t| t.name == "broken" && !t.up));
     }
 }

@@ -96,7 +96,7 @@ impl Worker {
             name: segment.name.clone(),
             source: job.source,
             run: None,
-            seq: segment.seq as i64,
+            seq: segment.id.seq as i64,
             discontinuity: segment.discontinuity,
             start_ts: segment.start_ts,
             end_ts: segment.end_ts(),

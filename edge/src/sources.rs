@@ -1,16 +1,16 @@
 //! What the edge knows of each source it serves: the control node's id and wanted state, the recordings to
-//! upload for, and which listed segments it already has.
+//! upload for, and its encoder's current run (which listed segments it already has).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use livemix_common::{edge_api::StatusReply, model::Recording};
 use parking_lot::Mutex;
 use serde::Serialize;
+use ulid::Ulid;
 use uuid::Uuid;
 
-/// How many segment names per source are remembered as already ingested (far more than any playlist lists).
-const SEEN_NAMES: usize = 1024;
+use crate::identity::{Claim, EncoderRun};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SourceView {
@@ -20,6 +20,8 @@ pub struct SourceView {
     pub recordings: Vec<Recording>,
     pub last_segment: Option<String>,
     pub segments_ingested: u64,
+    /// The encoder run new segments belong to.
+    pub run: Ulid,
 }
 
 #[derive(Debug)]
@@ -28,12 +30,9 @@ struct SourceState {
     streaming: bool,
     /// Active recordings, and stopped ones (with `end_ts`) still covering cached segments.
     recordings: HashMap<String, Recording>,
-    seen: HashSet<String>,
-    seen_order: VecDeque<String>,
-    next_seq: u64,
+    encoder: EncoderRun,
+    ingested: u64,
     last_segment: Option<String>,
-    /// `#EXT-X-MEDIA-SEQUENCE` of the encoder's last playlist; going backwards means the encoder restarted.
-    media_sequence: Option<u64>,
 }
 
 /// What changed when the control node's wanted state was applied.
@@ -68,11 +67,9 @@ impl Sources {
             id,
             streaming,
             recordings: HashMap::new(),
-            seen: HashSet::new(),
-            seen_order: VecDeque::new(),
-            next_seq: 0,
+            encoder: EncoderRun::new(id),
+            ingested: 0,
             last_segment: None,
-            media_sequence: None,
         });
     }
 
@@ -88,45 +85,28 @@ impl Sources {
         self.lock().get(name).is_some_and(|s| s.streaming)
     }
 
-    /// Notes an encoder playlist's media sequence. When it went backwards the encoder restarted and will reuse
-    /// segment names (ffmpeg starts again at `index0.ts`), so the names seen so far are forgotten; returns true
-    /// then, and the next new segment follows a discontinuity.
-    pub fn observe_media_sequence(&self, name: &str, media_sequence: u64) -> bool {
-        let mut sources = self.lock();
-        let Some(state) = sources.get_mut(name) else { return false };
-        let restarted = state.media_sequence.is_some_and(|previous| media_sequence < previous);
-        state.media_sequence = Some(media_sequence);
-        if restarted {
-            state.seen.clear();
-            state.seen_order.clear();
-        }
-        restarted
+    /// Notes an encoder playlist (see [`EncoderRun::observe`]); true when the encoder started over, and a new
+    /// run with it.
+    pub fn observe_playlist(&self, name: &str, media_sequence: u64, last_sequence: Option<u64>) -> bool {
+        self.lock().get_mut(name).is_some_and(|state| state.encoder.observe(media_sequence, last_sequence))
     }
 
-    /// Claims a listed segment for ingest: returns its sequence number, or `None` when it was seen already.
-    pub fn claim(&self, name: &str, segment: &str) -> Option<u64> {
+    /// Claims the segment `uri` listed at media sequence `seq`: its identity, or `None` when it was claimed already
+    /// (or the source is unknown).
+    pub fn claim(&self, name: &str, seq: u64, uri: &str, listed_discontinuity: bool) -> Option<Claim> {
         let mut sources = self.lock();
         let state = sources.get_mut(name)?;
-        if !state.seen.insert(segment.to_owned()) {
-            return None;
-        }
-        state.seen_order.push_back(segment.to_owned());
-        while state.seen_order.len() > SEEN_NAMES {
-            if let Some(old) = state.seen_order.pop_front() {
-                state.seen.remove(&old);
-            }
-        }
-        let seq = state.next_seq;
-        state.next_seq += 1;
-        state.last_segment = Some(segment.to_owned());
-        Some(seq)
+        let claim = state.encoder.claim(seq, listed_discontinuity)?;
+        state.ingested += 1;
+        state.last_segment = Some(uri.to_owned());
+        Some(claim)
     }
 
-    /// Gives a claimed segment back (its fetch failed) so the next playlist retries it.
-    pub fn unclaim(&self, name: &str, segment: &str) {
+    /// Gives a claim back (its fetch failed) so the next playlist retries it.
+    pub fn unclaim(&self, name: &str, claim: &Claim) {
         if let Some(state) = self.lock().get_mut(name) {
-            state.seen.remove(segment);
-            state.seen_order.retain(|s| s != segment);
+            state.encoder.unclaim(claim);
+            state.ingested = state.ingested.saturating_sub(1);
         }
     }
 
@@ -219,7 +199,8 @@ impl Sources {
                 streaming: s.streaming,
                 recordings: s.recordings.values().filter(|r| r.end_ts.is_none()).cloned().collect(),
                 last_segment: s.last_segment.clone(),
-                segments_ingested: s.next_seq,
+                segments_ingested: s.ingested,
+                run: s.encoder.run(),
             })
             .collect();
         views.sort_by(|a, b| a.name.cmp(&b.name));
@@ -267,27 +248,33 @@ mod tests {
     }
 
     #[test]
-    fn claims_are_once_per_name_with_growing_sequence() {
+    fn claims_are_once_per_sequence_number_and_counted() {
         let sources = Sources::default();
-        sources.register("cam", Uuid::new_v4(), false);
-        assert_eq!(sources.claim("cam", "a.ts"), Some(0));
-        assert_eq!(sources.claim("cam", "a.ts"), None);
-        assert_eq!(sources.claim("cam", "b.ts"), Some(1));
-        sources.unclaim("cam", "b.ts");
-        assert_eq!(sources.claim("cam", "b.ts"), Some(2));
-        assert_eq!(sources.claim("other", "a.ts"), None, "unknown source");
+        let id = Uuid::new_v4();
+        sources.register("cam", id, false);
+        let a = sources.claim("cam", 0, "a.ts", false).unwrap();
+        assert_eq!(a.id.source, id);
+        assert_eq!(sources.claim("cam", 0, "a.ts", false), None);
+        let b = sources.claim("cam", 1, "b.ts", false).unwrap();
+        sources.unclaim("cam", &b);
+        assert_eq!(sources.claim("cam", 1, "b.ts", false), Some(b), "retried with the same identity");
+        assert_eq!(sources.claim("other", 0, "a.ts", false), None, "unknown source");
+        let view = &sources.view()[0];
+        assert_eq!((view.segments_ingested, view.last_segment.as_deref(), view.run), (2, Some("b.ts"), a.id.run));
     }
 
     #[test]
     fn an_encoder_restart_lets_names_be_reused() {
         let sources = Sources::default();
         sources.register("cam", Uuid::new_v4(), false);
-        assert!(!sources.observe_media_sequence("cam", 0));
-        assert_eq!(sources.claim("cam", "index0.ts"), Some(0));
-        assert!(!sources.observe_media_sequence("cam", 7));
-        assert_eq!(sources.claim("cam", "index0.ts"), None, "same run: already seen");
-        assert!(sources.observe_media_sequence("cam", 0), "went backwards: restart");
-        assert_eq!(sources.claim("cam", "index0.ts"), Some(1), "a new segment with an old name");
+        assert!(!sources.observe_playlist("cam", 0, Some(0)));
+        let old = sources.claim("cam", 0, "index0.ts", false).unwrap();
+        assert!(!sources.observe_playlist("cam", 7, Some(9)));
+        assert_eq!(sources.claim("cam", 0, "index0.ts", false), None, "same run: already seen");
+        assert!(sources.observe_playlist("cam", 0, Some(0)), "went backwards: restart");
+        let new = sources.claim("cam", 0, "index0.ts", false).expect("a new segment with an old name");
+        assert_ne!(new.id, old.id);
+        assert!(new.discontinuity);
     }
 
     #[test]

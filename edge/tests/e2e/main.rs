@@ -178,3 +178,69 @@ async fn http_push_and_bad_input() {
     let sources: Value = http().get(format!("{}/v1/source", d.edge)).send().await.unwrap().json().await.unwrap();
     assert_eq!(sources["sources"].as_array().unwrap().len(), 1, "bad input registered nothing: {sources}");
 }
+
+/// Hostile timestamps at the door get a 4xx naming the field, and no background task dies of them: the
+/// command loop, the report loop and the source's forwarder worker all still run afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_playlists_get_4xx_and_every_task_keeps_running() {
+    let d = Deployment::start().await;
+    let name = unique("cam");
+    let id = d.register(&name).await;
+    d.set_streaming(&id, true).await;
+    let _ffmpeg = d.ffmpeg_http_push(&name);
+    let (first_seq, _) =
+        eventually_within("a live playlist at control", Duration::from_secs(40), || d.live_playlist(&id)).await;
+
+    let root = format!("file://{}/", d.file_root.display());
+    let hostile = [
+        ("#EXTINF:100000000000000,", "#EXTINF"),
+        ("#EXT-X-PROGRAM-DATE-TIME:262142-01-01T00:00:00.000+0000\n#EXTINF:1.0,", "#EXT-X-PROGRAM-DATE-TIME"),
+        ("#EXT-X-PROGRAM-DATE-TIME:+262142-01-01T00:00:00Z\n#EXTINF:1.0,", "#EXT-X-PROGRAM-DATE-TIME"),
+        ("#EXT-X-MEDIA-SEQUENCE:18446744073709551615\n#EXTINF:1.0,", "#EXT-X-MEDIA-SEQUENCE"),
+        ("#EXTINF:-3,", "#EXTINF"),
+    ];
+    for (tags, field) in hostile {
+        let body = format!("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n{tags}\nhostile.ts\n");
+        let posted = http()
+            .post(format!("{}/v1/playlist", d.edge))
+            .header("Video-Source-Name", &name)
+            .header("MPEG-TS-URI-Prefix", &root)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let pushed = http().put(format!("{}/v1/ingest/{name}/index.m3u8", d.edge)).body(body).send().await.unwrap();
+        for resp in [posted, pushed] {
+            assert_eq!(resp.status(), 400, "{tags}");
+            let reply: Value = resp.json().await.unwrap();
+            let message = reply["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.starts_with(field), "{tags}: the error names {field}: {reply}");
+        }
+    }
+
+    // Every supervised task still runs, none restarted, and readiness is green.
+    let tasks: Value = http().get(format!("{}/debug/tasks", d.edge)).send().await.unwrap().json().await.unwrap();
+    let tasks = tasks["tasks"].as_array().cloned().unwrap_or_default();
+    let names: Vec<&str> = tasks.iter().filter_map(|t| t["name"].as_str()).collect();
+    for expected in ["command_loop", "report_loop", &format!("forwarder:{id}")] {
+        assert!(names.contains(&expected), "{expected} supervised: {names:?}");
+    }
+    for task in &tasks {
+        assert_eq!(task["running"], true, "{task}");
+        assert_eq!(task["up"], true, "{task}");
+        assert_eq!(task["restarts"], 0, "{task}");
+    }
+    let metrics = http().get(format!("{}/metrics", d.edge)).send().await.unwrap().text().await.unwrap();
+    for name in &names {
+        let line = format!("livemix_edge_tasks_running{{task=\"{name}\"}} 1");
+        assert!(metrics.contains(&line), "{line} in /metrics");
+    }
+    let ready = http().get(format!("{}/liveness/ready", d.edge)).send().await.unwrap();
+    assert_eq!(ready.status(), 200, "{}", ready.text().await.unwrap());
+
+    // And the stream carried on.
+    eventually("the stream to keep going", || async {
+        d.live_playlist(&id).await.filter(|(seq, _)| *seq >= first_seq + 3)
+    })
+    .await;
+}

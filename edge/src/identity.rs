@@ -1,0 +1,159 @@
+//! Segment identity, decided in this one place when the edge accepts a segment.
+//!
+//! A segment is `SegmentId { source, run, seq }`: `run` is a ULID drawn when this process first sees the source
+//! and again whenever the encoder starts over; `seq` is the segment's media sequence number in that run. An
+//! encoder that restarts counts from `index0.ts` again, so names say nothing; the run keeps the new segments
+//! apart from the old ones. The first segment of a run, and any the playlist marks, follow a discontinuity.
+
+use std::collections::BTreeSet;
+
+use livemix_common::segment_id::SegmentId;
+use ulid::Ulid;
+use uuid::Uuid;
+
+/// How many sequence numbers per run are remembered as claimed (far more than any playlist lists).
+const REMEMBERED: usize = 1024;
+
+/// A listed segment this edge takes on: its identity and whether a discontinuity precedes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    pub id: SegmentId,
+    pub discontinuity: bool,
+    /// The first claim of its run (given back by [`EncoderRun::unclaim`], the next claim opens the run instead).
+    opens_run: bool,
+}
+
+/// One source's current encoder run, as this edge process sees it.
+#[derive(Debug)]
+pub struct EncoderRun {
+    source: Uuid,
+    run: Ulid,
+    /// `#EXT-X-MEDIA-SEQUENCE` of the last playlist.
+    media_sequence: Option<u64>,
+    /// Sequence numbers claimed in this run, the newest [`REMEMBERED`].
+    claimed: BTreeSet<u64>,
+    /// No segment of this run was claimed yet.
+    fresh: bool,
+}
+
+impl EncoderRun {
+    /// A new run: the source is seen for the first time by this process.
+    pub fn new(source: Uuid) -> Self {
+        Self { source, run: Ulid::new(), media_sequence: None, claimed: BTreeSet::new(), fresh: true }
+    }
+
+    pub fn run(&self) -> Ulid {
+        self.run
+    }
+
+    /// Notes a playlist (its media sequence and the sequence number of its last segment). A playlist never goes
+    /// back within a run (RFC 8216 6.2.1), so when either number does, the encoder started over: a new run is
+    /// drawn and true returned.
+    pub fn observe(&mut self, media_sequence: u64, last_sequence: Option<u64>) -> bool {
+        let sequence_back = self.media_sequence.is_some_and(|previous| media_sequence < previous);
+        let newest_back = last_sequence.zip(self.claimed.last()).is_some_and(|(last, newest)| last < *newest);
+        self.media_sequence = Some(media_sequence);
+        let restarted = sequence_back || newest_back;
+        if restarted {
+            self.start_over();
+        }
+        restarted
+    }
+
+    fn start_over(&mut self) {
+        // ULIDs drawn within one millisecond need not sort in order; runs of a source must.
+        let drawn = Ulid::new();
+        self.run = if drawn > self.run { drawn } else { self.run.increment().unwrap_or(drawn) };
+        self.claimed.clear();
+        self.fresh = true;
+    }
+
+    /// Claims the segment listed at media sequence `seq`: its identity, or `None` when it was claimed already.
+    pub fn claim(&mut self, seq: u64, listed_discontinuity: bool) -> Option<Claim> {
+        let forgotten = self.claimed.len() >= REMEMBERED && self.claimed.first().is_some_and(|oldest| seq < *oldest);
+        if forgotten || !self.claimed.insert(seq) {
+            return None;
+        }
+        while self.claimed.len() > REMEMBERED {
+            self.claimed.pop_first();
+        }
+        let opens_run = std::mem::take(&mut self.fresh);
+        Some(Claim {
+            id: SegmentId { source: self.source, run: self.run, seq },
+            discontinuity: listed_discontinuity || opens_run,
+            opens_run,
+        })
+    }
+
+    /// Gives a claim back (its bytes could not be read) so the next playlist retries it.
+    pub fn unclaim(&mut self, claim: &Claim) {
+        if claim.id.run != self.run {
+            return;
+        }
+        self.claimed.remove(&claim.id.seq);
+        if claim.opens_run {
+            self.fresh = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_claims_each_sequence_number_once() {
+        let mut run = EncoderRun::new(Uuid::new_v4());
+        assert!(!run.observe(0, Some(1)));
+        let first = run.claim(0, false).unwrap();
+        assert!(first.discontinuity, "the first segment of a run follows a discontinuity");
+        let second = run.claim(1, false).unwrap();
+        assert!(!second.discontinuity);
+        assert_eq!((first.id.run, first.id.seq, second.id.seq), (run.run(), 0, 1));
+        assert_eq!(run.claim(1, false), None, "already claimed");
+        assert!(run.claim(2, true).unwrap().discontinuity, "marked in the playlist");
+        assert!(!run.observe(1, Some(3)), "the playlist moved on");
+    }
+
+    #[test]
+    fn ffmpeg_restarting_from_index0_starts_a_new_run() {
+        let source = Uuid::new_v4();
+        let mut run = EncoderRun::new(source);
+        // The first run got to index0..index4 (media sequence 0, list size 5).
+        run.observe(0, Some(4));
+        let old: Vec<SegmentId> = (0..5).map(|seq| run.claim(seq, false).unwrap().id).collect();
+        // ffmpeg restarts: its playlist lists index0.ts again at media sequence 0.
+        assert!(run.observe(0, Some(0)), "the newest listed went back from 4 to 0");
+        let again = run.claim(0, false).expect("a new segment, not the old index0");
+        assert!(again.discontinuity);
+        assert_ne!(again.id.run, old[0].run);
+        assert!(again.id.run > old[0].run, "runs sort in order");
+        assert!(!old.contains(&again.id), "no collision with the old run's segments");
+        assert_eq!(again.id.source, source);
+        assert!(!run.claim(1, false).unwrap().discontinuity, "only the first of the run");
+
+        // A restart later in a run: the media sequence goes back.
+        run.observe(40, Some(44));
+        assert!(run.observe(0, Some(2)));
+    }
+
+    #[test]
+    fn a_failed_first_claim_leaves_the_discontinuity_to_the_retry() {
+        let mut run = EncoderRun::new(Uuid::new_v4());
+        let first = run.claim(7, false).unwrap();
+        run.unclaim(&first);
+        let retried = run.claim(7, false).unwrap();
+        assert!(retried.discontinuity);
+        assert_eq!(retried.id, first.id, "same segment, same identity");
+    }
+
+    #[test]
+    fn only_recent_sequence_numbers_are_remembered() {
+        let mut run = EncoderRun::new(Uuid::new_v4());
+        for seq in 0..(REMEMBERED as u64 + 10) {
+            run.claim(seq, false).unwrap();
+        }
+        assert_eq!(run.claimed.len(), REMEMBERED);
+        assert_eq!(run.claim(3, false), None, "older than anything remembered: long done");
+    }
+}
