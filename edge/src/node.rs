@@ -3,7 +3,7 @@
 
 use std::{
     sync::{
-        Arc,
+        Arc, LazyLock,
         atomic::{AtomicBool, Ordering},
     },
     time::Instant,
@@ -16,9 +16,11 @@ use livemix_common::{
     messages::Message,
     model::Recording,
     rpc::respond,
+    segment_id::SegmentId,
 };
 use reqwest::StatusCode;
 use serde::Serialize;
+use ulid::Ulid;
 use uuid::Uuid;
 
 use crate::{
@@ -55,6 +57,15 @@ pub struct IngestReport {
 pub struct Skipped {
     pub segment: String,
     pub reason: String,
+}
+
+/// The run of this edge process: `Sources` numbers a source's segments from 0 in each process and never
+/// repeats a number within one, so (source, process run, seq) is unique per segment.
+// Interim, until `cache::Segment` carries the `SegmentId` decided at ingest (encoder runs).
+static PROCESS_RUN: LazyLock<Ulid> = LazyLock::new(Ulid::new);
+
+fn segment_id(source: Uuid, segment: &Segment) -> SegmentId {
+    SegmentId { source, run: *PROCESS_RUN, seq: segment.seq }
 }
 
 pub struct Edge {
@@ -154,7 +165,7 @@ impl Edge {
                 self.forwarder.enqueue(source_id, Arc::clone(&segment));
             }
             self.recorder.record(
-                source_id,
+                segment_id(source_id, &segment),
                 Arc::clone(&segment),
                 self.sources.recordings_covering(name, segment.midpoint()),
             );
@@ -198,7 +209,7 @@ impl Edge {
         for segment in self.cache.all(name) {
             let midpoint = segment.midpoint();
             if recording.start_ts <= midpoint && recording.end_ts.is_none_or(|end| midpoint < end) {
-                self.recorder.record(id, segment, vec![recording.id.clone()]);
+                self.recorder.record(segment_id(id, &segment), segment, vec![recording.id.clone()]);
                 count += 1;
             }
         }
