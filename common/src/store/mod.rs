@@ -59,7 +59,8 @@ pub struct StoreArgs {
     /// Create the bucket at start-up if it is missing (dev setups).
     #[arg(long, env = "LIVEMIX_CREATE_BUCKET")]
     pub create_bucket: bool,
-    /// Key prefix of recorded segments: objects are `{prefix}/{source_id}/{segment_name}`.
+    /// Key prefix of recorded segments: objects are `{prefix}/{source_id}/{run}/{seq:012}.ts` (recordings made
+    /// before segment ids: `{prefix}/{source_id}/{segment_name}`).
     #[arg(long, env = "LIVEMIX_OBJECT_PREFIX", default_value = "recordings")]
     pub object_prefix: String,
     /// Directory for recordings when no bucket is configured.
