@@ -136,7 +136,8 @@ struct State {
     full: Option<FullEpisode>,
 }
 
-/// One source's jobs, in recording order, and its worker's doorbell.
+/// One source's jobs, in recording order, and its worker's doorbell. It exists while its worker runs: the worker
+/// removes it (and stops) once it is empty.
 struct Queue {
     jobs: BTreeMap<SegmentId, Job>,
     wake: Arc<Notify>,
@@ -250,9 +251,9 @@ impl Recorder {
                 job.dirty = true;
                 // A job still being written picks the new ids up itself.
                 if job.spooled {
-                    let shared = Arc::clone(shared);
-                    shared.tasks.clone().spawn_blocking(move || {
-                        if let Err(err) = shared.persist(id) {
+                    let persisting = Arc::clone(shared);
+                    shared.tasks.spawn_blocking(move || {
+                        if let Err(err) = persisting.persist(id) {
                             tracing::warn!(segment = %id, %err, "could not add recordings to a spooled segment's sidecar");
                         }
                     });

@@ -29,19 +29,29 @@ fn backoff() -> ExponentialBuilder {
         .without_max_times()
 }
 
-/// Delivers `source`'s jobs until the recorder stops.
+/// What a worker does next.
+enum Next {
+    Deliver(Box<Sidecar>),
+    /// The oldest job is still being written.
+    Wait,
+    /// Nothing left: the queue is gone and the worker stops (the next job starts a new one).
+    Stop,
+}
+
+/// Delivers `source`'s jobs until none is left or the recorder stops.
 pub(super) async fn run(shared: Arc<Shared>, source: Uuid, wake: Arc<Notify>) {
     while !shared.cancel.is_cancelled() {
         match shared.next_job(source) {
-            Some(sidecar) => {
-                if shared.cancel.run_until_cancelled(shared.deliver(sidecar)).await.is_none() {
+            Next::Deliver(sidecar) => {
+                if shared.cancel.run_until_cancelled(shared.deliver(*sidecar)).await.is_none() {
                     return;
                 }
             }
-            None => tokio::select! {
+            Next::Wait => tokio::select! {
                 () = wake.notified() => {}
                 () = shared.cancel.cancelled() => return,
             },
+            Next::Stop => return,
         }
     }
 }
@@ -49,10 +59,17 @@ pub(super) async fn run(shared: Arc<Shared>, source: Uuid, wake: Arc<Notify>) {
 impl Shared {
     /// The source's oldest job, once it is wholly on disk (a job still being written holds back the later ones,
     /// so they are delivered in order).
-    fn next_job(&self, source: Uuid) -> Option<Sidecar> {
-        let state = self.state.lock();
-        let (_, job) = state.queues.get(&source)?.jobs.first_key_value()?;
-        job.spooled.then(|| job.sidecar.clone())
+    fn next_job(&self, source: Uuid) -> Next {
+        let mut state = self.state.lock();
+        let Some(queue) = state.queues.get(&source) else { return Next::Stop };
+        match queue.jobs.first_key_value() {
+            Some((_, job)) if job.spooled => Next::Deliver(Box::new(job.sidecar.clone())),
+            Some(_) => Next::Wait,
+            None => {
+                state.queues.remove(&source);
+                Next::Stop
+            }
+        }
     }
 
     #[tracing::instrument(skip_all, fields(segment = %sidecar.id, key = %sidecar.segment.uri))]
