@@ -75,11 +75,32 @@ pub struct EdgeSettings {
     /// Segments in the local preview playlist.
     #[arg(long, env = "LIVEMIX_PREVIEW_SEGMENTS", default_value_t = 3)]
     pub preview_segments: usize,
+    /// Directory recorded segments wait in until they are uploaded and reported; they survive a restart there.
+    /// Default: `livemix-spool-<edge id>` under the system temp directory (fine for a local run; production
+    /// mounts a volume here).
+    #[arg(long, env = "LIVEMIX_SPOOL_DIR")]
+    pub spool_dir: Option<PathBuf>,
+    /// Byte budget of the spool (segments waiting plus those the object store refused for good, in `failed/`).
+    /// When full, newly recorded segments are refused and counted; those already spooled are kept.
+    #[arg(long, env = "LIVEMIX_SPOOL_BYTES", default_value_t = 1 << 30)]
+    pub spool_bytes: u64,
 }
 
 impl EdgeSettings {
     pub fn edge_id(&self) -> String {
         self.edge_id.clone().unwrap_or_else(|| host_scoped_id("livemix-edge"))
+    }
+
+    /// `--spool-dir`, or a directory of this edge's own under the system temp directory.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.spool_dir.clone().unwrap_or_else(|| {
+            let id: String = self
+                .edge_id()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+                .collect();
+            std::env::temp_dir().join(format!("livemix-spool-{id}"))
+        })
     }
 
     pub fn fetch_timeout(&self) -> Duration {

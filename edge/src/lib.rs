@@ -26,7 +26,7 @@ use livemix_common::{
     supervise::{Policy, Supervisor},
     telemetry::{HttpMetrics, Metrics},
 };
-use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge};
+use prometheus_client::metrics::{counter::Counter, family::Family};
 use tokio::net::TcpListener;
 
 use crate::{
@@ -36,7 +36,7 @@ use crate::{
     fetch::Fetcher,
     forwarder::{ForwardMetrics, Forwarder},
     node::{Edge, Parts},
-    recorder::{RecordMetrics, Recorder},
+    recorder::{RecordMetrics, Recorder, RecorderConfig},
     sources::Sources,
 };
 
@@ -97,11 +97,19 @@ pub async fn serve(
         forwarded: metrics.register("segments_forwarded", "Segments forwarded to the control node", Counter::default()),
         dropped: metrics.register("segments_not_forwarded", "Segments not forwarded, by reason", Family::default()),
     };
-    let record_metrics = RecordMetrics {
-        uploaded: metrics.register("segments_recorded", "Segments uploaded to the object store", Counter::default()),
-        failures: metrics.register("recording_failures", "Failed uploads or reports (retried)", Counter::default()),
-        pending: metrics.register("recording_pending", "Segments waiting to be recorded", Gauge::default()),
-    };
+    let recorder = Recorder::start(
+        RecorderConfig {
+            spool_dir: settings.spool_dir(),
+            spool_bytes: settings.spool_bytes,
+            object_prefix,
+            control_topic: settings.control_topic.clone(),
+        },
+        store,
+        bus.clone(),
+        RecordMetrics::register(&metrics),
+    )
+    .await
+    .context("recorder (--spool-dir)")?;
     let edge_id = settings.edge_id();
     let supervisor = Supervisor::new(&metrics, Policy::default());
     let control = ControlClient::new(&settings.control_url, settings.edge_token.clone())
@@ -117,7 +125,7 @@ pub async fn serve(
             forward_metrics,
             supervisor.clone(),
         )),
-        recorder: Recorder::start(store, bus.clone(), settings.control_topic.clone(), object_prefix, record_metrics),
+        recorder,
         control,
         sources,
         bus,

@@ -295,7 +295,7 @@ impl Edge {
 
     /// The one place segments go to the recorder; everything it needs is derived from the segment's id.
     fn record(&self, segment: Arc<Segment>, recording_ids: Vec<String>) {
-        self.recorder.record(segment.id.source, segment, recording_ids);
+        self.recorder.record(segment, recording_ids);
     }
 
     /// Reports one source's status and applies the wanted state from the reply.
@@ -422,7 +422,11 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
-    use crate::{config::EdgeArgs, forwarder::ForwardMetrics, recorder::RecordMetrics};
+    use crate::{
+        config::EdgeArgs,
+        forwarder::ForwardMetrics,
+        recorder::{RecordMetrics, RecorderConfig},
+    };
 
     struct Harness {
         edge: Arc<Edge>,
@@ -459,12 +463,18 @@ mod tests {
                     supervisor.clone(),
                 )),
                 recorder: Recorder::start(
+                    RecorderConfig {
+                        spool_dir: dir.join("spool"),
+                        spool_bytes: 1 << 30,
+                        object_prefix: "rec".into(),
+                        control_topic: "ctl".into(),
+                    },
                     store,
                     Arc::clone(&bus),
-                    "ctl".into(),
-                    "rec".into(),
                     RecordMetrics::default(),
-                ),
+                )
+                .await
+                .unwrap(),
                 control,
                 sources,
                 bus,

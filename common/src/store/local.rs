@@ -20,7 +20,7 @@ impl LocalStore {
     fn path(&self, op: &'static str, key: &str) -> Result<PathBuf, StoreError> {
         let relative = Path::new(key);
         if key.is_empty() || !relative.components().all(|c| matches!(c, Component::Normal(_))) {
-            return Err(StoreError::Op { op, key: key.into(), source: "invalid object key".into() });
+            return Err(StoreError::Rejected { op, key: key.into(), source: "invalid object key".into() });
         }
         Ok(self.root.join(relative))
     }
@@ -76,8 +76,10 @@ mod tests {
         store.put("recordings/src/seg-1.ts", Bytes::from_static(b"ts")).await.unwrap();
         assert_eq!(store.get("recordings/src/seg-1.ts").await.unwrap(), Bytes::from_static(b"ts"));
         assert!(matches!(store.get("recordings/src/none.ts").await, Err(StoreError::NotFound { .. })));
-        assert!(store.put("../escape", Bytes::new()).await.is_err());
-        assert!(store.put("/abs", Bytes::new()).await.is_err());
+        for bad in ["../escape", "/abs", ""] {
+            let err = store.put(bad, Bytes::new()).await.unwrap_err();
+            assert!(err.is_permanent(), "{bad:?}: {err}");
+        }
         store.delete("recordings/src/seg-1.ts").await.unwrap();
         store.delete("recordings/src/seg-1.ts").await.unwrap();
         let _ = std::fs::remove_dir_all(root);

@@ -15,10 +15,22 @@ use crate::bus::BoxError;
 pub enum StoreError {
     #[error("object {key} not found")]
     NotFound { key: String },
+    /// May succeed when tried again (network, throttling, a server error).
     #[error("object store {op} of {key}: {source}")]
     Op { op: &'static str, key: String, source: BoxError },
+    /// Refused in a way that the same request can never succeed (access denied, no such bucket, a malformed
+    /// key): retrying only hides the problem, so callers surface it.
+    #[error("object store refused {op} of {key}: {source}")]
+    Rejected { op: &'static str, key: String, source: BoxError },
     #[error("object store unreachable: {0}")]
     Unreachable(BoxError),
+}
+
+impl StoreError {
+    /// Whether trying the same request again cannot help.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Rejected { .. } | Self::NotFound { .. })
+    }
 }
 
 #[async_trait]
@@ -47,7 +59,8 @@ pub struct StoreArgs {
     /// Create the bucket at start-up if it is missing (dev setups).
     #[arg(long, env = "LIVEMIX_CREATE_BUCKET")]
     pub create_bucket: bool,
-    /// Key prefix of recorded segments: objects are `{prefix}/{source_id}/{segment_name}`.
+    /// Key prefix of recorded segments: objects are `{prefix}/{source_id}/{run}/{seq:012}.ts` (recordings made
+    /// before segment ids: `{prefix}/{source_id}/{segment_name}`).
     #[arg(long, env = "LIVEMIX_OBJECT_PREFIX", default_value = "recordings")]
     pub object_prefix: String,
     /// Directory for recordings when no bucket is configured.

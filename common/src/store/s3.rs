@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use aws_config::{BehaviorVersion, Region, timeout::TimeoutConfig};
 use aws_sdk_s3::{
     Client,
-    error::{DisplayErrorContext, SdkError},
+    error::{DisplayErrorContext, ProvideErrorMetadata, SdkError},
     primitives::ByteStream,
     types::{BucketLocationConstraint, CreateBucketConfiguration},
 };
@@ -41,9 +41,45 @@ pub struct S3Store {
     bucket: String,
 }
 
+/// S3 error codes that no retry of the same request can fix: a missing or misnamed bucket, missing permissions
+/// or credentials, a key or body S3 will never take.
+const PERMANENT_CODES: &[&str] = &[
+    "AccessDenied",
+    "AccountProblem",
+    "AllAccessDisabled",
+    "EntityTooLarge",
+    "InvalidAccessKeyId",
+    "InvalidArgument",
+    "InvalidBucketName",
+    "InvalidObjectState",
+    "KeyTooLongError",
+    "MethodNotAllowed",
+    "NoSuchBucket",
+];
+
 /// The SDK's own `Display` of an error is just "service error"; this keeps the code and message.
 fn describe<E: std::error::Error>(e: &E) -> BoxError {
     DisplayErrorContext(e).to_string().into()
+}
+
+/// Whether S3 (or the SDK, before sending) refused the request for good.
+fn is_permanent<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    match e {
+        // The SDK could not even build the request (e.g. an invalid key): it never will.
+        SdkError::ConstructionFailure(_) => true,
+        SdkError::ServiceError(_) => e.code().is_some_and(|code| PERMANENT_CODES.contains(&code)),
+        _ => false,
+    }
+}
+
+/// A failed operation as a [`StoreError`], [`StoreError::Rejected`] when retrying cannot help.
+fn op_error<E, R>(op: &'static str, key: &str, e: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let (key, source) = (key.to_owned(), describe(&e));
+    if is_permanent(&e) { StoreError::Rejected { op, key, source } } else { StoreError::Op { op, key, source } }
 }
 
 impl S3Store {
@@ -114,31 +150,37 @@ impl ObjectStore for S3Store {
             .body(ByteStream::from(data))
             .send()
             .await
-            .map_err(|e| StoreError::Op { op: "put", key: key.to_owned(), source: describe(&e) })?;
+            .map_err(|e| op_error("put", key, e))?;
         debug!(bucket = %self.bucket, key, size, "stored object");
         Ok(())
     }
 
     async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
-        let error = |source: BoxError| StoreError::Op { op: "get", key: key.to_owned(), source };
         let object = match self.client.get_object().bucket(&self.bucket).key(key).send().await {
             Ok(object) => object,
             Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
                 return Err(StoreError::NotFound { key: key.to_owned() });
             }
-            Err(e) => return Err(error(describe(&e))),
+            Err(e) => return Err(op_error("get", key, e)),
         };
-        let data = object.body.collect().await.map_err(|e| error(describe(&e)))?.into_bytes();
+        let data = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Op { op: "get", key: key.to_owned(), source: describe(&e) })?
+            .into_bytes();
         Ok(data)
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         // S3 answers a delete of a missing key with success too.
-        self.client.delete_object().bucket(&self.bucket).key(key).send().await.map_err(|e| StoreError::Op {
-            op: "delete",
-            key: key.to_owned(),
-            source: describe(&e),
-        })?;
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| op_error("delete", key, e))?;
         Ok(())
     }
 

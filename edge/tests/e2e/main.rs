@@ -1,6 +1,7 @@
 //! End to end with the real binaries, the real services and real ffmpeg: ffmpeg pushes into the edge, the
 //! control node serves live and recorded video, ffprobe plays it.
 
+mod recorder;
 // Shared with the faults suite, which uses other parts of it.
 #[allow(dead_code)]
 mod support;
@@ -69,10 +70,15 @@ async fn file_push_live_record_replay_and_edge_restart() {
     })
     .await;
     let store = livemix_testkit::control::s3().await;
+    let mut keys = std::collections::HashSet::new();
     for segment in &segments {
-        let key = format!("recordings/{id}/{}", segment["name"].as_str().unwrap());
-        assert_eq!(segment["uri"], key.as_str(), "documented object key");
-        let data = store.get(&key).await.unwrap();
+        // `{prefix}/{source_id}/{run}/{seq:012}.ts`: one key per segment, never a reused encoder name.
+        let key = segment["uri"].as_str().unwrap();
+        let run = key.strip_prefix(&format!("recordings/{id}/")).and_then(|rest| rest.split('/').next()).unwrap();
+        assert!(run.parse::<ulid::Ulid>().is_ok(), "documented object key: {key}");
+        assert_eq!(key, format!("recordings/{id}/{run}/{:012}.ts", segment["seq"].as_u64().unwrap()));
+        assert!(keys.insert(key.to_owned()), "unique keys: {key}");
+        let data = store.get(key).await.unwrap();
         assert_eq!(data.len() as i64, segment["size"].as_i64().unwrap());
     }
     let replay = format!("{}/v1/vod/recording/{rec_id}/vid.m3u8", d.vod);
