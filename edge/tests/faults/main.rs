@@ -167,6 +167,8 @@ fn surely_inside(accepted: &[Accepted], start: DateTime<Utc>, end: DateTime<Utc>
 /// The recording as played holds every segment of `expected`, each once, in acceptance order, with its bytes, and
 /// nothing the edge did not accept. Returns the index into `accepted` of each played segment.
 fn check_complete(played: &[(bool, Bytes)], accepted: &[Accepted], expected: &[Accepted]) -> Vec<usize> {
+    let distinct: std::collections::HashSet<_> = accepted.iter().map(|a| &a.bytes).collect();
+    assert_eq!(distinct.len(), accepted.len(), "every accepted segment has its own bytes, so bytes identify it");
     let mut positions = Vec::new();
     for (n, (_, bytes)) in played.iter().enumerate() {
         let at = accepted.iter().position(|a| a.bytes == *bytes);

@@ -59,6 +59,9 @@ impl Relay {
             .split_whitespace()
             .map(str::to_owned)
             .chain([
+                // ffmpeg's test pattern is the same every run: shift the timestamps so each run's bytes differ.
+                "-output_ts_offset".into(),
+                format!("{}", run * 10_000),
                 "-hls_segment_filename".into(),
                 self.dir.join("index%d.ts").display().to_string(),
                 self.dir.join("index.m3u8").display().to_string(),
