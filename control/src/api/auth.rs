@@ -54,10 +54,10 @@ impl ManagementGuard {
     }
 
     fn check(&self, req: &Request) -> ApiResult<()> {
-        if let Some(token) = &self.token {
-            if !token.matches(bearer(req.headers())?) {
-                return Err(invalid_token());
-            }
+        if let Some(token) = &self.token
+            && !token.matches(bearer(req.headers())?)
+        {
+            return Err(invalid_token());
         }
         let host = host_of(req);
         if self.loopback_hosts_only && host.is_some_and(|h| !is_loopback_host(h)) {
