@@ -35,11 +35,14 @@ echo "[demo] building"
 cargo build --bins --quiet
 bin=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug
 
-export LIVEMIX_EDGE_TOKEN=$TOKEN LIVEMIX_CREATE_TOPICS=true LIVEMIX_CREATE_BUCKET=true
-"$bin/livemix-control" --reply-subscription livemix-control-reply-demo >"$DEMO/control.log" 2>&1 &
+export LIVEMIX_CREATE_TOPICS=true LIVEMIX_CREATE_BUCKET=true
+# The demo edge has its own credential (edge id livemix-edge-demo); the management API has no token, so the
+# control node serves it on 127.0.0.1 only.
+LIVEMIX_EDGE_TOKENS="livemix-edge-demo:$TOKEN" \
+  "$bin/livemix-control" --reply-subscription livemix-control-reply-demo >"$DEMO/control.log" 2>&1 &
 pids+=($!)
 wait_for http://127.0.0.1:8080/liveness/ready control
-"$bin/livemix-edge" --edge-id livemix-edge-demo --control-url http://127.0.0.1:8082 \
+LIVEMIX_EDGE_TOKEN=$TOKEN "$bin/livemix-edge" --edge-id livemix-edge-demo --control-url http://127.0.0.1:8082 \
   --file-root "$DEMO/ingest" >"$DEMO/edge.log" 2>&1 &
 pids+=($!)
 wait_for http://127.0.0.1:9080/liveness/alive edge

@@ -183,9 +183,12 @@ impl ErrorBody {
 macro_rules! rejection_into_api_error {
     ($($rejection:ty),*) => {$(
         impl From<$rejection> for ApiError {
-            /// Keeps 413 and 415; any other malformed input (axum says 422 for well-formed JSON of the wrong
-            /// shape) is a plain 400, as the API promises.
+            /// Keeps 413 and 415; a body that stopped arriving is 408; any other malformed input (axum says 422
+            /// for well-formed JSON of the wrong shape) is a plain 400, as the API promises.
             fn from(rejection: $rejection) -> Self {
+                if body_timed_out(&rejection) {
+                    return Self::new(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time");
+                }
                 let status = match rejection.status() {
                     s @ (StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE) => s,
                     s if s.is_server_error() => s,
@@ -203,10 +206,53 @@ rejection_into_api_error!(
     rejection::BytesRejection
 );
 
-/// `axum::Json` whose rejections are JSON [`ApiError`]s (400 bad JSON, 413 too large, 415 wrong type).
-#[derive(Debug, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// Whether reading the body failed because the server's body timeouts ([`crate::server::Limits`]) cut it off.
+fn body_timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(err) = current {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        current = err.source();
+    }
+    false
+}
+
+/// Refuses request bodies that are clearly not JSON (415). JSON may come declared (`application/json`,
+/// `application/*+json`) or undeclared: no `Content-Type`, or `application/x-www-form-urlencoded`, which is what
+/// `curl -d '{...}'` sends, so the seed's documented commands keep working. Anything else (`text/plain`,
+/// `multipart/form-data`: what a hostile web page's form can send) is refused.
+pub fn check_json_content_type(headers: &HeaderMap) -> ApiResult<()> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else { return Ok(()) };
+    let essence = value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let json = essence == "application/json"
+        || essence == "application/x-www-form-urlencoded"
+        || essence.strip_prefix("application/").is_some_and(|sub| sub.ends_with("+json"));
+    if json {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("the body must be JSON: send it as application/json, not {essence:?}"),
+        ))
+    }
+}
+
+/// A JSON request body with JSON rejections: 400 bad JSON, 408 a stalled body, 413 too large, 415 a type that is
+/// not JSON (see [`check_json_content_type`] for what is accepted).
+#[derive(Debug)]
 pub struct Json<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        check_json_content_type(req.headers())?;
+        let bytes = bytes::Bytes::from_request(req, state).await?;
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
+        Ok(Self(value))
+    }
+}
 
 /// `axum::extract::Query` with JSON rejections.
 #[derive(Debug, FromRequestParts)]

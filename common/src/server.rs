@@ -1,28 +1,101 @@
-//! Serving an axum router over HTTP/1 and HTTP/2 with graceful shutdown.
+//! Serving an axum router over HTTP/1 and HTTP/2 with graceful shutdown and bounds on what a client can hold.
 //!
-//! This exists instead of `axum::serve` for one reason: ffmpeg's HTTP output (`-method PUT|POST`) sends a
-//! request, closes its write side and never reads the reply. hyper's default then drops the request before the
-//! handler finishes, so every pushed segment would be lost. HTTP/1 half-close keeps the request alive.
+//! This exists instead of `axum::serve` for two reasons. ffmpeg's HTTP output (`-method PUT|POST`) sends a
+//! request, closes its write side and never reads the reply; hyper's default then drops the request before the
+//! handler finishes, so every pushed segment would be lost (HTTP/1 half-close keeps the request alive). And every
+//! listener here is bounded ([`Limits`]): a connection cap, a deadline for request headers (which is also the
+//! idle timeout of a kept-alive connection), an idle and an overall deadline for request bodies, and a deadline
+//! for the whole request, so slow or stuck clients cannot hold handlers, tasks or sockets.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
-use axum::Router;
+use axum::{Router, http::StatusCode};
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto, graceful::GracefulShutdown},
     service::TowerToHyperService,
 };
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::Semaphore};
+use tower_http::timeout::{RequestBodyDeadlineLayer, RequestBodyTimeoutLayer, TimeoutLayer};
 
 /// How long open connections get to finish after shutdown was asked for.
 const DRAIN: Duration = Duration::from_secs(10);
 
+/// What one client may hold on a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Open connections at most; further clients wait in the kernel's accept backlog until one closes.
+    pub max_connections: usize,
+    /// Time to send a request's headers, counted from when the connection is ready for the next request: it
+    /// closes slow-header clients and kept-alive connections left idle.
+    pub header_read_timeout: Duration,
+    /// Longest pause between two pieces of a request body.
+    pub body_idle_timeout: Duration,
+    /// Longest time to receive a whole request body (a segment of several MB from a remote site included).
+    pub body_deadline: Duration,
+    /// Longest time a request may take from its headers to the start of its reply; then 503.
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            header_read_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(20),
+            body_deadline: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(150),
+        }
+    }
+}
+
+impl Limits {
+    /// The router with the request and body deadlines applied (the connection-level bounds are [`serve_with`]'s).
+    /// A body that stalls fails its extractor, which the API conventions answer with 408.
+    pub fn apply(&self, router: Router) -> Router {
+        router
+            .layer(RequestBodyDeadlineLayer::new(self.body_deadline))
+            .layer(RequestBodyTimeoutLayer::new(self.body_idle_timeout))
+            .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, self.request_timeout))
+    }
+}
+
+/// [`serve_with`] on the default [`Limits`].
 pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+    serve_with(listener, router, Limits::default(), shutdown).await
+}
+
+/// Serves `router` on `listener` within `limits` until `shutdown` completes, then drains open connections.
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let router = limits.apply(router);
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().half_close(true).timer(hyper_util::rt::TokioTimer::new());
+    builder.http1().half_close(true).timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    // HTTP/2 multiplexes: bound streams per connection too, and drop peers that stop answering pings.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .keep_alive_interval(limits.header_read_timeout)
+        .keep_alive_timeout(Duration::from_secs(20));
+    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        if connections.available_permits() == 0 {
+            tracing::warn!(limit = limits.max_connections, "connection limit reached; new clients wait");
+        }
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -42,6 +115,7 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
             if let Err(err) = connection.await {
                 tracing::debug!(%peer, %err, "connection ended with an error");
             }
+            drop(permit);
         });
     }
     drop(listener);
@@ -49,4 +123,98 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
         tracing::warn!("connections still open after {DRAIN:?}; closing them");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use axum::routing::{get, post};
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpStream,
+    };
+
+    use super::*;
+
+    async fn start(limits: Limits) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new()
+            .route("/", get(|| async { "ok" }))
+            .route("/echo", post(|body: bytes::Bytes| async move { body.len().to_string() }));
+        tokio::spawn(serve_with(listener, router, limits, std::future::pending()));
+        addr
+    }
+
+    /// Reads until the peer closes (or 5 s pass); what arrived.
+    async fn read_all(stream: &mut TcpStream) -> String {
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn slow_headers_and_idle_connections_are_closed() {
+        let limits = Limits { header_read_timeout: Duration::from_millis(300), ..Limits::default() };
+        let addr = start(limits).await;
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        let started = Instant::now();
+        let reply = read_all(&mut slow).await;
+        assert!(started.elapsed() < Duration::from_secs(3), "closed after {:?}", started.elapsed());
+        assert!(!reply.contains("200 OK"), "{reply}");
+    }
+
+    #[tokio::test]
+    async fn slow_bodies_end_in_a_timeout_not_a_held_handler() {
+        let limits = Limits { body_idle_timeout: Duration::from_millis(300), ..Limits::default() };
+        let addr = start(limits).await;
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc").await.unwrap();
+        let started = Instant::now();
+        let mut buf = [0u8; 512];
+        let n = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut buf)).await.expect("a reply").unwrap();
+        assert!(started.elapsed() < Duration::from_secs(3));
+        let reply = String::from_utf8_lossy(&buf[..n]);
+        assert!(!reply.starts_with("HTTP/1.1 200"), "{reply}");
+
+        let limits = Limits {
+            body_deadline: Duration::from_millis(500),
+            body_idle_timeout: Duration::from_secs(10),
+            ..Limits::default()
+        };
+        let addr = start(limits).await;
+        let mut trickle = TcpStream::connect(addr).await.unwrap();
+        trickle.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n").await.unwrap();
+        let started = Instant::now();
+        // One byte every 100 ms never trips the idle timeout, only the deadline.
+        let reply = loop {
+            if trickle.write_all(b"a").await.is_err() {
+                break String::new();
+            }
+            if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(100), trickle.read(&mut buf)).await {
+                break String::from_utf8_lossy(&buf[..n]).into_owned();
+            }
+            assert!(started.elapsed() < Duration::from_secs(5), "the trickling body was never cut off");
+        };
+        assert!(!reply.starts_with("HTTP/1.1 200"), "{reply}");
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_cap_wait_for_a_free_slot() {
+        let limits = Limits { max_connections: 1, ..Limits::default() };
+        let addr = start(limits).await;
+        let mut first = TcpStream::connect(addr).await.unwrap();
+        first.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 256];
+        assert!(first.read(&mut buf).await.unwrap() > 0);
+        // The second connection is accepted by the kernel but not served while the first stays open.
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        second.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        assert!(tokio::time::timeout(Duration::from_millis(300), second.read(&mut buf)).await.is_err());
+        drop(first);
+        let reply = read_all(&mut second).await;
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    }
 }

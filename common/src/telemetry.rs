@@ -83,8 +83,15 @@ pub async fn metrics_handler(State(metrics): State<Metrics>) -> Response {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
     service: &'static str,
-    method: String,
+    method: &'static str,
     status: u16,
+}
+
+/// The metric label of an HTTP method: the standard ones by name, anything else `other`, so a client inventing
+/// methods cannot grow the label set (and the registry's memory) without bound.
+pub fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"];
+    KNOWN.into_iter().find(|known| *known == method).unwrap_or("other")
 }
 
 /// Request counts and latencies of the HTTP APIs.
@@ -108,8 +115,29 @@ impl HttpMetrics {
     }
 
     pub fn observe(&self, service: &'static str, method: &str, status: u16, elapsed: Duration) {
-        let labels = HttpLabels { service, method: method.to_owned(), status };
+        // Statuses are bounded by hyper (three digits); methods are not.
+        let labels = HttpLabels { service, method: method_label(method), status };
         self.requests.get_or_create(&labels).inc();
         self.latency.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        let metrics = Metrics::new("t");
+        let http = HttpMetrics::new(&metrics);
+        for i in 0..500 {
+            http.observe("api", &format!("X-INVENTED-{i}"), 405, Duration::from_millis(1));
+        }
+        http.observe("api", "GET", 200, Duration::from_millis(1));
+        let text = metrics.encode();
+        assert!(text.contains(r#"t_http_requests_total{service="api",method="other",status="405"} 500"#), "{text}");
+        assert!(text.contains(r#"method="GET""#), "{text}");
+        assert!(!text.contains("INVENTED"), "{text}");
+        assert_eq!(method_label("get"), "other", "methods are case-sensitive");
     }
 }

@@ -1,6 +1,9 @@
 //! Command-line flags, environment variables and config-file settings of `livemix-control`.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    time::Duration,
+};
 
 use clap::Parser;
 use livemix_common::{
@@ -11,6 +14,8 @@ use livemix_common::{
     telemetry::LogArgs,
 };
 
+use crate::auth::{EdgeTokens, Secret, parse_signing_key, parse_token};
+
 /// LiveMix control node: management API, VOD API for players and the API edges dial into.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "livemix-control", version, about, max_term_width = 110)]
@@ -20,15 +25,17 @@ pub struct ControlArgs {
     #[command(flatten)]
     pub log: LogArgs,
 
-    /// Address of the management API (admins, the operator).
-    #[arg(long, env = "LIVEMIX_MANAGEMENT_ADDR", default_value = "0.0.0.0:8080")]
-    pub management_addr: SocketAddr,
+    /// Address of the management API (admins, the operator). Default: 0.0.0.0:8080 with a management token,
+    /// 127.0.0.1:8080 without one (a non-loopback address without a token is refused; see --insecure-no-auth).
+    #[arg(long, env = "LIVEMIX_MANAGEMENT_ADDR")]
+    pub management_addr: Option<SocketAddr>,
     /// Address of the VOD API (players; public).
     #[arg(long, env = "LIVEMIX_VOD_ADDR", default_value = "0.0.0.0:8081")]
     pub vod_addr: SocketAddr,
-    /// Address of the edge-facing API (edges report status and forward segments here).
-    #[arg(long, env = "LIVEMIX_EDGE_API_ADDR", default_value = "0.0.0.0:8082")]
-    pub edge_api_addr: SocketAddr,
+    /// Address of the edge-facing API (edges report status and forward segments here). Default: 0.0.0.0:8082
+    /// with edge credentials, 127.0.0.1:8082 without.
+    #[arg(long, env = "LIVEMIX_EDGE_API_ADDR")]
+    pub edge_api_addr: Option<SocketAddr>,
 
     /// PostgreSQL URL, e.g. postgres://livemix:livemix@127.0.0.1:5432/livemix
     #[arg(long, env = "DATABASE_URL")]
@@ -48,17 +55,56 @@ pub struct ControlArgs {
     pub settings: Settings,
 }
 
+impl ControlArgs {
+    /// The management API's address: as given, else all interfaces when it is protected (or the operator
+    /// insisted), else loopback.
+    pub fn management_addr(&self) -> SocketAddr {
+        let open = self.settings.management_token.is_some() || self.settings.insecure_no_auth;
+        self.management_addr.unwrap_or_else(|| default_addr(open, 8080))
+    }
+
+    /// The edge-facing API's address, chosen as [`Self::management_addr`] is.
+    pub fn edge_api_addr(&self) -> SocketAddr {
+        let open = self.settings.has_edge_credentials() || self.settings.insecure_no_auth;
+        self.edge_api_addr.unwrap_or_else(|| default_addr(open, 8082))
+    }
+}
+
+fn default_addr(all_interfaces: bool, port: u16) -> SocketAddr {
+    let ip = if all_interfaces { Ipv4Addr::UNSPECIFIED } else { Ipv4Addr::LOCALHOST };
+    SocketAddr::from((ip, port))
+}
+
 /// Behaviour settings, separate from where the backing services are so tests can start a control node on
 /// services they built themselves.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
-    /// Bearer token edges must present on the edge-facing API. Without it that API is open: never do that
-    /// outside a trusted network.
-    #[arg(long, env = "LIVEMIX_EDGE_TOKEN", hide_env_values = true)]
-    pub edge_token: Option<String>,
-    /// Bearer token required on the management API (the operator has its own copy). Unset: no auth.
-    #[arg(long, env = "LIVEMIX_MANAGEMENT_TOKEN", hide_env_values = true)]
-    pub management_token: Option<String>,
+    /// Per-edge credentials, `edge-id:token` entries separated by commas: each edge authenticates as itself, and
+    /// a source belongs to the first edge that reports it (another edge's token then gets 403 on it).
+    #[arg(long, env = "LIVEMIX_EDGE_TOKENS", hide_env_values = true, value_parser = EdgeTokens::parse)]
+    pub edge_tokens: Option<EdgeTokens>,
+    /// A file of per-edge credentials, one `edge-id:token` per line (`#` comments), e.g. a mounted Secret.
+    #[arg(long, env = "LIVEMIX_EDGE_TOKENS_FILE", value_name = "FILE", value_parser = EdgeTokens::read_file)]
+    pub edge_tokens_file: Option<EdgeTokens>,
+    /// Deprecated: one bearer token shared by every edge, which can then act for any source. Still accepted
+    /// beside per-edge tokens so existing deployments keep working; move edges to LIVEMIX_EDGE_TOKENS.
+    #[arg(long, env = "LIVEMIX_EDGE_TOKEN", hide_env_values = true, value_parser = parse_token)]
+    pub edge_token: Option<Secret>,
+    /// Bearer token required on the management API (the operator has its own copy). Without it the management
+    /// API listens on loopback only.
+    #[arg(long, env = "LIVEMIX_MANAGEMENT_TOKEN", hide_env_values = true, value_parser = parse_token)]
+    pub management_token: Option<Secret>,
+    /// Serve the management or edge-facing API on a non-loopback address without credentials. Only for networks
+    /// where nothing untrusted can reach them.
+    #[arg(long, env = "LIVEMIX_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+    /// Key of signed, expiring playback URLs: when set, the VOD API serves only URLs carrying `exp` and `sig`
+    /// (HMAC-SHA256; see the README), which `GET /v1/playback-url` on the management API mints.
+    #[arg(long, env = "LIVEMIX_PLAYBACK_SIGNING_KEY", hide_env_values = true, value_parser = parse_signing_key)]
+    pub playback_signing_key: Option<Secret>,
+    /// Open connections each API takes at most; more clients wait until one closes.
+    #[arg(long, env = "LIVEMIX_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
     /// Number of segments in a live playlist. Also sets how long live segments stay cached.
     #[arg(long, env = "LIVEMIX_LIVE_SEGMENTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub live_segments: u32,
@@ -99,6 +145,19 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Every per-edge credential, from the list and the file together.
+    pub fn edge_credentials(&self) -> Result<EdgeTokens, String> {
+        let list = self.edge_tokens.clone().unwrap_or_default();
+        list.merged(self.edge_tokens_file.clone().unwrap_or_default())
+    }
+
+    /// Whether the edge-facing API checks tokens (per-edge ones or the shared one).
+    pub fn has_edge_credentials(&self) -> bool {
+        self.edge_token.is_some()
+            || self.edge_tokens.as_ref().is_some_and(|t| !t.is_empty())
+            || self.edge_tokens_file.as_ref().is_some_and(|t| !t.is_empty())
+    }
+
     pub fn reachable_within(&self) -> Duration {
         Duration::from_secs(self.reachable_within_secs.max(1))
     }

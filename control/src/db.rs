@@ -11,6 +11,8 @@ use livemix_common::model::{Recording, Segment, SegmentInfo, Source};
 use sqlx::{AssertSqlSafe, PgPool, error::ErrorKind, postgres::PgPoolOptions};
 use uuid::Uuid;
 
+mod ownership;
+
 /// What went wrong in the database, in the terms callers decide on; the API layer turns it into a status once
 /// (`crate::api::error`), the inbox into ack-or-retry.
 #[derive(Debug, thiserror::Error)]

@@ -4,6 +4,7 @@
 //! built, which is how the tests run real control nodes on the real services.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod edge_link;
@@ -49,6 +50,10 @@ pub struct Listeners {
 pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     let settings = args.settings.clone();
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting livemix-control");
+    refuse_empty_secrets()?;
+    let (management_addr, edge_addr) = (args.management_addr(), args.edge_api_addr());
+    // Before any connection is made: a refused exposure is a configuration error, said at once.
+    check_auth(&settings, management_addr, edge_addr)?;
     let db = Db::connect(&args.database_url, args.db_max_connections, settings.reachable_within())
         .await
         .context("database (DATABASE_URL)")?;
@@ -58,9 +63,9 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     let bus = args.bus.connect().await.context("message bus (PUBSUB_PROJECT_ID, PUBSUB_EMULATOR_HOST)")?;
     prepare_topics(&args.bus, &bus, &settings).await?;
     let listeners = Listeners {
-        management: bind(args.management_addr, "management").await?,
+        management: bind(management_addr, "management").await?,
         vod: bind(args.vod_addr, "VOD").await?,
-        edge: bind(args.edge_api_addr, "edge-facing").await?,
+        edge: bind(edge_addr, "edge-facing").await?,
     };
     serve(settings, Backends { db, cache, store, bus }, listeners, shutdown_signal()).await
 }
@@ -69,6 +74,44 @@ async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListe
     let listener = TcpListener::bind(addr).await.with_context(|| format!("binding the {what} API to {addr}"))?;
     tracing::info!(%addr, "{what} API listening");
     Ok(listener)
+}
+
+/// clap reads an environment variable set to nothing as unset; a token variable that is present but empty is a
+/// broken Secret or template, which must stop the start rather than silently drop the token.
+fn refuse_empty_secrets() -> anyhow::Result<()> {
+    for name in
+        ["LIVEMIX_MANAGEMENT_TOKEN", "LIVEMIX_EDGE_TOKEN", "LIVEMIX_EDGE_TOKENS", "LIVEMIX_PLAYBACK_SIGNING_KEY"]
+    {
+        if std::env::var_os(name).is_some_and(|v| v.to_string_lossy().trim().is_empty()) {
+            anyhow::bail!("{name} is set but empty; give it a value or unset it");
+        }
+    }
+    Ok(())
+}
+
+/// The credentials are consistent and no API without them is exposed beyond loopback (unless insisted on).
+fn check_auth(settings: &Settings, management: std::net::SocketAddr, edge: std::net::SocketAddr) -> anyhow::Result<()> {
+    let edge_tokens = settings.edge_credentials().map_err(|err| anyhow::anyhow!("edge credentials: {err}"))?;
+    auth::check_exposure(
+        settings.management_token.is_some(),
+        management,
+        settings.has_edge_credentials(),
+        edge,
+        settings.insecure_no_auth,
+    )?;
+    if settings.edge_token.is_some() {
+        tracing::warn!(
+            "LIVEMIX_EDGE_TOKEN is deprecated: every edge holding it can act for any source; give each edge its own \
+             token with LIVEMIX_EDGE_TOKENS or --edge-tokens-file (both may be set while edges move over)"
+        );
+    }
+    if !edge_tokens.is_empty() {
+        tracing::info!(edges = edge_tokens.len(), "per-edge credentials loaded; sources are bound to their edge");
+    }
+    if settings.playback_signing_key.is_some() {
+        tracing::info!("playback URLs must be signed (GET /v1/playback-url on the management API mints them)");
+    }
+    Ok(())
 }
 
 /// Creates the control node's topics and subscriptions when `--create-topics` is set.
@@ -107,9 +150,11 @@ pub async fn serve(
     tasks.spawn(Inbox::new(state.db.clone(), &state.metrics).run(inbox));
     tasks.spawn(prune_live_index(state.db.clone(), settings.clone()));
 
-    if settings.edge_token.is_none() {
-        tracing::warn!("LIVEMIX_EDGE_TOKEN is not set: the edge-facing API accepts anyone");
-    }
+    check_auth(&settings, listeners.management.local_addr()?, listeners.edge.local_addr()?)?;
+    let limits = livemix_common::server::Limits {
+        max_connections: settings.max_connections as usize,
+        ..livemix_common::server::Limits::default()
+    };
     let apps = [
         ("management", api::management::app(state.clone()), listeners.management),
         ("vod", api::vod::app(state.clone()), listeners.vod),
@@ -124,7 +169,9 @@ pub async fn serve(
             let stopped = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            livemix_common::server::serve(listener, app, stopped).await.with_context(|| format!("{service} API server"))
+            livemix_common::server::serve_with(listener, app, limits, stopped)
+                .await
+                .with_context(|| format!("{service} API server"))
         });
     }
     tracing::info!("livemix-control ready");

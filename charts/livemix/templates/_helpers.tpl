@@ -104,6 +104,9 @@ Image reference. Call with (dict "ctx" $ "image" .Values.control.image).
 {{- define "livemix.authEnabled" -}}
 {{- if or .Values.auth.existingSecret .Values.auth.generate }}true{{ end }}
 {{- end }}
+{{- define "livemix.playbackSecret" -}}
+{{- default (printf "%s-playback" (include "livemix.fullname" .)) .Values.auth.playbackSigning.existingSecret }}
+{{- end }}
 {{- define "livemix.devSecret" -}}{{ include "livemix.fullname" . }}-dev{{- end }}
 {{- define "livemix.backendsSecret" -}}{{ include "livemix.fullname" . }}-backends{{- end }}
 
@@ -317,6 +320,9 @@ LIVEMIX_LOG: {{ $v.logLevel | quote }}
 {{- define "livemix.secretChecksum" -}}
 {{- $out := list }}
 {{- $out = append $out (include (print .Template.BasePath "/secret-auth.yaml") . ) }}
+{{- if .Values.auth.playbackSigning.enabled }}
+{{- $out = append $out (include (print .Template.BasePath "/secret-playback.yaml") . ) }}
+{{- end }}
 {{- $out = append $out (include (print .Template.BasePath "/secret-backends.yaml") . ) }}
 {{- $out = append $out (include (print .Template.BasePath "/dev/secret.yaml") . ) }}
 {{- join "\n" $out | sha256sum }}

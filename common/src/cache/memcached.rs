@@ -11,7 +11,7 @@ use bytes::Bytes;
 use memcache::{CommandError, MemcacheError, ServerError};
 use tracing::{debug, info};
 
-use super::{CacheError, SegmentCache};
+use super::{CacheError, SegmentCache, memcached_key};
 
 /// Largest value we store: the `-I 8m` the servers run with. memcached counts a few dozen bytes of item header
 /// and the key against its limit too, so a value this close to it can still be refused by the server; that
@@ -120,7 +120,7 @@ impl SegmentCache for MemcachedCache {
             return Err(too_large());
         }
         let exp = expiration(ttl);
-        let owned_key = key.to_owned();
+        let owned_key = memcached_key(key).into_owned();
         match self.run("put", key, move |c| c.set(&owned_key, data.as_ref(), exp)).await {
             Err(CacheError::Op { source, .. }) if is_too_large(&source) => Err(too_large()),
             Err(e) => Err(e),
@@ -132,20 +132,20 @@ impl SegmentCache for MemcachedCache {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>, CacheError> {
-        let owned_key = key.to_owned();
+        let owned_key = memcached_key(key).into_owned();
         let value = self.run("get", key, move |c| c.get::<Vec<u8>>(&owned_key)).await?;
         Ok(value.map(Bytes::from))
     }
 
     async fn delete(&self, key: &str) -> Result<(), CacheError> {
-        let owned_key = key.to_owned();
+        let owned_key = memcached_key(key).into_owned();
         // `false` means the key was not there: deleted either way.
         self.run("delete", key, move |c| c.delete(&owned_key)).await?;
         Ok(())
     }
 
     async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, CacheError> {
-        let owned_key = key.to_owned();
+        let owned_key = memcached_key(key).into_owned();
         self.run("touch", key, move |c| c.touch(&owned_key, expiration(ttl))).await
     }
 

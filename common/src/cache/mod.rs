@@ -4,10 +4,11 @@
 pub mod memcached;
 pub mod memory;
 
-use std::{sync::Arc, time::Duration};
+use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -53,5 +54,54 @@ impl CacheArgs {
             Some(url) => Arc::new(memcached::MemcachedCache::connect(url)?),
             None => Arc::new(memory::MemoryCache::new(self.memory_cache_bytes)),
         })
+    }
+}
+
+/// Longest key memcached accepts, in bytes.
+pub const MEMCACHED_MAX_KEY: usize = 250;
+/// How much of a hashed key's start is kept readable (for `memcached-tool` dumps and logs).
+const READABLE_PREFIX: usize = 160;
+/// Marks a hashed key; keys kept as they are never contain it, so the two kinds cannot collide.
+const HASH_MARK: char = '~';
+
+/// The key memcached stores `key` under. Short keys of visible ASCII stay as they are; anything longer than
+/// memcached's 250-byte limit, or with bytes its text protocol cannot carry (spaces, control characters,
+/// non-ASCII), or with the hash mark becomes its readable start plus `~` and the SHA-256 of the whole key: a segment
+/// name near 255 bytes must not make a source's live segments uncacheable.
+pub fn memcached_key(key: &str) -> Cow<'_, str> {
+    let plain = |b: u8| b.is_ascii_graphic() && b != HASH_MARK as u8;
+    if key.len() <= MEMCACHED_MAX_KEY && key.bytes().all(plain) {
+        return Cow::Borrowed(key);
+    }
+    let readable = key.bytes().take(READABLE_PREFIX).take_while(|b| plain(*b)).count();
+    let digest = Sha256::digest(key.as_bytes());
+    let mut hashed = String::with_capacity(readable + 1 + 64);
+    // The prefix is ASCII, so slicing at a byte count is slicing at a character boundary.
+    hashed.push_str(&key[..readable]);
+    hashed.push(HASH_MARK);
+    for byte in digest {
+        hashed.push_str(&format!("{byte:02x}"));
+    }
+    Cow::Owned(hashed)
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn short_keys_stay_readable_and_long_ones_fit() {
+        assert_eq!(memcached_key("live/3f/seg-1.ts"), "live/3f/seg-1.ts");
+        let long = format!("live/{}/{}.ts", uuid::Uuid::nil(), "n".repeat(252));
+        let hashed = memcached_key(&long);
+        assert!(hashed.len() <= MEMCACHED_MAX_KEY, "{} bytes", hashed.len());
+        assert!(hashed.starts_with("live/00000000-"), "{hashed}");
+        let other = format!("live/{}/{}.ts", uuid::Uuid::nil(), "n".repeat(251) + "m");
+        assert_ne!(memcached_key(&other), hashed, "keys differing only past the readable start stay apart");
+        for awkward in ["a b", "caf\u{e9}", "tab\tkey", "x~y", "\u{1F600}"] {
+            let key = memcached_key(awkward);
+            assert!(key.len() <= MEMCACHED_MAX_KEY && key.bytes().all(|b| b.is_ascii_graphic()), "{key:?}");
+            assert!(key.contains(HASH_MARK), "{key:?}");
+        }
     }
 }

@@ -19,12 +19,18 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::{api::error::server_fault, db::NewLiveSegment, segments::live_key, state::AppState};
+use crate::{
+    api::{auth::EdgeCaller, error::server_fault},
+    db::NewLiveSegment,
+    segments::live_key,
+    state::AppState,
+};
 
-/// The edge-facing API, bearer-protected when an edge token is set.
+/// The edge-facing API: each edge presents its own token (or the deprecated shared one) and acts only for the
+/// sources bound to it.
 pub fn app(state: AppState) -> Router {
-    let token = state.settings.edge_token.clone();
-    super::app("edge", routes(state.settings.max_segment_bytes), token, state)
+    let max_segment_bytes = state.settings.max_segment_bytes;
+    super::app("edge", routes(max_segment_bytes), super::Access::Edges, state)
 }
 
 fn routes(max_segment_bytes: usize) -> Router<AppState> {
@@ -56,6 +62,7 @@ async fn find_source(State(state): State<AppState>, Query(q): Query<ByName>) -> 
 #[tracing::instrument(skip(state, report), fields(edge = %report.rr_target_id))]
 async fn report_status(
     State(state): State<AppState>,
+    caller: EdgeCaller,
     Path(id): Path<Uuid>,
     Json(report): Json<StatusReport>,
 ) -> ApiResult<Reply<StatusReply>> {
@@ -69,6 +76,7 @@ async fn report_status(
     if let Some(ts) = report.local_timestamp.filter(|ts| !sane_time(*ts)) {
         return Err(insane_time("local_timestamp", &ts.to_rfc3339()));
     }
+    caller.authorize(&state.db, id).await?;
     let source = state.db.record_status(id, topic, report.local_timestamp).await?;
     let recordings = state.db.list_recordings(Some(id), true).await?;
     tracing::debug!(source = %source.name, streaming = source.streaming, recordings = recordings.len(), "status report");
@@ -161,6 +169,7 @@ fn parse_discontinuity(headers: &HeaderMap) -> ApiResult<bool> {
 #[tracing::instrument(skip_all, fields(source, segment))]
 async fn new_segment(
     State(state): State<AppState>,
+    caller: EdgeCaller,
     headers: HeaderMap,
     Body(body): Body,
 ) -> ApiResult<Reply<Map<String, Value>>> {
@@ -175,6 +184,7 @@ async fn new_segment(
         return Err(ApiError::bad_request("empty segment body"));
     }
     tracing::Span::current().record("source", tracing::field::display(source_id)).record("segment", &name);
+    caller.authorize(&state.db, source_id).await?;
 
     let source = state.db.get_source(source_id).await?;
     if !source.streaming {

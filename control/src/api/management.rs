@@ -21,10 +21,9 @@ use uuid::Uuid;
 
 use crate::{edge_link::command_error, state::AppState};
 
-/// The management API, bearer-protected when a management token is set.
+/// The management API: the management token (or loopback only), see [`super::auth::ManagementGuard`].
 pub fn app(state: AppState) -> Router {
-    let token = state.settings.management_token.clone();
-    super::app("management", routes(), token, state)
+    super::app("management", routes(), super::Access::Management, state)
 }
 
 fn routes() -> Router<AppState> {
@@ -34,11 +33,13 @@ fn routes() -> Router<AppState> {
         .route("/v1/source/{id}/name", put(rename_source))
         .route("/v1/source/{id}/description", put(set_description))
         .route("/v1/source/{id}/streaming", put(set_streaming))
+        .route("/v1/source/{id}/edge", get(source_edge).delete(release_source_edge))
         .route("/v1/source/{id}/recording", post(start_recording).get(list_source_recordings))
         .route("/v1/recording", get(list_recordings))
         .route("/v1/recording/{id}", get(get_recording).delete(delete_recording))
         .route("/v1/recording/{id}/stop", post(stop_recording))
         .route("/v1/recording/{id}/segment", get(recording_segments))
+        .route("/v1/playback-url", get(playback_url))
 }
 
 const MAX_TEXT_LEN: usize = 4096;
@@ -314,6 +315,71 @@ async fn recording_segments(State(state): State<AppState>, Path(id): Path<String
     state.db.get_recording(id).await?;
     let segments = state.db.recording_segments(id).await?;
     Ok(Reply(SegmentsReply { segments }))
+}
+
+#[derive(Debug, serde::Serialize)]
+struct SourceEdgeReply {
+    /// The edge whose credentials the source is bound to; `null` until an edge with its own token reports it.
+    edge_id: Option<String>,
+}
+
+/// Which edge a source is bound to.
+async fn source_edge(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<SourceEdgeReply>> {
+    let id = parse_id(&id)?;
+    state.db.get_source(id).await?;
+    Ok(Reply(SourceEdgeReply { edge_id: state.db.source_owner(id).await? }))
+}
+
+/// Unbinds a source from its edge (the camera moved to another edge): the next edge reporting it owns it.
+/// Replicas may keep the old binding for a few seconds.
+#[tracing::instrument(skip(state))]
+async fn release_source_edge(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Reply<SourceEdgeReply>> {
+    let id = parse_id(&id)?;
+    state.db.get_source(id).await?;
+    let released = state.db.release_source(id).await?;
+    tracing::info!(source = %id, released, "source released from its edge");
+    Ok(Reply(SourceEdgeReply { edge_id: None }))
+}
+
+#[derive(Debug, Deserialize)]
+struct PlaybackUrlQuery {
+    path: String,
+    ttl_secs: Option<u64>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct PlaybackUrlReply {
+    /// The path with `exp` and `sig` when signing is on; the path itself when it is off.
+    url: String,
+    signed: bool,
+    /// Seconds since the epoch (signed URLs only).
+    expires: Option<i64>,
+}
+
+/// Longest life of a minted playback URL: a week.
+const MAX_PLAYBACK_TTL_SECS: u64 = 7 * 24 * 3600;
+
+/// Mints a playback URL for a VOD path (`/v1/vod/live/<id>/vid.m3u8`...), valid `ttl_secs` (default an hour).
+async fn playback_url(
+    State(state): State<AppState>,
+    Query(q): Query<PlaybackUrlQuery>,
+) -> ApiResult<Reply<PlaybackUrlReply>> {
+    if !q.path.starts_with("/v1/vod/") || q.path.contains(['?', '#']) || q.path.split('/').any(|p| p == "..") {
+        return Err(ApiError::bad_request("path must be a VOD API path such as /v1/vod/live/<source id>/vid.m3u8"));
+    }
+    let ttl = q.ttl_secs.unwrap_or(3600);
+    if !(1..=MAX_PLAYBACK_TTL_SECS).contains(&ttl) {
+        return Err(ApiError::bad_request(format!("ttl_secs must be between 1 and {MAX_PLAYBACK_TTL_SECS}")));
+    }
+    let Some(key) = &state.settings.playback_signing_key else {
+        return Ok(Reply(PlaybackUrlReply { url: q.path, signed: false, expires: None }));
+    };
+    let signer = super::signed::PlaybackSigner::new(key.expose().as_bytes());
+    let (url, expires) = signer.signed_path(&q.path, std::time::Duration::from_secs(ttl));
+    Ok(Reply(PlaybackUrlReply { url, signed: true, expires: Some(expires) }))
 }
 
 #[cfg(test)]

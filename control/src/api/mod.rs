@@ -5,9 +5,12 @@ pub mod auth;
 pub mod edge;
 pub mod error;
 pub mod management;
+pub mod signed;
 #[cfg(test)]
 mod tests;
 pub mod vod;
+
+use std::{sync::Arc, time::Duration};
 
 use axum::{Router, extract::State, middleware, routing::get};
 use livemix_common::{
@@ -18,14 +21,36 @@ use livemix_common::{
 
 use crate::state::AppState;
 
-/// A service's routes with what every control API has: the bearer token when one is set (probes and metrics
-/// stay open), health and metrics routes, request ids, access logs, request metrics and JSON errors.
-fn app(service: &'static str, routes: Router<AppState>, token: Option<String>, state: AppState) -> Router {
-    let routes = match token {
-        Some(token) => {
-            routes.layer(middleware::from_fn(move |req, next| auth::require_bearer(Some(token.clone()), req, next)))
+/// Who may call a service's routes.
+enum Access {
+    /// The management token (or loopback only), with request-shape checks: [`auth::management`].
+    Management,
+    /// Edge credentials: [`auth::edge`].
+    Edges,
+    /// Players: anyone, or signed URLs only when a playback signing key is set ([`signed`]).
+    Players,
+}
+
+/// A service's routes with what every control API has: its access check (probes and metrics stay open), health
+/// and metrics routes, request ids, access logs, request metrics and JSON errors.
+fn app(service: &'static str, routes: Router<AppState>, access: Access, state: AppState) -> Router {
+    let settings = &state.settings;
+    let routes = match access {
+        Access::Management => {
+            let guard = Arc::new(auth::ManagementGuard::new(settings));
+            routes.layer(middleware::from_fn(move |req, next| auth::management(guard.clone(), req, next)))
         }
-        None => routes,
+        Access::Edges => {
+            let gate = Arc::new(auth::EdgeGate::new(settings));
+            routes.layer(middleware::from_fn(move |req, next| auth::edge(gate.clone(), req, next)))
+        }
+        Access::Players => match &settings.playback_signing_key {
+            Some(key) => {
+                let signer = Arc::new(signed::PlaybackSigner::new(key.expose().as_bytes()));
+                routes.layer(middleware::from_fn(move |req, next| signed::require_signature(signer.clone(), req, next)))
+            }
+            None => routes,
+        },
     };
     with_conventions(routes.merge(health_routes()), service, state.http_metrics.clone()).with_state(state)
 }
@@ -38,30 +63,39 @@ pub fn health_routes() -> Router<AppState> {
         .route("/metrics", get(metrics_handler))
 }
 
-/// Ready when PostgreSQL, the cache and the bus all answer. This port may be public: the reply names what
-/// failed, the log says why.
+/// How long readiness waits for each backing service: well under the probes' own timeout (3 s in the chart), so
+/// the probe gets an answer rather than a timeout.
+const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Ready while PostgreSQL answers: without it no API can serve anything. The cache and the bus only degrade
+/// what is served (live segments, commands to edges), and a blip of theirs must not take every replica out of its
+/// Service at once, so they are reported but do not fail readiness. This port may be public: the reply names
+/// what failed, the log says why.
 async fn ready(State(state): State<AppState>) -> ApiResult<Reply<serde_json::Value>> {
-    let (db, cache, bus) = tokio::join!(state.db.ping(), state.cache.ping(), state.bus.ping());
-    let mut failures = Vec::new();
-    if let Err(err) = db {
-        tracing::warn!(%err, "readiness: database");
-        failures.push("database");
+    async fn check<E: std::fmt::Display>(what: &str, ping: impl Future<Output = Result<(), E>>) -> &'static str {
+        match tokio::time::timeout(READY_CHECK_TIMEOUT, ping).await {
+            Ok(Ok(())) => "ok",
+            Ok(Err(err)) => {
+                tracing::warn!(%err, "readiness: {what}");
+                "unavailable"
+            }
+            Err(_) => {
+                tracing::warn!("readiness: {what} did not answer within {READY_CHECK_TIMEOUT:?}");
+                "unavailable"
+            }
+        }
     }
-    if let Err(err) = cache {
-        tracing::warn!(%err, "readiness: cache");
-        failures.push("cache");
-    }
-    if let Err(err) = bus {
-        tracing::warn!(%err, "readiness: bus");
-        failures.push("bus");
-    }
-    if failures.is_empty() {
-        Ok(Reply(serde_json::json!({"database": "ok", "cache": "ok", "bus": "ok"})))
-    } else {
-        Err(ApiError::unavailable(format!(
-            "not ready: {} unreachable; the server log has the details under request id {}",
-            failures.join(", "),
+    let (db, cache, bus) = tokio::join!(
+        check("database", state.db.ping()),
+        check("cache", state.cache.ping()),
+        check("bus", state.bus.ping())
+    );
+    if db != "ok" {
+        return Err(ApiError::unavailable(format!(
+            "not ready: database unreachable; the server log has the details under request id {}",
             request_id()
-        )))
+        )));
     }
+    let degraded = |status: &'static str| if status == "ok" { "ok" } else { "degraded" };
+    Ok(Reply(serde_json::json!({"database": db, "cache": degraded(cache), "bus": degraded(bus)})))
 }

@@ -332,3 +332,260 @@ async fn status_reports_with_a_broken_clock_are_refused() {
     send(&app, post_json(&url, EDGE_TOKEN, body)).await.assert_generic_fault(503);
     send(&app, post_json(&url, EDGE_TOKEN, "{")).await.assert_error(400, "");
 }
+
+/// Every `.route("<path>", ...)` of a module's source: the routes its router is built from. Read from the source
+/// itself so a route added to any of these modules is probed by the tests below without anyone editing them.
+fn declared_routes(source: &str) -> Vec<String> {
+    let mut routes = Vec::new();
+    let mut rest = source;
+    while let Some(start) = rest.find(".route(\"") {
+        rest = &rest[start + 8..];
+        let Some(end) = rest.find('"') else { break };
+        routes.push(rest[..end].to_owned());
+        rest = &rest[end..];
+    }
+    routes
+}
+
+/// A concrete URI for a route: path parameters filled with well-formed ids.
+fn concrete(route: &str) -> String {
+    route
+        .split('/')
+        .map(|part| match part {
+            "{recording_id}" => ulid::Ulid::new().to_string(),
+            p if p.starts_with('{') => Uuid::new_v4().to_string(),
+            p => p.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+const METHODS: [&str; 5] = ["GET", "POST", "PUT", "DELETE", "PATCH"];
+
+fn request(method: &str, uri: &str, authorization: Option<&str>) -> Request<Body> {
+    let mut req = Request::builder().method(method).uri(uri).header(header::CONTENT_TYPE, "application/json");
+    if let Some(value) = authorization {
+        req = req.header(header::AUTHORIZATION, value);
+    }
+    req.body(Body::from("{}")).unwrap()
+}
+
+#[tokio::test]
+async fn every_protected_route_refuses_missing_wrong_and_empty_tokens() {
+    let management_routes = declared_routes(include_str!("management.rs"));
+    let edge_routes = declared_routes(include_str!("edge.rs"));
+    assert!(management_routes.len() >= 10 && edge_routes.len() >= 3, "{management_routes:?} {edge_routes:?}");
+    let services = [
+        ("management", super::management::app(state()), management_routes, EDGE_TOKEN),
+        ("edge", super::edge::app(state()), edge_routes, MGMT_TOKEN),
+    ];
+    for (service, app, routes, other_service_token) in services {
+        for route in &routes {
+            let uri = concrete(route);
+            let mut served = 0;
+            for method in METHODS {
+                for authorization in [
+                    None,
+                    Some("Bearer wrong".to_owned()),
+                    Some("Bearer ".to_owned()),
+                    Some("Bearer".to_owned()),
+                    Some(format!("Basic {MGMT_TOKEN}")),
+                    Some(format!("Bearer {other_service_token}")),
+                    Some(format!("Bearer {EDGE_TOKEN}x")),
+                ] {
+                    let reply = send(&app, request(method, &uri, authorization.as_deref())).await;
+                    // A method the route does not serve is 405 (it reveals no more than the route's existence);
+                    // every method it serves must refuse the caller.
+                    if reply.status == StatusCode::METHOD_NOT_ALLOWED {
+                        continue;
+                    }
+                    served += 1;
+                    assert_eq!(
+                        reply.status,
+                        StatusCode::UNAUTHORIZED,
+                        "{service} {method} {uri} with {authorization:?}: {:?}",
+                        reply.body
+                    );
+                    assert_eq!(reply.reason(), "unauthorized");
+                }
+            }
+            assert!(served > 0, "{service} {route}: no method reached the token check");
+        }
+    }
+}
+
+/// A control node on in-process backends with these flags (plus the edge limit the tests use).
+fn state_with(flags: &[&str]) -> AppState {
+    let mut argv = vec!["livemix-control", "--max-segment-bytes=1000"];
+    argv.extend_from_slice(flags);
+    let settings = SettingsOnly::parse_from(argv).settings;
+    let pool = PgPoolOptions::new()
+        .acquire_timeout(Duration::from_millis(100))
+        .connect_lazy("postgres://livemix:secret-password@127.0.0.1:1/livemix")
+        .expect("a valid URL");
+    let backends = Backends {
+        db: Db::from_pool(pool, settings.reachable_within()),
+        cache: Arc::new(MemoryCache::new(1 << 20)),
+        store: Arc::new(LocalStore::new(std::env::temp_dir().join("livemix-control-unit-tests"))),
+        bus: Arc::new(MemoryBus::default()),
+    };
+    AppState::new(settings, backends)
+}
+
+#[tokio::test]
+async fn per_edge_tokens_identify_edges_and_the_shared_one_still_works() {
+    let app = super::edge::app(state_with(&["--edge-tokens=edge-a:tok-a,edge-b:tok-b", "--edge-token=shared-tok"]));
+    let url = format!("/v1/source/{}/status", Uuid::new_v4());
+    let body = json!({"rr_target_id": "edge-a", "local_timestamp": chrono::Utc::now()}).to_string();
+    // Past the door, each reaches the database (down here): the binding is checked there.
+    for token in ["tok-a", "tok-b", "shared-tok"] {
+        send(&app, post_json(&url, token, body.clone())).await.assert_generic_fault(503);
+    }
+    for token in ["tok-c", "tok-a tok-b", "edge-a:tok-a"] {
+        send(&app, post_json(&url, token, body.clone())).await.assert_error(401, "invalid bearer token");
+    }
+}
+
+#[test]
+fn bad_credentials_stop_the_start() {
+    for flags in [
+        vec!["--management-token="],
+        vec!["--management-token=  "],
+        vec!["--edge-token="],
+        vec!["--edge-tokens=edge-a"],
+        vec!["--edge-tokens=edge-a:"],
+        vec!["--edge-tokens=a:x,b:x"],
+        vec!["--edge-tokens-file=/nonexistent/tokens"],
+        vec!["--playback-signing-key=short"],
+    ] {
+        let mut argv = vec!["livemix-control"];
+        argv.extend(flags.iter().copied());
+        assert!(SettingsOnly::try_parse_from(&argv).is_err(), "{flags:?} should be refused");
+    }
+}
+
+#[tokio::test]
+async fn without_a_token_management_answers_loopback_names_only() {
+    let app = super::management::app(state_with(&[]));
+    let with_host = |host: &str| Request::get("/v1/source").header(header::HOST, host).body(Body::empty()).unwrap();
+    // Reaches the database (down): the door let it through.
+    send(&app, with_host("127.0.0.1:8080")).await.assert_generic_fault(503);
+    send(&app, with_host("localhost:8080")).await.assert_generic_fault(503);
+    // DNS rebinding: a hostile name resolving to 127.0.0.1 in a victim's browser.
+    send(&app, with_host("rebind.evil.example:8080")).await.assert_error(403, "localhost");
+    // An explicit opt-out serves any name.
+    let insecure = super::management::app(state_with(&["--insecure-no-auth"]));
+    send(&insecure, with_host("control.internal:8080")).await.assert_generic_fault(503);
+}
+
+#[tokio::test]
+async fn state_changing_routes_refuse_what_browsers_forge_but_take_curl_bodies() {
+    let app = super::management::app(state());
+    let body = r#"{"name": "cam-1", "segment_len": 2}"#;
+    let create = |content_type: Option<&str>, origin: Option<&str>| {
+        let mut req = Request::post("/v1/source")
+            .header(header::AUTHORIZATION, format!("Bearer {MGMT_TOKEN}"))
+            .header(header::HOST, "control:8080");
+        if let Some(t) = content_type {
+            req = req.header(header::CONTENT_TYPE, t);
+        }
+        if let Some(o) = origin {
+            req = req.header(header::ORIGIN, o);
+        }
+        req.body(Body::from(body)).unwrap()
+    };
+    for wrong in ["text/plain", "text/plain;charset=UTF-8", "multipart/form-data; boundary=x", "application/xml"] {
+        let reply = send(&app, create(Some(wrong), None)).await;
+        reply.assert_error(415, "application/json");
+        assert_eq!(reply.reason(), "unsupported_media_type");
+    }
+    // The seed's `curl -X POST ... -d '{json}'` (form-encoded), no type at all, and JSON all reach the database.
+    for fine in [None, Some("application/x-www-form-urlencoded"), Some("application/json; charset=utf-8")] {
+        send(&app, create(fine, None)).await.assert_generic_fault(503);
+    }
+    send(&app, create(Some("application/json"), Some("http://control:8080"))).await.assert_generic_fault(503);
+    for origin in ["https://evil.example", "null", "http://control:8081"] {
+        send(&app, create(Some("application/json"), Some(origin))).await.assert_error(403, "cross-origin");
+    }
+    // start_recording reads its body itself: the same rule holds there.
+    let req = Request::post(format!("/v1/source/{}/recording", Uuid::new_v4()))
+        .header(header::AUTHORIZATION, format!("Bearer {MGMT_TOKEN}"))
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from("{}"))
+        .unwrap();
+    send(&app, req).await.assert_error(415, "");
+}
+
+#[tokio::test]
+async fn unknown_methods_share_one_metric_label() {
+    let app = super::management::app(state());
+    for i in 0..50 {
+        let req = Request::builder().method(format!("HACK{i}").as_str()).uri("/v1/source").body(Body::empty()).unwrap();
+        let reply = send(&app, req).await;
+        assert!(reply.status.is_client_error(), "{:?}", reply.status);
+    }
+    let metrics = send(&app, get("/metrics", None)).await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(!text.contains("HACK"), "{text}");
+    assert!(text.contains(r#"method="other""#), "{text}");
+}
+
+#[tokio::test]
+async fn readiness_needs_the_database_only() {
+    let reply = send(&super::vod::app(state()), get("/liveness/ready", None)).await;
+    reply.assert_error(503, "database");
+    let alive = send(&super::vod::app(state()), get("/liveness/alive", None)).await;
+    assert_eq!(alive.status, StatusCode::OK, "liveness never depends on backing services");
+}
+
+const SIGNING_KEY: &str = "0123456789abcdef0123456789abcdef";
+
+#[tokio::test]
+async fn signed_playback_urls_valid_expired_tampered_missing() {
+    let state = state_with(&[&format!("--playback-signing-key={SIGNING_KEY}"), "--management-token=m"]);
+    let source = Uuid::new_v4();
+    state
+        .cache
+        .put(&live_key(source, "seg-1.ts"), Bytes::from_static(b"\x47ts"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let vod = super::vod::app(state.clone());
+    let management = super::management::app(state);
+    let segment = format!("/v1/vod/live/{source}/seg-1.ts");
+
+    let minted = send(&management, get(&format!("/v1/playback-url?path={segment}&ttl_secs=60"), Some("m"))).await;
+    assert_eq!(minted.status, StatusCode::OK, "{:?}", minted.body);
+    assert_eq!(minted.json()["signed"], true);
+    let url = minted.json()["url"].as_str().unwrap().to_owned();
+    let ok = send(&vod, get(&url, None)).await;
+    assert_eq!(ok.status, StatusCode::OK, "{:?}", ok.body);
+    assert_eq!(ok.body, Bytes::from_static(b"\x47ts"));
+
+    send(&vod, get(&segment, None)).await.assert_error(401, "signed URLs only");
+    let signer = super::signed::PlaybackSigner::new(SIGNING_KEY.as_bytes());
+    let past = chrono::Utc::now().timestamp() - 10;
+    let expired = format!("{segment}?exp={past}&sig={}", signer.sign(&segment, past));
+    send(&vod, get(&expired, None)).await.assert_error(403, "expired");
+    let tampered = url.replace("sig=", "sig=00");
+    send(&vod, get(&tampered, None)).await.assert_error(403, "signature");
+    let other_source = url.replace(&source.to_string(), &Uuid::new_v4().to_string());
+    send(&vod, get(&other_source, None)).await.assert_error(403, "signature");
+    // Probes stay open.
+    assert_eq!(send(&vod, get("/liveness/alive", None)).await.status, StatusCode::OK);
+
+    for bad in ["/etc/passwd", "/v1/vod/../x", "/v1/vod/live/x/vid.m3u8?exp=1"] {
+        let reply = send(&management, get(&format!("/v1/playback-url?path={bad}"), Some("m"))).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let reply = send(&management, get(&format!("/v1/playback-url?path={segment}&ttl_secs=0"), Some("m"))).await;
+    reply.assert_error(400, "ttl_secs");
+}
+
+#[tokio::test]
+async fn without_a_signing_key_playback_urls_are_plain() {
+    let management = super::management::app(state());
+    let path = format!("/v1/vod/live/{}/vid.m3u8", Uuid::new_v4());
+    let reply = send(&management, get(&format!("/v1/playback-url?path={path}"), Some(MGMT_TOKEN))).await;
+    assert_eq!(reply.json()["signed"], false);
+    assert_eq!(reply.json()["url"], path.as_str());
+}

@@ -13,9 +13,9 @@ use crate::{api::error::server_fault, playlist, segments::live_key, state::AppSt
 
 pub const PLAYLIST: &str = "vid.m3u8";
 
-/// The VOD API: public, no token.
+/// The VOD API: public, or signed URLs only when a playback signing key is set.
 pub fn app(state: AppState) -> Router {
-    super::app("vod", routes(), None, state)
+    super::app("vod", routes(), super::Access::Players, state)
 }
 
 fn routes() -> Router<AppState> {
