@@ -19,12 +19,12 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::{edge_link::command_error, state::AppState};
+use crate::{db::LiveSummary, edge_link::command_error, state::AppState};
 
 /// The management API, bearer-protected when a management token is set.
 pub fn app(state: AppState) -> Router {
     let token = state.settings.management_token.clone();
-    super::app("management", routes(), token, state)
+    super::app_with_open_routes("management", routes(), super::console::routes(), token, state)
 }
 
 fn routes() -> Router<AppState> {
@@ -34,6 +34,7 @@ fn routes() -> Router<AppState> {
         .route("/v1/source/{id}/name", put(rename_source))
         .route("/v1/source/{id}/description", put(set_description))
         .route("/v1/source/{id}/streaming", put(set_streaming))
+        .route("/v1/source/{id}/live", get(live_summary))
         .route("/v1/source/{id}/recording", post(start_recording).get(list_source_recordings))
         .route("/v1/recording", get(list_recordings))
         .route("/v1/recording/{id}", get(get_recording).delete(delete_recording))
@@ -225,6 +226,19 @@ async fn start_recording(
             Err(command_error(err, "the recording was not started; try again"))
         }
     }
+}
+
+#[derive(Debug, serde::Serialize)]
+struct LiveReply {
+    live: LiveSummary,
+}
+
+/// How many segments the source's live playlist lists now and when the newest arrived.
+async fn live_summary(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<LiveReply>> {
+    let source = state.db.get_source(parse_id(&id)?).await?;
+    let window = state.settings.live_window(f64::from(source.segment_length));
+    let live = state.db.live_summary(source.id, i64::from(state.settings.live_segments), window).await?;
+    Ok(Reply(LiveReply { live }))
 }
 
 #[derive(Debug, Deserialize)]

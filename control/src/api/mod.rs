@@ -2,6 +2,7 @@
 //! to admins and the operator, VOD to the public, the edge-facing API to edges only.
 
 pub mod auth;
+pub mod console;
 pub mod edge;
 pub mod error;
 pub mod management;
@@ -21,13 +22,24 @@ use crate::state::AppState;
 /// A service's routes with what every control API has: the bearer token when one is set (probes and metrics
 /// stay open), health and metrics routes, request ids, access logs, request metrics and JSON errors.
 fn app(service: &'static str, routes: Router<AppState>, token: Option<String>, state: AppState) -> Router {
+    app_with_open_routes(service, routes, Router::new(), token, state)
+}
+
+/// [`app`] with `open` routes that need no token (the web console's page, which asks for the token itself).
+fn app_with_open_routes(
+    service: &'static str,
+    routes: Router<AppState>,
+    open: Router<AppState>,
+    token: Option<String>,
+    state: AppState,
+) -> Router {
     let routes = match token {
         Some(token) => {
             routes.layer(middleware::from_fn(move |req, next| auth::require_bearer(Some(token.clone()), req, next)))
         }
         None => routes,
     };
-    with_conventions(routes.merge(health_routes()), service, state.http_metrics.clone()).with_state(state)
+    with_conventions(routes.merge(health_routes()).merge(open), service, state.http_metrics.clone()).with_state(state)
 }
 
 /// `/liveness/alive`, `/liveness/ready` and `/metrics`, served on every port.
