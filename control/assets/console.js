@@ -287,15 +287,14 @@
   /** A source's recordings on a time axis ending now: bars from start to end (active ones up to now). */
   function timeline(source, recordings) {
     const now = Date.now();
-    const starts = recordings.map((r) => Date.parse(r.start_ts));
-    const earliest = Math.min(now - 10 * 60e3, ...starts);
-    const from = Math.max(earliest, now - 24 * 3600e3);
+    // From a little before the oldest recording (at least the last minute, at most a day) to now.
+    const earliest = Math.min(now - 60e3, ...recordings.map((r) => Date.parse(r.start_ts)));
+    const from = Math.max(now - (now - earliest) * 1.1, now - 24 * 3600e3);
     const span = now - from;
     const width = 240;
     const svg = document.createElementNS(SVG, 'svg');
     svg.setAttribute('class', 'timeline');
-    svg.setAttribute('viewBox', `0 0 ${width} 26`);
-    svg.setAttribute('preserveAspectRatio', 'none');
+    svg.setAttribute('viewBox', `0 0 ${width} 29`);
     svg.setAttribute('role', 'img');
     const shown = recordings.filter((r) => !r.end_ts || Date.parse(r.end_ts) >= from);
     svg.setAttribute('aria-label', `${source.name}: ${shown.length} recording${shown.length === 1 ? '' : 's'} ` +
@@ -320,8 +319,9 @@
       title.textContent = `${recordingLabel(r)}: ${when(r.start_ts)} – ${active ? 'recording' : when(r.end_ts)}`;
       bar.append(title);
     }
-    node('text', { x: 0, y: 24 }, clockFmt.format(new Date(from)));
-    node('text', { x: width, y: 24, 'text-anchor': 'end' }, 'now');
+    const sameDay = new Date(from).toDateString() === new Date(now).toDateString();
+    node('text', { x: 0, y: 26 }, (sameDay ? clockFmt : timeFmt).format(new Date(from)));
+    node('text', { x: width, y: 26, 'text-anchor': 'end' }, 'now');
     return svg;
   }
 

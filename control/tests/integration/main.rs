@@ -1,6 +1,7 @@
 //! Integration tests of the control node against the real PostgreSQL, memcached, S3 (moto) and Pub/Sub
 //! emulator started by `scripts/services.sh up`. One test binary, so the heavy dependencies link once.
 
+mod console;
 mod edge_api;
 mod live;
 mod management;
