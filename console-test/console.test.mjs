@@ -88,6 +88,9 @@ test('with the right token the page lists the source', async () => {
   await page.getByLabel('Management API token').fill(token);
   await page.getByLabel('Management API token').press('Enter');
   await sourceRow().waitFor({ state: 'visible' });
+  // Other tests' sources may share the database: show this one only.
+  await page.getByLabel('Filter by source name').fill(sourceName);
+  await eventually('the filter applied', async () => (await page.locator('#sources tbody tr').count()) === 1);
   assert.equal(await page.getByRole('alert').isVisible(), false, 'the sign-in error is gone');
   assert.equal(page.url(), consoleUrl);
   assert.ok(!(await page.content()).includes(token), 'the token is not in the page');
@@ -119,8 +122,10 @@ test('streaming started from the page plays live, and the video advances', async
 
 test('a recording made from the page plays to its end', async () => {
   await page.getByRole('button', { name: `Start recording ${sourceName}` }).click();
+  // Other tests' sources may share the database: ask about this source only.
+  const { sources } = await mgmt(`/v1/source?source_name=${encodeURIComponent(sourceName)}`);
   const { recordings } = await eventually('the active recording', async () => {
-    const body = await mgmt('/v1/recording?only_active=true');
+    const body = await mgmt(`/v1/source/${sources[0].id}/recording?only_active=true`);
     return body.recordings.length === 1 && body;
   });
   recordingId = recordings[0].id;
@@ -172,4 +177,5 @@ test('on a phone the console fits the screen', async () => {
   assert.ok(await page.getByRole('button', { name: `Stop streaming ${sourceName}` }).isVisible());
   const box = await page.getByRole('button', { name: `Watch ${sourceName} live` }).boundingBox();
   assert.ok(box.x >= 0 && box.x + box.width <= 390 && box.height >= 32, JSON.stringify(box));
+  if (process.env.PHONE_SCREENSHOT) await page.screenshot({ path: process.env.PHONE_SCREENSHOT, fullPage: true });
 });

@@ -104,6 +104,6 @@ pids+=($!)
 step "the console in headless Chromium"
 mkdir -p docs
 CONSOLE_URL="http://127.0.0.1:$mgmt/ui" MANAGEMENT_TOKEN=$token SOURCE_NAME=$source_name \
-  SCREENSHOT="$root/docs/console.png" \
+  SCREENSHOT="$root/docs/console.png" PHONE_SCREENSHOT=${PHONE_SCREENSHOT:-} \
   node --test --test-reporter=spec console-test/console.test.mjs
 step "console test passed"

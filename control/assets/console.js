@@ -19,6 +19,8 @@
   // Where the error on display came from: a refresh error goes away with the next good refresh, an action's
   // stays until the next action.
   let errorFrom = null;
+  // The last data fetched, so typing in the filter re-renders at once.
+  let last = null;
   const sourceRows = new Map();
   const recordingRows = new Map();
 
@@ -172,8 +174,8 @@
       const lives = await Promise.all(
         sources.map((s) => api('GET', `/v1/source/${s.id}/live`).then((r) => r.live, () => null)),
       );
-      renderSources(sources, lives, recordings);
-      renderRecordings(recordings, sources);
+      last = { sources, lives, recordings };
+      render();
       clearError('refresh');
     } catch (err) {
       if (err.status === 401) {
@@ -182,6 +184,17 @@
       }
       showError('Refreshing failed', err, 'refresh');
     }
+  }
+
+  /** Shows the sources whose name contains the filter's text (any case), and their recordings. */
+  function render() {
+    if (!last) return;
+    const needle = $('filter').value.trim().toLowerCase();
+    const shown = last.sources.map((s, i) => [s, last.lives[i]]).filter(([s]) => s.name.toLowerCase().includes(needle));
+    const ids = new Set(shown.map(([s]) => s.id));
+    const recordings = last.recordings.filter((r) => ids.has(r.source));
+    renderSources(shown.map(([s]) => s), shown.map(([, live]) => live), recordings, last.sources.length);
+    renderRecordings(recordings, last.sources);
   }
 
   /** Runs an action from a button, shows its error, then refreshes. */
@@ -245,7 +258,7 @@
     return row;
   }
 
-  function renderSources(sources, lives, recordings) {
+  function renderSources(sources, lives, recordings, total) {
     const tbody = $('sources').tBodies[0];
     const seen = new Set();
     sources.forEach((s, i) => {
@@ -279,8 +292,10 @@
         sourceRows.delete(id);
       }
     }
-    $('sources-status').textContent = sources.length ?
-      `${sources.length} source${sources.length === 1 ? '' : 's'}, updated ${clockFmt.format(new Date())}.` :
+    const plural = (n) => `${n} source${n === 1 ? '' : 's'}`;
+    const count = sources.length === total ? plural(total) : `${sources.length} of ${plural(total)} shown`;
+    $('sources-status').textContent = total ?
+      `${count}, updated ${clockFmt.format(new Date())}.` :
       'No sources yet: register one with POST /v1/source.';
   }
 
@@ -449,6 +464,7 @@
     $('login-form').addEventListener('submit', signIn);
     $('logout').addEventListener('click', () => signOut());
     $('close-player').addEventListener('click', stopPlayer);
+    $('filter').addEventListener('input', render);
     $('video').addEventListener('error', () => {
       const err = $('video').error;
       if (err && !hls) showError('Playing', new ApiError(0, err.message || `media error ${err.code}`, null));
