@@ -9,12 +9,15 @@ use std::sync::LazyLock;
 
 use axum::{
     Router,
-    extract::{Query, State},
+    extract::State,
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Redirect, Response},
     routing::get,
 };
-use livemix_common::{ApiError, ApiResult, api::Path};
+use livemix_common::{
+    ApiError, ApiResult,
+    api::{Path, Query},
+};
 use serde::Deserialize;
 
 use crate::state::AppState;
@@ -115,7 +118,10 @@ async fn asset(Path(file): Path<String>, Query(q): Query<AssetQuery>, headers: H
         .ok_or_else(|| ApiError::not_found(format!("the console has no asset {file:?}")))?;
     let etag = format!("\"{}\"", *VERSION);
     let cache = if q.v.as_deref() == Some(VERSION.as_str()) { IMMUTABLE } else { REVALIDATE };
-    let fresh = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v == etag);
+    let fresh = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| tags.split(',').map(|t| t.trim().trim_start_matches("W/")).any(|t| t == etag || t == "*"));
     let mut response =
         if fresh { StatusCode::NOT_MODIFIED.into_response() } else { (StatusCode::OK, asset.body).into_response() };
     let h = response.headers_mut();

@@ -140,6 +140,10 @@ async fn assets_have_their_types_and_are_cached_by_fingerprint() {
         let revalidated = fetch(&app, req.unwrap()).await;
         assert_eq!(revalidated.status, StatusCode::NOT_MODIFIED);
         assert!(revalidated.body.is_empty());
+        let req = Request::get(format!("/ui/assets/{name}"))
+            .header(header::IF_NONE_MATCH, format!("\"stale\", W/{etag}"))
+            .body(Body::empty());
+        assert_eq!(fetch(&app, req.unwrap()).await.status, StatusCode::NOT_MODIFIED, "a list of tags");
     }
     let hls = fetch(&app, get("/ui/assets/hls.min.js")).await;
     assert_eq!(&hls.body[..], include_bytes!("../../../assets/vendor/hls.min.js"));
@@ -148,6 +152,9 @@ async fn assets_have_their_types_and_are_cached_by_fingerprint() {
 
     let missing = fetch(&app, get("/ui/assets/../../etc/passwd")).await;
     assert!(missing.status.is_client_error(), "{:?}", missing.status);
+    let twice = fetch(&app, get("/ui/assets/console.js?v=a&v=b")).await;
+    assert_eq!(twice.status, StatusCode::BAD_REQUEST);
+    assert!(twice.text().contains("\"success\":false"), "a JSON error: {}", twice.text());
     let missing = fetch(&app, get("/ui/assets/nope.js")).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert!(missing.text().contains("no asset"), "{}", missing.text());
