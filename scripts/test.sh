@@ -7,7 +7,8 @@
 #
 # The first run on a machine builds the Kubernetes parts, CoreDNS and Traefik from their Go modules (15-25 minutes
 # on 2 cores, cached under /var/cache/livemix-k8s and /var/cache/livemix-images); later runs start in seconds.
-# Without arguments it ends with kind-test/run.sh --local: the chart on a real node of this machine.
+# Without arguments it also runs the web console's browser test (console-test/run.sh) and ends with
+# kind-test/run.sh --local: the chart on a real node of this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +31,8 @@ if [ $# -eq 0 ]; then
   bash scripts/check-crds.sh
   step "Helm chart: lint, schema, golden files, install into the API server"
   bash scripts/check-chart.sh
+  step "web console in headless Chromium: a control node and an edge fed by ffmpeg"
+  bash console-test/run.sh
   step "LiveMix on a real Kubernetes node: helm install, ffmpeg into the edge pod, playback through the ingress"
   bash kind-test/run.sh --local
 fi

@@ -142,6 +142,13 @@ pub struct Settings {
     /// Topic for system events (source status, recordings started/stopped); empty to publish none.
     #[arg(long, env = "LIVEMIX_BROADCAST_TOPIC", default_value = "livemix-events")]
     pub broadcast_topic: String,
+    /// Where browsers reach the VOD API, for the web console's player (`https://video.example.com`, no path).
+    /// Default: the host the console was loaded from, on the VOD API's port; set it behind a proxy or TLS.
+    #[arg(long, env = "LIVEMIX_PUBLIC_VOD_URL", value_parser = crate::api::console::parse_public_url)]
+    pub public_vod_url: Option<String>,
+    /// The VOD API's port, for that default; [`crate::serve`] sets it from the VOD listener.
+    #[arg(skip)]
+    pub vod_port: Option<u16>,
 }
 
 impl Settings {

@@ -133,6 +133,15 @@ pub struct LiveSegment {
     pub disc_seq: i64,
 }
 
+/// What a source's live stream looks like now, for people watching over it (the web console).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LiveSummary {
+    /// Segments a player gets in the live playlist now (0: nothing to play).
+    pub segments: i64,
+    /// When the newest live segment arrived, by the control node's clock; `null` before the first one.
+    pub last_segment_at: Option<DateTime<Utc>>,
+}
+
 /// How long a repeated live segment name counts as an edge's retry rather than a new segment (the edge's
 /// forwarder gives up after 30 s).
 const RETRY_WINDOW: Duration = Duration::from_secs(60);
@@ -175,6 +184,20 @@ impl Db {
     pub async fn ping(&self) -> DbResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// The live segments of `source` received within `window` (capped at `playlist_len`, as the live playlist
+    /// is) and when the newest of all arrived.
+    pub async fn live_summary(&self, source: Uuid, playlist_len: i64, window: Duration) -> DbResult<LiveSummary> {
+        let (recent, last_segment_at): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE received_at > now() - make_interval(secs => $2)), max(received_at) \
+             FROM live_segments WHERE source = $1",
+        )
+        .bind(source)
+        .bind(window.as_secs_f64())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(LiveSummary { segments: recent.min(playlist_len), last_segment_at })
     }
 
     // ---- sources ----

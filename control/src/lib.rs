@@ -131,6 +131,8 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let mut settings = settings;
+    settings.vod_port = settings.vod_port.or_else(|| listeners.vod.local_addr().ok().map(|addr| addr.port()));
     let state = AppState::new(settings.clone(), backends);
     let (reply_topic, reply_subscription) = (&settings.reply_topic, settings.reply_subscription());
     let bus = &state.bus;

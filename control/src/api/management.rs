@@ -19,11 +19,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::{edge_link::command_error, state::AppState};
+use crate::{db::LiveSummary, edge_link::command_error, state::AppState};
 
 /// The management API: the management token (or loopback only), see [`super::auth::ManagementGuard`].
 pub fn app(state: AppState) -> Router {
-    super::app("management", routes(), super::Access::Management, state)
+    super::app_with_open_routes("management", routes(), super::console::routes(), super::Access::Management, state)
 }
 
 fn routes() -> Router<AppState> {
@@ -34,6 +34,7 @@ fn routes() -> Router<AppState> {
         .route("/v1/source/{id}/description", put(set_description))
         .route("/v1/source/{id}/streaming", put(set_streaming))
         .route("/v1/source/{id}/edge", get(source_edge).delete(release_source_edge))
+        .route("/v1/source/{id}/live", get(live_summary))
         .route("/v1/source/{id}/recording", post(start_recording).get(list_source_recordings))
         .route("/v1/recording", get(list_recordings))
         .route("/v1/recording/{id}", get(get_recording).delete(delete_recording))
@@ -226,6 +227,19 @@ async fn start_recording(
             Err(command_error(err, "the recording was not started; try again"))
         }
     }
+}
+
+#[derive(Debug, serde::Serialize)]
+struct LiveReply {
+    live: LiveSummary,
+}
+
+/// How many segments the source's live playlist lists now and when the newest arrived.
+async fn live_summary(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<LiveReply>> {
+    let source = state.db.get_source(parse_id(&id)?).await?;
+    let window = state.settings.live_window(f64::from(source.segment_length));
+    let live = state.db.live_summary(source.id, i64::from(state.settings.live_segments), window).await?;
+    Ok(Reply(LiveReply { live }))
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,6 +2,7 @@
 //! to admins and the operator, VOD to the public, the edge-facing API to edges only.
 
 pub mod auth;
+pub mod console;
 pub mod edge;
 pub mod error;
 pub mod management;
@@ -34,6 +35,17 @@ enum Access {
 /// A service's routes with what every control API has: its access check (probes and metrics stay open), health
 /// and metrics routes, request ids, access logs, request metrics and JSON errors.
 fn app(service: &'static str, routes: Router<AppState>, access: Access, state: AppState) -> Router {
+    app_with_open_routes(service, routes, Router::new(), access, state)
+}
+
+/// [`app`] with `open` routes that need no credentials (the web console's page, which asks for the token itself).
+fn app_with_open_routes(
+    service: &'static str,
+    routes: Router<AppState>,
+    open: Router<AppState>,
+    access: Access,
+    state: AppState,
+) -> Router {
     let settings = &state.settings;
     let routes = match access {
         Access::Management => {
@@ -52,7 +64,7 @@ fn app(service: &'static str, routes: Router<AppState>, access: Access, state: A
             None => routes,
         },
     };
-    with_conventions(routes.merge(health_routes()), service, state.http_metrics.clone()).with_state(state)
+    with_conventions(routes.merge(health_routes()).merge(open), service, state.http_metrics.clone()).with_state(state)
 }
 
 /// `/liveness/alive`, `/liveness/ready` and `/metrics`, served on every port.

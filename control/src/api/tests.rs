@@ -21,6 +21,8 @@ use uuid::Uuid;
 
 use crate::{Backends, config::Settings, db::Db, segments::live_key, state::AppState};
 
+mod console;
+
 const MGMT_TOKEN: &str = "mgmt-secret";
 const EDGE_TOKEN: &str = "edge-secret";
 

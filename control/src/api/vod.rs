@@ -15,15 +15,15 @@ pub const PLAYLIST: &str = "vid.m3u8";
 
 /// The VOD API: public, or signed URLs only when a playback signing key is set.
 pub fn app(state: AppState) -> Router {
-    super::app("vod", routes(), super::Access::Players, state)
+    // Outermost, so browser players (hls.js on other origins, the web console) get CORS headers on every reply,
+    // errors included, and preflights are answered before routing (which would refuse OPTIONS with a 405).
+    super::app("vod", routes(), super::Access::Players, state).layer(CorsLayer::permissive())
 }
 
 fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/vod/live/{source_id}/{file}", get(live))
         .route("/v1/vod/recording/{recording_id}/{file}", get(recording))
-        // Browser players (hls.js) fetch from other origins.
-        .layer(CorsLayer::permissive())
 }
 
 fn segment_name(file: &str) -> ApiResult<&str> {

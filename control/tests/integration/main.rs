@@ -2,6 +2,7 @@
 //! emulator started by `scripts/services.sh up`. One test binary, so the heavy dependencies link once.
 
 mod auth;
+mod console;
 mod edge_api;
 mod live;
 mod management;

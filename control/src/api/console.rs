@@ -1,0 +1,219 @@
+//! The web console (`/ui` on the management port): a page that lists sources and recordings, plays them with
+//! hls.js and starts and stops streaming and recordings through the management API.
+//!
+//! Everything it needs is compiled into the binary (no CDN, works offline). The page and its assets need no
+//! token: the page asks for the management token, keeps it in the browser's storage and sends it as
+//! `Authorization: Bearer` on every API call, so it never appears in a URL, a log or this HTML.
+
+use std::sync::LazyLock;
+
+use axum::{
+    Router,
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Redirect, Response},
+    routing::get,
+};
+use livemix_common::{
+    ApiError, ApiResult,
+    api::{Path, Query},
+};
+use serde::Deserialize;
+
+use crate::state::AppState;
+
+/// Where the console lives on the management port.
+pub const PATH: &str = "/ui";
+
+/// The VOD port browsers are sent to when neither `--public-vod-url` nor the listener says otherwise.
+const DEFAULT_VOD_PORT: u16 = 8081;
+
+const PAGE: &str = include_str!("../../assets/console.html");
+
+/// A file the page loads, served from memory.
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+const ASSETS: &[Asset] = &[
+    Asset {
+        name: "console.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/console.js"),
+    },
+    Asset {
+        name: "console.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../../assets/console.css"),
+    },
+    Asset {
+        name: "hls.min.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/vendor/hls.min.js"),
+    },
+    Asset {
+        name: "hls.js.LICENSE",
+        content_type: "text/plain; charset=utf-8",
+        body: include_bytes!("../../assets/vendor/hls.js.LICENSE"),
+    },
+];
+
+/// A fingerprint of every asset: the page links `?v=<it>`, so browsers may cache assets for good and still get
+/// new ones after an upgrade.
+static VERSION: LazyLock<String> = LazyLock::new(|| {
+    // FNV-1a: stable across builds and Rust versions (unlike `DefaultHasher`), and no dependency for it.
+    let hash = ASSETS
+        .iter()
+        .flat_map(|a| a.name.as_bytes().iter().chain(a.body))
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3));
+    format!("{hash:016x}")
+});
+
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+const REVALIDATE: &str = "no-cache";
+
+/// The console's routes, open to all: the page asks for the token itself.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(PATH, get(page))
+        .route("/ui/", get(|| async { Redirect::permanent(PATH) }))
+        .route("/ui/assets/{file}", get(asset))
+}
+
+/// The page, with the VOD API's address filled in and the asset fingerprint in its links.
+async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let vod = vod_base_url(&state, &headers);
+    let html = PAGE.replace("{{VOD_URL}}", &escape_html(&vod)).replace("{{VERSION}}", &VERSION);
+    let mut response = (StatusCode::OK, html).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(REVALIDATE));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Only this origin's scripts run, so names an attacker gave a source cannot; video and playlists come from
+    // the VOD API (hls.js plays through blob: URLs and may start a blob: worker).
+    if let Ok(csp) = HeaderValue::from_str(&format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         connect-src 'self' {vod}; media-src 'self' blob: {vod}; worker-src blob:; \
+         base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )) {
+        h.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    response
+}
+
+#[derive(Debug, Deserialize)]
+struct AssetQuery {
+    v: Option<String>,
+}
+
+/// An asset; cached for good when asked for by the current fingerprint, revalidated (ETag) otherwise.
+async fn asset(Path(file): Path<String>, Query(q): Query<AssetQuery>, headers: HeaderMap) -> ApiResult<Response> {
+    let asset = ASSETS
+        .iter()
+        .find(|a| a.name == file)
+        .ok_or_else(|| ApiError::not_found(format!("the console has no asset {file:?}")))?;
+    let etag = format!("\"{}\"", *VERSION);
+    let cache = if q.v.as_deref() == Some(VERSION.as_str()) { IMMUTABLE } else { REVALIDATE };
+    let fresh = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| tags.split(',').map(|t| t.trim().trim_start_matches("W/")).any(|t| t == etag || t == "*"));
+    let mut response =
+        if fresh { StatusCode::NOT_MODIFIED.into_response() } else { (StatusCode::OK, asset.body).into_response() };
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if let Ok(etag) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, etag);
+    }
+    Ok(response)
+}
+
+/// Where the browser finds the VOD API: `--public-vod-url`, else the host the page was loaded from on the VOD
+/// port (plain HTTP unless a proxy said `X-Forwarded-Proto: https`).
+fn vod_base_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(url) = &state.settings.public_vod_url {
+        return url.clone();
+    }
+    let port = state.settings.vod_port.unwrap_or(DEFAULT_VOD_PORT);
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).and_then(host_name).unwrap_or("127.0.0.1");
+    let scheme = match headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) {
+        Some("https") => "https",
+        _ => "http",
+    };
+    format!("{scheme}://{host}:{port}")
+}
+
+/// The host of a `Host` header without its port, when it is a plain name or address (anything else is ignored:
+/// it ends up in the page and its security policy).
+fn host_name(host: &str) -> Option<&str> {
+    let name = if host.starts_with('[') {
+        // IPv6 literal: keep the brackets.
+        &host[..=host.find(']')?]
+    } else {
+        host.split(':').next()?
+    };
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'));
+    valid.then_some(name)
+}
+
+/// Checks `--public-vod-url`: an http(s) origin, optionally with a path prefix, no query; the trailing slash is
+/// dropped so the page can append `/v1/vod/...`.
+pub fn parse_public_url(value: &str) -> Result<String, String> {
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"))
+        .ok_or_else(|| format!("{value:?} must start with http:// or https://"))?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() {
+        return Err(format!("{value:?} names no host"));
+    }
+    if let Some(bad) = value.chars().find(|c| c.is_whitespace() || c.is_control() || "\"'<>?#;\\`".contains(*c)) {
+        return Err(format!("{value:?} may not contain {bad:?}"));
+    }
+    Ok(value.trim_end_matches('/').to_owned())
+}
+
+fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_keep_only_the_host() {
+        assert_eq!(host_name("example.com:8080"), Some("example.com"));
+        assert_eq!(host_name("127.0.0.1"), Some("127.0.0.1"));
+        assert_eq!(host_name("[::1]:8080"), Some("[::1]"));
+        assert_eq!(host_name("evil\"><script>"), None);
+        assert_eq!(host_name("a b"), None);
+        assert_eq!(host_name(""), None);
+        assert_eq!(host_name("[::1"), None);
+    }
+
+    #[test]
+    fn public_urls_are_origins_without_tricks() {
+        assert_eq!(parse_public_url("https://video.example.com/").unwrap(), "https://video.example.com");
+        assert_eq!(parse_public_url("http://10.0.0.1:8081/hls").unwrap(), "http://10.0.0.1:8081/hls");
+        assert!(parse_public_url("ftp://x").is_err());
+        assert!(parse_public_url("https://").is_err());
+        assert!(parse_public_url("https://x/?a=b").is_err());
+        assert!(parse_public_url("https://x\"onload=").is_err());
+        assert!(parse_public_url("https://x; script-src *").is_err());
+    }
+
+    #[test]
+    fn the_fingerprint_is_stable_hex() {
+        assert_eq!(VERSION.len(), 16);
+        assert!(VERSION.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+}
