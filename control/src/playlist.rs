@@ -23,6 +23,12 @@ pub fn live(segments: &[LiveSegment]) -> Option<String> {
     Some(live_playlist(&served, media_sequence, disc_sequence))
 }
 
+/// `#EXT-X-TARGETDURATION` of a live playlist of these segments: the longest, rounded up, at least 1 s.
+pub fn live_target_duration(segments: &[LiveSegment]) -> u64 {
+    let longest_ms = segments.iter().map(|s| u64::try_from(s.length_ms).unwrap_or(0)).max().unwrap_or(0);
+    longest_ms.div_ceil(1000).max(1)
+}
+
 /// The VOD playlist of a recording's segments, given in playback order.
 pub fn recording(segments: &[Segment]) -> String {
     let served: Vec<ServedSegment> = std::iter::once(None)
