@@ -100,28 +100,34 @@ pub type FillError = Arc<dyn std::error::Error + Send + Sync>;
 #[derive(Clone)]
 pub struct HotSegments {
     cache: Cache<String, Entry>,
+    /// `false` for a zero budget: nothing is kept, but concurrent misses still share one load.
+    keeps: bool,
 }
 
 impl HotSegments {
-    /// A layer holding at most `max_bytes` of segments (and keys).
+    /// A layer holding at most `max_bytes` of segments (and keys); 0 keeps none.
     pub fn new(max_bytes: u64) -> Self {
         let cache = Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|key: &String, entry: &Entry| u32::try_from(entry.body.data.len() + key.len()).unwrap_or(u32::MAX))
             .expire_after(PerEntryTtl)
             .build();
-        Self { cache }
+        Self { cache, keeps: max_bytes > 0 }
+    }
+
+    fn ttl(&self, ttl: Duration) -> Duration {
+        if self.keeps { ttl } else { Duration::ZERO }
     }
 
     /// Keeps `data` under `key` for `ttl`, replacing what was there; returns it with its tag.
     pub async fn insert(&self, key: String, data: Bytes, ttl: Duration) -> Body {
         let body = Body::new(data);
-        self.cache.insert(key, Entry { body: body.clone(), ttl }).await;
+        self.cache.insert(key, Entry { body: body.clone(), ttl: self.ttl(ttl) }).await;
         body
     }
 
     pub fn contains(&self, key: &str) -> bool {
-        self.cache.contains_key(key)
+        self.keeps && self.cache.contains_key(key)
     }
 
     /// The bytes under `key`: from memory, or else from `load` (once, however many ask at the same time: the
@@ -134,6 +140,7 @@ impl HotSegments {
         if let Some(entry) = self.cache.get(key).await {
             return Ok(entry.body);
         }
+        let ttl = self.ttl(ttl);
         let init = async { load.await.map(|data| Entry { body: Body::new(data), ttl }) };
         self.cache.try_get_with(key.to_owned(), init).await.map(|entry| entry.body)
     }

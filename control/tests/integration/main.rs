@@ -2,6 +2,7 @@
 //! emulator started by `scripts/services.sh up`. One test binary, so the heavy dependencies link once.
 
 mod edge_api;
+mod http_caching;
 mod live;
 mod management;
 mod recording;
