@@ -17,7 +17,7 @@ pub enum Command {
     #[command(args_override_self = true)]
     Run(Box<RunArgs>),
     /// Serve the same segment and playlist from LiveMix and nginx side by side (see `bench/vs-nginx.sh`).
-    #[command(name = "vs-nginx")]
+    #[command(name = "vs-nginx", args_override_self = true)]
     VsNginx(Box<crate::versus::VersusArgs>),
     /// Print free loopback TCP ports, one per line (for the script that starts the nodes).
     FreePorts {
