@@ -16,6 +16,9 @@ pub enum Command {
     /// Run the benchmark against a running control node and edge.
     #[command(args_override_self = true)]
     Run(Box<RunArgs>),
+    /// Serve the same segment and playlist from LiveMix and nginx side by side (see `bench/vs-nginx.sh`).
+    #[command(name = "vs-nginx", args_override_self = true)]
+    VsNginx(Box<crate::versus::VersusArgs>),
     /// Print free loopback TCP ports, one per line (for the script that starts the nodes).
     FreePorts {
         #[arg(default_value_t = 1)]

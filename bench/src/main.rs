@@ -14,6 +14,7 @@ mod replay;
 mod report;
 mod setup;
 mod stats;
+mod versus;
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::FreePorts { count } => free_ports(count),
         Command::Run(args) => run(*args).await,
+        Command::VsNginx(args) => versus::run(*args).await,
     }
 }
 

@@ -125,6 +125,10 @@ pub struct Settings {
     /// How long recorded segments stay cached after being read from the object store, in seconds.
     #[arg(long, env = "LIVEMIX_RECORDING_CACHE_TTL_SECS", default_value_t = 300)]
     pub recording_cache_ttl_secs: u64,
+    /// Bytes of segments each replica keeps in its own memory (the newest live segments and recordings being
+    /// replayed), in front of memcached. 0 keeps none (every read goes to memcached).
+    #[arg(long, env = "LIVEMIX_HOT_SEGMENT_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub hot_segment_bytes: u64,
     /// Topic edges publish to (recorded segments); all replicas share its subscription.
     #[arg(long, env = "LIVEMIX_CONTROL_TOPIC", default_value = "livemix-control")]
     pub control_topic: String,

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use livemix_common::model::{Recording, Segment, SegmentInfo, Source};
 // Dynamic SQL here only ever interpolates this module's column-list constants, never input.
 use sqlx::{AssertSqlSafe, PgPool, error::ErrorKind, postgres::PgPoolOptions};
@@ -155,6 +155,30 @@ pub struct NewLiveSegment {
     pub start_ts: DateTime<Utc>,
     /// The edge saw a discontinuity before this segment.
     pub discontinuity: bool,
+}
+
+/// What became of a live segment offered to the index.
+#[derive(Debug, Clone)]
+pub struct LiveAdmission {
+    pub source_name: String,
+    pub streaming: bool,
+    /// The source's registered segment length, seconds.
+    pub segment_length: i32,
+    /// The indexed segment (or the one an edge retried); `None` when the source does not stream, or when a
+    /// concurrent copy of the same segment was being indexed at that very moment (the edge retries).
+    pub segment: Option<LiveSegment>,
+}
+
+#[derive(sqlx::FromRow)]
+struct LiveAdmissionRow {
+    source_name: String,
+    streaming: bool,
+    segment_length: i32,
+    media_seq: Option<i64>,
+    name: Option<String>,
+    length_ms: Option<i64>,
+    discontinuity: Option<bool>,
+    disc_seq: Option<i64>,
 }
 
 #[derive(Clone)]
@@ -461,65 +485,75 @@ impl Db {
 
     // ---- live segments ----
 
-    /// Indexes a live segment, giving it the source's next media sequence number. A segment already indexed
-    /// (an edge retry) keeps its number. `gap` marks a discontinuity when the previous segment ended long before
-    /// this one started.
-    pub async fn add_live_segment(&self, seg: &NewLiveSegment, gap: Duration) -> DbResult<LiveSegment> {
-        let mut tx = self.pool.begin().await?;
-        // An edge retrying a segment keeps its number; a name seen long ago is an encoder that restarted and
-        // reuses names (ffmpeg starts again at index0.ts), so the old entry makes way for the new segment.
-        if let Some(existing) = sqlx::query_as::<_, LiveSegment>(
-            "SELECT media_seq, name, length_ms, discontinuity, disc_seq FROM live_segments \
-             WHERE source = $1 AND name = $2 AND received_at > now() - make_interval(secs => $3)",
+    /// Indexes a live segment in one round trip, giving it the source's next media sequence number, when the
+    /// source exists and streams. A segment already indexed (an edge retry) keeps its number; a name seen long ago
+    /// is an encoder that restarted and reuses names (ffmpeg starts again at index0.ts), so the old entry makes
+    /// way for the new segment. `gap` marks a discontinuity when the previous segment ended long before this one
+    /// started. `NotFound` for an unknown source.
+    ///
+    /// One statement: the `UPDATE` of the source row hands out the numbers (its row lock serialises replicas
+    /// numbering the same source) and only runs when the segment is new and the source streams.
+    pub async fn add_live_segment(&self, seg: &NewLiveSegment, gap: Duration) -> DbResult<LiveAdmission> {
+        let row = sqlx::query_as::<_, LiveAdmissionRow>(
+            "WITH src AS (SELECT name, streaming, segment_length FROM sources WHERE id = $1), \
+             retry AS ( \
+                 SELECT media_seq, name, length_ms, discontinuity, disc_seq FROM live_segments \
+                 WHERE source = $1 AND name = $2 AND received_at > now() - make_interval(secs => $6)), \
+             previous AS ( \
+                 SELECT start_ts, length_ms FROM live_segments WHERE source = $1 AND name <> $2 \
+                 ORDER BY media_seq DESC LIMIT 1), \
+             flag AS ( \
+                 SELECT $5::boolean OR COALESCE((SELECT abs(extract(epoch FROM \
+                     $4::timestamptz - (p.start_ts + p.length_ms * interval '1 millisecond'))) > $7 \
+                     FROM previous p), false) AS discontinuity), \
+             numbered AS ( \
+                 UPDATE sources SET live_media_seq = live_media_seq + 1, \
+                     live_disc_seq = live_disc_seq + CASE WHEN (SELECT discontinuity FROM flag) THEN 1 ELSE 0 END \
+                 WHERE id = $1 AND streaming AND NOT EXISTS (SELECT 1 FROM retry) \
+                 RETURNING live_media_seq, live_disc_seq), \
+             inserted AS ( \
+                 INSERT INTO live_segments (source, media_seq, name, length_ms, discontinuity, disc_seq, start_ts) \
+                 SELECT $1, n.live_media_seq, $2, $3, f.discontinuity, n.live_disc_seq, $4 FROM numbered n, flag f \
+                 ON CONFLICT (source, name) DO UPDATE SET media_seq = EXCLUDED.media_seq, \
+                     length_ms = EXCLUDED.length_ms, discontinuity = EXCLUDED.discontinuity, \
+                     disc_seq = EXCLUDED.disc_seq, start_ts = EXCLUDED.start_ts, received_at = now() \
+                 WHERE live_segments.received_at <= now() - make_interval(secs => $6) \
+                 RETURNING media_seq, name, length_ms, discontinuity, disc_seq) \
+             SELECT s.name AS source_name, s.streaming, s.segment_length, \
+                 l.media_seq, l.name, l.length_ms, l.discontinuity, l.disc_seq \
+             FROM src s LEFT JOIN (SELECT * FROM inserted UNION ALL SELECT * FROM retry) l ON true",
         )
         .bind(seg.source)
-        .bind(&seg.name)
-        .bind(RETRY_WINDOW.as_secs_f64())
-        .fetch_optional(&mut *tx)
-        .await?
-        {
-            return Ok(existing);
-        }
-        sqlx::query("DELETE FROM live_segments WHERE source = $1 AND name = $2")
-            .bind(seg.source)
-            .bind(&seg.name)
-            .execute(&mut *tx)
-            .await?;
-        let previous: Option<(DateTime<Utc>, i64)> = sqlx::query_as(
-            "SELECT start_ts, length_ms FROM live_segments WHERE source = $1 ORDER BY media_seq DESC LIMIT 1",
-        )
-        .bind(seg.source)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let discontinuity =
-            seg.discontinuity || previous.is_some_and(|(start, length_ms)| is_gap(start, length_ms, seg.start_ts, gap));
-        // Row lock on the source serialises replicas handing out numbers for the same source.
-        let (media_seq, disc_seq): (i64, i64) = sqlx::query_as(
-            "UPDATE sources SET live_media_seq = live_media_seq + 1, \
-             live_disc_seq = live_disc_seq + CASE WHEN $2 THEN 1 ELSE 0 END \
-             WHERE id = $1 RETURNING live_media_seq, live_disc_seq",
-        )
-        .bind(seg.source)
-        .bind(discontinuity)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| not_found("source", seg.source))?;
-        let row = sqlx::query_as::<_, LiveSegment>(
-            "INSERT INTO live_segments (source, media_seq, name, length_ms, discontinuity, disc_seq, start_ts) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             RETURNING media_seq, name, length_ms, discontinuity, disc_seq",
-        )
-        .bind(seg.source)
-        .bind(media_seq)
         .bind(&seg.name)
         .bind(seg.length_ms)
-        .bind(discontinuity)
-        .bind(disc_seq)
         .bind(seg.start_ts)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(row)
+        .bind(seg.discontinuity)
+        .bind(RETRY_WINDOW.as_secs_f64())
+        .bind(gap.as_secs_f64())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| not_found("source", seg.source))?;
+        let segment = match (row.media_seq, row.name, row.length_ms, row.discontinuity, row.disc_seq) {
+            (Some(media_seq), Some(name), Some(length_ms), Some(discontinuity), Some(disc_seq)) => {
+                Some(LiveSegment { media_seq, name, length_ms, discontinuity, disc_seq })
+            }
+            _ => None,
+        };
+        Ok(LiveAdmission {
+            source_name: row.source_name,
+            streaming: row.streaming,
+            segment_length: row.segment_length,
+            segment,
+        })
+    }
+
+    /// The segment length (seconds) sources are registered with, which never changes.
+    pub async fn segment_length(&self, source: Uuid) -> DbResult<i32> {
+        sqlx::query_scalar("SELECT segment_length FROM sources WHERE id = $1")
+            .bind(source)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| not_found("source", source))
     }
 
     /// The newest `count` live segments received within `max_age`, oldest first.
@@ -553,10 +587,13 @@ impl Db {
     }
 }
 
+/// The rule `add_live_segment` applies in SQL, kept here as its specification and tested with the edge cases.
 /// Whether a segment starting at `next` leaves more than `gap` after (or overlaps by more than `gap`) the one
 /// that started at `start` and lasted `length_ms`. Checked throughout: stored times come from edges, and no
 /// value may make this panic (a time that cannot be computed counts as a gap).
+#[cfg(test)]
 fn is_gap(start: DateTime<Utc>, length_ms: i64, next: DateTime<Utc>, gap: Duration) -> bool {
+    use chrono::TimeDelta;
     let Some(end) = TimeDelta::try_milliseconds(length_ms).and_then(|length| start.checked_add_signed(length)) else {
         return true;
     };
@@ -578,6 +615,8 @@ fn name_taken(name: &str) -> DbError {
 
 #[cfg(test)]
 mod tests {
+    use chrono::TimeDelta;
+
     use super::*;
 
     #[test]

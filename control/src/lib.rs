@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod edge_link;
 pub mod inbox;
+pub mod live_playlists;
 pub mod playlist;
 pub mod segments;
 pub mod state;

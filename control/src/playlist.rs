@@ -23,6 +23,12 @@ pub fn live(segments: &[LiveSegment]) -> Option<String> {
     Some(live_playlist(&served, media_sequence, disc_sequence))
 }
 
+/// `#EXT-X-TARGETDURATION` of a live playlist of these segments: the longest, rounded up, at least 1 s.
+pub fn live_target_duration(segments: &[LiveSegment]) -> u64 {
+    let longest_ms = segments.iter().map(|s| u64::try_from(s.length_ms).unwrap_or(0)).max().unwrap_or(0);
+    longest_ms.div_ceil(1000).max(1)
+}
+
 /// The VOD playlist of a recording's segments, given in playback order.
 pub fn recording(segments: &[Segment]) -> String {
     let served: Vec<ServedSegment> = std::iter::once(None)
@@ -108,10 +114,7 @@ mod tests {
             // Unflagged new run (an edge that did not set the flag): still a break.
             seg("index0.ts", Some(b), 0, 38, false),
             // A time no one can add to (durations are bounded at the door, times in old rows may not be).
-            Segment {
-                end_ts: DateTime::<Utc>::MAX_UTC,
-                ..seg("index1.ts", Some(b), 1, 40, false)
-            },
+            Segment { end_ts: DateTime::<Utc>::MAX_UTC, ..seg("index1.ts", Some(b), 1, 40, false) },
             seg("index2.ts", Some(b), 2, 42, false),
         ];
         let text = recording(&segments);

@@ -1,21 +1,23 @@
-//! Segment bytes for players: live ones straight from the cache, recorded ones from the cache with the object
-//! store behind it.
+//! Segment bytes for players, served from this process's memory first.
 //!
-//! Recorded segments are read through [`SegmentLoader`]: concurrent misses for one object share a single
-//! object-store read, and serving a segment prefetches the next few so a player rarely waits on the store.
+//! [`HotSegments`] keeps the newest live segments and the recorded segments players are replaying as [`Bytes`]
+//! (shared, never copied per request) in a byte-bounded in-process cache. Behind it, live segments come from the
+//! shared cache (memcached: a segment may have arrived at another replica) and recorded ones from the shared
+//! cache with the object store behind it ([`SegmentLoader`]). Concurrent misses for one key make one fill, in
+//! this process and therefore at most one object-store read per replica.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    hash::{DefaultHasher, Hasher},
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
-use futures::{
-    FutureExt,
-    future::{BoxFuture, Shared},
-};
 use livemix_common::{
-    cache::SharedCache,
+    cache::{CacheError, SharedCache},
     store::{SharedStore, StoreError},
 };
-use parking_lot::Mutex;
+use moka::{Expiry, future::Cache};
 use prometheus_client::metrics::counter::Counter;
 use uuid::Uuid;
 
@@ -29,6 +31,133 @@ pub fn object_key(uri: &str) -> String {
     format!("obj:{uri}")
 }
 
+/// How long a live segment filled from the shared cache stays in this process. Short: a restarted encoder reuses
+/// names (`index0.ts` again) once a name is a minute old (`db::RETRY_WINDOW`), and only the replica that takes the
+/// new segment replaces its copy; long enough that a segment is read from memcached about once per listing.
+pub const LIVE_FILL_TTL: Duration = Duration::from_secs(10);
+
+/// Segment bytes with their entity tag, computed once when they enter this process.
+#[derive(Debug, Clone)]
+pub struct Body {
+    pub data: Bytes,
+    /// A strong `ETag` (quoted) derived from the bytes, so every replica gives the same bytes the same tag.
+    pub etag: Arc<str>,
+}
+
+impl Body {
+    pub fn new(data: Bytes) -> Self {
+        let etag = etag_of(&data).into();
+        Self { data, etag }
+    }
+}
+
+/// A strong entity tag of `data`: its length and a 64-bit hash, quoted.
+pub fn etag_of(data: &[u8]) -> String {
+    let mut hasher = DefaultHasher::new();
+    hasher.write(data);
+    format!("\"{:x}-{:016x}\"", data.len(), hasher.finish())
+}
+
+#[derive(Clone)]
+struct Entry {
+    body: Body,
+    ttl: Duration,
+}
+
+/// Each entry lives for the TTL it was stored with; a replacement restarts it.
+struct PerEntryTtl;
+
+impl Expiry<String, Entry> for PerEntryTtl {
+    fn expire_after_create(&self, _key: &String, entry: &Entry, _at: Instant) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        entry: &Entry,
+        _at: Instant,
+        _remaining: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+}
+
+/// Why a live segment could not be read from the shared cache.
+#[derive(Debug, thiserror::Error)]
+enum LiveMiss {
+    /// Not there: never arrived, or expired. Not remembered, as the segment may arrive any moment.
+    #[error("not cached")]
+    Absent,
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
+
+/// The shared cache failed while filling this process's copy of a segment.
+pub type FillError = Arc<dyn std::error::Error + Send + Sync>;
+
+/// The in-process, byte-bounded layer in front of the shared cache. Cheap to clone (one shared cache).
+#[derive(Clone)]
+pub struct HotSegments {
+    cache: Cache<String, Entry>,
+    /// `false` for a zero budget: nothing is kept, but concurrent misses still share one load.
+    keeps: bool,
+}
+
+impl HotSegments {
+    /// A layer holding at most `max_bytes` of segments (and keys); 0 keeps none.
+    pub fn new(max_bytes: u64) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|key: &String, entry: &Entry| u32::try_from(entry.body.data.len() + key.len()).unwrap_or(u32::MAX))
+            .expire_after(PerEntryTtl)
+            .build();
+        Self { cache, keeps: max_bytes > 0 }
+    }
+
+    fn ttl(&self, ttl: Duration) -> Duration {
+        if self.keeps { ttl } else { Duration::ZERO }
+    }
+
+    /// Keeps `data` under `key` for `ttl`, replacing what was there; returns it with its tag.
+    pub async fn insert(&self, key: String, data: Bytes, ttl: Duration) -> Body {
+        let body = Body::new(data);
+        self.cache.insert(key, Entry { body: body.clone(), ttl: self.ttl(ttl) }).await;
+        body
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.keeps && self.cache.contains_key(key)
+    }
+
+    /// The bytes under `key`: from memory, or else from `load` (once, however many ask at the same time: the
+    /// others wait for that load), kept for `ttl`. Failures are not remembered.
+    pub async fn get_or_load<E, F>(&self, key: &str, ttl: Duration, load: F) -> Result<Body, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+        F: Future<Output = Result<Bytes, E>>,
+    {
+        if let Some(entry) = self.cache.get(key).await {
+            return Ok(entry.body);
+        }
+        let ttl = self.ttl(ttl);
+        let init = async { load.await.map(|data| Entry { body: Body::new(data), ttl }) };
+        self.cache.try_get_with(key.to_owned(), init).await.map(|entry| entry.body)
+    }
+
+    /// A live segment: from memory, else from the shared cache (it may have arrived at another replica).
+    /// `Ok(None)` when it is in neither.
+    pub async fn live(&self, cache: &SharedCache, source: Uuid, name: &str) -> Result<Option<Body>, FillError> {
+        let key = live_key(source, name);
+        let load = async { cache.get(&key).await?.ok_or(LiveMiss::Absent) };
+        match self.get_or_load(&key, LIVE_FILL_TTL, load).await {
+            Ok(body) => Ok(Some(body)),
+            Err(miss) if matches!(*miss, LiveMiss::Absent) => Ok(None),
+            Err(failed) => Err(failed),
+        }
+    }
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LoadError {
     #[error("recorded segment {0} is missing from the object store")]
@@ -37,51 +166,34 @@ pub enum LoadError {
     Store(Arc<StoreError>),
 }
 
-type Load = Shared<BoxFuture<'static, Result<Bytes, LoadError>>>;
-
+/// Recorded segments: this process's memory, then the shared cache, then the object store.
 pub struct SegmentLoader {
+    hot: HotSegments,
     cache: SharedCache,
     store: SharedStore,
     ttl: Duration,
-    inflight: Mutex<HashMap<String, Load>>,
     store_reads: Counter,
 }
 
 impl SegmentLoader {
-    pub fn new(cache: SharedCache, store: SharedStore, ttl: Duration, store_reads: Counter) -> Self {
-        Self { cache, store, ttl, inflight: Mutex::default(), store_reads }
+    pub fn new(hot: HotSegments, cache: SharedCache, store: SharedStore, ttl: Duration, store_reads: Counter) -> Self {
+        Self { hot, cache, store, ttl, store_reads }
     }
 
-    /// The bytes of a recorded object, from the cache or else (once, however many ask at the same time) from the
-    /// object store.
-    pub async fn get(self: &Arc<Self>, uri: &str) -> Result<Bytes, LoadError> {
-        if let Some(data) = self.cached(uri).await {
-            return Ok(data);
-        }
-        let load = {
-            let mut inflight = self.inflight.lock();
-            inflight
-                .entry(uri.to_owned())
-                .or_insert_with(|| {
-                    let this = Arc::clone(self);
-                    let uri = uri.to_owned();
-                    async move {
-                        let result = this.load(&uri).await;
-                        this.inflight.lock().remove(&uri);
-                        result
-                    }
-                    .boxed()
-                    .shared()
-                })
-                .clone()
-        };
-        load.await
+    /// The bytes of a recorded object, from memory, the shared cache or else (once, however many ask at the
+    /// same time) from the object store. A replayed recording is read from the shared services once per replica.
+    pub async fn get(&self, uri: &str) -> Result<Body, LoadError> {
+        self.hot.get_or_load(&object_key(uri), self.ttl, self.load(uri)).await.map_err(|err| (*err).clone())
     }
 
-    /// Loads into the cache the objects not yet there, in the background. Presence is checked with `touch`, so
-    /// cached segments are not downloaded from the cache just to find out they are there.
+    /// Loads the objects not yet in memory or the shared cache, in the background, so the next requests of a
+    /// player find them. Shared-cache presence is checked with `touch`, so cached segments are not downloaded
+    /// just to find out they are there.
     pub fn prime(self: &Arc<Self>, uris: Vec<String>) {
         for uri in uris {
+            if self.hot.contains(&object_key(&uri)) {
+                continue;
+            }
             let this = Arc::clone(self);
             tokio::spawn(async move {
                 if this.cache.touch(&object_key(&uri), this.ttl).await.unwrap_or(false) {
@@ -105,7 +217,6 @@ impl SegmentLoader {
     }
 
     async fn load(&self, uri: &str) -> Result<Bytes, LoadError> {
-        // Re-check: a load that just finished may have filled the cache between our miss and this call.
         if let Some(data) = self.cached(uri).await {
             return Ok(data);
         }
@@ -118,5 +229,44 @@ impl SegmentLoader {
             tracing::warn!(%uri, %err, "caching a recorded segment failed");
         }
         Ok(data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn concurrent_misses_load_once_and_failures_are_not_kept() {
+        let hot = HotSegments::new(1 << 20);
+        let loads = std::sync::atomic::AtomicUsize::new(0);
+        let load = || async {
+            loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok::<_, std::io::Error>(Bytes::from_static(b"segment"))
+        };
+        let ttl = Duration::from_secs(60);
+        let (a, b) = tokio::join!(hot.get_or_load("k", ttl, load()), hot.get_or_load("k", ttl, load()));
+        assert_eq!(a.unwrap().data, b.unwrap().data);
+        assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let failed = hot.get_or_load("f", ttl, async { Err::<Bytes, _>(std::io::Error::other("down")) }).await;
+        assert!(failed.is_err());
+        assert!(!hot.contains("f"), "a failure is not remembered");
+    }
+
+    #[tokio::test]
+    async fn the_byte_budget_holds_and_replacements_take_over() {
+        let hot = HotSegments::new(10_000);
+        for i in 0..20 {
+            hot.insert(format!("k{i}"), Bytes::from(vec![0; 1000]), Duration::from_secs(60)).await;
+        }
+        hot.cache.run_pending_tasks().await;
+        assert!(hot.cache.weighted_size() <= 10_000, "{}", hot.cache.weighted_size());
+        let first = hot.insert("x".into(), Bytes::from_static(b"old"), Duration::from_secs(60)).await;
+        let second = hot.insert("x".into(), Bytes::from_static(b"new"), Duration::from_secs(60)).await;
+        assert_ne!(first.etag, second.etag, "tags follow the bytes");
+        let got = hot.get_or_load("x", Duration::from_secs(1), async { Err::<Bytes, ()>(()) }).await.unwrap();
+        assert_eq!(got.data, "new");
+        assert_eq!(etag_of(b"new"), etag_of(b"new"));
     }
 }

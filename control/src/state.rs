@@ -11,7 +11,20 @@ use livemix_common::{
 };
 use prometheus_client::metrics::counter::Counter;
 
-use crate::{Backends, config::Settings, db::Db, edge_link::EdgeLink, segments::SegmentLoader};
+use moka::future::Cache;
+use uuid::Uuid;
+
+use crate::{
+    Backends,
+    config::Settings,
+    db::Db,
+    edge_link::EdgeLink,
+    live_playlists::LivePlaylists,
+    segments::{HotSegments, SegmentLoader},
+};
+
+/// Sources whose live playlist (and registered segment length) a replica keeps in memory.
+const MAX_LIVE_SOURCES: u64 = 100_000;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -20,6 +33,13 @@ pub struct AppState {
     pub bus: SharedBus,
     pub edges: EdgeLink,
     pub loader: Arc<SegmentLoader>,
+    /// The segments players fetch, in this process's memory.
+    pub hot: HotSegments,
+    /// Rendered live playlists, per source.
+    pub playlists: LivePlaylists,
+    /// Registered segment lengths (seconds), which never change: a new segment's cache TTL is known before the
+    /// one database statement that indexes it.
+    pub segment_lengths: Cache<Uuid, i32>,
     pub settings: Arc<Settings>,
     pub metrics: Metrics,
     /// Request counts and latencies, registered once for all three APIs.
@@ -42,7 +62,9 @@ impl AppState {
         let store_reads =
             metrics.register("object_store_reads", "Recorded segments read from the object store", Counter::default());
         let requester = Requester::new(bus.clone(), settings.reply_topic.clone(), settings.command_timeout());
+        let hot = HotSegments::new(settings.hot_segment_bytes);
         let loader = SegmentLoader::new(
+            hot.clone(),
             cache.clone(),
             store,
             Duration::from_secs(settings.recording_cache_ttl_secs),
@@ -54,6 +76,9 @@ impl AppState {
             bus,
             edges: EdgeLink::new(requester),
             loader: Arc::new(loader),
+            hot,
+            playlists: LivePlaylists::new(MAX_LIVE_SOURCES),
+            segment_lengths: Cache::new(MAX_LIVE_SOURCES),
             settings: Arc::new(settings),
             metrics,
             http_metrics,

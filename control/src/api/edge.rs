@@ -20,7 +20,10 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::{
-    api::{auth::EdgeCaller, error::server_fault},
+    api::{
+        auth::EdgeCaller,
+        error::{server_fault, shared_db_error},
+    },
     db::NewLiveSegment,
     segments::live_key,
     state::AppState,
@@ -166,6 +169,10 @@ fn parse_discontinuity(headers: &HeaderMap) -> ApiResult<bool> {
 
 /// A live segment forwarded by an edge: validated (all of it, before anything is stored), cached with a TTL,
 /// then listed in the live playlist.
+///
+/// One database round trip per segment: the source's registered length (which sets the TTL) is remembered after
+/// its first segment, and one statement checks the source streams and indexes the segment. The bytes reach the
+/// shared cache before the index lists them, so no replica lists a segment it cannot serve.
 #[tracing::instrument(skip_all, fields(source, segment))]
 async fn new_segment(
     State(state): State<AppState>,
@@ -186,27 +193,39 @@ async fn new_segment(
     tracing::Span::current().record("source", tracing::field::display(source_id)).record("segment", &name);
     caller.authorize(&state.db, source_id).await?;
 
-    let source = state.db.get_source(source_id).await?;
-    if !source.streaming {
-        return Err(ApiError::conflict(format!(
-            "streaming is off for source {}; turn it on with PUT /v1/source/{}/streaming?new_state=true",
-            source.name, source.id
-        )));
-    }
-    let segment_secs = (length_ms as f64 / 1000.0).max(f64::from(source.segment_length));
+    let segment_length = state
+        .segment_lengths
+        .try_get_with(source_id, state.db.segment_length(source_id))
+        .await
+        .map_err(shared_db_error)?;
+    let segment_secs = (length_ms as f64 / 1000.0).max(f64::from(segment_length));
+    let ttl = state.settings.live_ttl(segment_secs);
     let size = body.len();
+    let key = live_key(source_id, &name);
     state
         .cache
-        .put(&live_key(source_id, &name), body, state.settings.live_ttl(segment_secs))
+        .put(&key, body.clone(), ttl)
         .await
         .map_err(|err| server_fault(StatusCode::SERVICE_UNAVAILABLE, "the segment cache", &err))?;
-    let live = state
+    let gap = std::time::Duration::try_from_secs_f64((segment_secs * 1.5).max(2.0)).unwrap_or(std::time::Duration::MAX);
+    let admission = state
         .db
-        .add_live_segment(
-            &NewLiveSegment { source: source_id, name, length_ms, start_ts, discontinuity },
-            std::time::Duration::try_from_secs_f64((segment_secs * 1.5).max(2.0)).unwrap_or(std::time::Duration::MAX),
-        )
+        .add_live_segment(&NewLiveSegment { source: source_id, name, length_ms, start_ts, discontinuity }, gap)
         .await?;
+    if !admission.streaming {
+        return Err(ApiError::conflict(format!(
+            "streaming is off for source {}; turn it on with PUT /v1/source/{source_id}/streaming?new_state=true",
+            admission.source_name
+        )));
+    }
+    let Some(live) = admission.segment else {
+        return Err(ApiError::unavailable(format!(
+            "segment {key} was being indexed by another request at the same moment; retry it"
+        )));
+    };
+    // Served from this replica's memory from now on, and listed at once by its playlist.
+    state.hot.insert(key, body, ttl).await;
+    state.playlists.invalidate(source_id).await;
     tracing::debug!(media_seq = live.media_seq, size, "live segment stored");
     let mut reply = Map::new();
     reply.insert("media_seq".into(), live.media_seq.into());

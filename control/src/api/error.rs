@@ -29,6 +29,18 @@ impl From<DbError> for ApiError {
     }
 }
 
+/// A database failure shared by every request that waited on one load (a playlist render, a source lookup).
+pub fn shared_db_error(err: std::sync::Arc<DbError>) -> ApiError {
+    match &*err {
+        DbError::NotFound { .. } => ApiError::not_found(err.to_string()),
+        DbError::Conflict(message) => ApiError::conflict(message.clone()),
+        DbError::Unavailable(_) => server_fault(StatusCode::SERVICE_UNAVAILABLE, "the database", &*err),
+        DbError::Rejected { .. } | DbError::Internal(_) | DbError::Migrate(_) => {
+            server_fault(StatusCode::INTERNAL_SERVER_ERROR, "a database operation", &*err)
+        }
+    }
+}
+
 impl From<LoadError> for ApiError {
     fn from(err: LoadError) -> Self {
         match err {

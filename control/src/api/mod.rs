@@ -2,6 +2,7 @@
 //! to admins and the operator, VOD to the public, the edge-facing API to edges only.
 
 pub mod auth;
+mod conditional;
 pub mod console;
 pub mod edge;
 pub mod error;

@@ -1,17 +1,49 @@
 //! VOD API (`:8081`): live and recording playlists and their segments, for any HLS player.
+//!
+//! Served from this replica's memory wherever it can be (see `crate::segments` and `crate::live_playlists`),
+//! with the validators and cache headers CDNs and players understand (`crate::api::conditional`).
 
-use axum::{Router, extract::State, http::StatusCode, response::Response, routing::get};
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode},
+    response::Response,
+    routing::get,
+};
 use livemix_common::{
     ApiError, ApiResult,
-    api::{Path, playlist_response, segment_response},
+    api::{M3U8_CONTENT_TYPE, Path, TS_CONTENT_TYPE},
     model::validate_segment_name,
 };
 use tower_http::cors::CorsLayer;
 use uuid::Uuid;
 
-use crate::{api::error::server_fault, playlist, segments::live_key, state::AppState};
+use crate::{
+    api::{
+        conditional::{Representation, reply},
+        error::{server_fault, shared_db_error},
+    },
+    db::DbError,
+    live_playlists::{LivePlaylist, Rendered},
+    playlist,
+    segments::Body,
+    state::AppState,
+};
 
 pub const PLAYLIST: &str = "vid.m3u8";
+
+/// `Cache-Control` of a live segment. Its bytes never change while its name can be listed: a restarted encoder
+/// reuses a name only after a minute (`db::RETRY_WINDOW`), far longer than any cache may keep it under this.
+const LIVE_SEGMENT_CACHE: &str = "public, max-age=30, immutable";
+/// `Cache-Control` of a recorded segment: its served name is unique for good (`{run}-{seq}.ts`).
+const RECORDED_SEGMENT_CACHE: &str = "public, max-age=31536000, immutable";
+/// `Cache-Control` of a segment from an edge that predates segment ids: such an edge rewrote an object under the
+/// same name when its encoder restarted.
+const LEGACY_SEGMENT_CACHE: &str = "public, max-age=300";
+/// `Cache-Control` of a recording playlist: it grows while the recording is active.
+const RECORDING_PLAYLIST_CACHE: &str = "public, max-age=1";
 
 /// The VOD API: public, or signed URLs only when a playback signing key is set.
 pub fn app(state: AppState) -> Router {
@@ -31,38 +63,73 @@ fn segment_name(file: &str) -> ApiResult<&str> {
     Ok(file)
 }
 
-async fn live(State(state): State<AppState>, Path((source_id, file)): Path<(String, String)>) -> ApiResult<Response> {
+fn segment_reply(request: &HeaderMap, body: &Body, cache_control: &'static str) -> Response {
+    let rep = Representation {
+        etag: &body.etag,
+        content_type: TS_CONTENT_TYPE,
+        cache_control: HeaderValue::from_static(cache_control),
+        ranges: true,
+    };
+    reply(request, &body.data, &rep)
+}
+
+async fn live(
+    State(state): State<AppState>,
+    Path((source_id, file)): Path<(String, String)>,
+    request: HeaderMap,
+) -> ApiResult<Response> {
     let source_id = Uuid::parse_str(&source_id)
         .map_err(|_| ApiError::bad_request(format!("{source_id:?} is not a source id (a UUID)")))?;
     if file == PLAYLIST {
-        return live_playlist_for(&state, source_id).await;
+        return live_playlist_for(&state, source_id, &request).await;
     }
     let name = segment_name(&file)?;
-    match state.cache.get(&live_key(source_id, name)).await {
-        Ok(Some(data)) => Ok(segment_response(data)),
+    match state.hot.live(&state.cache, source_id, name).await {
+        Ok(Some(body)) => Ok(segment_reply(&request, &body, LIVE_SEGMENT_CACHE)),
         Ok(None) => {
             Err(ApiError::not_found(format!("live segment {name} of source {source_id} is not (or no longer) cached")))
         }
-        Err(err) => Err(server_fault(StatusCode::SERVICE_UNAVAILABLE, "the segment cache", &err)),
+        Err(err) => Err(server_fault(StatusCode::SERVICE_UNAVAILABLE, "the segment cache", &*err)),
     }
 }
 
-async fn live_playlist_for(state: &AppState, source_id: Uuid) -> ApiResult<Response> {
+async fn live_playlist_for(state: &AppState, source_id: Uuid, request: &HeaderMap) -> ApiResult<Response> {
+    let playlist = state.playlists.get(source_id, render_live(state, source_id)).await.map_err(shared_db_error)?;
+    match playlist {
+        LivePlaylist::Ready(rendered) => {
+            let rep = Representation {
+                etag: &rendered.etag,
+                content_type: M3U8_CONTENT_TYPE,
+                cache_control: HeaderValue::from_str(&format!("public, max-age={}", rendered.max_age_secs()))
+                    .unwrap_or_else(|_| HeaderValue::from_static("no-cache")),
+                ranges: false,
+            };
+            Ok(reply(request, &rendered.text, &rep))
+        }
+        LivePlaylist::Empty { name, .. } => Err(ApiError::not_found(format!(
+            "source {name} has no live segments yet: is streaming on and its edge receiving video?"
+        ))),
+    }
+}
+
+/// The live playlist of a source as the database has it now.
+async fn render_live(state: &AppState, source_id: Uuid) -> Result<LivePlaylist, DbError> {
     let source = state.db.get_source(source_id).await?;
     let window = state.settings.live_window(f64::from(source.segment_length));
     let segments = state.db.newest_live_segments(source_id, i64::from(state.settings.live_segments), window).await?;
-    let text = playlist::live(&segments).ok_or_else(|| {
-        ApiError::not_found(format!(
-            "source {} has no live segments yet: is streaming on and its edge receiving video?",
-            source.name
-        ))
-    })?;
-    Ok(playlist_response(text))
+    Ok(match playlist::live(&segments) {
+        Some(text) => LivePlaylist::Ready(Arc::new(Rendered::new(text, playlist::live_target_duration(&segments)))),
+        None => LivePlaylist::Empty {
+            name: source.name.into(),
+            segment_secs: u32::try_from(source.segment_length).unwrap_or(1),
+        },
+    })
 }
 
 async fn recording(
     State(state): State<AppState>,
     Path((recording_id, file)): Path<(String, String)>,
+    request: HeaderMap,
 ) -> ApiResult<Response> {
     ulid::Ulid::from_string(&recording_id)
         .map_err(|_| ApiError::bad_request(format!("{recording_id:?} is not a recording id (a ULID)")))?;
@@ -71,7 +138,15 @@ async fn recording(
         let recording = state.db.get_recording(&recording_id).await?;
         let segments = state.db.recording_segments(&recording.id).await?;
         state.loader.prime(segments.iter().take(prime).map(|s| s.uri.clone()).collect());
-        return Ok(playlist_response(playlist::recording(&segments)));
+        let text = bytes::Bytes::from(playlist::recording(&segments));
+        let etag = crate::segments::etag_of(&text);
+        let rep = Representation {
+            etag: &etag,
+            content_type: M3U8_CONTENT_TYPE,
+            cache_control: HeaderValue::from_static(RECORDING_PLAYLIST_CACHE),
+            ranges: false,
+        };
+        return Ok(reply(&request, &text, &rep));
     }
     let name = segment_name(&file)?;
     let wanted = playlist::parse_served_name(name);
@@ -82,7 +157,8 @@ async fn recording(
         let recording = state.db.get_recording(&recording_id).await?;
         return Err(ApiError::not_found(format!("recording {} has no segment {name}", recording.id)));
     };
-    let data = state.loader.get(&segment.uri).await?;
+    let body = state.loader.get(&segment.uri).await?;
     state.loader.prime(next.iter().map(|s| s.uri.clone()).collect());
-    Ok(segment_response(data))
+    let cache_control = if segment.run.is_some() { RECORDED_SEGMENT_CACHE } else { LEGACY_SEGMENT_CACHE };
+    Ok(segment_reply(&request, &body, cache_control))
 }

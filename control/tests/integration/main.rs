@@ -4,6 +4,7 @@
 mod auth;
 mod console;
 mod edge_api;
+mod http_caching;
 mod live;
 mod management;
 mod recording;

@@ -12,7 +12,9 @@ use crate::support::{ControlNode, eventually, ffmpeg_segments, ffprobe, http, pu
 
 #[tokio::test]
 async fn recorded_segments_replay_from_s3_with_single_flight_reads() {
-    let node = ControlNode::start(&["--prime-segments=0"]).await;
+    // Without the in-process layer, so every read shows in memcached and S3 as it did before there was one
+    // (`replays_are_served_from_memory_after_the_first_read` covers that layer).
+    let node = ControlNode::start(&["--prime-segments=0", "--hot-segment-bytes=0"]).await;
     let source = node.create_source(&unique("cam"), 1).await;
     let sid: uuid::Uuid = source["id"].as_str().unwrap().parse().unwrap();
     let resp = http().post(node.mgmt(&format!("/v1/source/{sid}/recording"))).send().await.unwrap();
@@ -114,4 +116,49 @@ async fn recorded_segments_replay_from_s3_with_single_flight_reads() {
     let (frames, duration) = ffprobe(&playlist_url).await;
     assert!(frames >= 120, "decoded {frames} frames");
     assert!((duration - 5.0).abs() < 1.5, "duration {duration}");
+}
+
+#[tokio::test]
+async fn replays_are_served_from_memory_after_the_first_read() {
+    let node = ControlNode::start(&["--prime-segments=0"]).await;
+    let source = node.create_source(&unique("cam"), 1).await;
+    let sid: uuid::Uuid = source["id"].as_str().unwrap().parse().unwrap();
+    let resp = http().post(node.mgmt(&format!("/v1/source/{sid}/recording"))).send().await.unwrap();
+    let rec: Value = resp.json().await.unwrap();
+    let rec_id = rec["recording"]["id"].as_str().unwrap().to_owned();
+    let (name, data) = &ffmpeg_segments().await[0];
+    let key = segment_key("recordings", sid, name);
+    node.store.put(&key, data.clone()).await.unwrap();
+    let start_ts = chrono::Utc::now() - chrono::Duration::seconds(5);
+    let info = SegmentInfo {
+        name: name.clone(),
+        source: sid,
+        run: None,
+        seq: 0,
+        discontinuity: false,
+        start_ts,
+        end_ts: start_ts + chrono::Duration::seconds(1),
+        length_ms: 1000,
+        size: data.len() as i64,
+        uri: key.clone(),
+    };
+    publish_to_control(&node, Message::NewVideoRecordingSegment { recording_ids: vec![rec_id.clone()], segment: info })
+        .await;
+    let seg_url = format!("{}/v1/vod/recording/{rec_id}/{name}", node.vod);
+    let first = eventually("the recorded segment to be served", || async {
+        let resp = http().get(&seg_url).send().await.ok()?;
+        resp.status().is_success().then_some(resp)
+    })
+    .await;
+    assert_eq!(first.headers()["cache-control"], "public, max-age=300", "a legacy name may be rewritten");
+    assert_eq!(first.bytes().await.unwrap(), data);
+    assert_eq!(node.store.reads_of(&key), 1);
+
+    // Gone from memcached, yet served without reading S3 again: from this replica's memory.
+    node.cache.delete(&format!("obj:{key}")).await.unwrap();
+    let fetches = (0..20).map(|_| async { http().get(&seg_url).send().await.unwrap().bytes().await.unwrap() });
+    for body in futures::future::join_all(fetches).await {
+        assert_eq!(body, data);
+    }
+    assert_eq!(node.store.reads_of(&key), 1, "replays came from memory");
 }
