@@ -24,7 +24,7 @@ bash scripts/k8s.sh up
 eval "$(bash scripts/k8s.sh env)"
 
 step "cargo test --workspace $*"
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"
 
 if [ $# -eq 0 ]; then
   step "CRDs against the Kubernetes schemas"

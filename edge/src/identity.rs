@@ -5,9 +5,14 @@
 //! encoder that restarts counts from `index0.ts` again, so names say nothing; the run keeps the new segments
 //! apart from the old ones. The first segment of a run, and any the playlist marks, follow a discontinuity.
 
-use std::collections::BTreeSet;
+use std::{
+    collections::BTreeSet,
+    io,
+    path::{Path, PathBuf},
+};
 
 use livemix_common::segment_id::SegmentId;
+use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 use uuid::Uuid;
 
@@ -34,12 +39,51 @@ pub struct EncoderRun {
     claimed: BTreeSet<u64>,
     /// No segment of this run was claimed yet.
     fresh: bool,
+    /// Sequence numbers up to this one were claimed by an earlier process of this edge, in this same run.
+    claimed_before: Option<u64>,
+}
+
+/// What a restarted edge must know to go on with a source's run: without it, the segments still listed in the
+/// encoder's playlist would be taken in (and recorded) a second time under a new run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunMark {
+    pub run: Ulid,
+    pub media_sequence: Option<u64>,
+    /// The newest sequence number claimed in the run.
+    pub newest: Option<u64>,
 }
 
 impl EncoderRun {
     /// A new run: the source is seen for the first time by this process.
     pub fn new(source: Uuid) -> Self {
-        Self { source, run: Ulid::new(), media_sequence: None, claimed: BTreeSet::new(), fresh: true }
+        Self {
+            source,
+            run: Ulid::new(),
+            media_sequence: None,
+            claimed: BTreeSet::new(),
+            fresh: true,
+            claimed_before: None,
+        }
+    }
+
+    /// Goes on with the run an earlier process of this edge left at `mark`.
+    pub fn resume(source: Uuid, mark: RunMark) -> Self {
+        Self {
+            run: mark.run,
+            media_sequence: mark.media_sequence,
+            fresh: mark.newest.is_none(),
+            claimed_before: mark.newest,
+            ..Self::new(source)
+        }
+    }
+
+    /// Where this run stands, for [`RunMarks::save`].
+    pub fn mark(&self) -> RunMark {
+        RunMark { run: self.run, media_sequence: self.media_sequence, newest: self.newest() }
+    }
+
+    fn newest(&self) -> Option<u64> {
+        self.claimed.last().copied().max(self.claimed_before)
     }
 
     pub fn run(&self) -> Ulid {
@@ -51,7 +95,7 @@ impl EncoderRun {
     /// drawn and true returned.
     pub fn observe(&mut self, media_sequence: u64, last_sequence: Option<u64>) -> bool {
         let sequence_back = self.media_sequence.is_some_and(|previous| media_sequence < previous);
-        let newest_back = last_sequence.zip(self.claimed.last()).is_some_and(|(last, newest)| last < *newest);
+        let newest_back = last_sequence.zip(self.newest()).is_some_and(|(last, newest)| last < newest);
         self.media_sequence = Some(media_sequence);
         let restarted = sequence_back || newest_back;
         if restarted {
@@ -65,13 +109,15 @@ impl EncoderRun {
         let drawn = Ulid::new();
         self.run = if drawn > self.run { drawn } else { self.run.increment().unwrap_or(drawn) };
         self.claimed.clear();
+        self.claimed_before = None;
         self.fresh = true;
     }
 
     /// Claims the segment listed at media sequence `seq`: its identity, or `None` when it was claimed already.
     pub fn claim(&mut self, seq: u64, listed_discontinuity: bool) -> Option<Claim> {
         let forgotten = self.claimed.len() >= REMEMBERED && self.claimed.first().is_some_and(|oldest| seq < *oldest);
-        if forgotten || !self.claimed.insert(seq) {
+        let claimed_before = self.claimed_before.is_some_and(|newest| seq <= newest);
+        if forgotten || claimed_before || !self.claimed.insert(seq) {
             return None;
         }
         while self.claimed.len() > REMEMBERED {
@@ -95,6 +141,47 @@ impl EncoderRun {
             self.fresh = true;
         }
     }
+}
+
+/// The [`RunMark`]s of this edge's sources, one small JSON file each, so a restarted edge goes on where it was.
+#[derive(Debug, Clone)]
+pub struct RunMarks {
+    dir: PathBuf,
+}
+
+impl RunMarks {
+    pub fn open(dir: PathBuf) -> io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self { dir })
+    }
+
+    fn path(&self, source: Uuid) -> PathBuf {
+        self.dir.join(format!("{source}.json"))
+    }
+
+    /// The mark an earlier process left for `source`; an unreadable one is ignored (a new run starts).
+    pub fn load(&self, source: Uuid) -> Option<RunMark> {
+        let path = self.path(source);
+        let bytes = std::fs::read(&path).ok()?;
+        serde_json::from_slice(&bytes)
+            .inspect_err(|err| tracing::warn!(path = %path.display(), %err, "ignoring an unreadable run mark"))
+            .ok()
+    }
+
+    /// Replaces the mark atomically. Called under the sources lock, once per accepted segment: a write of a few
+    /// dozen bytes to the page cache (a process crash keeps it; no fsync, a power cut may re-record a segment).
+    pub fn save(&self, source: Uuid, mark: &RunMark) {
+        let path = self.path(source);
+        if let Err(err) = write_atomically(&path, &serde_json::to_vec(mark).unwrap_or_default()) {
+            tracing::warn!(path = %path.display(), %err, "could not save the run mark");
+        }
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
@@ -155,5 +242,34 @@ mod tests {
         }
         assert_eq!(run.claimed.len(), REMEMBERED);
         assert_eq!(run.claim(3, false), None, "older than anything remembered: long done");
+    }
+
+    #[test]
+    fn a_restarted_edge_goes_on_with_the_run_and_takes_nothing_twice() {
+        let dir = std::env::temp_dir().join(format!("livemix-runs-{}", Uuid::new_v4()));
+        let marks = RunMarks::open(dir.clone()).unwrap();
+        let source = Uuid::new_v4();
+        let mut before = EncoderRun::new(source);
+        before.observe(3, Some(7));
+        let taken: Vec<SegmentId> = (3..=7).map(|seq| before.claim(seq, false).unwrap().id).collect();
+        marks.save(source, &before.mark());
+
+        // The edge is killed and started again; the encoder's playlist still lists 4..=7, then 8.
+        let mut after = EncoderRun::resume(source, marks.load(source).unwrap());
+        assert!(!after.observe(4, Some(8)), "the same run goes on");
+        assert!((4..=7).all(|seq| after.claim(seq, false).is_none()), "nothing taken twice");
+        let next = after.claim(8, false).unwrap();
+        assert_eq!(next.id.run, taken[0].run);
+        assert!(!next.discontinuity, "the run continues");
+
+        // The encoder restarted while the edge was down: its playlist went back.
+        let mut restarted = EncoderRun::resume(source, after.mark());
+        assert!(restarted.observe(0, Some(1)));
+        let first = restarted.claim(0, false).unwrap();
+        assert!(first.discontinuity && first.id.run > next.id.run);
+
+        std::fs::write(dir.join(format!("{source}.json")), b"garbage").unwrap();
+        assert_eq!(marks.load(source), None, "an unreadable mark starts a new run");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

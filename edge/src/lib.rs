@@ -35,6 +35,7 @@ use crate::{
     control_client::ControlClient,
     fetch::Fetcher,
     forwarder::{ForwardMetrics, Forwarder},
+    identity::RunMarks,
     node::{Edge, Parts},
     recorder::{RecordMetrics, Recorder, RecorderConfig},
     sources::Sources,
@@ -114,7 +115,8 @@ pub async fn serve(
     let supervisor = Supervisor::new(&metrics, Policy::default());
     let control = ControlClient::new(&settings.control_url, settings.edge_token.clone())
         .context("control node's edge-facing API (--control-url)")?;
-    let sources = Arc::new(Sources::default());
+    let marks = RunMarks::open(settings.spool_dir().join("runs")).context("encoder runs (--spool-dir)")?;
+    let sources = Arc::new(Sources::with_marks(marks));
     let commands = bus.subscribe(&edge_id).await.with_context(|| format!("subscribing to commands on {edge_id}"))?;
     let edge = Edge::new(Parts {
         fetcher: Fetcher::new(settings.fetch_timeout(), settings.max_segment_bytes).context("HTTP client")?,

@@ -20,7 +20,7 @@ use livemix_common::{
     supervise::{Supervisor, TaskStatus},
 };
 use serde::Serialize;
-use tokio::sync::mpsc::Receiver;
+use tokio::{sync::mpsc::Receiver, task::JoinHandle};
 use uuid::Uuid;
 
 use crate::{
@@ -234,6 +234,7 @@ impl Edge {
         let mut report = IngestReport { source_id: Some(source_id), ..IngestReport::default() };
         let newest = playlist.segments.len().saturating_sub(1);
         let starts = timing::start_times(&playlist, received_at);
+        let mut spooling = Vec::new();
         for (index, ((seq, listed), start_ts)) in playlist.numbered().zip(starts).enumerate() {
             let Some(claim) = self.sources.claim(name, seq, &listed.uri, listed.discontinuity) else { continue };
             let data = match self.read_segment(from, name, &listed.uri, index == newest).await {
@@ -245,7 +246,7 @@ impl Edge {
                     continue;
                 }
             };
-            self.accept(Arc::new(Segment {
+            spooling.extend(self.accept(Arc::new(Segment {
                 id: claim.id,
                 source_name: name.to_owned(),
                 name: listed.uri.clone(),
@@ -254,8 +255,15 @@ impl Edge {
                 discontinuity: claim.discontinuity,
                 data,
                 cached_at: Instant::now(),
-            }));
+            })));
             report.new_segments.push(listed.uri.clone());
+        }
+        // Accepted means recorded: the encoder hears "accepted" only once the recorded segments are on disk, so a
+        // crash right after cannot lose them.
+        for spooled in spooling {
+            if let Err(err) = spooled.await {
+                tracing::error!(%err, "spooling a recorded segment failed");
+            }
         }
         Ok(report)
     }
@@ -282,20 +290,21 @@ impl Edge {
         }
     }
 
-    /// Takes an accepted segment in: cache, forward while streaming, record while a recording covers it.
-    fn accept(&self, segment: Arc<Segment>) {
+    /// Takes an accepted segment in: cache, forward while streaming, record while a recording covers it. Returns
+    /// the recorder's handle for the spool write, if the segment is recorded.
+    fn accept(&self, segment: Arc<Segment>) -> Option<JoinHandle<()>> {
         self.cache.insert(Arc::clone(&segment));
         if self.sources.streaming(&segment.source_name) {
             self.forwarder.enqueue(Arc::clone(&segment));
         }
         let recordings = self.sources.recordings_covering(&segment.source_name, segment.midpoint());
         tracing::debug!(segment = %segment.id, name = %segment.name, bytes = segment.data.len(), "segment accepted");
-        self.record(segment, recordings);
+        self.record(segment, recordings)
     }
 
     /// The one place segments go to the recorder; everything it needs is derived from the segment's id.
-    fn record(&self, segment: Arc<Segment>, recording_ids: Vec<String>) {
-        self.recorder.record(segment, recording_ids);
+    fn record(&self, segment: Arc<Segment>, recording_ids: Vec<String>) -> Option<JoinHandle<()>> {
+        self.recorder.record(segment, recording_ids)
     }
 
     /// Reports one source's status and applies the wanted state from the reply.
@@ -332,7 +341,8 @@ impl Edge {
         for segment in self.cache.all(name) {
             let midpoint = segment.midpoint();
             if recording.start_ts <= midpoint && recording.end_ts.is_none_or(|end| midpoint < end) {
-                self.record(segment, vec![recording.id.clone()]);
+                // Back-fill: nobody waits for these; the spool still takes them in order.
+                drop(self.record(segment, vec![recording.id.clone()]));
                 count += 1;
             }
         }

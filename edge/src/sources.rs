@@ -10,7 +10,7 @@ use serde::Serialize;
 use ulid::Ulid;
 use uuid::Uuid;
 
-use crate::identity::{Claim, EncoderRun};
+use crate::identity::{Claim, EncoderRun, RunMarks};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SourceView {
@@ -46,9 +46,16 @@ pub struct Changes {
 #[derive(Default)]
 pub struct Sources {
     inner: Mutex<HashMap<String, SourceState>>,
+    /// Where encoder runs are kept across restarts (none: every process starts new runs).
+    marks: Option<RunMarks>,
 }
 
 impl Sources {
+    /// Sources whose encoder runs outlive the process.
+    pub fn with_marks(marks: RunMarks) -> Self {
+        Self { inner: Mutex::default(), marks: Some(marks) }
+    }
+
     fn lock(&self) -> parking_lot::MutexGuard<'_, HashMap<String, SourceState>> {
         self.inner.lock()
     }
@@ -67,10 +74,22 @@ impl Sources {
             id,
             streaming,
             recordings: HashMap::new(),
-            encoder: EncoderRun::new(id),
+            encoder: match self.marks.as_ref().and_then(|marks| marks.load(id)) {
+                Some(mark) => {
+                    tracing::info!(source = name, run = %mark.run, newest = ?mark.newest, "going on with the encoder run");
+                    EncoderRun::resume(id, mark)
+                }
+                None => EncoderRun::new(id),
+            },
             ingested: 0,
             last_segment: None,
         });
+    }
+
+    fn save_mark(&self, state: &SourceState) {
+        if let Some(marks) = &self.marks {
+            marks.save(state.id, &state.encoder.mark());
+        }
     }
 
     pub fn forget(&self, name: &str) {
@@ -88,7 +107,11 @@ impl Sources {
     /// Notes an encoder playlist (see [`EncoderRun::observe`]); true when the encoder started over, and a new
     /// run with it.
     pub fn observe_playlist(&self, name: &str, media_sequence: u64, last_sequence: Option<u64>) -> bool {
-        self.lock().get_mut(name).is_some_and(|state| state.encoder.observe(media_sequence, last_sequence))
+        let mut sources = self.lock();
+        let Some(state) = sources.get_mut(name) else { return false };
+        let restarted = state.encoder.observe(media_sequence, last_sequence);
+        self.save_mark(state);
+        restarted
     }
 
     /// Claims the segment `uri` listed at media sequence `seq`: its identity, or `None` when it was claimed already
@@ -97,6 +120,7 @@ impl Sources {
         let mut sources = self.lock();
         let state = sources.get_mut(name)?;
         let claim = state.encoder.claim(seq, listed_discontinuity)?;
+        self.save_mark(state);
         state.ingested += 1;
         state.last_segment = Some(uri.to_owned());
         Some(claim)
@@ -106,6 +130,7 @@ impl Sources {
     pub fn unclaim(&self, name: &str, claim: &Claim) {
         if let Some(state) = self.lock().get_mut(name) {
             state.encoder.unclaim(claim);
+            self.save_mark(state);
             state.ingested = state.ingested.saturating_sub(1);
         }
     }

@@ -27,7 +27,7 @@ use livemix_common::{
 };
 use parking_lot::Mutex;
 use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge};
-use tokio::sync::Notify;
+use tokio::{sync::Notify, task::JoinHandle};
 use tokio_util::{
     sync::{CancellationToken, DropGuard},
     task::TaskTracker,
@@ -232,11 +232,12 @@ impl Recorder {
         Ok(Self { shared, _stop: Arc::new(cancel.drop_guard()) })
     }
 
-    /// Records `segment` for these recordings (no-op for none): spools it and returns. The same segment recorded
-    /// again while still spooled is one job whose recording ids are merged.
-    pub fn record(&self, segment: Arc<Segment>, recording_ids: Vec<String>) {
+    /// Records `segment` for these recordings (no-op for none): spools it. The same segment recorded again while
+    /// still spooled is one job whose recording ids are merged. The returned handle completes once the job is on
+    /// disk, so an ingest can wait for it before it tells the encoder the segment was accepted.
+    pub fn record(&self, segment: Arc<Segment>, recording_ids: Vec<String>) -> Option<JoinHandle<()>> {
         if recording_ids.is_empty() {
-            return;
+            return None;
         }
         let id = segment.id;
         let shared = &self.shared;
@@ -253,19 +254,19 @@ impl Recorder {
                 // A job still being written picks the new ids up itself.
                 if job.spooled {
                     let persisting = Arc::clone(shared);
-                    shared.tasks.spawn_blocking(move || {
+                    return Some(shared.tasks.spawn_blocking(move || {
                         if let Err(err) = persisting.persist(id) {
                             tracing::warn!(segment = %id, %err, "could not add recordings to a spooled segment's sidecar");
                         }
-                    });
+                    }));
                 }
             }
-            return;
+            return None;
         }
         let size = segment.data.len() as u64;
         if state.bytes.saturating_add(size) > shared.budget {
             shared.refuse(&mut state, id, &recording_ids);
-            return;
+            return None;
         }
         if let Some(episode) = state.full.take() {
             tracing::info!(refused = episode.refused, "recording spool has room again");
@@ -276,7 +277,7 @@ impl Recorder {
         shared.update_gauges(&state);
         drop(state);
         let spooling = Arc::clone(shared);
-        shared.tasks.spawn_blocking(move || spooling.spool_job(id, segment));
+        Some(shared.tasks.spawn_blocking(move || spooling.spool_job(id, segment)))
     }
 
     /// Stops the workers and waits for them and for spool writes in flight. What is spooled stays for the next
