@@ -39,6 +39,29 @@ pub struct Segment {
 }
 
 impl Segment {
+    /// A segment accepted now.
+    pub fn new(
+        id: SegmentId,
+        source_name: &str,
+        name: &str,
+        start_ts: DateTime<Utc>,
+        duration_secs: f64,
+        discontinuity: bool,
+        data: Bytes,
+    ) -> Arc<Self> {
+        let (source_name, name) = (source_name.to_owned(), name.to_owned());
+        Arc::new(Self {
+            id,
+            source_name,
+            name,
+            start_ts,
+            duration_secs,
+            discontinuity,
+            data,
+            cached_at: Instant::now(),
+        })
+    }
+
     pub fn length_ms(&self) -> i64 {
         (self.duration_secs * 1000.0).round().max(1.0) as i64
     }
@@ -178,16 +201,8 @@ mod tests {
     use super::*;
 
     fn seg(source: &str, name: &str, size: usize) -> Arc<Segment> {
-        Arc::new(Segment {
-            id: SegmentId { source: uuid::Uuid::nil(), run: ulid::Ulid::nil(), seq: 0 },
-            source_name: source.into(),
-            name: name.into(),
-            start_ts: Utc::now(),
-            duration_secs: 2.0,
-            discontinuity: false,
-            data: Bytes::from(vec![0; size]),
-            cached_at: Instant::now(),
-        })
+        let id = SegmentId { source: uuid::Uuid::nil(), run: ulid::Ulid::nil(), seq: 0 };
+        Segment::new(id, source, name, Utc::now(), 2.0, false, Bytes::from(vec![0; size]))
     }
 
     #[test]

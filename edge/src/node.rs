@@ -1,12 +1,9 @@
 //! The edge node's core: ingesting playlists, keeping in step with the control node, and handing segments to
 //! the forwarder and the recorder.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Instant,
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
 };
 
 use bytes::Bytes;
@@ -246,16 +243,9 @@ impl Edge {
                     continue;
                 }
             };
-            spooling.extend(self.accept(Arc::new(Segment {
-                id: claim.id,
-                source_name: name.to_owned(),
-                name: listed.uri.clone(),
-                start_ts,
-                duration_secs: listed.duration_secs,
-                discontinuity: claim.discontinuity,
-                data,
-                cached_at: Instant::now(),
-            })));
+            let (duration, discontinuity) = (listed.duration_secs, claim.discontinuity);
+            let segment = Segment::new(claim.id, name, &listed.uri, start_ts, duration, discontinuity, data);
+            spooling.extend(self.accept(segment));
             report.new_segments.push(listed.uri.clone());
         }
         // Accepted means recorded: the encoder hears "accepted" only once the recorded segments are on disk, so a

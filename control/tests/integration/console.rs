@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::support::{ControlNode, FakeEdge, ffmpeg_segments, forward_segment, http, unique};
+use crate::support::{ControlNode, FakeEdge, ffmpeg_segments, forward_segment, http};
 
 async fn live_summary(node: &ControlNode, sid: &str) -> Value {
     let resp = http().get(node.mgmt(&format!("/v1/source/{sid}/live"))).send().await.unwrap();
@@ -14,12 +14,8 @@ async fn live_summary(node: &ControlNode, sid: &str) -> Value {
 #[tokio::test]
 async fn the_live_summary_counts_what_the_live_playlist_lists() {
     let node = ControlNode::start(&["--live-segments=3"]).await;
-    let source = node.create_source(&unique("cam"), 1).await;
-    let sid = source["id"].as_str().unwrap();
-    let edge = FakeEdge::start(&node, true).await;
-    assert_eq!(edge.report(&node, sid).await.status(), 200);
-    let resp = http().put(node.mgmt(&format!("/v1/source/{sid}/streaming?new_state=true"))).send().await.unwrap();
-    assert_eq!(resp.status(), 200);
+    let (sid, _edge) = FakeEdge::streaming_source(&node).await;
+    let sid = sid.as_str();
 
     let empty = live_summary(&node, sid).await;
     assert_eq!(empty["segments"], 0);

@@ -2,17 +2,13 @@
 
 use livemix_common::hls::parse_media_playlist;
 
-use crate::support::{ControlNode, FakeEdge, ffmpeg_segments, ffprobe, forward_segment, http, unique};
+use crate::support::{ControlNode, FakeEdge, ffmpeg_segments, ffprobe, forward_segment, http};
 
 #[tokio::test]
 async fn live_playlist_lists_the_newest_segments_and_ffprobe_decodes_it() {
     let node = ControlNode::start(&["--live-segments=3"]).await;
-    let source = node.create_source(&unique("cam"), 1).await;
-    let sid = source["id"].as_str().unwrap();
-    let edge = FakeEdge::start(&node, true).await;
-    assert_eq!(edge.report(&node, sid).await.status(), 200);
-    let resp = http().put(node.mgmt(&format!("/v1/source/{sid}/streaming?new_state=true"))).send().await.unwrap();
-    assert_eq!(resp.status(), 200);
+    let (sid, _edge) = FakeEdge::streaming_source(&node).await;
+    let sid = sid.as_str();
 
     let playlist_url = format!("{}/v1/vod/live/{sid}/vid.m3u8", node.vod);
     let resp = http().get(&playlist_url).send().await.unwrap();

@@ -48,6 +48,17 @@ impl FakeEdge {
         Self { topic, received, _task: task }
     }
 
+    /// A new source this edge serves, reported and streaming: what live playback needs.
+    pub async fn streaming_source(node: &ControlNode) -> (String, Self) {
+        let source = node.create_source(&unique("cam"), 1).await;
+        let sid = source["id"].as_str().unwrap().to_owned();
+        let edge = Self::start(node, true).await;
+        assert_eq!(edge.report(node, &sid).await.status(), 200);
+        let resp = http().put(node.mgmt(&format!("/v1/source/{sid}/streaming?new_state=true"))).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        (sid, edge)
+    }
+
     pub async fn report(&self, node: &ControlNode, source_id: &str) -> reqwest::Response {
         node.edge_report(source_id, &self.topic).await
     }

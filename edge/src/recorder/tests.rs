@@ -141,16 +141,7 @@ impl Drop for Fixture {
 
 fn segment(id: SegmentId, size: usize) -> Arc<Segment> {
     let seq = id.seq;
-    Arc::new(Segment {
-        id,
-        source_name: "cam".into(),
-        name: format!("index{seq}.ts"),
-        start_ts: Utc::now(),
-        duration_secs: 2.0,
-        discontinuity: seq == 0,
-        data: Bytes::from(vec![seq as u8; size]),
-        cached_at: std::time::Instant::now(),
-    })
+    Segment::new(id, "cam", &format!("index{seq}.ts"), Utc::now(), 2.0, seq == 0, Bytes::from(vec![seq as u8; size]))
 }
 
 /// Polls `check` until it holds, failing after 10 s.

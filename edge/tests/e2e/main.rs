@@ -124,12 +124,7 @@ async fn file_push_live_record_replay_and_edge_restart() {
 #[tokio::test(flavor = "multi_thread")]
 async fn http_push_and_bad_input() {
     let d = Deployment::start().await;
-    let name = unique("cam");
-    let id = d.register(&name).await;
-    d.set_streaming(&id, true).await;
-    let _ffmpeg = d.ffmpeg_http_push(&name);
-    let (first_seq, _) =
-        eventually_within("a live playlist at control", Duration::from_secs(40), || d.live_playlist(&id)).await;
+    let (name, id, _ffmpeg, first_seq) = d.http_stream().await;
     let (frames, _) = ffprobe_live(&d.live_url(&id)).await;
     assert!(frames > 0);
 
@@ -190,12 +185,7 @@ async fn http_push_and_bad_input() {
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_playlists_get_4xx_and_every_task_keeps_running() {
     let d = Deployment::start().await;
-    let name = unique("cam");
-    let id = d.register(&name).await;
-    d.set_streaming(&id, true).await;
-    let _ffmpeg = d.ffmpeg_http_push(&name);
-    let (first_seq, _) =
-        eventually_within("a live playlist at control", Duration::from_secs(40), || d.live_playlist(&id)).await;
+    let (name, id, _ffmpeg, first_seq) = d.http_stream().await;
 
     let root = format!("file://{}/", d.file_root.display());
     let hostile = [

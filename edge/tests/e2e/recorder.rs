@@ -24,16 +24,8 @@ use crate::support::{env, eventually, unique};
 
 fn segment(id: SegmentId) -> Arc<Segment> {
     let seq = id.seq;
-    Arc::new(Segment {
-        id,
-        source_name: "cam".into(),
-        name: format!("index{seq}.ts"),
-        start_ts: Utc::now(),
-        duration_secs: 1.0,
-        discontinuity: false,
-        data: Bytes::from(format!("segment {seq} ").repeat(1000)),
-        cached_at: std::time::Instant::now(),
-    })
+    let data = Bytes::from(format!("segment {seq} ").repeat(1000));
+    Segment::new(id, "cam", &format!("index{seq}.ts"), Utc::now(), 1.0, false, data)
 }
 
 fn config(topic: &str) -> RecorderConfig {

@@ -271,6 +271,18 @@ impl Deployment {
         spawn(Path::new("ffmpeg"), &args, &[], self.dir.join(format!("ffmpeg-{source}.log")))
     }
 
+    /// A new streaming source fed by ffmpeg over HTTP, once control has its live playlist: its name, id, the
+    /// ffmpeg process and the playlist's first media sequence.
+    pub async fn http_stream(&self) -> (String, String, Proc, u64) {
+        let name = unique("cam");
+        let id = self.register(&name).await;
+        self.set_streaming(&id, true).await;
+        let ffmpeg = self.ffmpeg_http_push(&name);
+        let (first_seq, _) =
+            eventually_within("a live playlist at control", Duration::from_secs(40), || self.live_playlist(&id)).await;
+        (name, id, ffmpeg, first_seq)
+    }
+
     /// ffmpeg uploading segments and playlist over HTTP (no shared disk).
     pub fn ffmpeg_http_push(&self, source: &str) -> Proc {
         let mut args = ffmpeg_input();
