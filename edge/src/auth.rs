@@ -337,7 +337,7 @@ mod tests {
         map
     }
 
-    fn auth() -> EdgeAuth {
+    pub(super) fn auth() -> EdgeAuth {
         EdgeAuth::new(
             Some(&parse_token("edge-tok").unwrap()),
             SourceTokens::parse("cam-a:tok-a, cam-b:tok-b").unwrap(),
@@ -426,5 +426,47 @@ mod tests {
         assert!(check_exposure(false, public, true).is_ok());
         assert!(check_exposure(false, local, false).is_ok());
         assert!(check_exposure(true, public, false).is_ok());
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// Any Authorization, Origin, Host or Content-Type bytes: an answer, never a panic, and no access
+            /// without the token.
+            #[test]
+            fn header_parsing_never_panics_nor_lets_a_stranger_in(
+                authorization in proptest::collection::vec(any::<u8>(), 0..64),
+                origin in proptest::collection::vec(any::<u8>(), 0..32),
+                host in "\\PC{0,24}",
+            ) {
+                let auth = tests::auth();
+                let mut headers = HeaderMap::new();
+                for (name, value) in [("authorization", &authorization), ("origin", &origin)] {
+                    if let Ok(value) = HeaderValue::from_bytes(value) {
+                        headers.insert(name, value);
+                    }
+                }
+                if let Ok(value) = HeaderValue::from_str(&host) {
+                    headers.insert("host", value);
+                }
+                let _ = check_not_cross_site(&Method::POST, &headers);
+                let granted = auth.check(&headers, Access::Ingest("cam-a")).is_ok();
+                let presented = authorization.get(7..).map(<[u8]>::trim_ascii).unwrap_or_default();
+                prop_assert!(!granted || presented == b"edge-tok" || presented == b"tok-a");
+            }
+
+            #[test]
+            fn path_tokens_lift_without_panicking(path in "/[a-z0-9/%._-]{0,60}") {
+                if let Ok(req) = Request::builder().uri(path.as_str()).body(axum::body::Body::empty()) {
+                    let lifted = lift(req);
+                    prop_assert!(lifted.uri().path().len() <= path.len());
+                }
+            }
+        }
     }
 }

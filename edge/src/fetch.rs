@@ -340,4 +340,61 @@ mod tests {
         let _ = std::fs::remove_dir_all(root);
         let _ = std::fs::remove_file(secret);
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        fn prefix() -> impl Strategy<Value = String> {
+            let host = prop_oneof![
+                Just("127.0.0.2".to_owned()),
+                Just("cams.lan".to_owned()),
+                Just("127.0.0.1".to_owned()),
+                Just("[::ffff:127.0.0.2]".to_owned()),
+                "[a-z0-9.:@\\[\\]%]{0,24}",
+                any::<u32>().prop_map(|n| n.to_string()),
+            ];
+            (prop_oneof![Just("http://"), Just("https://"), Just("HtTp://"), Just("file://")], host, "\\PC{0,24}")
+                .prop_map(|(scheme, host, rest)| format!("{scheme}{host}{rest}"))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 1024, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// Whatever the header says, an accepted http prefix leads to an allowed host, with no userinfo, query
+            /// or fragment, and appending a segment name keeps it there.
+            #[test]
+            fn accepted_http_prefixes_stay_on_allowed_hosts(prefix in prefix(), name in "[a-z0-9]{1,8}\\.ts") {
+                let allow = FetchAllow::parse(&["127.0.0.2/32,cams.lan".into()]).unwrap();
+                if let Ok(SegmentSource::Http(base)) = SegmentSource::from_prefix(&prefix, None, &allow) {
+                    let url = Url::parse(&format!("{base}{name}")).unwrap();
+                    let allowed = match url.host() {
+                        Some(Host::Ipv4(ip)) => ip == std::net::Ipv4Addr::new(127, 0, 0, 2),
+                        // The IPv4-mapped form is the same address.
+                        Some(Host::Ipv6(ip)) => ip.to_ipv4_mapped() == Some(std::net::Ipv4Addr::new(127, 0, 0, 2)),
+                        Some(Host::Domain(name)) => name == "cams.lan",
+                        None => false,
+                    };
+                    prop_assert!(allowed, "{prefix:?} -> {url}");
+                    prop_assert!(url.query().is_none() && url.fragment().is_none() && url.username().is_empty());
+                }
+            }
+
+            #[test]
+            fn accepted_segment_names_are_single_ts_components(uri in "\\PC{0,40}") {
+                if check_segment_uri(&uri).is_ok() {
+                    prop_assert!(!uri.contains('/') && !uri.contains("..") && uri.ends_with(".ts"));
+                }
+            }
+
+            #[test]
+            fn allow_lists_never_panic(entries in proptest::collection::vec("[a-z0-9.:/*, -]{0,30}", 0..4)) {
+                if let Ok(allow) = FetchAllow::parse(&entries) {
+                    let _ = allow.allows_name("cams.lan");
+                    let _ = allow.allows_resolved("127.0.0.1".parse().unwrap());
+                }
+            }
+        }
+    }
 }
