@@ -4,10 +4,9 @@ use std::sync::Arc;
 
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, FromRef, Request, State},
-    http::{HeaderMap, Method, StatusCode, header},
-    middleware::{self, Next},
-    response::{IntoResponse, Response},
+    extract::{DefaultBodyLimit, FromRef, State},
+    http::{HeaderMap, Method, StatusCode},
+    response::Response,
     routing::{get, post, put},
 };
 use livemix_common::{
@@ -54,17 +53,10 @@ impl FromRef<ApiState> for Metrics {
 pub fn routes(limits: Limits) -> Router<ApiState> {
     let ingest_max = limits.max_segment_bytes.max(limits.max_playlist_bytes);
     Router::new()
-        .route(
-            "/v1/playlist",
-            post(post_playlist).layer(DefaultBodyLimit::max(limits.max_playlist_bytes)).layer(middleware::from_fn(
-                move |req: Request, next: Next| refuse_announced_over(limits.max_playlist_bytes, req, next),
-            )),
-        )
+        .route("/v1/playlist", post(post_playlist).layer(DefaultBodyLimit::max(limits.max_playlist_bytes)))
         .route(
             "/v1/ingest/{source}/{file}",
-            put(ingest_file).post(ingest_file).delete(delete_file).layer(DefaultBodyLimit::max(ingest_max)).layer(
-                middleware::from_fn(move |req: Request, next: Next| refuse_announced_over(ingest_max, req, next)),
-            ),
+            put(ingest_file).post(ingest_file).delete(delete_file).layer(DefaultBodyLimit::max(ingest_max)),
         )
         .route("/v1/vod/live/{source}/{file}", get(preview).layer(CorsLayer::permissive()))
         .route("/v1/source", get(list_sources))
@@ -72,16 +64,6 @@ pub fn routes(limits: Limits) -> Router<ApiState> {
         .route("/liveness/ready", get(ready))
         .route("/debug/tasks", get(tasks))
         .route("/metrics", get(metrics_handler))
-}
-
-/// A body announced (`Content-Length`) over the limit gets 413 at once, rather than after the client sent it all
-/// or gave up.
-async fn refuse_announced_over(max: usize, req: Request, next: Next) -> Response {
-    let announced = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if announced.is_some_and(|len| len > max as u64) {
-        return ApiError::payload_too_large(format!("the body may have at most {max} bytes")).into_response();
-    }
-    next.run(req).await
 }
 
 impl From<IngestError> for ApiError {

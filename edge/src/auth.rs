@@ -160,39 +160,32 @@ impl EdgeAuth {
         if self.loopback_hosts_only {
             return check_loopback_host(headers);
         }
-        let (protected, admits): (bool, Box<dyn Fn(&[u8; 32]) -> bool + '_>) = match access {
-            Access::Ingest(source) => (
-                self.protects_ingest(),
-                Box::new(move |p| {
-                    // Both compared, so the time taken does not say which one matched.
-                    let edge = self.ingest.as_ref().is_some_and(|t| t.matches(p));
-                    self.per_source.admits(source, p) | edge
-                }),
-            ),
-            Access::Preview(source) => (
-                self.protects_ingest() || self.preview.is_some(),
-                Box::new(move |p| {
-                    let preview = self.preview.as_ref().is_some_and(|t| t.matches(p));
-                    let edge = self.ingest.as_ref().is_some_and(|t| t.matches(p));
-                    preview | edge | self.per_source.admits(source, p)
-                }),
-            ),
-            Access::View => (
-                self.protects_ingest() || self.preview.is_some(),
-                Box::new(move |p| {
-                    let preview = self.preview.as_ref().is_some_and(|t| t.matches(p));
-                    preview | self.ingest.as_ref().is_some_and(|t| t.matches(p))
-                }),
-            ),
+        let protected = match access {
+            Access::Ingest(_) => self.protects_ingest(),
+            Access::Preview(_) | Access::View => self.protects_ingest() || self.preview.is_some(),
         };
         if !protected {
             return Ok(());
         }
-        let presented = bearer(headers)?;
-        if admits(&digest(presented)) {
+        let presented = digest(bearer(headers)?);
+        if self.admits(access, &presented) {
             Ok(())
         } else {
             Err(ApiError::forbidden("this token does not grant access to this route"))
+        }
+    }
+}
+
+impl EdgeAuth {
+    /// Whether a presented token (its digest) grants `access`. Every candidate is compared (`|`, not `||`), so the
+    /// time taken does not say which one matched.
+    fn admits(&self, access: Access<'_>, presented: &[u8; 32]) -> bool {
+        let edge = self.ingest.as_ref().is_some_and(|t| t.matches(presented));
+        let preview = self.preview.as_ref().is_some_and(|t| t.matches(presented));
+        match access {
+            Access::Ingest(source) => edge | self.per_source.admits(source, presented),
+            Access::Preview(source) => edge | preview | self.per_source.admits(source, presented),
+            Access::View => edge | preview,
         }
     }
 }
