@@ -111,7 +111,7 @@ async fn raw_status(addr: &str, bytes: &[u8]) -> (u16, String) {
     let mut conn = TcpStream::connect(addr).await.unwrap();
     conn.write_all(bytes).await.unwrap();
     let mut reply = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut reply)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(30), conn.read_to_end(&mut reply)).await;
     let text = String::from_utf8_lossy(&reply).into_owned();
     let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     (status, text)
