@@ -307,8 +307,12 @@ probe_stream() {
 # pipefail, grep quitting early fails curl.)
 edge_lists() {
     local body
-    body=$(curl -fsS --max-time 3 "http://127.0.0.1:$EDGE_PORT/v1/source") && grep -qF "\"name\":\"$1\"" <<<"$body"
+    body=$(curl -fsS --max-time 3 -H "Authorization: Bearer $(ingest_token)" "http://127.0.0.1:$EDGE_PORT/v1/source") &&
+        grep -qF "\"name\":\"$1\"" <<<"$body"
 }
+
+# The release's edge ingest token (ffmpeg puts it in the push URL: /v1/ingest/<source>/<token>/index.m3u8).
+ingest_token() { kn get secret "$FULLNAME-auth" -o 'jsonpath={.data.ingest-token}' | base64 -d; }
 
 # True when no VideoSource or Recording is left in the namespace.
 no_livemix_resources() { [[ -z $(kn get videosources,recordings -o name 2>/dev/null) ]]; }
@@ -580,13 +584,13 @@ push_from_cluster() {
         local ip
         ip=$(jsonpath "svc/$EDGE_SERVICE" '{.spec.clusterIP}')
         [[ -n $ip ]] || die "the edge Service $EDGE_SERVICE has no cluster IP"
-        push_from_host 2 "http://$ip:9080/v1/ingest/$JOB_SOURCE/index.m3u8" "$WORK/ffmpeg-$JOB_SOURCE.log"
+        push_from_host 2 "http://$ip:9080/v1/ingest/$JOB_SOURCE/$(ingest_token)/index.m3u8" "$WORK/ffmpeg-$JOB_SOURCE.log"
         pass "ffmpeg pushes $JOB_SOURCE to the edge Service ($EDGE_SERVICE, $ip:9080)"
         return
     fi
     local edge_url="http://$EDGE_SERVICE:9080" args=() arg
     while IFS= read -r arg; do args+=("$arg"); done < <(ffmpeg_input_args 2)
-    args+=("$edge_url/v1/ingest/$JOB_SOURCE/index.m3u8")
+    args+=("$edge_url/v1/ingest/$JOB_SOURCE/$(ingest_token)/index.m3u8")
     {
         cat <<EOF
 apiVersion: batch/v1
@@ -631,7 +635,8 @@ push_through_port_forward() {
     background kubectl "${KUBE_ARGS[@]}" -n "$NAMESPACE" port-forward "svc/$EDGE_SERVICE" "$EDGE_PORT:9080" \
         >"$WORK/port-forward.log" 2>&1
     wait_for "the port-forward to $EDGE_SERVICE" curl -fsS --max-time 3 "http://127.0.0.1:$EDGE_PORT/liveness/alive"
-    push_from_host 4 "http://127.0.0.1:$EDGE_PORT/v1/ingest/$PF_SOURCE/index.m3u8" "$WORK/ffmpeg-port-forward.log"
+    push_from_host 4 "http://127.0.0.1:$EDGE_PORT/v1/ingest/$PF_SOURCE/$(ingest_token)/index.m3u8" \
+        "$WORK/ffmpeg-port-forward.log"
     wait_for "the edge to list $PF_SOURCE" edge_lists "$PF_SOURCE"
     pass "ffmpeg pushes $PF_SOURCE through kubectl port-forward (localhost:$EDGE_PORT)"
 }

@@ -74,6 +74,7 @@ pub fn parse_media_playlist(data: &[u8]) -> Result<ListedPlaylist, HlsError> {
     if text.contains("#EXT-X-STREAM-INF") {
         return Err(HlsError::MasterPlaylist);
     }
+    check_extinf_numbers(text)?;
     let playlist = m3u8_rs::parse_media_playlist_res(data)
         .map_err(|err| HlsError::Malformed(format!("parse error: {err:?}").chars().take(200).collect()))?;
     let segments = playlist.segments.iter().map(listed_segment).collect::<Result<Vec<_>, _>>()?;
@@ -89,6 +90,27 @@ pub fn parse_media_playlist(data: &[u8]) -> Result<ListedPlaylist, HlsError> {
         });
     }
     Ok(ListedPlaylist { media_sequence: playlist.media_sequence, segments, ended: playlist.end_list })
+}
+
+/// m3u8-rs reads the number at the start of an `#EXTINF` value and drops the rest, so `1e300` would pass as 1 s:
+/// the duration must be a plain decimal number (RFC 8216 4.3.2.1: decimal-integer or decimal-floating-point).
+fn check_extinf_numbers(text: &str) -> Result<(), HlsError> {
+    for line in text.lines() {
+        let Some(value) = line.trim().strip_prefix("#EXTINF:") else { continue };
+        let duration = value.split(',').next().unwrap_or("").trim();
+        let (whole, fraction) = duration.split_once('.').unwrap_or((duration, "0"));
+        let digits = |s: &str| !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(whole) || !digits(fraction) {
+            return Err(HlsError::OutOfBounds {
+                field: "#EXTINF",
+                message: format!(
+                    "duration {:?} is not a decimal number of seconds",
+                    duration.chars().take(40).collect::<String>()
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn listed_segment(segment: &MediaSegment) -> Result<ListedSegment, HlsError> {
@@ -254,7 +276,19 @@ mod tests {
 
     #[test]
     fn hostile_durations_are_refused_naming_the_tag() {
-        for extinf in ["#EXTINF:100000000000000,", "#EXTINF:0,", "#EXTINF:-1,", "#EXTINF:601,", "#EXTINF:inf,"] {
+        for extinf in [
+            "#EXTINF:100000000000000,",
+            "#EXTINF:0,",
+            "#EXTINF:-1,",
+            "#EXTINF:601,",
+            "#EXTINF:inf,",
+            "#EXTINF:1e300,",
+            "#EXTINF:1e30,",
+            "#EXTINF:NaN,",
+            "#EXTINF:0x10,",
+            "#EXTINF:1.,",
+            "#EXTINF:,",
+        ] {
             let text = one_segment(extinf);
             let field = match parse_media_playlist(text.as_bytes()) {
                 Err(HlsError::OutOfBounds { field, .. }) => field,
@@ -322,5 +356,76 @@ mod tests {
         assert!(text.trim_end().ends_with("#EXT-X-ENDLIST"));
         assert!(text.contains("#EXT-X-TARGETDURATION:3\n"));
         assert!(vod_playlist(&[]).contains("#EXT-X-TARGETDURATION:1\n"));
+    }
+
+    /// Found by the edge's hostile battery: m3u8-rs read `#EXTINF:1e300,` as 1 s.
+    #[test]
+    fn exponent_durations_are_not_read_as_their_mantissa() {
+        let err = parse_media_playlist(one_segment("#EXTINF:1e300,").as_bytes()).unwrap_err();
+        assert!(err.to_string().starts_with("#EXTINF: "), "{err}");
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// Lines an encoder (or an attacker) might write, to build playlist-shaped inputs from.
+        fn line() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("#EXTM3U".to_owned()),
+                Just("#EXT-X-DISCONTINUITY".to_owned()),
+                Just("#EXT-X-ENDLIST".to_owned()),
+                any::<u64>().prop_map(|n| format!("#EXT-X-MEDIA-SEQUENCE:{n}")),
+                any::<u32>().prop_map(|n| format!("#EXT-X-TARGETDURATION:{n}")),
+                "[-+0-9.eEnaif]{0,12}".prop_map(|d| format!("#EXTINF:{d},")),
+                any::<f64>().prop_map(|d| format!("#EXTINF:{d},")),
+                "[0-9+:TZ.-]{0,30}".prop_map(|t| format!("#EXT-X-PROGRAM-DATE-TIME:{t}")),
+                "[a-z0-9./%_-]{1,20}",
+                "\\PC{0,20}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+                let _ = parse_media_playlist(&data);
+            }
+
+            #[test]
+            fn playlist_shaped_input_never_panics_and_stays_in_bounds(
+                lines in proptest::collection::vec(line(), 0..40)
+            ) {
+                let text = format!("#EXTM3U\n{}\n", lines.join("\n"));
+                if let Ok(playlist) = parse_media_playlist(text.as_bytes()) {
+                    for segment in &playlist.segments {
+                        prop_assert!(segment.duration_secs > 0.0 && segment.duration_secs <= MAX_SEGMENT_SECS);
+                        prop_assert!(!segment.uri.is_empty());
+                    }
+                    if let Some(last) = playlist.last_sequence() {
+                        prop_assert!(last <= MAX_MEDIA_SEQUENCE);
+                    }
+                }
+            }
+
+            #[test]
+            fn well_formed_playlists_read_back_exactly(
+                sequence in 0u64..1_000_000,
+                durations in proptest::collection::vec(1u32..600_000, 1..20)
+            ) {
+                let mut text = format!("#EXTM3U\n#EXT-X-TARGETDURATION:600\n#EXT-X-MEDIA-SEQUENCE:{sequence}\n");
+                for (i, ms) in durations.iter().enumerate() {
+                    text.push_str(&format!("#EXTINF:{}.{:03},\nseg{i}.ts\n", ms / 1000, ms % 1000));
+                }
+                let playlist = parse_media_playlist(text.as_bytes()).unwrap();
+                prop_assert_eq!(playlist.media_sequence, sequence);
+                prop_assert_eq!(playlist.segments.len(), durations.len());
+                for (segment, ms) in playlist.segments.iter().zip(&durations) {
+                    prop_assert!((segment.duration_secs - f64::from(*ms) / 1000.0).abs() < 1e-3);
+                }
+            }
+        }
     }
 }

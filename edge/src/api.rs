@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::{
     Router,
     extract::{DefaultBodyLimit, FromRef, State},
-    http::{HeaderMap, StatusCode},
+    http::{HeaderMap, Method, StatusCode},
     response::Response,
     routing::{get, post, put},
 };
@@ -20,6 +20,7 @@ use serde_json::json;
 use tower_http::cors::CorsLayer;
 
 use crate::{
+    auth::{Access, EdgeAuth, check_not_cross_site},
     fetch::{FetchError, SegmentSource},
     node::{Edge, EdgeView, IngestError, IngestReport},
 };
@@ -31,6 +32,14 @@ pub const PREFIX_HEADER: &str = "MPEG-TS-URI-Prefix";
 pub struct ApiState {
     pub edge: Arc<Edge>,
     pub metrics: Metrics,
+    pub auth: Arc<EdgeAuth>,
+}
+
+/// Body size limits of the ingest routes.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_playlist_bytes: usize,
+    pub max_segment_bytes: usize,
 }
 
 impl FromRef<ApiState> for Metrics {
@@ -39,12 +48,15 @@ impl FromRef<ApiState> for Metrics {
     }
 }
 
-pub fn routes(max_playlist_bytes: usize, max_segment_bytes: usize) -> Router<ApiState> {
+/// Every route and who may call it: ingest needs an ingest token, the preview, `/v1/source` and `/debug/tasks` a
+/// preview (or ingest) token (see [`crate::auth`]); probes and `/metrics` are open.
+pub fn routes(limits: Limits) -> Router<ApiState> {
+    let ingest_max = limits.max_segment_bytes.max(limits.max_playlist_bytes);
     Router::new()
-        .route("/v1/playlist", post(post_playlist).layer(DefaultBodyLimit::max(max_playlist_bytes)))
+        .route("/v1/playlist", post(post_playlist).layer(DefaultBodyLimit::max(limits.max_playlist_bytes)))
         .route(
             "/v1/ingest/{source}/{file}",
-            put(ingest_file).post(ingest_file).delete(delete_file).layer(DefaultBodyLimit::max(max_segment_bytes)),
+            put(ingest_file).post(ingest_file).delete(delete_file).layer(DefaultBodyLimit::max(ingest_max)),
         )
         .route("/v1/vod/live/{source}/{file}", get(preview).layer(CorsLayer::permissive()))
         .route("/v1/source", get(list_sources))
@@ -62,6 +74,10 @@ impl From<IngestError> for ApiError {
             IngestError::Fetch(FetchError::Unavailable(m)) => ApiError::new(StatusCode::BAD_GATEWAY, m),
             IngestError::Playlist(e) => ApiError::bad_request(e.to_string()),
             IngestError::UnknownSource(m) => ApiError::not_found(m),
+            IngestError::NothingRead(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m).with_reason("segments_unavailable")
+            }
+            IngestError::Full(m) => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, m),
             e @ IngestError::ControlUnavailable { .. } => ApiError::unavailable(e.to_string()),
         }
     }
@@ -70,11 +86,14 @@ impl From<IngestError> for ApiError {
 /// The seed's push: ffmpeg POSTs its playlist with the source name and where to read the segments from.
 async fn post_playlist(
     State(state): State<ApiState>,
+    method: Method,
     headers: HeaderMap,
     Body(body): Body,
 ) -> ApiResult<Reply<IngestReport>> {
+    check_not_cross_site(&method, &headers)?;
     let name = required_header(&headers, SOURCE_HEADER)?;
     validate_source_name(name).map_err(ApiError::bad_request)?;
+    state.auth.check(&headers, Access::Ingest(name))?;
     let prefix = required_header(&headers, PREFIX_HEADER)?;
     let from = state.edge.segment_source(prefix)?;
     Ok(Reply(state.edge.ingest_playlist(name, &from, &body).await?))
@@ -84,12 +103,20 @@ async fn post_playlist(
 /// the playlist that lists them.
 async fn ingest_file(
     State(state): State<ApiState>,
+    method: Method,
+    headers: HeaderMap,
     Path((source, file)): Path<(String, String)>,
     Body(body): Body,
 ) -> ApiResult<Response> {
+    check_not_cross_site(&method, &headers)?;
     validate_source_name(&source).map_err(ApiError::bad_request)?;
+    state.auth.check(&headers, Access::Ingest(&source))?;
     validate_segment_name(&file).map_err(ApiError::bad_request)?;
     if file.ends_with(".m3u8") {
+        let cap = state.edge.max_playlist_bytes();
+        if body.len() > cap {
+            return Err(ApiError::payload_too_large(format!("a playlist may have at most {cap} bytes")));
+        }
         let report = state.edge.ingest_playlist(&source, &SegmentSource::Pushed, &body).await?;
         return Ok(axum::response::IntoResponse::into_response(Reply(report)));
     }
@@ -99,20 +126,35 @@ async fn ingest_file(
     if body.is_empty() {
         return Err(ApiError::bad_request(format!("{file}: empty segment")));
     }
+    let cap = state.edge.max_segment_bytes();
+    if body.len() > cap {
+        return Err(ApiError::payload_too_large(format!("a segment may have at most {cap} bytes")));
+    }
     state.edge.accept_upload(&source, &file, body).await?;
     Ok(axum::response::IntoResponse::into_response((StatusCode::CREATED, Reply(json!({"segment": file})))))
 }
 
 /// ffmpeg deletes old segments when `delete_segments` is set; the edge expires them itself.
 async fn delete_file(
-    Path((_source, _file)): Path<(String, String)>,
+    State(state): State<ApiState>,
+    method: Method,
+    headers: HeaderMap,
+    Path((source, _file)): Path<(String, String)>,
 ) -> ApiResult<Reply<serde_json::Map<String, serde_json::Value>>> {
+    check_not_cross_site(&method, &headers)?;
+    validate_source_name(&source).map_err(ApiError::bad_request)?;
+    state.auth.check(&headers, Access::Ingest(&source))?;
     Ok(ok())
 }
 
 /// Local preview of a source as this edge has it, without the control node.
-async fn preview(State(state): State<ApiState>, Path((source, file)): Path<(String, String)>) -> ApiResult<Response> {
+async fn preview(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path((source, file)): Path<(String, String)>,
+) -> ApiResult<Response> {
     validate_source_name(&source).map_err(ApiError::bad_request)?;
+    state.auth.check(&headers, Access::Preview(&source))?;
     if file == "vid.m3u8" {
         let (media_sequence, segments) = state.edge.preview(&source);
         if segments.is_empty() {
@@ -130,8 +172,9 @@ async fn preview(State(state): State<ApiState>, Path((source, file)): Path<(Stri
     Ok(segment_response(segment.data.clone()))
 }
 
-async fn list_sources(State(state): State<ApiState>) -> Reply<EdgeView> {
-    Reply(state.edge.view())
+async fn list_sources(State(state): State<ApiState>, headers: HeaderMap) -> ApiResult<Reply<EdgeView>> {
+    state.auth.check(&headers, Access::View)?;
+    Ok(Reply(state.edge.view()))
 }
 
 /// Ready when the control node answered the last status report (or no source needed one yet), the command
@@ -149,6 +192,7 @@ async fn ready(State(state): State<ApiState>) -> ApiResult<Reply<serde_json::Val
 }
 
 /// Every supervised task and how it is doing (tests check that bad input stopped none of them).
-async fn tasks(State(state): State<ApiState>) -> Reply<serde_json::Value> {
-    Reply(json!({"tasks": state.edge.readiness().tasks}))
+async fn tasks(State(state): State<ApiState>, headers: HeaderMap) -> ApiResult<Reply<serde_json::Value>> {
+    state.auth.check(&headers, Access::View)?;
+    Ok(Reply(json!({"tasks": state.edge.readiness().tasks})))
 }

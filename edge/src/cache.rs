@@ -11,7 +11,10 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -82,8 +85,39 @@ impl Segment {
     }
 }
 
+/// The edge's one byte budget (`--cache-bytes`): cached segments plus pushed segments waiting in the
+/// [`crate::inbox::Inbox`] for their playlist.
+#[derive(Debug)]
+pub struct ByteBudget {
+    max: usize,
+    pushed: AtomicUsize,
+}
+
+impl ByteBudget {
+    pub fn new(max: usize) -> Self {
+        Self { max, pushed: AtomicUsize::new(0) }
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Bytes held by the inbox.
+    pub fn pushed(&self) -> usize {
+        self.pushed.load(Ordering::Relaxed)
+    }
+
+    pub fn add_pushed(&self, bytes: usize) {
+        self.pushed.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn sub_pushed(&self, bytes: usize) {
+        let _ = self.pushed.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| Some(held.saturating_sub(bytes)));
+    }
+}
+
 pub struct EdgeCache {
-    max_bytes: usize,
+    budget: Arc<ByteBudget>,
     window: Duration,
     inner: Mutex<Inner>,
 }
@@ -135,8 +169,8 @@ impl Inner {
 }
 
 impl EdgeCache {
-    pub fn new(max_bytes: usize, window: Duration) -> Self {
-        Self { max_bytes, window, inner: Mutex::default() }
+    pub fn new(budget: Arc<ByteBudget>, window: Duration) -> Self {
+        Self { budget, window, inner: Mutex::default() }
     }
 
     fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
@@ -148,16 +182,26 @@ impl EdgeCache {
         let mut inner = self.lock();
         let size = segment.data.len();
         inner.purge(self.window);
-        while inner.bytes + size > self.max_bytes {
-            let Some(evicted) = inner.pop_oldest() else { break };
-            tracing::debug!(segment = %evicted.id, name = %evicted.name, "evicted to stay within the cache budget");
-        }
+        self.evict_beyond(&mut inner, size);
         inner.bytes += size;
         inner.arrivals.push_back(Arc::clone(&segment));
         let source = inner.sources.entry(segment.source_name.clone()).or_default();
         source.by_name.insert(segment.name.clone(), Arc::clone(&segment));
         source.segments.push_back((source.arrived, segment));
         source.arrived += 1;
+    }
+
+    /// Evicts the oldest segments until `extra` more bytes fit beside the cache and the inbox.
+    fn evict_beyond(&self, inner: &mut Inner, extra: usize) {
+        while inner.bytes + self.budget.pushed() + extra > self.budget.max() {
+            let Some(evicted) = inner.pop_oldest() else { break };
+            tracing::debug!(segment = %evicted.id, name = %evicted.name, "evicted to stay within the byte budget");
+        }
+    }
+
+    /// Evicts what no longer fits now that the inbox holds more.
+    pub fn make_room(&self) {
+        self.evict_beyond(&mut self.lock(), 0);
     }
 
     /// Drops segments older than the tracking window; returns (purged, remaining).
@@ -207,7 +251,7 @@ mod tests {
 
     #[test]
     fn the_byte_budget_evicts_the_oldest_across_sources() {
-        let cache = EdgeCache::new(100, Duration::from_secs(60));
+        let cache = EdgeCache::new(Arc::new(ByteBudget::new(100)), Duration::from_secs(60));
         cache.insert(seg("a", "a0", 40));
         cache.insert(seg("b", "b0", 40));
         cache.insert(seg("a", "a1", 40));
@@ -218,8 +262,20 @@ mod tests {
     }
 
     #[test]
+    fn pushed_segments_share_the_budget() {
+        let budget = Arc::new(ByteBudget::new(100));
+        let cache = EdgeCache::new(Arc::clone(&budget), Duration::from_secs(60));
+        cache.insert(seg("a", "a0", 40));
+        cache.insert(seg("a", "a1", 40));
+        budget.add_pushed(30);
+        cache.make_room();
+        assert_eq!(cache.bytes(), 40, "the oldest gave way to the pushed bytes");
+        assert!(cache.get("a", "a0").is_none());
+    }
+
+    #[test]
     fn the_tracking_window_expires_segments() {
-        let cache = EdgeCache::new(1000, Duration::from_millis(20));
+        let cache = EdgeCache::new(Arc::new(ByteBudget::new(1000)), Duration::from_millis(20));
         cache.insert(seg("a", "a0", 10));
         std::thread::sleep(Duration::from_millis(30));
         cache.insert(seg("a", "a1", 10));
@@ -232,7 +288,7 @@ mod tests {
 
     #[test]
     fn a_reused_name_finds_the_newest_and_positions_only_grow() {
-        let cache = EdgeCache::new(100, Duration::from_secs(60));
+        let cache = EdgeCache::new(Arc::new(ByteBudget::new(100)), Duration::from_secs(60));
         let old = seg("a", "index0.ts", 30);
         cache.insert(Arc::clone(&old));
         cache.insert(seg("a", "index1.ts", 30));

@@ -3,6 +3,11 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
+
+use crate::{
+    auth::{EdgeAuth, Secret, SourceTokens, parse_token},
+    fetch_allow::FetchAllow,
+};
 use livemix_common::{
     bus::BusArgs,
     config::{ConfigFileArgs, host_scoped_id},
@@ -20,9 +25,10 @@ pub struct EdgeArgs {
     #[command(flatten)]
     pub log: LogArgs,
 
-    /// Address of the ingest and preview API.
-    #[arg(long, env = "LIVEMIX_EDGE_ADDR", default_value = "0.0.0.0:9080")]
-    pub listen_addr: SocketAddr,
+    /// Address of the ingest and preview API. Default 0.0.0.0:9080 with an ingest token, 127.0.0.1:9080 without
+    /// one (a non-loopback address without a token is refused; see --insecure-no-auth).
+    #[arg(long, env = "LIVEMIX_EDGE_ADDR")]
+    pub listen_addr: Option<SocketAddr>,
 
     #[command(flatten)]
     pub store: StoreArgs,
@@ -51,6 +57,32 @@ pub struct EdgeSettings {
     /// Directory `file://` segment prefixes must lie under; without it `file://` prefixes are refused.
     #[arg(long, env = "LIVEMIX_FILE_ROOT")]
     pub file_root: Option<PathBuf>,
+    /// Hosts `http(s)://` segment prefixes may reach: CIDRs (`192.168.1.0/24`), addresses and host names
+    /// (`cams.lan`, `*.site.example`), comma-separated. Empty (the default): http prefixes are refused. A listed
+    /// name resolving to loopback, link-local or other special addresses is still refused unless a CIDR allows it.
+    #[arg(long, env = "LIVEMIX_FETCH_ALLOW", value_delimiter = ',')]
+    pub fetch_allow: Vec<String>,
+    /// Token ffmpeg must send to push into this edge (`Authorization: Bearer`, or `/v1/ingest/{source}/{token}/`);
+    /// also opens the preview unless --preview-token is set.
+    #[arg(long, env = "LIVEMIX_INGEST_TOKEN", hide_env_values = true, value_parser = parse_token)]
+    pub ingest_token: Option<Secret>,
+    /// Per-source ingest tokens, `source:token` entries separated by commas: each pushes its own source only.
+    #[arg(long, env = "LIVEMIX_INGEST_TOKENS", hide_env_values = true, value_parser = SourceTokens::parse)]
+    pub ingest_tokens: Option<SourceTokens>,
+    /// Token for the local preview (`/v1/vod/live/...`), `/v1/source` and `/debug/tasks`; the ingest token works
+    /// there too.
+    #[arg(long, env = "LIVEMIX_PREVIEW_TOKEN", hide_env_values = true, value_parser = parse_token)]
+    pub preview_token: Option<Secret>,
+    /// Serve ingest without any token on a non-loopback address (only where nothing untrusted can reach it).
+    #[arg(long, env = "LIVEMIX_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+    /// Longest time one playlist's segments are read for, in seconds; segments not read by then are retried with
+    /// the next playlist.
+    #[arg(long, env = "LIVEMIX_INGEST_DEADLINE_SECS", default_value_t = 10)]
+    pub ingest_deadline_secs: u64,
+    /// Only this many of a playlist's newest entries are considered (older ones were ingested or are too old).
+    #[arg(long, env = "LIVEMIX_MAX_PLAYLIST_ENTRIES", default_value_t = 64)]
+    pub max_playlist_entries: usize,
     /// Timeout for fetching a segment from an `http(s)://` prefix, in milliseconds.
     #[arg(long, env = "LIVEMIX_FETCH_TIMEOUT_MS", default_value_t = 5000)]
     pub fetch_timeout_ms: u64,
@@ -60,7 +92,7 @@ pub struct EdgeSettings {
     /// Largest playlist accepted, in bytes.
     #[arg(long, env = "LIVEMIX_MAX_PLAYLIST_BYTES", default_value_t = 1024 * 1024)]
     pub max_playlist_bytes: usize,
-    /// Byte budget of the segment cache, over all sources.
+    /// Byte budget of the segment cache and the segments pushed and waiting for their playlist, over all sources.
     #[arg(long, env = "LIVEMIX_EDGE_CACHE_BYTES", default_value_t = 512 * 1024 * 1024)]
     pub cache_bytes: usize,
     /// How long segments stay in the cache, in seconds: the furthest back a recording can start.
@@ -86,7 +118,37 @@ pub struct EdgeSettings {
     pub spool_bytes: u64,
 }
 
+impl EdgeArgs {
+    /// `--listen-addr`, or the default for the credentials given.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen_addr.unwrap_or_else(|| {
+            let host = if self.settings.auth().protects_ingest() { [0, 0, 0, 0] } else { [127, 0, 0, 1] };
+            SocketAddr::from((host, 9080))
+        })
+    }
+}
+
 impl EdgeSettings {
+    /// The credentials ingest and preview requests are checked against.
+    pub fn auth(&self) -> EdgeAuth {
+        EdgeAuth::new(
+            self.ingest_token.as_ref(),
+            self.ingest_tokens.clone().unwrap_or_default(),
+            self.preview_token.as_ref(),
+            self.insecure_no_auth,
+        )
+    }
+
+    /// `--fetch-allow`, parsed.
+    pub fn fetch_allow(&self) -> Result<FetchAllow, String> {
+        FetchAllow::parse(&self.fetch_allow)
+    }
+
+    /// The overall deadline for reading one playlist's segments.
+    pub fn ingest_deadline(&self) -> Duration {
+        Duration::from_secs(self.ingest_deadline_secs.max(1))
+    }
+
     pub fn edge_id(&self) -> String {
         self.edge_id.clone().unwrap_or_else(|| host_scoped_id("livemix-edge"))
     }

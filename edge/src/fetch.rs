@@ -2,23 +2,31 @@
 //! base) or segments pushed to `/v1/ingest` (kept by the [`crate::inbox::Inbox`]).
 
 use std::{
+    fs::OpenOptions,
+    io::Read,
+    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use livemix_common::model::validate_segment_name;
+use url::{Host, Url};
+
+use crate::fetch_allow::{FetchAllow, GuardedResolver};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    /// The request is not allowed (403): outside the file root, `..`, file:// disabled.
+    /// The request is not allowed (403): outside the file root, `..`, a host not on `--fetch-allow`, not `.ts`.
     #[error("{0}")]
     Forbidden(String),
     /// The request is malformed (400).
     #[error("{0}")]
     Invalid(String),
-    /// The segment could not be read (skipped; a later playlist retries it).
+    /// The segment could not be read (skipped; a later playlist retries it). The message is shown to the caller,
+    /// so it says what kind of failure it was and nothing the remote side or the file system said.
     #[error("{0}")]
     Unavailable(String),
 }
@@ -28,7 +36,7 @@ pub enum FetchError {
 pub enum SegmentSource {
     /// A directory under the edge's file root (already canonicalized and checked).
     Dir(PathBuf),
-    /// An `http(s)://` base URL, ending in `/` or a name prefix.
+    /// An `http(s)://` base URL, ending in `/` or a name prefix, whose host is allowed (see [`FetchAllow`]).
     Http(String),
     /// Segments pushed with `PUT /v1/ingest/{source}/{file}`.
     Pushed,
@@ -36,8 +44,11 @@ pub enum SegmentSource {
 
 impl SegmentSource {
     /// Interprets an `MPEG-TS-URI-Prefix` header.
-    pub fn from_prefix(prefix: &str, file_root: Option<&Path>) -> Result<Self, FetchError> {
+    pub fn from_prefix(prefix: &str, file_root: Option<&Path>, allow: &FetchAllow) -> Result<Self, FetchError> {
         let prefix = prefix.trim();
+        if prefix.chars().any(char::is_control) {
+            return Err(FetchError::Invalid("MPEG-TS-URI-Prefix contains control characters".into()));
+        }
         if let Some(path) = prefix.strip_prefix("file://") {
             let root = file_root.ok_or_else(|| {
                 FetchError::Forbidden(
@@ -46,41 +57,78 @@ impl SegmentSource {
             })?;
             return confine(root, Path::new(path)).map(SegmentSource::Dir);
         }
-        if prefix.starts_with("http://") || prefix.starts_with("https://") {
-            url::Url::parse(prefix)
-                .map_err(|err| FetchError::Invalid(format!("MPEG-TS-URI-Prefix {prefix:?}: {err}")))?;
-            return Ok(SegmentSource::Http(prefix.to_owned()));
+        let lower = prefix.get(..8).unwrap_or(prefix).to_ascii_lowercase();
+        if lower.starts_with("http://") || lower.starts_with("https://") {
+            return http_prefix(prefix, allow).map(SegmentSource::Http);
         }
-        Err(FetchError::Invalid(format!("MPEG-TS-URI-Prefix {prefix:?} must start with file:// or http(s)://")))
+        Err(FetchError::Invalid("MPEG-TS-URI-Prefix must start with file:// or http(s)://".into()))
     }
 }
 
-/// Resolves `path` and checks it lies under `root`, following symlinks, so neither `..` nor a link escapes.
-fn confine(root: &Path, path: &Path) -> Result<PathBuf, FetchError> {
-    if path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(FetchError::Forbidden(format!("{} contains '..'", path.display())));
+/// Checks an `http(s)://` prefix: no userinfo, query, fragment or backslash, a path (so a segment name cannot
+/// extend the host), and a host `--fetch-allow` allows. Returns the normalised URL (`0x7f000001` written as
+/// `127.0.0.1`).
+fn http_prefix(prefix: &str, allow: &FetchAllow) -> Result<String, FetchError> {
+    let invalid = |what: &str| FetchError::Invalid(format!("MPEG-TS-URI-Prefix: {what}"));
+    if prefix.contains(['#', '?', '\\']) {
+        return Err(invalid("no fragment (#), query (?) or backslash is allowed"));
     }
-    let root =
-        root.canonicalize().map_err(|err| FetchError::Unavailable(format!("file root {}: {err}", root.display())))?;
-    let resolved = path
-        .canonicalize()
-        .map_err(|err| FetchError::Forbidden(format!("{} is not a readable directory: {err}", path.display())))?;
-    if !resolved.starts_with(&root) {
-        return Err(FetchError::Forbidden(format!(
-            "{} is outside the edge's file root {}",
-            path.display(),
-            root.display()
-        )));
+    let after_scheme = prefix.split_once("://").map_or("", |(_, rest)| rest);
+    let Some((authority, _path)) = after_scheme.split_once('/') else {
+        return Err(invalid("give a path after the host (http://host/dir/)"));
+    };
+    if authority.contains('@') {
+        return Err(invalid("no user name or password is allowed"));
+    }
+    let url = Url::parse(prefix).map_err(|_| invalid("not a valid URL"))?;
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("no user name, query or fragment is allowed"));
+    }
+    let allowed = match url.host() {
+        Some(Host::Ipv4(ip)) => allow.allows_literal(ip.into()),
+        Some(Host::Ipv6(ip)) => allow.allows_literal(ip.into()),
+        Some(Host::Domain(name)) => allow.allows_name(name),
+        None => false,
+    };
+    if !allowed {
+        return Err(FetchError::Forbidden(if allow.is_empty() {
+            "http(s) prefixes are disabled on this edge; list the camera hosts in --fetch-allow (LIVEMIX_FETCH_ALLOW)"
+                .into()
+        } else {
+            "MPEG-TS-URI-Prefix: this host is not on the edge's --fetch-allow list".into()
+        }));
+    }
+    Ok(url.into())
+}
+
+/// Resolves `path` and checks it lies under `root`, following symlinks, so neither `..` nor a link escapes. The
+/// refusal is the same whether the path exists or not, and names no path.
+fn confine(root: &Path, path: &Path) -> Result<PathBuf, FetchError> {
+    let refused = || FetchError::Forbidden("the file:// prefix is not a directory under the edge's file root".into());
+    if !path.is_absolute() || path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(refused());
+    }
+    let root = root.canonicalize().map_err(|err| {
+        tracing::error!(root = %root.display(), %err, "the file root cannot be resolved");
+        FetchError::Unavailable("the edge's file root is not available".into())
+    })?;
+    let resolved = path.canonicalize().map_err(|_| refused())?;
+    if !resolved.starts_with(&root) || !resolved.is_dir() {
+        return Err(refused());
     }
     Ok(resolved)
 }
 
-/// Segment names listed in a playlist are single safe path components.
+/// Segment names listed in a playlist are single safe path components naming MPEG-TS segments.
 pub fn check_segment_uri(uri: &str) -> Result<(), FetchError> {
     if uri.contains("..") || uri.contains('/') || uri.contains('\\') {
         return Err(FetchError::Forbidden(format!("segment URI {uri:?} leaves the prefix ('..' or '/')")));
     }
-    validate_segment_name(uri).map_err(FetchError::Invalid)
+    validate_segment_name(uri).map_err(FetchError::Invalid)?;
+    if !uri.ends_with(".ts") {
+        return Err(FetchError::Forbidden(format!("segment URI {uri:?}: only .ts segments are read")));
+    }
+    Ok(())
 }
 
 /// Reads segments from a directory or an HTTP server, with a timeout and a size cap.
@@ -90,59 +138,97 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    pub fn new(timeout: Duration, max_bytes: usize) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).build()?;
+    /// `allow` decides which addresses the HTTP client may connect to; it follows no redirect and uses no proxy
+    /// (a proxy would connect on its behalf, to anything).
+    pub fn new(timeout: Duration, max_bytes: usize, allow: Arc<FetchAllow>) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver { allow }))
+            .build()?;
         Ok(Self { http, max_bytes })
     }
 
     /// Reads segment `name` (already checked with [`check_segment_uri`]) from a prefix directory.
     pub async fn read_file(&self, dir: &Path, name: &str) -> Result<Bytes, FetchError> {
-        let path = dir.join(name);
-        // A symlinked segment must not lead out of the prefix directory either.
-        // A missing file is not (yet) there, not forbidden: the next playlist retries it.
-        let resolved = confine(dir, &path).map_err(|err| match err {
-            FetchError::Forbidden(msg) if !path.exists() => FetchError::Unavailable(msg),
-            other => other,
-        })?;
-        let meta = tokio::fs::metadata(&resolved)
+        let (dir, name, max) = (dir.to_owned(), name.to_owned(), self.max_bytes);
+        tokio::task::spawn_blocking(move || read_confined(&dir, &name, max))
             .await
-            .map_err(|err| FetchError::Unavailable(format!("{}: {err}", path.display())))?;
-        if meta.len() > self.max_bytes as u64 {
-            return Err(FetchError::Unavailable(format!(
-                "{} is {} bytes, over the {} byte segment limit",
-                path.display(),
-                meta.len(),
-                self.max_bytes
-            )));
-        }
-        tokio::fs::read(&resolved)
-            .await
-            .map(Bytes::from)
-            .map_err(|err| FetchError::Unavailable(format!("{}: {err}", path.display())))
+            .map_err(|_| FetchError::Unavailable("reading the segment failed".into()))?
     }
 
     /// Fetches segment `name` (already checked with [`check_segment_uri`]) from an `http(s)://` prefix.
     pub async fn get(&self, base: &str, name: &str) -> Result<Bytes, FetchError> {
-        let url = &format!("{base}{name}");
-        let resp =
-            self.http.get(url).send().await.map_err(|err| FetchError::Unavailable(format!("GET {url}: {err}")))?;
-        if !resp.status().is_success() {
-            return Err(FetchError::Unavailable(format!("GET {url}: HTTP {}", resp.status())));
+        let unreachable = || FetchError::Unavailable("the segment's host did not answer in time".into());
+        let url = Url::parse(&format!("{base}{name}")).map_err(|_| FetchError::Invalid("bad segment URL".into()))?;
+        let resp = self.http.get(url.clone()).send().await.map_err(|err| {
+            tracing::debug!(%url, %err, "segment fetch failed");
+            unreachable()
+        })?;
+        let status = resp.status();
+        if !status.is_success() {
+            let hint = if status.is_redirection() { " (redirects are not followed)" } else { "" };
+            return Err(FetchError::Unavailable(format!("the segment's host answered HTTP {}{hint}", status.as_u16())));
         }
+        let too_large = || FetchError::Unavailable(format!("the segment is larger than {} bytes", self.max_bytes));
         if resp.content_length().is_some_and(|len| len > self.max_bytes as u64) {
-            return Err(FetchError::Unavailable(format!("GET {url}: larger than {} bytes", self.max_bytes)));
+            return Err(too_large());
         }
         let mut body = BytesMut::new();
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|err| FetchError::Unavailable(format!("GET {url}: {err}")))?;
+            let chunk = chunk.map_err(|err| {
+                tracing::debug!(%url, %err, "segment body failed");
+                unreachable()
+            })?;
             if body.len() + chunk.len() > self.max_bytes {
-                return Err(FetchError::Unavailable(format!("GET {url}: larger than {} bytes", self.max_bytes)));
+                return Err(too_large());
             }
             body.extend_from_slice(&chunk);
         }
         Ok(body.freeze())
     }
+}
+
+/// Reads `dir/name` if it is a regular file really beneath `dir`, without a window between check and read: the
+/// file is opened first (never following a final symlink, never blocking on a FIFO), then the opened file itself
+/// is checked (its type, and where `/proc/self/fd` says it is, which catches a directory swapped for a link).
+fn read_confined(dir: &Path, name: &str, max_bytes: usize) -> Result<Bytes, FetchError> {
+    let refused = |what: &str| FetchError::Forbidden(format!("segment {name:?} {what}"));
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(dir.join(name))
+        .map_err(|err| match err.raw_os_error() {
+            Some(libc::ELOOP) => refused("is a symbolic link"),
+            _ if err.kind() == std::io::ErrorKind::NotFound => {
+                FetchError::Unavailable(format!("segment {name:?} is not there (yet)"))
+            }
+            _ => FetchError::Unavailable(format!("segment {name:?} cannot be opened")),
+        })?;
+    let meta = file.metadata().map_err(|_| FetchError::Unavailable(format!("segment {name:?} cannot be read")))?;
+    if !meta.is_file() {
+        return Err(refused("is not a regular file"));
+    }
+    use std::os::fd::AsRawFd;
+    let real = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map_err(|_| FetchError::Unavailable(format!("segment {name:?} cannot be located")))?;
+    if real.parent() != Some(dir) {
+        return Err(refused("is not in the prefix directory"));
+    }
+    if meta.len() > max_bytes as u64 {
+        return Err(FetchError::Unavailable(format!("segment {name:?} is larger than {max_bytes} bytes")));
+    }
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    file.take(max_bytes as u64 + 1)
+        .read_to_end(&mut data)
+        .map_err(|_| FetchError::Unavailable(format!("segment {name:?} cannot be read")))?;
+    if data.len() > max_bytes {
+        return Err(FetchError::Unavailable(format!("segment {name:?} is larger than {max_bytes} bytes")));
+    }
+    Ok(Bytes::from(data))
 }
 
 #[cfg(test)]
@@ -156,20 +242,64 @@ mod tests {
         std::fs::create_dir_all(&inside).unwrap();
         let outside = std::env::temp_dir();
 
-        let ok = SegmentSource::from_prefix(&format!("file://{}", inside.display()), Some(&root)).unwrap();
+        let none = FetchAllow::default();
+        let ok = SegmentSource::from_prefix(&format!("file://{}", inside.display()), Some(&root), &none).unwrap();
         assert!(matches!(ok, SegmentSource::Dir(_)));
         for bad in [
             format!("file://{}", outside.display()),
             format!("file://{}/cam/../..", root.display()),
             "file:///etc".into(),
         ] {
-            let err = SegmentSource::from_prefix(&bad, Some(&root)).unwrap_err();
+            let err = SegmentSource::from_prefix(&bad, Some(&root), &none).unwrap_err();
             assert!(matches!(err, FetchError::Forbidden(_)), "{bad}: {err}");
         }
-        assert!(matches!(SegmentSource::from_prefix("file:///tmp", None), Err(FetchError::Forbidden(_))));
-        assert!(matches!(SegmentSource::from_prefix("ftp://x/", Some(&root)), Err(FetchError::Invalid(_))));
-        assert!(matches!(SegmentSource::from_prefix("http://cam.local/hls/", None), Ok(SegmentSource::Http(_))));
+        assert!(matches!(SegmentSource::from_prefix("file:///tmp", None, &none), Err(FetchError::Forbidden(_))));
+        assert!(matches!(SegmentSource::from_prefix("ftp://x/", Some(&root), &none), Err(FetchError::Invalid(_))));
+        assert!(matches!(
+            SegmentSource::from_prefix("http://cam.local/hls/", None, &none),
+            Err(FetchError::Forbidden(_))
+        ));
+        let cams = FetchAllow::parse(&["cam.local".into()]).unwrap();
+        assert!(matches!(SegmentSource::from_prefix("http://cam.local/hls/", None, &cams), Ok(SegmentSource::Http(_))));
         let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn http_prefixes_reach_only_allowed_hosts() {
+        let allow = FetchAllow::parse(&["192.168.1.0/24,cams.lan".into()]).unwrap();
+        let check = |prefix: &str| SegmentSource::from_prefix(prefix, None, &allow);
+        assert!(matches!(check("http://192.168.1.20:8080/hls/"), Ok(SegmentSource::Http(_))));
+        assert!(matches!(check("https://cams.lan/hls/cam-"), Ok(SegmentSource::Http(_))));
+        for forbidden in [
+            "http://127.0.0.1/",
+            "http://0x7f000001/",
+            "http://2130706433/",
+            "http://0177.0.0.1/",
+            "http://[::1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://169.254.169.254/latest/",
+            "http://localhost/",
+            "http://cams.lan.evil.example/",
+            "http://192.168.2.1/",
+        ] {
+            assert!(matches!(check(forbidden), Err(FetchError::Forbidden(_))), "{forbidden}");
+        }
+        for invalid in [
+            "http://user:pw@cams.lan/",
+            "http://cams.lan@127.0.0.1/",
+            "http://cams.lan/hls/#",
+            "http://cams.lan/x?a=",
+            "http://cams.lan",
+            "http://cams.lan\\@127.0.0.1/",
+            "http://cams.lan/\r\nX-Injected: 1/",
+            "gopher://cams.lan/",
+        ] {
+            assert!(matches!(check(invalid), Err(FetchError::Invalid(_))), "{invalid}");
+        }
+        match check("http://192.168.1.020/") {
+            Ok(SegmentSource::Http(base)) => assert_eq!(base, "http://192.168.1.16/", "normalised (octal 020)"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -178,6 +308,7 @@ mod tests {
         assert!(matches!(check_segment_uri("../x.ts"), Err(FetchError::Forbidden(_))));
         assert!(matches!(check_segment_uri("a/b.ts"), Err(FetchError::Forbidden(_))));
         assert!(matches!(check_segment_uri("a b.ts"), Err(FetchError::Invalid(_))));
+        assert!(matches!(check_segment_uri("server.key"), Err(FetchError::Forbidden(_))), "only .ts");
     }
 
     #[tokio::test]
@@ -188,15 +319,82 @@ mod tests {
         std::fs::write(&secret, b"secret").unwrap();
         std::os::unix::fs::symlink(&secret, root.join("evil.ts")).unwrap();
         std::fs::write(root.join("good.ts"), b"ts").unwrap();
-        let fetcher = Fetcher::new(Duration::from_secs(1), 1000).unwrap();
+        let fetcher = Fetcher::new(Duration::from_secs(1), 1000, Arc::default()).unwrap();
         let Ok(SegmentSource::Dir(dir)) =
-            SegmentSource::from_prefix(&format!("file://{}", root.display()), Some(&root))
+            SegmentSource::from_prefix(&format!("file://{}", root.display()), Some(&root), &FetchAllow::default())
         else {
             panic!("a directory under the root")
         };
         assert_eq!(fetcher.read_file(&dir, "good.ts").await.unwrap(), Bytes::from_static(b"ts"));
         assert!(matches!(fetcher.read_file(&dir, "evil.ts").await, Err(FetchError::Forbidden(_))));
+        // A FIFO never blocks the read; a directory named like a segment is no segment either.
+        let fifo = root.join("fifo.ts");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let read = tokio::time::timeout(Duration::from_secs(5), fetcher.read_file(&dir, "fifo.ts")).await;
+        assert!(matches!(read, Ok(Err(FetchError::Forbidden(_)))), "{read:?}");
+        std::fs::create_dir(root.join("dir.ts")).unwrap();
+        assert!(matches!(fetcher.read_file(&dir, "dir.ts").await, Err(FetchError::Forbidden(_))));
+        std::fs::write(root.join("big.ts"), vec![0u8; 1001]).unwrap();
+        assert!(matches!(fetcher.read_file(&dir, "big.ts").await, Err(FetchError::Unavailable(_))));
+        assert!(matches!(fetcher.read_file(&dir, "missing.ts").await, Err(FetchError::Unavailable(_))));
         let _ = std::fs::remove_dir_all(root);
         let _ = std::fs::remove_file(secret);
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        fn prefix() -> impl Strategy<Value = String> {
+            let host = prop_oneof![
+                Just("127.0.0.2".to_owned()),
+                Just("cams.lan".to_owned()),
+                Just("127.0.0.1".to_owned()),
+                Just("[::ffff:127.0.0.2]".to_owned()),
+                "[a-z0-9.:@\\[\\]%]{0,24}",
+                any::<u32>().prop_map(|n| n.to_string()),
+            ];
+            (prop_oneof![Just("http://"), Just("https://"), Just("HtTp://"), Just("file://")], host, "\\PC{0,24}")
+                .prop_map(|(scheme, host, rest)| format!("{scheme}{host}{rest}"))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 1024, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// Whatever the header says, an accepted http prefix leads to an allowed host, with no userinfo, query
+            /// or fragment, and appending a segment name keeps it there.
+            #[test]
+            fn accepted_http_prefixes_stay_on_allowed_hosts(prefix in prefix(), name in "[a-z0-9]{1,8}\\.ts") {
+                let allow = FetchAllow::parse(&["127.0.0.2/32,cams.lan".into()]).unwrap();
+                if let Ok(SegmentSource::Http(base)) = SegmentSource::from_prefix(&prefix, None, &allow) {
+                    let url = Url::parse(&format!("{base}{name}")).unwrap();
+                    let allowed = match url.host() {
+                        Some(Host::Ipv4(ip)) => ip == std::net::Ipv4Addr::new(127, 0, 0, 2),
+                        // The IPv4-mapped form is the same address.
+                        Some(Host::Ipv6(ip)) => ip.to_ipv4_mapped() == Some(std::net::Ipv4Addr::new(127, 0, 0, 2)),
+                        Some(Host::Domain(name)) => name == "cams.lan",
+                        None => false,
+                    };
+                    prop_assert!(allowed, "{prefix:?} -> {url}");
+                    prop_assert!(url.query().is_none() && url.fragment().is_none() && url.username().is_empty());
+                }
+            }
+
+            #[test]
+            fn accepted_segment_names_are_single_ts_components(uri in "\\PC{0,40}") {
+                if check_segment_uri(&uri).is_ok() {
+                    prop_assert!(!uri.contains('/') && !uri.contains("..") && uri.ends_with(".ts"));
+                }
+            }
+
+            #[test]
+            fn allow_lists_never_panic(entries in proptest::collection::vec("[a-z0-9.:/*, -]{0,30}", 0..4)) {
+                if let Ok(allow) = FetchAllow::parse(&entries) {
+                    let _ = allow.allows_name("cams.lan");
+                    let _ = allow.allows_resolved("127.0.0.1".parse().unwrap());
+                }
+            }
+        }
     }
 }

@@ -4,10 +4,12 @@
 //! caller built.
 
 pub mod api;
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod control_client;
 pub mod fetch;
+pub mod fetch_allow;
 pub mod forwarder;
 pub mod identity;
 pub mod inbox;
@@ -53,10 +55,11 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     let store = args.store.connect().await.context("object store (LIVEMIX_BUCKET, S3_ENDPOINT)")?;
     let bus = args.bus.connect().await.context("message bus (PUBSUB_PROJECT_ID, PUBSUB_EMULATOR_HOST)")?;
     prepare_topics(&args.bus, &bus, &args.settings).await?;
-    let listener = TcpListener::bind(args.listen_addr)
-        .await
-        .with_context(|| format!("binding the edge API to {}", args.listen_addr))?;
-    tracing::info!(addr = %args.listen_addr, "edge API listening");
+    let addr = args.listen_addr();
+    auth::check_exposure(args.settings.auth().protects_ingest(), addr, args.settings.insecure_no_auth)?;
+    args.settings.fetch_allow().map_err(anyhow::Error::msg).context("--fetch-allow")?;
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("binding the edge API to {addr}"))?;
+    tracing::info!(%addr, "edge API listening");
     let edge_id = args.settings.edge_id();
     let served =
         serve(args.settings, args.store.object_prefix.clone(), store, bus.clone(), listener, shutdown_signal()).await;
@@ -119,7 +122,12 @@ pub async fn serve(
     let sources = Arc::new(Sources::with_marks(marks));
     let commands = bus.subscribe(&edge_id).await.with_context(|| format!("subscribing to commands on {edge_id}"))?;
     let edge = Edge::new(Parts {
-        fetcher: Fetcher::new(settings.fetch_timeout(), settings.max_segment_bytes).context("HTTP client")?,
+        fetcher: Fetcher::new(
+            settings.fetch_timeout(),
+            settings.max_segment_bytes,
+            Arc::new(settings.fetch_allow().map_err(anyhow::Error::msg).context("--fetch-allow")?),
+        )
+        .context("HTTP client")?,
         forwarder: Arc::new(Forwarder::new(
             control.clone(),
             Arc::clone(&sources),
@@ -136,9 +144,16 @@ pub async fn serve(
     });
     edge.start(commands);
 
-    let app =
-        with_conventions(api::routes(settings.max_playlist_bytes, settings.max_segment_bytes), "edge", http_metrics)
-            .with_state(ApiState { edge, metrics });
+    let limits =
+        api::Limits { max_playlist_bytes: settings.max_playlist_bytes, max_segment_bytes: settings.max_segment_bytes };
+    let app = with_conventions(api::routes(limits), "edge", http_metrics).with_state(ApiState {
+        edge,
+        metrics,
+        auth: Arc::new(settings.auth()),
+    });
+    // Tokens given in the path move into the header before routing (and before the access log sees the path).
+    let app = axum::Router::new()
+        .fallback_service(tower::Layer::layer(&axum::middleware::map_request(auth::lift_path_token), app));
     tracing::info!("livemix-edge ready");
     let served = livemix_common::server::serve(listener, app, shutdown).await.context("edge API server");
     supervisor.shutdown(SHUTDOWN_GRACE).await;

@@ -21,10 +21,11 @@ use tokio::{sync::mpsc::Receiver, task::JoinHandle};
 use uuid::Uuid;
 
 use crate::{
-    cache::{EdgeCache, Segment},
+    cache::{ByteBudget, EdgeCache, Segment},
     config::EdgeSettings,
     control_client::{ControlClient, ControlError},
     fetch::{FetchError, Fetcher, SegmentSource, check_segment_uri},
+    fetch_allow::FetchAllow,
     forwarder::Forwarder,
     inbox::{Inbox, PUSH_GRACE},
     recorder::Recorder,
@@ -42,6 +43,12 @@ pub enum IngestError {
     UnknownSource(String),
     #[error("cannot look up source {name:?}: {source}")]
     ControlUnavailable { name: String, source: Box<ControlError> },
+    /// None of the playlist's new segments could be read (422); each one's reason is generic.
+    #[error("{0}")]
+    NothingRead(String),
+    /// The byte budget has no room for another pushed segment (507).
+    #[error("{0}")]
+    Full(String),
 }
 
 /// What one playlist brought.
@@ -101,6 +108,8 @@ pub struct Edge {
     cache: EdgeCache,
     sources: Arc<Sources>,
     fetcher: Fetcher,
+    /// `--fetch-allow`, for checking `http(s)://` prefixes before anything is fetched.
+    fetch_allow: FetchAllow,
     inbox: Inbox,
     forwarder: Arc<Forwarder>,
     recorder: Recorder,
@@ -115,14 +124,17 @@ pub struct Edge {
 impl Edge {
     pub fn new(parts: Parts) -> Arc<Self> {
         let Parts { settings, control, sources, fetcher, forwarder, recorder, bus, supervisor } = parts;
+        let budget = Arc::new(ByteBudget::new(settings.cache_bytes));
         Arc::new(Self {
             edge_id: settings.edge_id(),
-            cache: EdgeCache::new(settings.cache_bytes, settings.tracking_window()),
+            cache: EdgeCache::new(Arc::clone(&budget), settings.tracking_window()),
+            // `run` refused a bad list at start-up already.
+            fetch_allow: settings.fetch_allow().unwrap_or_default(),
             settings,
             control,
             sources,
             fetcher,
-            inbox: Inbox::default(),
+            inbox: Inbox::new(budget),
             forwarder,
             recorder,
             bus,
@@ -159,14 +171,23 @@ impl Edge {
 
     /// Where a playlist's segments are read from, per its `MPEG-TS-URI-Prefix`.
     pub fn segment_source(&self, prefix: &str) -> Result<SegmentSource, IngestError> {
-        Ok(SegmentSource::from_prefix(prefix, self.settings.file_root.as_deref())?)
+        Ok(SegmentSource::from_prefix(prefix, self.settings.file_root.as_deref(), &self.fetch_allow)?)
+    }
+
+    pub fn max_playlist_bytes(&self) -> usize {
+        self.settings.max_playlist_bytes
+    }
+
+    pub fn max_segment_bytes(&self) -> usize {
+        self.settings.max_segment_bytes
     }
 
     /// Keeps a segment ffmpeg uploaded until the playlist that lists it arrives. Segments of sources the control
     /// node does not know are refused now, rather than buffered for a playlist that will fail.
     pub async fn accept_upload(&self, source: &str, file: &str, data: Bytes) -> Result<(), IngestError> {
         self.resolve(source).await?;
-        self.inbox.put(source, file, data);
+        self.inbox.put(source, file, data).map_err(|full| IngestError::Full(full.to_string()))?;
+        self.cache.make_room();
         Ok(())
     }
 
@@ -211,7 +232,9 @@ impl Edge {
     }
 
     /// Ingests one playlist: every listed segment not seen before gets its identity, is read, cached, forwarded
-    /// while streaming and recorded while a recording covers it.
+    /// while streaming and recorded while a recording covers it. Only the newest `--max-playlist-entries` are
+    /// considered, and reading them stops at `--ingest-deadline-secs` (the rest wait for the next playlist), so
+    /// a long playlist or a host that never answers cannot hold the request.
     #[tracing::instrument(skip(self, from, body), fields(source = name))]
     pub async fn ingest_playlist(
         &self,
@@ -230,11 +253,17 @@ impl Edge {
         }
         let mut report = IngestReport { source_id: Some(source_id), ..IngestReport::default() };
         let newest = playlist.segments.len().saturating_sub(1);
+        let considered = playlist.segments.len().saturating_sub(self.settings.max_playlist_entries.max(1));
         let starts = timing::start_times(&playlist, received_at);
         let mut spooling = Vec::new();
-        for (index, ((seq, listed), start_ts)) in playlist.numbered().zip(starts).enumerate() {
+        let deadline = tokio::time::Instant::now() + self.settings.ingest_deadline();
+        for (index, ((seq, listed), start_ts)) in playlist.numbered().zip(starts).enumerate().skip(considered) {
             let Some(claim) = self.sources.claim(name, seq, &listed.uri, listed.discontinuity) else { continue };
-            let data = match self.read_segment(from, name, &listed.uri, index == newest).await {
+            let read = tokio::time::timeout_at(deadline, self.read_segment(from, name, &listed.uri, index == newest));
+            let read = read.await.unwrap_or_else(|_| {
+                Err(FetchError::Unavailable("the ingest deadline passed before it was read".into()))
+            });
+            let data = match read {
                 Ok(data) => data,
                 Err(err) => {
                     self.sources.unclaim(name, &claim);
@@ -254,6 +283,13 @@ impl Edge {
             if let Err(err) = spooled.await {
                 tracing::error!(%err, "spooling a recorded segment failed");
             }
+        }
+        if report.new_segments.is_empty() && !report.skipped.is_empty() {
+            let reasons: Vec<String> = report.skipped.iter().map(|s| format!("{}: {}", s.segment, s.reason)).collect();
+            return Err(IngestError::NothingRead(format!(
+                "none of the playlist's new segments could be read ({})",
+                reasons.join("; ")
+            )));
         }
         Ok(report)
     }
@@ -454,7 +490,7 @@ mod tests {
             let control = ControlClient::new("http://127.0.0.1:9", None).unwrap();
             let store = Arc::new(LocalStore::new(dir.join("store")));
             let edge = Edge::new(Parts {
-                fetcher: Fetcher::new(Duration::from_secs(1), 1_000_000).unwrap(),
+                fetcher: Fetcher::new(Duration::from_secs(1), 1_000_000, Arc::default()).unwrap(),
                 forwarder: Arc::new(Forwarder::new(
                     control.clone(),
                     Arc::clone(&sources),

@@ -1,6 +1,7 @@
 //! End to end with the real binaries, the real services and real ffmpeg: ffmpeg pushes into the edge, the
 //! control node serves live and recorded video, ffprobe plays it.
 
+mod hostile;
 mod recorder;
 // Shared with the faults suite, which uses other parts of it.
 #[allow(dead_code)]
@@ -11,7 +12,7 @@ use std::time::Duration;
 use livemix_common::store::ObjectStore;
 use serde_json::Value;
 
-use support::{Deployment, eventually, eventually_within, ffprobe, ffprobe_live, http, unique};
+use support::{Deployment, INGEST_TOKEN, eventually, eventually_within, ffprobe, ffprobe_live, http, unique};
 
 /// The seed's way: segments on a shared disk, playlist POSTed with `Video-Source-Name` and
 /// `MPEG-TS-URI-Prefix: file://...`. Live, record with back-fill, replay, streaming off, edge SIGKILL.
@@ -24,7 +25,12 @@ async fn file_push_live_record_replay_and_edge_restart() {
 
     // The edge serves the source as soon as ffmpeg pushes; nothing reaches control before streaming is on.
     eventually("the edge to preview the source", || async {
-        let resp = http().get(format!("{}/v1/vod/live/{name}/vid.m3u8", d.edge)).send().await.ok()?;
+        let resp = http()
+            .get(format!("{}/v1/vod/live/{name}/vid.m3u8", d.edge))
+            .bearer_auth(INGEST_TOKEN)
+            .send()
+            .await
+            .ok()?;
         resp.status().is_success().then_some(())
     })
     .await;
@@ -130,7 +136,7 @@ async fn http_push_and_bad_input() {
 
     let playlist = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\nseg.ts\n";
     let post = |source: &str, prefix: &str, body: String| {
-        let mut req = http().post(format!("{}/v1/playlist", d.edge)).body(body);
+        let mut req = http().post(format!("{}/v1/playlist", d.edge)).bearer_auth(INGEST_TOKEN).body(body);
         if !source.is_empty() {
             req = req.header("Video-Source-Name", source);
         }
@@ -164,10 +170,16 @@ async fn http_push_and_bad_input() {
     assert_eq!(status, 400, "missing source header");
     let (status, _) = error(post(&name, &root, "#EXTM3U\n".repeat(20_000)).await.unwrap()).await;
     assert_eq!(status, 413, "playlist over the cap");
-    let resp =
-        http().put(format!("{}/v1/ingest/{name}/huge.ts", d.edge)).body(vec![0x47u8; 5_000_000]).send().await.unwrap();
+    let resp = http()
+        .put(format!("{}/v1/ingest/{name}/huge.ts", d.edge))
+        .bearer_auth(INGEST_TOKEN)
+        .body(vec![0x47u8; 5_000_000])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 413, "segment over the cap");
-    let resp = http().put(format!("{}/v1/ingest/{name}/..", d.edge)).body("x").send().await.unwrap();
+    let resp =
+        http().put(format!("{}/v1/ingest/{name}/..", d.edge)).bearer_auth(INGEST_TOKEN).body("x").send().await.unwrap();
     assert!(resp.status().is_client_error());
 
     // The stream carried on through all of it.
@@ -176,7 +188,15 @@ async fn http_push_and_bad_input() {
     })
     .await;
     assert!(later > first_seq);
-    let sources: Value = http().get(format!("{}/v1/source", d.edge)).send().await.unwrap().json().await.unwrap();
+    let sources: Value = http()
+        .get(format!("{}/v1/source", d.edge))
+        .bearer_auth(INGEST_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(sources["sources"].as_array().unwrap().len(), 1, "bad input registered nothing: {sources}");
 }
 
@@ -199,13 +219,19 @@ async fn hostile_playlists_get_4xx_and_every_task_keeps_running() {
         let body = format!("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n{tags}\nhostile.ts\n");
         let posted = http()
             .post(format!("{}/v1/playlist", d.edge))
+            .bearer_auth(INGEST_TOKEN)
             .header("Video-Source-Name", &name)
             .header("MPEG-TS-URI-Prefix", &root)
             .body(body.clone())
             .send()
             .await
             .unwrap();
-        let pushed = http().put(format!("{}/v1/ingest/{name}/index.m3u8", d.edge)).body(body).send().await.unwrap();
+        let pushed = http()
+            .put(format!("{}/v1/ingest/{name}/{INGEST_TOKEN}/index.m3u8", d.edge))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         for resp in [posted, pushed] {
             assert_eq!(resp.status(), 400, "{tags}");
             let reply: Value = resp.json().await.unwrap();
@@ -215,7 +241,15 @@ async fn hostile_playlists_get_4xx_and_every_task_keeps_running() {
     }
 
     // Every supervised task still runs, none restarted, and readiness is green.
-    let tasks: Value = http().get(format!("{}/debug/tasks", d.edge)).send().await.unwrap().json().await.unwrap();
+    let tasks: Value = http()
+        .get(format!("{}/debug/tasks", d.edge))
+        .bearer_auth(INGEST_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let tasks = tasks["tasks"].as_array().cloned().unwrap_or_default();
     let names: Vec<&str> = tasks.iter().filter_map(|t| t["name"].as_str()).collect();
     for expected in ["command_loop", "report_loop", &format!("forwarder:{id}")] {

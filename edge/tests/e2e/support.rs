@@ -15,6 +15,8 @@ use serde_json::Value;
 use tokio::process::{Child, Command};
 
 pub const EDGE_TOKEN: &str = "e2e-edge-token";
+/// The edge's ingest token: every push and preview request of these tests sends it (header or path form).
+pub const INGEST_TOKEN: &str = "e2e-ingest-token";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -128,17 +130,18 @@ impl Deployment {
             "--reachable-within-secs=10".into(),
             "--live-segments=3".into(),
         ];
-        let control_args = [control_args, control_flags.iter().map(|f| f.to_string()).collect()].concat();
+        let control_args = with_overrides(control_args, control_flags);
         let edge_args = vec![
             format!("--listen-addr=127.0.0.1:{edge}"),
             format!("--edge-id={}", unique("edge")),
             format!("--control-url=http://127.0.0.1:{edge_api}"),
             format!("--file-root={}", file_root.display()),
+            format!("--ingest-token={INGEST_TOKEN}"),
             "--report-interval-secs=1".into(),
             "--max-playlist-bytes=65536".into(),
             "--max-segment-bytes=4000000".into(),
         ];
-        let edge_args = [edge_args, edge_flags.iter().map(|f| f.to_string()).collect()].concat();
+        let edge_args = with_overrides(edge_args, edge_flags);
         let mut d = Self {
             dir,
             file_root,
@@ -245,7 +248,15 @@ impl Deployment {
 
     /// How many segments of `source` the edge has ingested.
     pub async fn edge_ingested(&self, source: &str) -> u64 {
-        let body: Value = http().get(format!("{}/v1/source", self.edge)).send().await.unwrap().json().await.unwrap();
+        let body: Value = http()
+            .get(format!("{}/v1/source", self.edge))
+            .bearer_auth(INGEST_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         body["sources"]
             .as_array()
             .and_then(|all| all.iter().find(|s| s["name"] == source))
@@ -257,7 +268,10 @@ impl Deployment {
     pub fn ffmpeg_file_push(&self, source: &str) -> Proc {
         let seg_dir = self.file_root.join(source);
         std::fs::create_dir_all(&seg_dir).unwrap();
-        let headers = format!("Video-Source-Name: {source}\r\nMPEG-TS-URI-Prefix: file://{}/\r\n", seg_dir.display());
+        let headers = format!(
+            "Video-Source-Name: {source}\r\nMPEG-TS-URI-Prefix: file://{}/\r\nAuthorization: Bearer {INGEST_TOKEN}\r\n",
+            seg_dir.display()
+        );
         let mut args = ffmpeg_input();
         args.extend([
             "-hls_segment_filename".into(),
@@ -283,12 +297,25 @@ impl Deployment {
         (name, id, ffmpeg, first_seq)
     }
 
-    /// ffmpeg uploading segments and playlist over HTTP (no shared disk).
+    /// ffmpeg uploading segments and playlist over HTTP (no shared disk), the ingest token in the URL (ffmpeg
+    /// uploads the segments next to the playlist, so they carry it too).
     pub fn ffmpeg_http_push(&self, source: &str) -> Proc {
         let mut args = ffmpeg_input();
-        args.extend(["-method".into(), "PUT".into(), format!("{}/v1/ingest/{source}/index.m3u8", self.edge)]);
+        args.extend([
+            "-method".into(),
+            "PUT".into(),
+            format!("{}/v1/ingest/{source}/{INGEST_TOKEN}/index.m3u8", self.edge),
+        ]);
         spawn(Path::new("ffmpeg"), &args, &[], self.dir.join(format!("ffmpeg-{source}.log")))
     }
+}
+
+/// The default flags, less those `extra` gives again (clap refuses a flag given twice), then `extra`.
+fn with_overrides(defaults: Vec<String>, extra: &[&str]) -> Vec<String> {
+    let flag = |arg: &str| arg.split('=').next().unwrap_or(arg).to_owned();
+    let overridden: Vec<String> = extra.iter().map(|e| flag(e)).collect();
+    let kept = defaults.into_iter().filter(|d| !overridden.contains(&flag(d)));
+    kept.chain(extra.iter().map(|e| e.to_string())).collect()
 }
 
 /// A live 1-second-segment HLS encode of ffmpeg's test pattern.

@@ -122,6 +122,7 @@ async fn push_loop(
         let run_now = *run.lock();
         let reply = http()
             .post(format!("{edge}/v1/playlist"))
+            .bearer_auth(crate::support::INGEST_TOKEN)
             .header("Video-Source-Name", &source)
             .header("MPEG-TS-URI-Prefix", &prefix)
             .body(playlist.clone())

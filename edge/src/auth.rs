@@ -1,0 +1,465 @@
+//! Who may push video into this edge and watch its preview.
+//!
+//! Ingest (`/v1/playlist`, `/v1/ingest/...`) takes the edge's ingest token (any source) or a source's own token
+//! (that source only); the preview (`/v1/vod/live/...`, `/v1/source`, `/debug/tasks`) takes the preview token,
+//! or the ingest token when no preview token is set. A token comes as `Authorization: Bearer <token>` (ffmpeg:
+//! `-headers 'Authorization: Bearer <token>'`) or as a path segment (`/v1/ingest/{source}/{token}/index.m3u8`),
+//! which [`lift_path_token`] moves into the header before routing, so it never reaches the access log.
+//!
+//! Tokens are kept as SHA-256 digests and compared in constant time. Without any token the edge keeps the old
+//! open form, but then listens on loopback only and answers only requests addressed to a loopback host name (DNS
+//! rebinding), unless `--insecure-no-auth`.
+
+use std::{fmt, net::SocketAddr};
+
+use axum::{
+    extract::Request,
+    http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header},
+};
+use livemix_common::ApiError;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// A secret from the command line or environment: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// clap value parser of tokens: empty, blank or unprintable tokens are refused; surrounding whitespace (a
+/// newline from a Secret file) is dropped. Tokens are also path segments, so `/` is refused too.
+pub fn parse_token(raw: &str) -> Result<Secret, String> {
+    let token = raw.trim();
+    if token.is_empty() {
+        return Err("the token is empty; give a long random value (e.g. `openssl rand -hex 32`)".into());
+    }
+    if token.len() > 512 || !token.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'/' | b'%' | b'?' | b'#')) {
+        return Err("the token must be at most 512 visible ASCII characters without / % ? #".into());
+    }
+    Ok(Secret(token.to_owned()))
+}
+
+fn digest(token: &[u8]) -> [u8; 32] {
+    Sha256::digest(token).into()
+}
+
+/// One token, kept as its digest.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenDigest([u8; 32]);
+
+impl TokenDigest {
+    pub fn of(secret: &Secret) -> Self {
+        Self(digest(secret.0.as_bytes()))
+    }
+
+    fn matches(&self, presented: &[u8; 32]) -> bool {
+        bool::from(self.0.ct_eq(presented))
+    }
+}
+
+impl fmt::Debug for TokenDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<token>")
+    }
+}
+
+/// Per-source ingest tokens: `source:token` entries separated by commas or new lines.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SourceTokens(Vec<(String, TokenDigest)>);
+
+impl fmt::Debug for SourceTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.iter().map(|(source, _)| source)).finish()
+    }
+}
+
+impl SourceTokens {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut tokens: Vec<(String, TokenDigest)> = Vec::new();
+        let entries = text.lines().flat_map(|line| line.split(',')).map(str::trim);
+        for (n, entry) in entries.filter(|e| !e.is_empty() && !e.starts_with('#')).enumerate() {
+            let (source, token) =
+                entry.split_once(':').ok_or_else(|| format!("source token #{}: expected `source:token`", n + 1))?;
+            let source = source.trim();
+            livemix_common::model::validate_source_name(source)
+                .map_err(|err| format!("source token #{}: {err}", n + 1))?;
+            let token = parse_token(token).map_err(|err| format!("source token of {source:?}: {err}"))?;
+            if tokens.iter().any(|(other, _)| other == source) {
+                return Err(format!("source {source:?} is listed twice"));
+            }
+            tokens.push((source.to_owned(), TokenDigest::of(&token)));
+        }
+        Ok(Self(tokens))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `presented` is `source`'s own token. Every entry is compared, so timing says nothing.
+    fn admits(&self, source: &str, presented: &[u8; 32]) -> bool {
+        let mut found = false;
+        for (name, token) in &self.0 {
+            found |= token.matches(presented) && name == source;
+        }
+        found
+    }
+}
+
+/// What a request asks to do, for [`EdgeAuth::check`].
+#[derive(Debug, Clone, Copy)]
+pub enum Access<'a> {
+    /// Push a playlist or segment of this source.
+    Ingest(&'a str),
+    /// Watch this source's preview.
+    Preview(&'a str),
+    /// Read what the edge serves (`/v1/source`, `/debug/tasks`).
+    View,
+}
+
+/// The edge's credentials.
+#[derive(Debug, Clone, Default)]
+pub struct EdgeAuth {
+    ingest: Option<TokenDigest>,
+    per_source: SourceTokens,
+    preview: Option<TokenDigest>,
+    /// No credentials and not `--insecure-no-auth`: only loopback host names are answered.
+    loopback_hosts_only: bool,
+}
+
+impl EdgeAuth {
+    pub fn new(
+        ingest: Option<&Secret>,
+        per_source: SourceTokens,
+        preview: Option<&Secret>,
+        insecure_no_auth: bool,
+    ) -> Self {
+        let ingest = ingest.map(TokenDigest::of);
+        let preview = preview.map(TokenDigest::of);
+        let open = ingest.is_none() && per_source.is_empty() && preview.is_none();
+        Self { ingest, per_source, preview, loopback_hosts_only: open && !insecure_no_auth }
+    }
+
+    /// Whether ingest needs a token.
+    pub fn protects_ingest(&self) -> bool {
+        self.ingest.is_some() || !self.per_source.is_empty()
+    }
+
+    /// Checks a request's credentials for `access`: 401 without a usable token, 403 with a wrong one.
+    pub fn check(&self, headers: &HeaderMap, access: Access<'_>) -> Result<(), ApiError> {
+        if self.loopback_hosts_only {
+            return check_loopback_host(headers);
+        }
+        let protected = match access {
+            Access::Ingest(_) => self.protects_ingest(),
+            Access::Preview(_) | Access::View => self.protects_ingest() || self.preview.is_some(),
+        };
+        if !protected {
+            return Ok(());
+        }
+        let presented = digest(bearer(headers)?);
+        if self.admits(access, &presented) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("this token does not grant access to this route"))
+        }
+    }
+}
+
+impl EdgeAuth {
+    /// Whether a presented token (its digest) grants `access`. Every candidate is compared (`|`, not `||`), so the
+    /// time taken does not say which one matched.
+    fn admits(&self, access: Access<'_>, presented: &[u8; 32]) -> bool {
+        let edge = self.ingest.as_ref().is_some_and(|t| t.matches(presented));
+        let preview = self.preview.as_ref().is_some_and(|t| t.matches(presented));
+        match access {
+            Access::Ingest(source) => edge | self.per_source.admits(source, presented),
+            Access::Preview(source) => edge | preview | self.per_source.admits(source, presented),
+            Access::View => edge | preview,
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer` header; 401 when missing, empty or of another scheme.
+fn bearer(headers: &HeaderMap) -> Result<&[u8], ApiError> {
+    let unauthorized = || {
+        ApiError::unauthorized(
+            "send the edge's token as `Authorization: Bearer <token>` (ffmpeg: -headers) or in the URL \
+             (/v1/ingest/{source}/{token}/{file})",
+        )
+    };
+    let value = headers.get(header::AUTHORIZATION).ok_or_else(unauthorized)?.as_bytes();
+    let token = value
+        .split_first_chunk::<7>()
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case(b"bearer "))
+        .map(|(_, token)| token.trim_ascii())
+        .ok_or_else(unauthorized)?;
+    if token.is_empty() { Err(unauthorized()) } else { Ok(token) }
+}
+
+/// Without credentials only requests addressed to this machine are answered, so a web page cannot reach the edge
+/// through a DNS name it points at 127.0.0.1.
+fn check_loopback_host(headers: &HeaderMap) -> Result<(), ApiError> {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    if host.is_some_and(|h| !is_loopback_host(h)) {
+        return Err(ApiError::forbidden(
+            "this edge has no ingest token, so it answers only requests to localhost or 127.0.0.1",
+        ));
+    }
+    Ok(())
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.to_canonical().is_loopback())
+}
+
+/// Refuses what a web page can send without a CORS preflight: a state-changing request from another origin
+/// (403), or a `text/plain` / `multipart/form-data` body (415). Clients that are not browsers send no `Origin`.
+pub fn check_not_cross_site(method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        let origin_host = origin.to_str().ok().and_then(|o| o.split_once("://")).map(|(_, rest)| rest);
+        if origin_host.is_none_or(|o| !o.eq_ignore_ascii_case(host)) {
+            return Err(ApiError::forbidden("requests from web pages of another origin are refused"));
+        }
+    }
+    if let Some(value) = headers.get(header::CONTENT_TYPE) {
+        let essence = value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        if essence == "text/plain" || essence == "multipart/form-data" {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("{essence} bodies are refused (what a web form sends); send no content type"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Moves a token given as a path segment into the `Authorization` header before routing:
+/// `/v1/ingest/{source}/{token}/{file}` and `/v1/vod/live/{source}/{token}/{file}` become the token-less paths.
+/// ffmpeg derives segment URLs from the playlist URL, so the segments it uploads carry the token too; a
+/// preview playlist's relative segment URIs do the same for players.
+pub async fn lift_path_token(req: Request) -> Request {
+    lift(req)
+}
+
+fn lift(mut req: Request) -> Request {
+    let path = req.uri().path();
+    let lifted = ["/v1/ingest/", "/v1/vod/live/"].iter().find_map(|prefix| {
+        let rest = path.strip_prefix(prefix)?;
+        let mut parts = rest.split('/');
+        let (source, token, file) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || token.is_empty() {
+            return None;
+        }
+        Some((format!("{prefix}{source}/{file}"), format!("Bearer {token}")))
+    });
+    let Some((path, authorization)) = lifted else { return req };
+    let Ok(authorization) = HeaderValue::from_str(&authorization) else { return req };
+    let mut parts = req.uri().clone().into_parts();
+    let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+    let Ok(path_and_query) = format!("{path}{query}").parse() else { return req };
+    parts.path_and_query = Some(path_and_query);
+    let Ok(uri) = Uri::from_parts(parts) else { return req };
+    *req.uri_mut() = uri;
+    req.headers_mut().insert(header::AUTHORIZATION, authorization);
+    req
+}
+
+/// Why the edge refuses to start with its auth settings.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "refusing to serve ingest on {0} without credentials: set LIVEMIX_INGEST_TOKEN (--ingest-token), listen on a \
+     loopback address (127.0.0.1), or pass --insecure-no-auth (LIVEMIX_INSECURE_NO_AUTH=true) if only trusted \
+     machines can reach it"
+)]
+pub struct Unprotected(pub SocketAddr);
+
+/// Checks that an edge without credentials listens on loopback only (unless insisted on), saying loudly what is
+/// open.
+pub fn check_exposure(protected: bool, addr: SocketAddr, insecure: bool) -> Result<(), Unprotected> {
+    if protected {
+        return Ok(());
+    }
+    if addr.ip().to_canonical().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "the edge's ingest and preview have NO authentication; it listens on loopback only, so only this machine \
+             can push (set LIVEMIX_INGEST_TOKEN to serve them on the network)"
+        );
+        Ok(())
+    } else if insecure {
+        tracing::warn!(
+            %addr,
+            "INSECURE: the edge's ingest and preview have NO authentication and listen on {addr} because of \
+             --insecure-no-auth; anyone who can reach it can inject video into its sources"
+        );
+        Ok(())
+    } else {
+        Err(Unprotected(addr))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        map
+    }
+
+    pub(super) fn auth() -> EdgeAuth {
+        EdgeAuth::new(
+            Some(&parse_token("edge-tok").unwrap()),
+            SourceTokens::parse("cam-a:tok-a, cam-b:tok-b").unwrap(),
+            Some(&parse_token("view-tok").unwrap()),
+            false,
+        )
+    }
+
+    #[test]
+    fn tokens_grant_what_they_should_and_nothing_else() {
+        let auth = auth();
+        let with = |token: &str| headers(&[("authorization", &format!("Bearer {token}"))]);
+        let status = |h: &HeaderMap, access| auth.check(h, access).err().map(|e| e.status.as_u16());
+        assert_eq!(status(&with("edge-tok"), Access::Ingest("cam-a")), None);
+        assert_eq!(status(&with("tok-a"), Access::Ingest("cam-a")), None);
+        assert_eq!(status(&with("tok-a"), Access::Ingest("cam-b")), Some(403), "another source's token");
+        assert_eq!(status(&with("view-tok"), Access::Ingest("cam-a")), Some(403), "preview token cannot push");
+        assert_eq!(status(&with("view-tok"), Access::Preview("cam-a")), None);
+        assert_eq!(status(&with("tok-b"), Access::Preview("cam-b")), None);
+        assert_eq!(status(&with("tok-b"), Access::View), Some(403));
+        assert_eq!(status(&with("nope"), Access::Ingest("cam-a")), Some(403));
+        assert_eq!(status(&HeaderMap::new(), Access::Ingest("cam-a")), Some(401));
+        assert_eq!(status(&headers(&[("authorization", "Bearer ")]), Access::Ingest("cam-a")), Some(401));
+        assert_eq!(status(&headers(&[("authorization", "Basic ZWRnZS10b2s=")]), Access::View), Some(401));
+    }
+
+    #[test]
+    fn an_open_edge_answers_loopback_host_names_only() {
+        let open = EdgeAuth::new(None, SourceTokens::default(), None, false);
+        assert!(!open.protects_ingest());
+        for host in ["localhost:9080", "127.0.0.1:9080", "[::1]:9080", "127.0.0.1"] {
+            assert!(open.check(&headers(&[("host", host)]), Access::Ingest("cam")).is_ok(), "{host}");
+        }
+        for host in ["evil.example:9080", "10.0.0.2", "localhost.evil.example"] {
+            assert!(open.check(&headers(&[("host", host)]), Access::Ingest("cam")).is_err(), "{host}");
+        }
+        let insecure = EdgeAuth::new(None, SourceTokens::default(), None, true);
+        assert!(insecure.check(&headers(&[("host", "edge.lan")]), Access::Ingest("cam")).is_ok());
+    }
+
+    #[test]
+    fn bad_tokens_are_refused_at_start_up() {
+        for bad in ["", "   ", "a b", "a/b", "tok%2f", "\u{7f}"] {
+            assert!(parse_token(bad).is_err(), "{bad:?}");
+        }
+        assert!(SourceTokens::parse("cam:").is_err());
+        assert!(SourceTokens::parse("../x:tok").is_err());
+        assert!(SourceTokens::parse("cam:a,cam:b").is_err());
+        assert_eq!(format!("{:?}", parse_token("s3cret").unwrap()), "<redacted>");
+    }
+
+    #[test]
+    fn cross_site_requests_are_refused() {
+        let post = Method::POST;
+        assert!(check_not_cross_site(&post, &headers(&[("host", "edge:9080")])).is_ok());
+        assert!(
+            check_not_cross_site(&post, &headers(&[("host", "edge:9080"), ("origin", "http://edge:9080")])).is_ok()
+        );
+        let evil = headers(&[("host", "edge:9080"), ("origin", "https://evil.example")]);
+        assert_eq!(check_not_cross_site(&post, &evil).unwrap_err().status, StatusCode::FORBIDDEN);
+        assert!(check_not_cross_site(&Method::GET, &evil).is_ok());
+        let form = headers(&[("content-type", "text/plain;charset=UTF-8")]);
+        assert_eq!(check_not_cross_site(&post, &form).unwrap_err().status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert!(check_not_cross_site(&Method::PUT, &headers(&[("content-type", "video/mp2t")])).is_ok());
+    }
+
+    #[test]
+    fn path_tokens_move_into_the_header() {
+        let req = |uri: &str| Request::builder().uri(uri).body(axum::body::Body::empty()).unwrap();
+        let lifted = lift(req("/v1/ingest/cam/tok-1/index0.ts"));
+        assert_eq!(lifted.uri().path(), "/v1/ingest/cam/index0.ts");
+        assert_eq!(lifted.headers()[header::AUTHORIZATION], "Bearer tok-1");
+        let lifted = lift(req("/v1/vod/live/cam/tok-1/vid.m3u8?x=1"));
+        assert_eq!(lifted.uri().to_string(), "/v1/vod/live/cam/vid.m3u8?x=1");
+        let untouched = lift(req("/v1/ingest/cam/index0.ts"));
+        assert!(untouched.headers().get(header::AUTHORIZATION).is_none());
+        let deep = lift(req("/v1/ingest/cam/a/b/c"));
+        assert_eq!(deep.uri().path(), "/v1/ingest/cam/a/b/c", "not a token path: routed (and refused) as is");
+    }
+
+    #[test]
+    fn no_credentials_means_loopback_unless_insisted() {
+        let public: SocketAddr = "0.0.0.0:9080".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:9080".parse().unwrap();
+        assert!(check_exposure(false, public, false).is_err());
+        assert!(check_exposure(false, public, true).is_ok());
+        assert!(check_exposure(false, local, false).is_ok());
+        assert!(check_exposure(true, public, false).is_ok());
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// Any Authorization, Origin, Host or Content-Type bytes: an answer, never a panic, and no access
+            /// without the token.
+            #[test]
+            fn header_parsing_never_panics_nor_lets_a_stranger_in(
+                authorization in proptest::collection::vec(any::<u8>(), 0..64),
+                origin in proptest::collection::vec(any::<u8>(), 0..32),
+                host in "\\PC{0,24}",
+            ) {
+                let auth = tests::auth();
+                let mut headers = HeaderMap::new();
+                for (name, value) in [("authorization", &authorization), ("origin", &origin)] {
+                    if let Ok(value) = HeaderValue::from_bytes(value) {
+                        headers.insert(name, value);
+                    }
+                }
+                if let Ok(value) = HeaderValue::from_str(&host) {
+                    headers.insert("host", value);
+                }
+                let _ = check_not_cross_site(&Method::POST, &headers);
+                let granted = auth.check(&headers, Access::Ingest("cam-a")).is_ok();
+                let presented = authorization.get(7..).map(<[u8]>::trim_ascii).unwrap_or_default();
+                prop_assert!(!granted || presented == b"edge-tok" || presented == b"tok-a");
+            }
+
+            #[test]
+            fn path_tokens_lift_without_panicking(path in "/[a-z0-9/%._-]{0,60}") {
+                if let Ok(req) = Request::builder().uri(path.as_str()).body(axum::body::Body::empty()) {
+                    let lifted = lift(req);
+                    prop_assert!(lifted.uri().path().len() <= path.len());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,502 @@
+//! Issue 11's battery: hostile requests against a real edge (SSRF forms, traversal, FIFOs and key files, hosts
+//! that never answer or answer badly, huge and endless bodies, non-UTF-8, header injection, 10,000-entry
+//! playlists, absurd numbers, unknown methods, missing and wrong tokens). Each gets its documented status, no reply
+//! carries a secret, a remote body or a resolver's words, and ffmpeg's stream beside it keeps playing.
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use reqwest::{Method, RequestBuilder, header::HeaderValue};
+use serde_json::Value;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+use crate::support::{Deployment, INGEST_TOKEN, eventually_within, ffprobe_live, http, unique};
+
+/// A file under the root no reply may ever show.
+const KEY_CONTENTS: &str = "SECRET-KEY-MATERIAL";
+/// What the misbehaving host puts in its error bodies.
+const REMOTE_SECRET: &str = "SECRET-REMOTE-BODY";
+const OTHER_SOURCE_TOKEN: &str = "other-camera-token";
+const FETCH_TIMEOUT_MS: u64 = 1500;
+const DEADLINE_SECS: u64 = 3;
+
+/// A web server on 127.0.0.2 (allowed by `--fetch-allow`) that misbehaves in every way its path asks for.
+async fn misbehaving_host(edge_port: u16) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                let kind = path.split('/').nth(1).unwrap_or("");
+                let _ = match kind {
+                    "redirect" => {
+                        let to = format!("http://127.0.0.1:{edge_port}/metrics");
+                        conn.write_all(
+                            format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+                        )
+                        .await
+                    }
+                    "hang" => {
+                        tokio::time::sleep(Duration::from_secs(120)).await;
+                        Ok(())
+                    }
+                    "slow" => {
+                        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n").await;
+                        loop {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            if conn.write_all(b"G").await.is_err() {
+                                break Ok(());
+                            }
+                        }
+                    }
+                    "huge" => {
+                        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n").await;
+                        let zeros = vec![0u8; 65536];
+                        while conn.write_all(&zeros).await.is_ok() {}
+                        Ok(())
+                    }
+                    "endless" => {
+                        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").await;
+                        let chunk = [b"10000\r\n".as_slice(), &vec![0x47u8; 65536], b"\r\n"].concat();
+                        while conn.write_all(&chunk).await.is_ok() {}
+                        Ok(())
+                    }
+                    "error" | "missing" => {
+                        let status = if kind == "error" { "500 Internal Server Error" } else { "404 Not Found" };
+                        let body = format!("{REMOTE_SECRET} at {path}");
+                        conn.write_all(
+                            format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes(),
+                        )
+                        .await
+                    }
+                    _ => conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await,
+                };
+            });
+        }
+    });
+    addr
+}
+
+/// A request as the test sends it: through reqwest, or as raw bytes (what reqwest refuses to send).
+enum Request {
+    Http(Box<RequestBuilder>),
+    Raw(Vec<u8>),
+}
+
+struct Case {
+    what: String,
+    request: Request,
+    status: u16,
+    /// The reply must come within this time.
+    within: Duration,
+}
+
+/// Sends raw bytes and returns the status of the reply (0 when the edge closed without one).
+async fn raw_status(addr: &str, bytes: &[u8]) -> (u16, String) {
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    conn.write_all(bytes).await.unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), conn.read_to_end(&mut reply)).await;
+    let text = String::from_utf8_lossy(&reply).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
+fn playlist(names: &[&str]) -> String {
+    let mut text = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n".to_owned();
+    for name in names {
+        text.push_str(&format!("#EXTINF:1.0,\n{name}\n"));
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sixty_hostile_requests_get_their_4xx_leak_nothing_and_the_stream_plays_on() {
+    let fetch_timeout = format!("--fetch-timeout-ms={FETCH_TIMEOUT_MS}");
+    let deadline = format!("--ingest-deadline-secs={DEADLINE_SECS}");
+    let other = unique("other-cam");
+    let per_source = format!("--ingest-tokens={other}:{OTHER_SOURCE_TOKEN}");
+    let d = Deployment::start_with(
+        &[],
+        &[
+            "--fetch-allow=127.0.0.2/32,localhost",
+            &fetch_timeout,
+            &deadline,
+            &per_source,
+            "--max-playlist-entries=64",
+            "--max-playlist-bytes=1048576",
+        ],
+    )
+    .await;
+    let edge_addr = d.edge.trim_start_matches("http://").to_owned();
+    let edge_port: u16 = edge_addr.rsplit(':').next().unwrap().parse().unwrap();
+
+    // The stream that must keep playing, pushed by ffmpeg with the token in the URL.
+    let name = unique("cam");
+    let id = d.register(&name).await;
+    d.set_streaming(&id, true).await;
+    let _ffmpeg = d.ffmpeg_http_push(&name);
+    let (first_seq, _) =
+        eventually_within("a live playlist at control", Duration::from_secs(40), || d.live_playlist(&id)).await;
+
+    // The source the hostile playlists are aimed at, and the file root's traps.
+    let target = unique("target");
+    d.register(&target).await;
+    d.register(&other).await;
+    let root = d.file_root.canonicalize().unwrap();
+    let cam_dir = root.join("trap");
+    std::fs::create_dir_all(&cam_dir).unwrap();
+    std::fs::write(cam_dir.join("server.key"), KEY_CONTENTS).unwrap();
+    std::fs::write(d.dir.join("outside.ts"), KEY_CONTENTS).unwrap();
+    std::os::unix::fs::symlink(d.dir.join("outside.ts"), cam_dir.join("link.ts")).unwrap();
+    std::os::unix::fs::symlink(&d.dir, root.join("escape")).unwrap();
+    std::fs::create_dir_all(cam_dir.join("dir.ts")).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(cam_dir.join("fifo.ts")).status().unwrap().success());
+    let trap = format!("file://{}/", cam_dir.display());
+
+    let host = misbehaving_host(edge_port).await;
+    let refused_port = {
+        let l = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let one = playlist(&["seg.ts"]);
+    let edge = d.edge.clone();
+    let fast = Duration::from_secs(5);
+    let bounded = Duration::from_secs(DEADLINE_SECS + 3);
+
+    let post = |prefix: &str, body: String| {
+        http()
+            .post(format!("{edge}/v1/playlist"))
+            .bearer_auth(INGEST_TOKEN)
+            .header("Video-Source-Name", &target)
+            .header("MPEG-TS-URI-Prefix", prefix)
+            .body(body)
+    };
+    let mut cases: Vec<Case> = Vec::new();
+    let mut add = |what: &str, request: RequestBuilder, status: u16, within: Duration| {
+        cases.push(Case { what: what.to_owned(), request: Request::Http(Box::new(request)), status, within });
+    };
+
+    // SSRF: literal addresses in every spelling, and names not on the list (403 before anything is fetched).
+    for prefix in [
+        format!("http://127.0.0.1:{edge_port}/"),
+        format!("http://0x7f000001:{edge_port}/"),
+        format!("http://2130706433:{edge_port}/"),
+        format!("http://0177.0.0.1:{edge_port}/"),
+        format!("http://127.1:{edge_port}/"),
+        format!("http://[::1]:{edge_port}/"),
+        format!("http://[::ffff:127.0.0.1]:{edge_port}/"),
+        format!("http://[::ffff:7f00:1]:{edge_port}/"),
+        "http://169.254.169.254/latest/meta-data/".into(),
+        "http://[fe80::1]/".into(),
+        "http://0.0.0.0/".into(),
+        "http://10.0.0.1/".into(),
+        "http://192.168.0.1/".into(),
+        "https://metadata.google.internal/computeMetadata/v1/".into(),
+        "http://127.0.0.2.nip.io/".into(),
+        "http://evil.example/".into(),
+        "HTTP://127.0.0.1/".into(),
+    ] {
+        add(&format!("SSRF {prefix}"), post(&prefix, one.clone()), 403, fast);
+    }
+    // An allowed name whose DNS answer is loopback: refused on the resolved address (nothing read: 422).
+    add("allowed name resolving to 127.0.0.1", post(&format!("http://localhost:{edge_port}/"), one.clone()), 422, fast);
+    add("allowed name, FQDN form", post(&format!("http://LOCALHOST.:{edge_port}/"), one.clone()), 422, fast);
+    // Prefix tricks (400).
+    for prefix in [
+        format!("http://user:pw@{host}/ok/"),
+        format!("http://{host}@127.0.0.1/"),
+        format!("http://{host}/ok/#"),
+        format!("http://{host}/ok/x?y="),
+        format!("http://{host}"),
+        format!("http://{host}\\@127.0.0.1/"),
+        "gopher://127.0.0.1/".into(),
+        "ftp://127.0.0.2/".into(),
+        "javascript:alert(1)//".into(),
+        format!("http://{host}/ok/\tX-Injected: 1/"),
+    ] {
+        add(&format!("prefix trick {prefix:?}"), post(&prefix, one.clone()), 400, fast);
+    }
+    // An allowed host that misbehaves: nothing read (422), within the deadline, and no remote detail.
+    for (what, path) in [
+        ("redirect to the edge itself", "redirect"),
+        ("host that never answers", "hang"),
+        ("slow body", "slow"),
+        ("huge body", "huge"),
+        ("endless body", "endless"),
+        ("500 with a secret body", "error"),
+        ("404 with a secret body", "missing"),
+    ] {
+        add(what, post(&format!("http://{host}/{path}/"), one.clone()), 422, bounded);
+    }
+    add(
+        "nothing listening (same reply as a hang)",
+        post(&format!("http://127.0.0.2:{refused_port}/"), one.clone()),
+        422,
+        bounded,
+    );
+    let twenty: Vec<String> = (0..20).map(|i| format!("seg{i}.ts")).collect();
+    let twenty: Vec<&str> = twenty.iter().map(String::as_str).collect();
+    add(
+        "20 entries at a host that never answers",
+        post(&format!("http://{host}/hang/"), playlist(&twenty)),
+        422,
+        bounded,
+    );
+
+    // file://: traversal, encodings, links out, FIFOs, key files.
+    let r = root.display();
+    for (what, prefix, status) in [
+        ("outside the root", "file:///etc/".to_owned(), 403),
+        ("'..'", format!("file://{r}/../"), 403),
+        ("encoded '..'", format!("file://{r}/%2e%2e/"), 403),
+        ("encoded slashes", format!("file://{r}/trap/..%2f..%2f"), 403),
+        ("relative path", "file://trap/".to_owned(), 403),
+        ("directory symlink out of the root", format!("file://{r}/escape/"), 403),
+        ("the root's parent by ..", format!("file://{r}/trap/../../"), 403),
+    ] {
+        add(&format!("file prefix: {what}"), post(&prefix, one.clone()), status, fast);
+    }
+    for (what, listed, status) in [
+        ("key file (not .ts)", "server.key", 403),
+        ("symlink out of the root", "link.ts", 422),
+        ("FIFO", "fifo.ts", 422),
+        ("directory named .ts", "dir.ts", 422),
+        ("'..' in a name", "../../etc/passwd", 403),
+        ("encoded '..' in a name", "%2e%2e%2foutside.ts", 400),
+        ("absolute name", "/etc/passwd.ts", 403),
+        ("backslash name", "..\\outside.ts", 403),
+        ("missing file", "nothing-here.ts", 422),
+    ] {
+        add(&format!("listed {what}"), post(&trap, playlist(&[listed])), status, fast);
+    }
+
+    // Playlist bodies.
+    add("non-UTF-8 playlist", post(&trap, String::new()).body(vec![0xffu8, 0xfe, 0x00, 0x80]), 400, fast);
+    let ten_thousand: Vec<String> = (0..10_000).map(|i| format!("s{i}.ts")).collect();
+    let ten_thousand: Vec<&str> = ten_thousand.iter().map(String::as_str).collect();
+    let big = playlist(&ten_thousand);
+    assert!(big.len() < 1_000_000);
+    add("10,000-entry playlist (only the newest 64 looked at)", post(&trap, big), 422, fast);
+    add("absurd EXTINF", post(&trap, one.replace("#EXTINF:1.0,", "#EXTINF:1e300,")), 400, fast);
+    add("NaN EXTINF", post(&trap, one.replace("#EXTINF:1.0,", "#EXTINF:NaN,")), 400, fast);
+    add("absurd media sequence", post(&trap, one.replace(":0\n", ":18446744073709551615\n")), 400, fast);
+    add("master playlist", post(&trap, "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nx.m3u8\n".into()), 400, fast);
+    add("empty body", post(&trap, String::new()), 400, fast);
+    add("over the playlist cap", post(&trap, "#EXTM3U\n".repeat(200_000)), 413, fast);
+
+    // Headers.
+    let bad_name = HeaderValue::from_bytes(b"cam\xff\xfe").unwrap();
+    add(
+        "non-ASCII source name",
+        http()
+            .post(format!("{edge}/v1/playlist"))
+            .bearer_auth(INGEST_TOKEN)
+            .header("Video-Source-Name", bad_name)
+            .header("MPEG-TS-URI-Prefix", &trap)
+            .body(one.clone()),
+        400,
+        fast,
+    );
+    add(
+        "traversing source name",
+        http()
+            .post(format!("{edge}/v1/playlist"))
+            .bearer_auth(INGEST_TOKEN)
+            .header("Video-Source-Name", "../etc")
+            .header("MPEG-TS-URI-Prefix", &trap)
+            .body(one.clone()),
+        400,
+        fast,
+    );
+
+    // Credentials.
+    let target_put = format!("{edge}/v1/ingest/{target}/index.m3u8");
+    add("push without a token", http().put(&target_put).body(one.clone()), 401, fast);
+    add("push with a wrong token", http().put(&target_put).bearer_auth("wrong").body(one.clone()), 403, fast);
+    add(
+        "push with an empty bearer",
+        http().put(&target_put).header("authorization", "Bearer ").body(one.clone()),
+        401,
+        fast,
+    );
+    add(
+        "push with basic auth",
+        http().put(&target_put).basic_auth("x", Some(INGEST_TOKEN)).body(one.clone()),
+        401,
+        fast,
+    );
+    add(
+        "another source's token",
+        http().put(format!("{edge}/v1/ingest/{name}/x.ts")).bearer_auth(OTHER_SOURCE_TOKEN).body("x"),
+        403,
+        fast,
+    );
+    add("wrong token in the path", http().put(format!("{edge}/v1/ingest/{name}/wrong/x.ts")).body("x"), 403, fast);
+    add(
+        "playlist POST without a token",
+        http()
+            .post(format!("{edge}/v1/playlist"))
+            .header("Video-Source-Name", &name)
+            .header("MPEG-TS-URI-Prefix", &trap),
+        401,
+        fast,
+    );
+    add("preview without a token", http().get(format!("{edge}/v1/vod/live/{name}/vid.m3u8")), 401, fast);
+    add("preview with a wrong path token", http().get(format!("{edge}/v1/vod/live/{name}/nope/vid.m3u8")), 403, fast);
+    add("source list without a token", http().get(format!("{edge}/v1/source")), 401, fast);
+    add("task list without a token", http().get(format!("{edge}/debug/tasks")), 401, fast);
+    // Browsers.
+    add(
+        "cross-origin push from a web page",
+        http()
+            .put(format!("{edge}/v1/ingest/{name}/{INGEST_TOKEN}/x.ts"))
+            .header("origin", "https://evil.example")
+            .body("x"),
+        403,
+        fast,
+    );
+    add("text/plain form post", post(&trap, one.clone()).header("content-type", "text/plain"), 415, fast);
+    add(
+        "PUT playlist over the playlist cap",
+        http().put(&target_put).bearer_auth(INGEST_TOKEN).body("#EXTM3U\n".repeat(200_000)),
+        413,
+        fast,
+    );
+    add(
+        "segment name of 300 characters",
+        http().put(format!("{edge}/v1/ingest/{target}/{}.ts", "a".repeat(300))).bearer_auth(INGEST_TOKEN).body("x"),
+        400,
+        fast,
+    );
+    add(
+        "key file pushed",
+        http().put(format!("{edge}/v1/ingest/{target}/server.key")).bearer_auth(INGEST_TOKEN).body(KEY_CONTENTS),
+        400,
+        fast,
+    );
+    // Methods.
+    for method in ["PATCH", "TRACE", "FOO"] {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        add(
+            &format!("{method} /v1/playlist"),
+            http().request(method.clone(), format!("{edge}/v1/playlist")),
+            405,
+            fast,
+        );
+    }
+    // Raw requests reqwest would not send.
+    let raw = |what: &str, bytes: String, status: u16| Case {
+        what: what.into(),
+        request: Request::Raw(bytes.into_bytes()),
+        status,
+        within: Duration::from_secs(10),
+    };
+    let auth = format!("Authorization: Bearer {INGEST_TOKEN}\r\nConnection: close\r\n");
+    cases.push(raw(
+        "header injection (bare CR)",
+        format!("POST /v1/playlist HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Video-Source-Name: x\rX-Evil: 1\r\nContent-Length: 0\r\n\r\n"),
+        400,
+    ));
+    cases.push(raw(
+        "absurd Content-Length",
+        format!(
+            "POST /v1/playlist HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Length: 99999999999999999999999\r\n\r\n"
+        ),
+        400,
+    ));
+    // The body never comes: the body idle timeout (20 s) ends it, not a held handler.
+    cases.push(Case {
+        within: Duration::from_secs(30),
+        ..raw(
+            "a 5 GB segment announced, never sent",
+            format!(
+                "PUT /v1/ingest/{target}/x.ts HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Length: 5000000000\r\n\r\n"
+            ),
+            408,
+        )
+    });
+    cases.push(raw(
+        "encoded traversal in the ingest path",
+        format!("PUT /v1/ingest/{target}/%2e%2e%2f%2e%2e%2fx.ts HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Length: 1\r\n\r\nx"),
+        400,
+    ));
+    cases.push(raw(
+        "DNS-rebinding style Host on a protected edge still needs the token",
+        "GET /v1/source HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n".to_owned(),
+        401,
+    ));
+
+    assert!(cases.len() >= 60, "{} cases", cases.len());
+    let forbidden_in_replies = [
+        KEY_CONTENTS,
+        REMOTE_SECRET,
+        "127.0.0.2",
+        "os error",
+        "onnection refused",
+        "error sending request",
+        "operation timed out",
+        root.to_str().unwrap(),
+    ];
+    let mut failures = Vec::new();
+    let mut hang_message = None;
+    let mut refused_message = None;
+    for case in cases {
+        let started = Instant::now();
+        let (status, body) = match case.request {
+            Request::Http(req) => match req.send().await {
+                Ok(resp) => (resp.status().as_u16(), resp.text().await.unwrap_or_default()),
+                Err(err) => (0, err.to_string()),
+            },
+            Request::Raw(bytes) => raw_status(&edge_addr, &bytes).await,
+        };
+        let took = started.elapsed();
+        if status != case.status {
+            failures.push(format!("{}: expected {}, got {status}: {body}", case.what, case.status));
+        }
+        if took > case.within {
+            failures.push(format!("{}: took {took:?}", case.what));
+        }
+        if let Some(leak) = forbidden_in_replies.iter().find(|marker| body.contains(*marker)) {
+            failures.push(format!("{}: the reply shows {leak:?}: {body}", case.what));
+        }
+        if case.what == "host that never answers" {
+            hang_message = serde_json::from_str::<Value>(&body).ok().map(|v| v["error"]["message"].clone());
+        }
+        if case.what.starts_with("nothing listening") {
+            refused_message = serde_json::from_str::<Value>(&body).ok().map(|v| v["error"]["message"].clone());
+        }
+    }
+    assert!(failures.is_empty(), "{} hostile requests misbehaved:\n{}", failures.len(), failures.join("\n"));
+    assert_eq!(hang_message, refused_message, "a refused connection and a hang look the same (no port scanning)");
+
+    // The stream carried on, at control and in the edge's preview (the token in the path, as a player would).
+    eventually_within("the stream to keep going", Duration::from_secs(30), || async {
+        d.live_playlist(&id).await.filter(|(seq, _)| *seq >= first_seq + 3)
+    })
+    .await;
+    let (frames, _) = ffprobe_live(&d.live_url(&id)).await;
+    assert!(frames > 0, "control's live playlist plays after the battery");
+    let (frames, _) = ffprobe_live(&format!("{edge}/v1/vod/live/{name}/{INGEST_TOKEN}/vid.m3u8")).await;
+    assert!(frames > 0, "the edge preview plays after the battery");
+    let tasks: Value =
+        http().get(format!("{edge}/debug/tasks")).bearer_auth(INGEST_TOKEN).send().await.unwrap().json().await.unwrap();
+    for task in tasks["tasks"].as_array().unwrap() {
+        assert_eq!(task["up"], true, "{task}");
+    }
+}
