@@ -160,9 +160,8 @@ impl SqliteDb {
     where
         T: for<'q> sqlx::Encode<'q, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + Send + 'static,
     {
-        let sql = format!(
-            "UPDATE sources SET {column} = $3, updated_at = {NOW} WHERE id = $2 RETURNING {SOURCE_COLUMNS}"
-        );
+        let sql =
+            format!("UPDATE sources SET {column} = $3, updated_at = {NOW} WHERE id = $2 RETURNING {SOURCE_COLUMNS}");
         sqlx::query_as::<_, Source>(AssertSqlSafe(sql))
             .bind(self.reachable_secs)
             .bind(id)
@@ -314,7 +313,8 @@ impl SqliteDb {
 
     pub async fn add_recorded_segment(&self, recording_ids: &[String], info: &SegmentInfo) -> DbResult<Vec<String>> {
         // The ids travel as one JSON array, read back by json_each: one statement whatever their number.
-        let ids = serde_json::to_string(recording_ids).map_err(|err| DbError::Internal(sqlx::Error::Encode(err.into())))?;
+        let ids =
+            serde_json::to_string(recording_ids).map_err(|err| DbError::Internal(sqlx::Error::Encode(err.into())))?;
         let mut tx = self.write().await?;
         let segment_id: i64 = sqlx::query_scalar(
             "INSERT INTO segments (source, name, run, seq, discontinuity, start_ts, end_ts, length_ms, size, uri) \

@@ -109,10 +109,7 @@ async fn recorded_segments_are_idempotent_and_play_in_order(db: &Db) {
     let alias = unique("alias");
     let rec = db.create_recording(source.id, Some(&alias), None, Utc::now()).await.unwrap();
     assert!(rec.active && rec.end_ts.is_none());
-    assert!(matches!(
-        db.create_recording(source.id, Some(&alias), None, Utc::now()).await,
-        Err(DbError::Conflict(_))
-    ));
+    assert!(matches!(db.create_recording(source.id, Some(&alias), None, Utc::now()).await, Err(DbError::Conflict(_))));
     let ids = vec![rec.id.clone(), "01UNKNOWNRECORDING000000000".to_owned()];
     // Two runs, the later one reported first, and a legacy segment (no run), which plays first.
     // Runs drawn a second apart (two drawn within one millisecond need not sort in drawing order).
@@ -197,10 +194,7 @@ async fn live_segments_are_numbered_once_and_retries_keep_their_number(db: &Db) 
     let summary = db.live_summary(source.id, 5, Duration::from_secs(60)).await.unwrap();
     assert_eq!(summary.segments, 5);
     assert!(summary.last_segment_at.is_some_and(|at| (Utc::now() - at).num_seconds().abs() < 5));
-    assert!(matches!(
-        db.add_live_segment(&live(Uuid::new_v4(), "x.ts", t0), gap).await,
-        Err(DbError::NotFound { .. })
-    ));
+    assert!(matches!(db.add_live_segment(&live(Uuid::new_v4(), "x.ts", t0), gap).await, Err(DbError::NotFound { .. })));
     // Nothing is old enough to prune yet.
     db.prune_live_segments(Duration::from_secs(3600)).await.unwrap();
     assert_eq!(db.newest_live_segments(source.id, 100, Duration::from_secs(60)).await.unwrap().len(), 13);
