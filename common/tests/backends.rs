@@ -524,3 +524,119 @@ async fn memcached_touch_says_whether_a_key_is_cached() {
     cache.delete(&key).await.expect("delete");
     assert!(!cache.touch(&key, Duration::from_secs(60)).await.expect("touch deleted"));
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Both implementations of each trait: the in-process ones (the standalone `livemix` binary runs on them) must
+// answer the contract as the production ones do.
+
+/// Runs `check` on the production backend and on the in-process one, as two tests.
+macro_rules! on_both {
+    ($check:ident, real: $real:expr, memory: $memory:expr) => {
+        mod $check {
+            use super::*;
+            #[tokio::test]
+            async fn real() {
+                $check($real).await;
+            }
+            #[tokio::test]
+            async fn memory() {
+                $check($memory).await;
+            }
+        }
+    };
+}
+
+on_both!(bus_delivers_fans_out_and_redelivers_nacks,
+    real: Arc::new(bus().await), memory: Arc::new(livemix_common::bus::memory::MemoryBus::default()));
+on_both!(bus_missing_topics_and_subscriptions_are_errors,
+    real: Arc::new(bus().await), memory: Arc::new(livemix_common::bus::memory::MemoryBus::default()));
+on_both!(cache_puts_gets_touches_and_deletes,
+    real: Arc::new(cache()), memory: Arc::new(livemix_common::cache::memory::MemoryCache::new(1 << 24)));
+on_both!(cache_entries_expire,
+    real: Arc::new(cache()), memory: Arc::new(livemix_common::cache::memory::MemoryCache::new(1 << 24)));
+on_both!(store_puts_gets_and_deletes,
+    real: Arc::new(store().await),
+    memory: Arc::new(livemix_common::store::local::LocalStore::new(std::env::temp_dir().join(unique("livemix-store")))));
+
+async fn bus_delivers_fans_out_and_redelivers_nacks(bus: Arc<dyn MessageBus>) {
+    let (topic, first, second) = (unique("topic"), unique("sub"), unique("sub"));
+    bus.ensure_topic(&topic).await.expect("topic");
+    bus.ensure_topic(&topic).await.expect("topic again");
+    bus.ensure_subscription(&first, &topic).await.expect("subscription");
+    bus.ensure_subscription(&first, &topic).await.expect("subscription again");
+    bus.ensure_subscription(&second, &topic).await.expect("second subscription");
+    bus.ping().await.expect("ping");
+    let (mut rx1, mut rx2) = (bus.subscribe(&first).await.expect("subscribe"), bus.subscribe(&second).await.unwrap());
+    let sent = message();
+    bus.publish(&topic, &sent).await.expect("publish");
+    let delivery = receive(&mut rx2).await;
+    assert_eq!(delivery.envelope, sent, "every subscription gets the message");
+    delivery.ack();
+    let delivery = receive(&mut rx1).await;
+    assert_eq!(delivery.envelope, sent);
+    delivery.nack();
+    let again = receive(&mut rx1).await;
+    assert_eq!(again.envelope, sent, "a nacked message is delivered again");
+    again.ack();
+    assert_quiet(&mut rx1).await;
+    assert_quiet(&mut rx2).await;
+    bus.delete_subscription(&second).await.expect("delete");
+    bus.delete_subscription(&second).await.expect("deleting a missing subscription is fine");
+}
+
+async fn bus_missing_topics_and_subscriptions_are_errors(bus: Arc<dyn MessageBus>) {
+    let topic = unique("missing");
+    let err = bus.publish(&topic, &message()).await.expect_err("publish to a missing topic");
+    assert!(err.to_string().contains(&topic), "{err}");
+    let subscription = unique("missing");
+    let err = bus.subscribe(&subscription).await.expect_err("subscribe to a missing subscription");
+    assert!(err.to_string().contains(&subscription), "{err}");
+    let err = bus.ensure_subscription(&unique("sub"), &unique("missing")).await.expect_err("missing topic");
+    assert!(err.to_string().contains("subscription"), "{err}");
+}
+
+async fn cache_puts_gets_touches_and_deletes(cache: Arc<dyn SegmentCache>) {
+    cache.ping().await.expect("ping");
+    let key = unique("seg");
+    assert_eq!(cache.get(&key).await.expect("get missing"), None);
+    assert!(!cache.touch(&key, Duration::from_secs(60)).await.expect("touch missing"));
+    let data = payload(1024 * 1024 + 3);
+    cache.put(&key, data.clone(), Duration::from_secs(60)).await.expect("put");
+    assert!(cache.get(&key).await.expect("get") == Some(data), "the bytes come back as they were");
+    assert!(cache.touch(&key, Duration::from_secs(60)).await.expect("touch present"));
+    cache.put(&key, Bytes::from_static(b"replaced"), Duration::from_secs(60)).await.expect("overwrite");
+    assert_eq!(cache.get(&key).await.expect("get"), Some(Bytes::from_static(b"replaced")));
+    cache.delete(&key).await.expect("delete");
+    assert_eq!(cache.get(&key).await.expect("get deleted"), None);
+    cache.delete(&key).await.expect("deleting a missing key is fine");
+}
+
+async fn cache_entries_expire(cache: Arc<dyn SegmentCache>) {
+    let key = unique("seg");
+    cache.put(&key, Bytes::from_static(b"short-lived"), Duration::from_millis(300)).await.expect("put");
+    assert!(cache.get(&key).await.expect("get").is_some(), "stored right away");
+    // memcached's clock ticks once a second, so a one-second entry lives up to two.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(cache.get(&key).await.expect("get expired"), None);
+}
+
+async fn store_puts_gets_and_deletes(store: Arc<dyn ObjectStore>) {
+    store.ping().await.expect("ping");
+    let key = format!("tests/{}/{}/000000000001.ts", Uuid::new_v4(), ulid_like());
+    let data = payload(3 * 1024 * 1024 + 17);
+    store.put(&key, data.clone()).await.expect("put");
+    assert!(store.get(&key).await.expect("get") == data, "object came back different");
+    store.put(&key, Bytes::from_static(b"replaced")).await.expect("overwrite");
+    assert_eq!(store.get(&key).await.expect("get"), Bytes::from_static(b"replaced"));
+    store.delete(&key).await.expect("delete");
+    match store.get(&key).await {
+        Err(StoreError::NotFound { key: missing }) => assert_eq!(missing, key),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    store.delete(&key).await.expect("deleting a missing key is fine");
+}
+
+/// A run-like path component (the layout of recorded segments' keys).
+fn ulid_like() -> String {
+    Uuid::new_v4().simple().to_string().to_uppercase()[..26].to_owned()
+}

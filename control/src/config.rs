@@ -37,10 +37,11 @@ pub struct ControlArgs {
     #[arg(long, env = "LIVEMIX_EDGE_API_ADDR")]
     pub edge_api_addr: Option<SocketAddr>,
 
-    /// PostgreSQL URL, e.g. postgres://livemix:livemix@127.0.0.1:5432/livemix
+    /// Database URL: PostgreSQL (postgres://livemix:livemix@127.0.0.1:5432/livemix), or SQLite
+    /// (sqlite://path/livemix.db?mode=rwc) for a single control process (SQLite admits no replicas).
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: String,
-    /// Largest number of PostgreSQL connections.
+    /// Largest number of database connections.
     #[arg(long, env = "LIVEMIX_DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub db_max_connections: u32,
 

@@ -58,7 +58,7 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     let db = Db::connect(&args.database_url, args.db_max_connections, settings.reachable_within())
         .await
         .context("database (DATABASE_URL)")?;
-    tracing::info!("database ready, migrations applied");
+    tracing::info!(database = db.kind(), "database ready, migrations applied");
     let cache = args.cache.connect().context("segment cache (MEMCACHED_URL)")?;
     let store = args.store.connect().await.context("object store (LIVEMIX_BUCKET, S3_ENDPOINT)")?;
     let bus = args.bus.connect().await.context("message bus (PUBSUB_PROJECT_ID, PUBSUB_EMULATOR_HOST)")?;

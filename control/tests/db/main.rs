@@ -1,0 +1,241 @@
+//! The database suite: every test runs against PostgreSQL (the real one from `scripts/services.sh`) and SQLite (a
+//! fresh file), through the one `Db` interface the control node uses, and expects the same answers.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use chrono::{TimeDelta, Utc};
+use livemix_common::model::SegmentInfo;
+use livemix_control::db::{Db, DbError, NewLiveSegment, SegmentRef};
+use livemix_testkit::{env, unique};
+use uuid::Uuid;
+
+const REACHABLE: Duration = Duration::from_secs(30);
+
+async fn postgres() -> Db {
+    Db::connect(&env("DATABASE_URL"), 4, REACHABLE).await.expect("PostgreSQL")
+}
+
+async fn sqlite() -> Db {
+    let dir = std::env::temp_dir().join(unique("livemix-db-test"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let url = format!("sqlite://{}?mode=rwc", dir.join("livemix.db").display());
+    Db::connect(&url, 4, REACHABLE).await.expect("SQLite")
+}
+
+/// Runs `check` on both databases, as two tests.
+macro_rules! on_both {
+    ($check:ident) => {
+        mod $check {
+            #[tokio::test]
+            async fn postgres() {
+                super::$check(&super::postgres().await).await;
+            }
+            #[tokio::test]
+            async fn sqlite() {
+                super::$check(&super::sqlite().await).await;
+            }
+        }
+    };
+}
+
+on_both!(sources_are_created_found_renamed_and_deleted);
+on_both!(status_reports_make_a_source_reachable);
+on_both!(recorded_segments_are_idempotent_and_play_in_order);
+on_both!(live_segments_are_numbered_once_and_retries_keep_their_number);
+on_both!(a_source_belongs_to_the_first_edge_that_claims_it);
+
+async fn sources_are_created_found_renamed_and_deleted(db: &Db) {
+    let name = unique("cam");
+    let source = db.create_source(&name, 4, "a camera").await.unwrap();
+    assert_eq!((source.name.as_str(), source.segment_length, source.streaming), (name.as_str(), 4, false));
+    assert!(!source.reachable && source.last_seen.is_none() && source.rr_target.is_none());
+    assert_eq!(db.get_source(source.id).await.unwrap(), source);
+    assert_eq!(db.list_sources(Some(&name)).await.unwrap(), vec![source.clone()]);
+    assert!(matches!(db.create_source(&name, 4, "").await, Err(DbError::Conflict(_))));
+
+    let other = unique("cam");
+    let renamed = db.rename_source(source.id, &other).await.unwrap();
+    assert_eq!(renamed.name, other);
+    assert!(renamed.updated_at >= source.updated_at);
+    let taken = db.create_source(&unique("cam"), 2, "").await.unwrap();
+    assert!(matches!(db.rename_source(taken.id, &other).await, Err(DbError::Conflict(_))));
+    assert!(db.set_streaming(source.id, true).await.unwrap().streaming);
+    assert_eq!(db.set_description(source.id, "moved").await.unwrap().description, "moved");
+    assert_eq!(db.segment_length(source.id).await.unwrap(), 4);
+
+    db.delete_source(source.id).await.unwrap();
+    assert!(matches!(db.get_source(source.id).await, Err(DbError::NotFound { .. })));
+    assert!(matches!(db.delete_source(source.id).await, Err(DbError::NotFound { .. })));
+    assert!(matches!(db.set_streaming(Uuid::new_v4(), true).await, Err(DbError::NotFound { .. })));
+    // A segment length the schema refuses is a rejection, never retried.
+    let bad = db.create_source(&unique("cam"), 0, "").await.unwrap_err();
+    assert!(matches!(bad, DbError::Rejected { reason: "check", .. }) && !bad.is_transient(), "{bad:?}");
+}
+
+async fn status_reports_make_a_source_reachable(db: &Db) {
+    let source = db.create_source(&unique("cam"), 2, "").await.unwrap();
+    let edge_time = Utc::now() - TimeDelta::seconds(3);
+    let seen = db.record_status(source.id, "edge-a", Some(edge_time)).await.unwrap();
+    assert!(seen.reachable);
+    assert_eq!(seen.rr_target.as_deref(), Some("edge-a"));
+    let stored = seen.local_time.unwrap();
+    assert!((stored - edge_time).num_milliseconds().abs() < 1, "{stored} vs {edge_time}");
+    let last_seen = seen.last_seen.unwrap();
+    assert!((Utc::now() - last_seen).num_seconds().abs() < 5, "the database clock is this machine's: {last_seen}");
+    assert!(db.get_source(source.id).await.unwrap().reachable);
+}
+
+fn info(source: Uuid, run: Option<ulid::Ulid>, seq: i64, name: &str, start_offset_s: i64) -> SegmentInfo {
+    let start = Utc::now() + TimeDelta::seconds(start_offset_s);
+    SegmentInfo {
+        name: name.to_owned(),
+        source,
+        run,
+        seq,
+        discontinuity: false,
+        start_ts: start,
+        end_ts: start + TimeDelta::seconds(2),
+        length_ms: 2000,
+        size: 100,
+        uri: match run {
+            Some(run) => format!("recordings/{source}/{run}/{seq:012}.ts"),
+            None => format!("recordings/{source}/{name}"),
+        },
+    }
+}
+
+async fn recorded_segments_are_idempotent_and_play_in_order(db: &Db) {
+    let source = db.create_source(&unique("cam"), 2, "").await.unwrap();
+    let alias = unique("alias");
+    let rec = db.create_recording(source.id, Some(&alias), None, Utc::now()).await.unwrap();
+    assert!(rec.active && rec.end_ts.is_none());
+    assert!(matches!(db.create_recording(source.id, Some(&alias), None, Utc::now()).await, Err(DbError::Conflict(_))));
+    let ids = vec![rec.id.clone(), "01UNKNOWNRECORDING000000000".to_owned()];
+    // Two runs, the later one reported first, and a legacy segment (no run), which plays first.
+    // Runs drawn a second apart (two drawn within one millisecond need not sort in drawing order).
+    let now_ms = Utc::now().timestamp_millis() as u64;
+    let (run_a, run_b) = (ulid::Ulid::from_parts(now_ms, 1), ulid::Ulid::from_parts(now_ms + 1000, 1));
+    for seg in [info(source.id, Some(run_b), 0, "index0.ts", 10), info(source.id, Some(run_a), 1, "index1.ts", 2)] {
+        assert_eq!(db.add_recorded_segment(&ids, &seg).await.unwrap(), vec![rec.id.clone()]);
+    }
+    let first = info(source.id, Some(run_a), 0, "index0.ts", 0);
+    db.add_recorded_segment(&ids, &first).await.unwrap();
+    db.add_recorded_segment(&ids, &first).await.unwrap(); // the bus delivered it twice
+    db.add_recorded_segment(&ids, &info(source.id, None, 7, "legacy.ts", -100)).await.unwrap();
+
+    let played: Vec<(Option<String>, i64)> =
+        db.recording_segments(&rec.id).await.unwrap().into_iter().map(|s| (s.run, s.seq)).collect();
+    let (a, b) = (Some(run_a.to_string()), Some(run_b.to_string()));
+    assert_eq!(played, vec![(None, 7), (a.clone(), 0), (a.clone(), 1), (b.clone(), 0)]);
+
+    let next = db.recording_segment_and_next(&rec.id, SegmentRef::Run { run: run_a, seq: 1 }, 5).await.unwrap();
+    assert_eq!(next.iter().map(|s| (s.run.clone(), s.seq)).collect::<Vec<_>>(), vec![(a, 1), (b, 0)]);
+    let legacy = db.recording_segment_and_next(&rec.id, SegmentRef::Legacy("legacy.ts"), 1).await.unwrap();
+    assert_eq!(legacy.len(), 2);
+    assert_eq!(legacy[0].name, "legacy.ts");
+    let missing = db.recording_segment_and_next(&rec.id, SegmentRef::Legacy("nope.ts"), 3).await.unwrap();
+    assert!(missing.is_empty());
+
+    // A report for recordings that are all gone keeps nothing.
+    let orphan = info(source.id, Some(ulid::Ulid::new()), 0, "index0.ts", 20);
+    assert!(matches!(
+        db.add_recorded_segment(&["01GONE0000000000000000000".to_owned()], &orphan).await,
+        Err(DbError::NotFound { .. })
+    ));
+    assert_eq!(db.recording_segments(&rec.id).await.unwrap().len(), 4);
+
+    let stopped = db.stop_recording(&rec.id).await.unwrap();
+    assert!(!stopped.active);
+    let end = stopped.end_ts.unwrap();
+    let stopped = db.stop_recording(&rec.id).await.unwrap();
+    assert_eq!(stopped.end_ts, Some(end), "the first end time stays");
+    assert_eq!(db.list_recordings(Some(source.id), false).await.unwrap(), vec![stopped.clone()]);
+    assert!(db.list_recordings(Some(source.id), true).await.unwrap().is_empty());
+    assert_eq!(db.get_recording(&rec.id).await.unwrap(), stopped);
+    db.delete_source(source.id).await.unwrap();
+    assert!(matches!(db.get_recording(&rec.id).await, Err(DbError::NotFound { .. })), "deleted with its source");
+}
+
+fn live(source: Uuid, name: &str, start: chrono::DateTime<Utc>) -> NewLiveSegment {
+    NewLiveSegment { source, name: name.to_owned(), length_ms: 2000, start_ts: start, discontinuity: false }
+}
+
+async fn live_segments_are_numbered_once_and_retries_keep_their_number(db: &Db) {
+    let gap = Duration::from_secs(2);
+    let source = db.create_source(&unique("cam"), 2, "").await.unwrap();
+    let t0 = Utc::now();
+    let quiet = db.add_live_segment(&live(source.id, "s0.ts", t0), gap).await.unwrap();
+    assert!(!quiet.streaming && quiet.segment.is_none(), "a source that does not stream indexes nothing");
+    db.set_streaming(source.id, true).await.unwrap();
+
+    let first = db.add_live_segment(&live(source.id, "s0.ts", t0), gap).await.unwrap();
+    assert_eq!(first.source_name, source.name);
+    assert_eq!(first.segment_length, 2);
+    let first = first.segment.unwrap();
+    assert_eq!((first.media_seq, first.disc_seq, first.discontinuity), (0, 0, false));
+    let second = db.add_live_segment(&live(source.id, "s1.ts", t0 + TimeDelta::seconds(2)), gap).await.unwrap();
+    assert_eq!(second.segment.unwrap().media_seq, 1);
+    let retried = db.add_live_segment(&live(source.id, "s1.ts", t0 + TimeDelta::seconds(2)), gap).await.unwrap();
+    assert_eq!(retried.segment.unwrap().media_seq, 1, "a retry keeps its number");
+    let jump = db.add_live_segment(&live(source.id, "s2.ts", t0 + TimeDelta::seconds(60)), gap).await.unwrap();
+    let jump = jump.segment.unwrap();
+    assert_eq!((jump.media_seq, jump.discontinuity, jump.disc_seq), (2, true, 1), "a gap is a discontinuity");
+
+    // Concurrent writers each get a number of their own.
+    let writes = (3..13).map(|i| {
+        let seg = live(source.id, &format!("s{i}.ts"), t0 + TimeDelta::seconds(60 + 2 * (i - 2)));
+        async move { db.add_live_segment(&seg, gap).await.unwrap().segment.unwrap().media_seq }
+    });
+    let numbers: BTreeSet<i64> = futures::future::join_all(writes).await.into_iter().collect();
+    assert_eq!(numbers, (3..13).collect());
+
+    let newest = db.newest_live_segments(source.id, 3, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(newest.iter().map(|s| s.media_seq).collect::<Vec<_>>(), vec![10, 11, 12]);
+    let summary = db.live_summary(source.id, 5, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(summary.segments, 5);
+    assert!(summary.last_segment_at.is_some_and(|at| (Utc::now() - at).num_seconds().abs() < 5));
+    assert!(matches!(db.add_live_segment(&live(Uuid::new_v4(), "x.ts", t0), gap).await, Err(DbError::NotFound { .. })));
+    // Nothing is old enough to prune yet.
+    db.prune_live_segments(Duration::from_secs(3600)).await.unwrap();
+    assert_eq!(db.newest_live_segments(source.id, 100, Duration::from_secs(60)).await.unwrap().len(), 13);
+}
+
+async fn a_source_belongs_to_the_first_edge_that_claims_it(db: &Db) {
+    let source = db.create_source(&unique("cam"), 2, "").await.unwrap();
+    assert_eq!(db.source_owner(source.id).await.unwrap(), None);
+    assert_eq!(db.claim_source(source.id, "edge-a").await.unwrap().as_deref(), Some("edge-a"));
+    assert_eq!(db.claim_source(source.id, "edge-b").await.unwrap().as_deref(), Some("edge-a"));
+    assert_eq!(db.claim_source(Uuid::new_v4(), "edge-b").await.unwrap(), None);
+    assert!(db.release_source(source.id).await.unwrap());
+    assert!(!db.release_source(source.id).await.unwrap());
+    assert_eq!(db.claim_source(source.id, "edge-b").await.unwrap().as_deref(), Some("edge-b"));
+}
+
+/// Both migration directories end at the same tables and columns (with the same nullability), read from each
+/// database's own catalog: a migration added to one and not the other fails here.
+#[tokio::test]
+async fn migrations_keep_both_schemas_in_step() {
+    let Db::Postgres(pg) = postgres().await else { unreachable!("a postgres:// URL") };
+    let Db::Sqlite(lite) = sqlite().await else { unreachable!("a sqlite:// URL") };
+    let pg_columns: BTreeSet<(String, String, bool)> = sqlx::query_as::<_, (String, String, String)>(
+        "SELECT table_name::text, column_name::text, is_nullable::text FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND table_name NOT LIKE '\\_sqlx%'",
+    )
+    .fetch_all(pg.pool())
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|(table, column, nullable)| (table, column, nullable == "YES"))
+    .collect();
+    let lite_columns: BTreeSet<(String, String, bool)> = sqlx::query_as::<_, (String, String, bool)>(
+        "SELECT m.name, c.name, NOT c.\"notnull\" FROM sqlite_master m, pragma_table_info(m.name) c \
+         WHERE m.type = 'table' AND m.name NOT LIKE '\\_sqlx%' ESCAPE '\\' AND m.name <> 'sqlite_sequence'",
+    )
+    .fetch_all(lite.pool())
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    assert!(pg_columns.len() > 40, "{pg_columns:?}");
+    assert_eq!(pg_columns, lite_columns, "control/migrations and control/migrations-sqlite differ");
+}
