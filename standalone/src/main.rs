@@ -57,8 +57,9 @@ struct Args {
     /// Address of the edge-facing API. Only this process's own edge uses it (with a per-process token).
     #[arg(long, env = "LIVEMIX_EDGE_API_ADDR", default_value = "127.0.0.1:8082")]
     edge_api_addr: SocketAddr,
-    /// Address of the edge's ingest and preview API (encoders push here).
-    #[arg(long, env = "LIVEMIX_EDGE_ADDR", default_value = "0.0.0.0:9080")]
+    /// Address of the edge's ingest and preview API (encoders push here). Loopback unless an ingest token is set
+    /// (`LIVEMIX_INGEST_TOKEN`, read by the edge's own settings).
+    #[arg(long, env = "LIVEMIX_EDGE_ADDR", default_value = "127.0.0.1:9080")]
     ingest_addr: SocketAddr,
     /// Byte budget of the in-memory segment cache.
     #[arg(long, env = "LIVEMIX_MEMORY_CACHE_BYTES", default_value_t = 256 * 1024 * 1024)]
@@ -114,6 +115,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ingest: local_url(&ingest)?,
     };
     let edge_settings = edge_settings(&local_url(&listeners.edge)?, &edge_token, data)?;
+    livemix_edge::auth::check_exposure(
+        edge_settings.auth().protects_ingest(),
+        args.ingest_addr,
+        edge_settings.insecure_no_auth,
+    )?;
     livemix_edge::prepare_topics(&bus_args, &bus, &edge_settings).await?;
 
     let stop = CancellationToken::new();
