@@ -188,15 +188,7 @@ async fn http_push_and_bad_input() {
     })
     .await;
     assert!(later > first_seq);
-    let sources: Value = http()
-        .get(format!("{}/v1/source", d.edge))
-        .bearer_auth(INGEST_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sources = d.edge_json("/v1/source").await;
     assert_eq!(sources["sources"].as_array().unwrap().len(), 1, "bad input registered nothing: {sources}");
 }
 
@@ -241,15 +233,7 @@ async fn hostile_playlists_get_4xx_and_every_task_keeps_running() {
     }
 
     // Every supervised task still runs, none restarted, and readiness is green.
-    let tasks: Value = http()
-        .get(format!("{}/debug/tasks", d.edge))
-        .bearer_auth(INGEST_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tasks = d.edge_json("/debug/tasks").await;
     let tasks = tasks["tasks"].as_array().cloned().unwrap_or_default();
     let names: Vec<&str> = tasks.iter().filter_map(|t| t["name"].as_str()).collect();
     for expected in ["command_loop", "report_loop", &format!("forwarder:{id}")] {

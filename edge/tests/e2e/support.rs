@@ -246,17 +246,15 @@ impl Deployment {
         text.lines().find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0)
     }
 
+    /// A JSON reply of the edge's token-protected `path` (`/v1/source`, `/debug/tasks`).
+    pub async fn edge_json(&self, path: &str) -> Value {
+        let resp = http().get(format!("{}{path}", self.edge)).bearer_auth(INGEST_TOKEN).send().await.unwrap();
+        resp.json().await.unwrap()
+    }
+
     /// How many segments of `source` the edge has ingested.
     pub async fn edge_ingested(&self, source: &str) -> u64 {
-        let body: Value = http()
-            .get(format!("{}/v1/source", self.edge))
-            .bearer_auth(INGEST_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = self.edge_json("/v1/source").await;
         body["sources"]
             .as_array()
             .and_then(|all| all.iter().find(|s| s["name"] == source))
