@@ -110,7 +110,10 @@ test('streaming started from the page plays live, and the video advances', async
   assert.doesNotMatch(await sourceRow().locator('td[data-label="Last segment"]').textContent(), /none yet/);
 
   await page.getByRole('button', { name: `Watch ${sourceName} live` }).click();
-  assert.equal(await page.locator('#now-playing').textContent(), `Live: ${sourceName}`);
+  await eventually('the player to open', async () =>
+    (await page.locator('#now-playing').textContent()) === `Live: ${sourceName}`);
+  // The control node signs playback URLs in this test: the page plays a minted, signed one.
+  assert.match(await page.locator('#video').getAttribute('data-url'), /\/v1\/vod\/live\/.+[?&]sig=/);
   const first = await eventually('live playback to start', async () => {
     const state = await videoState();
     assert.equal(state.error, undefined);
@@ -152,7 +155,8 @@ test('a recording made from the page plays to its end', async () => {
   assert.ok(await sourceRow().locator('svg.timeline rect.done').count() >= 1);
 
   await row.getByRole('button', { name: /^Play recording/ }).click();
-  assert.match(await page.locator('#now-playing').textContent(), /^Recording: /);
+  await eventually('the player to open', async () =>
+    /^Recording: /.test(await page.locator('#now-playing').textContent()));
   const end = await eventually('the recording to play to its end', async () => {
     const state = await videoState();
     assert.equal(state.error, undefined);

@@ -81,7 +81,8 @@ source_name=camera-$run
 step "control node (management :$mgmt, VOD :$vod) and edge (:$edge)"
 export LIVEMIX_EDGE_TOKEN=edge-$token LIVEMIX_CONTROL_TOPIC=$run-ctl LIVEMIX_CREATE_TOPICS=true \
   LIVEMIX_CREATE_BUCKET=true LIVEMIX_LOG=info
-LIVEMIX_MANAGEMENT_TOKEN=$token "$bin/livemix-control" \
+# Signed playback on, so the page must play through URLs minted by /v1/playback-url.
+LIVEMIX_MANAGEMENT_TOKEN=$token LIVEMIX_PLAYBACK_SIGNING_KEY=signing-$token "$bin/livemix-control" \
   --management-addr "127.0.0.1:$mgmt" --vod-addr "127.0.0.1:$vod" --edge-api-addr "127.0.0.1:$edge_api" \
   --control-subscription "$run-ctl" --reply-topic "$run-reply" --reply-subscription "$run-reply" \
   --reachable-within-secs 10 >"$work/control.log" 2>&1 &

@@ -8,6 +8,7 @@ pub mod bus;
 pub mod cache;
 pub mod config;
 pub mod control_client;
+pub mod credentials;
 pub mod edge_api;
 pub mod hls;
 pub mod management_api;

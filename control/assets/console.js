@@ -11,6 +11,8 @@
   const REFRESH_MS = 4000;
   const SVG = 'http://www.w3.org/2000/svg';
   const vodUrl = document.querySelector('meta[name="livemix-vod-url"]').content;
+  /** How long a minted playback URL stays valid: a long viewing session. */
+  const PLAYBACK_TTL_SECS = 12 * 3600;
   const $ = (id) => document.getElementById(id);
 
   let token = sessionStorage.getItem(TOKEN_KEY) ?? localStorage.getItem(TOKEN_KEY);
@@ -237,7 +239,7 @@
     row = { tr, cells, name, watch, stream, record, source: null, active: null };
     watch.addEventListener('click', () => {
       const s = row.source;
-      play(`${vodUrl}/v1/vod/live/${s.id}/vid.m3u8`, `Live: ${s.name}`, 'live');
+      play(`/v1/vod/live/${s.id}/vid.m3u8`, `Live: ${s.name}`, 'live');
     });
     stream.addEventListener('click', () => {
       const s = row.source;
@@ -360,7 +362,7 @@
     row = { tr, cells, play: playButton, stop, recording: null };
     playButton.addEventListener('click', () => {
       const r = row.recording;
-      play(`${vodUrl}/v1/vod/recording/${r.id}/vid.m3u8`, `Recording: ${recordingLabel(r)}`, 'recording');
+      play(`/v1/vod/recording/${r.id}/vid.m3u8`, `Recording: ${recordingLabel(r)}`, 'recording');
     });
     stop.addEventListener('click', () => {
       const r = row.recording;
@@ -431,9 +433,26 @@
     return new ApiError(status || 0, message, null);
   }
 
-  function play(url, label, kind) {
-    stopPlayer();
+  /**
+   * The URL a player may fetch a VOD path from: minted by the management API, so it carries a signature and an
+   * expiry when the control node signs playback URLs (LIVEMIX_PLAYBACK_SIGNING_KEY), and is the plain path otherwise.
+   */
+  async function playbackUrl(path) {
+    const minted = await api('GET', `/v1/playback-url?path=${encodeURIComponent(path)}&ttl_secs=${PLAYBACK_TTL_SECS}`);
+    return `${vodUrl}${minted.url}`;
+  }
+
+  /** Plays a VOD path (`/v1/vod/...`) in the page's player. */
+  async function play(path, label, kind) {
     clearError();
+    let url;
+    try {
+      url = await playbackUrl(path);
+    } catch (err) {
+      showError(`Playing ${label}`, err);
+      return;
+    }
+    stopPlayer(); // After the await: of two quick clicks, the later one plays and no player is left behind.
     const video = $('video');
     $('player-section').hidden = false;
     $('now-playing').textContent = label;

@@ -6,105 +6,41 @@
 
 use std::{fmt, net::SocketAddr};
 
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
-
-/// A secret from the command line or environment: never printed (`Debug` shows `<redacted>`).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// clap value parser of tokens: empty or blank tokens are refused (an empty `Authorization: Bearer ` must never
-/// match), surrounding whitespace (a newline from a Secret file) is dropped.
-pub fn parse_token(raw: &str) -> Result<Secret, String> {
-    let token = raw.trim();
-    if token.is_empty() {
-        return Err("the token is empty; give a long random value (e.g. `openssl rand -hex 32`)".into());
-    }
-    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("the token contains whitespace or control characters, which no HTTP header can carry".into());
-    }
-    Ok(Secret(token.to_owned()))
-}
+use livemix_common::credentials::{NamedTokens, TokenListFormat};
+pub use livemix_common::credentials::{Presented, Secret, TokenDigest, is_loopback, parse_token};
 
 /// clap value parser of the playback signing key: at least 16 bytes (32 random bytes recommended).
 pub fn parse_signing_key(raw: &str) -> Result<Secret, String> {
     let key = parse_token(raw)?;
-    if key.0.len() < 16 {
+    if key.expose().len() < 16 {
         return Err("the signing key is shorter than 16 bytes; use e.g. `openssl rand -hex 32`".into());
     }
     Ok(key)
 }
 
-fn digest(token: &[u8]) -> [u8; 32] {
-    Sha256::digest(token).into()
-}
-
-/// One token, kept as its digest.
-#[derive(Clone, PartialEq, Eq)]
-pub struct TokenDigest([u8; 32]);
-
-impl TokenDigest {
-    pub fn of(secret: &Secret) -> Self {
-        Self(digest(secret.0.as_bytes()))
-    }
-
-    /// Constant-time comparison with a presented token.
-    pub fn matches(&self, presented: &[u8]) -> bool {
-        bool::from(self.0.ct_eq(&digest(presented)))
-    }
-}
-
-impl fmt::Debug for TokenDigest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<token>")
-    }
-}
-
 /// Per-edge credentials: each edge id has its own token.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct EdgeTokens(Vec<(String, TokenDigest)>);
+pub struct EdgeTokens(NamedTokens);
 
 impl fmt::Debug for EdgeTokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.0.iter().map(|(id, _)| id)).finish()
+        self.0.fmt(f)
     }
+}
+
+const EDGE_TOKENS: TokenListFormat = TokenListFormat { name: "edge id", valid_name: valid_edge_id, token: parse_token };
+
+fn valid_edge_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return Err("the edge id must be 1 to 128 letters, digits, - _ .".into());
+    }
+    Ok(())
 }
 
 impl EdgeTokens {
     /// Parses `edge-id:token` entries separated by commas or new lines; blank lines and `#` comments are skipped.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let mut tokens: Vec<(String, TokenDigest)> = Vec::new();
-        let entries = text.lines().flat_map(|line| line.split(',')).map(str::trim);
-        for (n, entry) in entries.filter(|e| !e.is_empty() && !e.starts_with('#')).enumerate() {
-            let (id, token) =
-                entry.split_once(':').ok_or_else(|| format!("edge credential #{}: expected `edge-id:token`", n + 1))?;
-            let id = id.trim();
-            if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-                return Err(format!("edge credential #{}: the edge id must be 1 to 128 letters, digits, - _ .", n + 1));
-            }
-            let token = parse_token(token).map_err(|err| format!("edge credential {id:?}: {err}"))?;
-            let digest = TokenDigest::of(&token);
-            if tokens.iter().any(|(other, _)| other == id) {
-                return Err(format!("edge id {id:?} is listed twice"));
-            }
-            if tokens.iter().any(|(_, d)| *d == digest) {
-                return Err(format!("edge {id:?} has the same token as another edge; each edge needs its own"));
-            }
-            tokens.push((id.to_owned(), digest));
-        }
-        Ok(Self(tokens))
+        NamedTokens::parse(text, &EDGE_TOKENS).map(Self).map_err(|err| format!("edge credentials: {err}"))
     }
 
     /// Reads [`EdgeTokens::parse`]'s format from a file (a mounted Kubernetes Secret, say).
@@ -121,27 +57,17 @@ impl EdgeTokens {
         self.0.len()
     }
 
-    /// The edge whose token this is. Every entry is compared, so the time taken does not say which matched.
-    pub fn identify(&self, presented: &[u8]) -> Option<&str> {
-        let presented = digest(presented);
-        let mut found = None;
-        for (id, token) in &self.0 {
-            if bool::from(token.0.ct_eq(&presented)) {
-                found = Some(id.as_str());
-            }
-        }
-        found
+    /// The edge whose token this is; every entry is compared.
+    pub fn identify(&self, presented: &Presented) -> Option<&str> {
+        self.0.identify(presented)
     }
 
-    /// Both sets together (the flag's and the file's); an id in both is an error.
-    pub fn merged(mut self, other: Self) -> Result<Self, String> {
-        for (id, token) in other.0 {
-            if self.0.iter().any(|(mine, _)| *mine == id) {
-                return Err(format!("edge id {id:?} is given both in LIVEMIX_EDGE_TOKENS and the tokens file"));
-            }
-            self.0.push((id, token));
-        }
-        Ok(self)
+    /// Both sets together (LIVEMIX_EDGE_TOKENS and the tokens file); an id or token in both is an error.
+    pub fn merged(self, other: Self) -> Result<Self, String> {
+        self.0
+            .merged(other.0, "edge id")
+            .map(Self)
+            .map_err(|err| format!("LIVEMIX_EDGE_TOKENS and the tokens file together: {err}"))
     }
 }
 
@@ -155,11 +81,6 @@ pub enum ExposureError {
     Unprotected { api: &'static str, addr: SocketAddr, remedy: &'static str },
     #[error("{0}")]
     Credentials(String),
-}
-
-/// Whether an address only takes connections from this machine (IPv4-mapped IPv6 loopback included).
-pub fn is_loopback(addr: &SocketAddr) -> bool {
-    addr.ip().to_canonical().is_loopback()
 }
 
 /// Checks that no API without credentials listens beyond loopback (unless the operator insisted), and says
@@ -203,12 +124,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tokens_must_be_real_values() {
-        assert!(parse_token("").is_err());
-        assert!(parse_token("   \n").is_err());
-        assert!(parse_token("a b").is_err());
-        assert_eq!(parse_token(" s3cret\n").unwrap().expose(), "s3cret");
-        assert_eq!(format!("{:?}", parse_token("s3cret").unwrap()), "<redacted>");
+    fn signing_keys_are_long_enough() {
         assert!(parse_signing_key("short").is_err());
         assert!(parse_signing_key("0123456789abcdef").is_ok());
     }
@@ -217,16 +133,16 @@ mod tests {
     fn edge_tokens_parse_from_lists_and_files() {
         let tokens = EdgeTokens::parse("# site A\nedge-a:tok-a\n\nedge-b: tok-b ,edge-c:tok-c\n").unwrap();
         assert_eq!(tokens.len(), 3);
-        assert_eq!(tokens.identify(b"tok-b"), Some("edge-b"));
-        assert_eq!(tokens.identify(b"tok-c"), Some("edge-c"));
-        assert_eq!(tokens.identify(b"tok"), None);
-        assert_eq!(tokens.identify(b""), None);
+        assert_eq!(tokens.identify(&Presented::new(b"tok-b")), Some("edge-b"));
+        assert_eq!(tokens.identify(&Presented::new(b"tok-c")), Some("edge-c"));
+        assert_eq!(tokens.identify(&Presented::new(b"tok")), None);
         assert_eq!(format!("{tokens:?}"), r#"["edge-a", "edge-b", "edge-c"]"#, "ids only, never tokens");
-        for bad in ["edge-a", "edge-a:", ":tok", "a b:tok", "edge-a:t1,edge-a:t2", "edge-a:same,edge-b:same"] {
+        for bad in ["edge-a", "edge-a:", ":tok", "a b:tok", "edge-a:t1,edge-a:t2", "edge-a:same,edge-b:same", "a/b:tok"]
+        {
             assert!(EdgeTokens::parse(bad).is_err(), "{bad:?}");
         }
         let merged = EdgeTokens::parse("a:1").unwrap().merged(EdgeTokens::parse("b:2").unwrap()).unwrap();
-        assert_eq!(merged.identify(b"2"), Some("b"));
+        assert_eq!(merged.identify(&Presented::new(b"2")), Some("b"));
         assert!(EdgeTokens::parse("a:1").unwrap().merged(EdgeTokens::parse("a:2").unwrap()).is_err());
     }
 

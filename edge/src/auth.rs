@@ -16,103 +16,37 @@ use axum::{
     extract::Request,
     http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header},
 };
-use livemix_common::ApiError;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
-
-/// A secret from the command line or environment: never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// clap value parser of tokens: empty, blank or unprintable tokens are refused; surrounding whitespace (a
-/// newline from a Secret file) is dropped. Tokens are also path segments, so `/` is refused too.
-pub fn parse_token(raw: &str) -> Result<Secret, String> {
-    let token = raw.trim();
-    if token.is_empty() {
-        return Err("the token is empty; give a long random value (e.g. `openssl rand -hex 32`)".into());
-    }
-    if token.len() > 512 || !token.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'/' | b'%' | b'?' | b'#')) {
-        return Err("the token must be at most 512 visible ASCII characters without / % ? #".into());
-    }
-    Ok(Secret(token.to_owned()))
-}
-
-fn digest(token: &[u8]) -> [u8; 32] {
-    Sha256::digest(token).into()
-}
-
-/// One token, kept as its digest.
-#[derive(Clone, PartialEq, Eq)]
-pub struct TokenDigest([u8; 32]);
-
-impl TokenDigest {
-    pub fn of(secret: &Secret) -> Self {
-        Self(digest(secret.0.as_bytes()))
-    }
-
-    fn matches(&self, presented: &[u8; 32]) -> bool {
-        bool::from(self.0.ct_eq(presented))
-    }
-}
-
-impl fmt::Debug for TokenDigest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<token>")
-    }
-}
+use livemix_common::{
+    ApiError,
+    credentials::{
+        NamedTokens, Presented, Secret, TokenDigest, TokenListFormat, bearer_token, is_loopback, is_loopback_host,
+        parse_path_token,
+    },
+};
 
 /// Per-source ingest tokens: `source:token` entries separated by commas or new lines.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct SourceTokens(Vec<(String, TokenDigest)>);
+pub struct SourceTokens(NamedTokens);
 
 impl fmt::Debug for SourceTokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.0.iter().map(|(source, _)| source)).finish()
+        self.0.fmt(f)
     }
 }
 
+const SOURCE_TOKENS: TokenListFormat = TokenListFormat {
+    name: "source",
+    valid_name: livemix_common::model::validate_source_name,
+    token: parse_path_token,
+};
+
 impl SourceTokens {
     pub fn parse(text: &str) -> Result<Self, String> {
-        let mut tokens: Vec<(String, TokenDigest)> = Vec::new();
-        let entries = text.lines().flat_map(|line| line.split(',')).map(str::trim);
-        for (n, entry) in entries.filter(|e| !e.is_empty() && !e.starts_with('#')).enumerate() {
-            let (source, token) =
-                entry.split_once(':').ok_or_else(|| format!("source token #{}: expected `source:token`", n + 1))?;
-            let source = source.trim();
-            livemix_common::model::validate_source_name(source)
-                .map_err(|err| format!("source token #{}: {err}", n + 1))?;
-            let token = parse_token(token).map_err(|err| format!("source token of {source:?}: {err}"))?;
-            if tokens.iter().any(|(other, _)| other == source) {
-                return Err(format!("source {source:?} is listed twice"));
-            }
-            tokens.push((source.to_owned(), TokenDigest::of(&token)));
-        }
-        Ok(Self(tokens))
+        NamedTokens::parse(text, &SOURCE_TOKENS).map(Self).map_err(|err| format!("source tokens: {err}"))
     }
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
-    }
-
-    /// Whether `presented` is `source`'s own token. Every entry is compared, so timing says nothing.
-    fn admits(&self, source: &str, presented: &[u8; 32]) -> bool {
-        let mut found = false;
-        for (name, token) in &self.0 {
-            found |= token.matches(presented) && name == source;
-        }
-        found
     }
 }
 
@@ -167,7 +101,12 @@ impl EdgeAuth {
         if !protected {
             return Ok(());
         }
-        let presented = digest(bearer(headers)?);
+        let presented = bearer_token(headers).map(Presented::new).ok_or_else(|| {
+            ApiError::unauthorized(
+                "send the edge's token as `Authorization: Bearer <token>` (ffmpeg: -headers) or in the URL \
+                 (/v1/ingest/{source}/{token}/{file})",
+            )
+        })?;
         if self.admits(access, &presented) {
             Ok(())
         } else {
@@ -179,32 +118,15 @@ impl EdgeAuth {
 impl EdgeAuth {
     /// Whether a presented token (its digest) grants `access`. Every candidate is compared (`|`, not `||`), so the
     /// time taken does not say which one matched.
-    fn admits(&self, access: Access<'_>, presented: &[u8; 32]) -> bool {
+    fn admits(&self, access: Access<'_>, presented: &Presented) -> bool {
         let edge = self.ingest.as_ref().is_some_and(|t| t.matches(presented));
         let preview = self.preview.as_ref().is_some_and(|t| t.matches(presented));
         match access {
-            Access::Ingest(source) => edge | self.per_source.admits(source, presented),
-            Access::Preview(source) => edge | preview | self.per_source.admits(source, presented),
+            Access::Ingest(source) => edge | self.per_source.0.admits(source, presented),
+            Access::Preview(source) => edge | preview | self.per_source.0.admits(source, presented),
             Access::View => edge | preview,
         }
     }
-}
-
-/// The token of an `Authorization: Bearer` header; 401 when missing, empty or of another scheme.
-fn bearer(headers: &HeaderMap) -> Result<&[u8], ApiError> {
-    let unauthorized = || {
-        ApiError::unauthorized(
-            "send the edge's token as `Authorization: Bearer <token>` (ffmpeg: -headers) or in the URL \
-             (/v1/ingest/{source}/{token}/{file})",
-        )
-    };
-    let value = headers.get(header::AUTHORIZATION).ok_or_else(unauthorized)?.as_bytes();
-    let token = value
-        .split_first_chunk::<7>()
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case(b"bearer "))
-        .map(|(_, token)| token.trim_ascii())
-        .ok_or_else(unauthorized)?;
-    if token.is_empty() { Err(unauthorized()) } else { Ok(token) }
 }
 
 /// Without credentials only requests addressed to this machine are answered, so a web page cannot reach the edge
@@ -217,15 +139,6 @@ fn check_loopback_host(headers: &HeaderMap) -> Result<(), ApiError> {
         ));
     }
     Ok(())
-}
-
-fn is_loopback_host(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(""),
-        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
-    };
-    name.eq_ignore_ascii_case("localhost")
-        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 /// Refuses what a web page can send without a CORS preflight: a state-changing request from another origin
@@ -299,7 +212,7 @@ pub fn check_exposure(protected: bool, addr: SocketAddr, insecure: bool) -> Resu
     if protected {
         return Ok(());
     }
-    if addr.ip().to_canonical().is_loopback() {
+    if is_loopback(&addr) {
         tracing::warn!(
             %addr,
             "the edge's ingest and preview have NO authentication; it listens on loopback only, so only this machine \
@@ -332,9 +245,9 @@ mod tests {
 
     pub(super) fn auth() -> EdgeAuth {
         EdgeAuth::new(
-            Some(&parse_token("edge-tok").unwrap()),
+            Some(&parse_path_token("edge-tok").unwrap()),
             SourceTokens::parse("cam-a:tok-a, cam-b:tok-b").unwrap(),
-            Some(&parse_token("view-tok").unwrap()),
+            Some(&parse_path_token("view-tok").unwrap()),
             false,
         )
     }
@@ -374,12 +287,12 @@ mod tests {
     #[test]
     fn bad_tokens_are_refused_at_start_up() {
         for bad in ["", "   ", "a b", "a/b", "tok%2f", "\u{7f}"] {
-            assert!(parse_token(bad).is_err(), "{bad:?}");
+            assert!(parse_path_token(bad).is_err(), "{bad:?}");
         }
         assert!(SourceTokens::parse("cam:").is_err());
         assert!(SourceTokens::parse("../x:tok").is_err());
         assert!(SourceTokens::parse("cam:a,cam:b").is_err());
-        assert_eq!(format!("{:?}", parse_token("s3cret").unwrap()), "<redacted>");
+        assert_eq!(format!("{:?}", parse_path_token("s3cret").unwrap()), "<redacted>");
     }
 
     #[test]

@@ -5,12 +5,13 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::Parser;
 
 use crate::{
-    auth::{EdgeAuth, Secret, SourceTokens, parse_token},
+    auth::{EdgeAuth, SourceTokens},
     fetch_allow::FetchAllow,
 };
 use livemix_common::{
     bus::BusArgs,
     config::{ConfigFileArgs, host_scoped_id},
+    credentials::{Secret, parse_path_token},
     store::StoreArgs,
     telemetry::LogArgs,
 };
@@ -64,14 +65,14 @@ pub struct EdgeSettings {
     pub fetch_allow: Vec<String>,
     /// Token ffmpeg must send to push into this edge (`Authorization: Bearer`, or `/v1/ingest/{source}/{token}/`);
     /// also opens the preview unless --preview-token is set.
-    #[arg(long, env = "LIVEMIX_INGEST_TOKEN", hide_env_values = true, value_parser = parse_token)]
+    #[arg(long, env = "LIVEMIX_INGEST_TOKEN", hide_env_values = true, value_parser = parse_path_token)]
     pub ingest_token: Option<Secret>,
     /// Per-source ingest tokens, `source:token` entries separated by commas: each pushes its own source only.
     #[arg(long, env = "LIVEMIX_INGEST_TOKENS", hide_env_values = true, value_parser = SourceTokens::parse)]
     pub ingest_tokens: Option<SourceTokens>,
     /// Token for the local preview (`/v1/vod/live/...`), `/v1/source` and `/debug/tasks`; the ingest token works
     /// there too.
-    #[arg(long, env = "LIVEMIX_PREVIEW_TOKEN", hide_env_values = true, value_parser = parse_token)]
+    #[arg(long, env = "LIVEMIX_PREVIEW_TOKEN", hide_env_values = true, value_parser = parse_path_token)]
     pub preview_token: Option<Secret>,
     /// Serve ingest without any token on a non-loopback address (only where nothing untrusted can reach it).
     #[arg(long, env = "LIVEMIX_INSECURE_NO_AUTH")]

@@ -16,7 +16,11 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use livemix_common::{ApiError, ApiResult, api::check_json_content_type};
+use livemix_common::{
+    ApiError, ApiResult,
+    api::check_json_content_type,
+    credentials::{Presented, bearer_token, is_loopback_host},
+};
 use uuid::Uuid;
 
 use crate::{
@@ -25,14 +29,11 @@ use crate::{
     db::Db,
 };
 
-/// The token of `Authorization: Bearer <token>` (scheme case-insensitive); `Err` when there is no such header.
-fn bearer(headers: &HeaderMap) -> Result<&[u8], ApiError> {
-    let missing = || ApiError::unauthorized("missing `Authorization: Bearer <token>` header");
-    let value = headers.get(header::AUTHORIZATION).ok_or_else(missing)?.as_bytes();
-    match value.get(..7) {
-        Some(scheme) if scheme.eq_ignore_ascii_case(b"bearer ") => Ok(value[7..].trim_ascii()),
-        _ => Err(missing()),
-    }
+/// The digest of the request's bearer token; 401 when there is none.
+fn presented(headers: &HeaderMap) -> ApiResult<Presented> {
+    bearer_token(headers)
+        .map(Presented::new)
+        .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <token>` header"))
 }
 
 fn invalid_token() -> ApiError {
@@ -55,7 +56,7 @@ impl ManagementGuard {
 
     fn check(&self, req: &Request) -> ApiResult<()> {
         if let Some(token) = &self.token
-            && !token.matches(bearer(req.headers())?)
+            && !token.matches(&presented(req.headers())?)
         {
             return Err(invalid_token());
         }
@@ -89,18 +90,6 @@ fn changes_state(method: &Method) -> bool {
 /// The host (with port) the request was addressed to: `Host`, or the URI's authority (HTTP/2).
 fn host_of(req: &Request) -> Option<&str> {
     req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().authority().map(|a| a.as_str()))
-}
-
-fn is_loopback_host(host: &str) -> bool {
-    // `[::1]:8080`, `127.0.0.1:8080`, `localhost:8080`, `localhost`.
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(""),
-        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
-    };
-    let name = name.trim_end_matches('.').to_ascii_lowercase();
-    name == "localhost"
-        || name.ends_with(".localhost")
-        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 /// A browser names the page that sent a request in `Origin`; a state-changing request from a page of another
@@ -155,10 +144,10 @@ impl EdgeGate {
         if self.open {
             return Ok(EdgeIdentity::AnyEdge);
         }
-        let presented = bearer(headers)?;
+        let presented = presented(headers)?;
         // Both are always compared, so timing does not tell a shared token from a per-edge one.
-        let edge = self.tokens.identify(presented);
-        let shared = self.shared.as_ref().is_some_and(|t| t.matches(presented));
+        let edge = self.tokens.identify(&presented);
+        let shared = self.shared.as_ref().is_some_and(|t| t.matches(&presented));
         match edge {
             Some(id) => Ok(EdgeIdentity::Edge(id.to_owned())),
             None if shared => Ok(EdgeIdentity::AnyEdge),
@@ -229,32 +218,5 @@ impl<S: Send + Sync> FromRequestParts<S> for EdgeCaller {
             .get::<Self>()
             .cloned()
             .ok_or_else(|| ApiError::internal("edge route served without the edge gate"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loopback_hosts() {
-        for host in ["localhost", "localhost:8080", "127.0.0.1:8080", "127.1.2.3", "[::1]:8080", "app.localhost"] {
-            assert!(is_loopback_host(host), "{host}");
-        }
-        for host in ["evil.example:8080", "10.0.0.1:8080", "[::2]:80", "localhost.evil.example", ""] {
-            assert!(!is_loopback_host(host), "{host}");
-        }
-    }
-
-    #[test]
-    fn bearer_schemes() {
-        let mut headers = HeaderMap::new();
-        assert!(bearer(&headers).is_err());
-        headers.insert(header::AUTHORIZATION, "bearer  tok ".parse().unwrap());
-        assert_eq!(bearer(&headers).unwrap(), b"tok");
-        headers.insert(header::AUTHORIZATION, "Basic dG9rOg==".parse().unwrap());
-        assert!(bearer(&headers).is_err());
-        headers.insert(header::AUTHORIZATION, "Bearer ".parse().unwrap());
-        assert_eq!(bearer(&headers).unwrap(), b"");
     }
 }
