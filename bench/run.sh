@@ -139,6 +139,7 @@ log "running the bench"
     --name-prefix "$TAG" --commit "$COMMIT" --command "$COMMAND" \
     --note "Release builds (\`cargo build --release\`), one \`livemix-control\` and one \`livemix-edge\` with default settings except addresses and topics: \`livemix-control ${CONTROL_ARGS[*]}\`, \`livemix-edge ${EDGE_ARGS[*]}\`; \`LIVEMIX_LOG=$LIVEMIX_LOG\`${OVERRIDES:+; other settings from the environment: \`${OVERRIDES% }\`}." \
     --note "Backing services from \`scripts/services.sh\` on the same machine: PostgreSQL $(psql --version 2>/dev/null | awk '{print $3}') (shared), the Pub/Sub emulator, moto as S3; memcached $(memcached -h 2>/dev/null | awk 'NR==1 {print $2}') of the bench's own (-m $MC_MEMORY_MB -I 8m). The bench, both nodes and the services share the machine's $(nproc) cores." \
+    --edge-cache-bytes "${LIVEMIX_EDGE_CACHE_BYTES:-536870912}" \
     "${WATCH[@]}" --out "$ROOT/bench/RESULTS.md" \
     "$@" &
 # In the background so that a signal to this script stops it (and everything else) at once.

@@ -6,6 +6,7 @@
 #
 #   bash bench/vs-nginx.sh            # about 5 minutes after the build
 #   bash bench/vs-nginx.sh --smoke    # under 2 minutes: short runs, 200 viewers
+#   bash bench/vs-nginx.sh --profile  # also samples the control node with perf: <out>.svg flamegraph, <out>.perf.txt
 #
 # Environment: CARGO_TARGET_DIR; LIVEMIX_CONTROL_BIN runs another control binary (e.g. an older build, for a
 # before/after); LIVEMIX_BENCH_OUT names the results (default bench/results/vs-nginx); LIVEMIX_BENCH_KEEP=1 keeps
@@ -16,10 +17,12 @@ ROOT=$(pwd)
 log() { printf '[bench/vs-nginx.sh] %s\n' "$*" >&2; }
 
 SMOKE=
+PROFILE=
 EXTRA=()
 for arg in "$@"; do
     case $arg in
         --smoke) SMOKE=1 ;;
+        --profile) PROFILE=1 ;;
         *) EXTRA+=("$arg") ;;
     esac
 done
@@ -48,6 +51,14 @@ need() { # COMMAND PACKAGE
 need wrk wrk
 need nginx nginx
 need ffmpeg ffmpeg
+if [[ -n $PROFILE ]]; then
+    need perf linux-perf
+    INFERNO=/var/cache/livemix-tools/inferno/bin
+    if ! [[ -x $INFERNO/inferno-flamegraph ]]; then
+        log "installing inferno (flamegraphs) under $INFERNO"
+        cargo install --quiet --locked inferno --root "${INFERNO%/bin}" >&2
+    fi
+fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 log "backing services"
@@ -165,6 +176,14 @@ else
     LOAD=(--duration-secs 20 --viewers 1000 --viewer-secs 30)
 fi
 
+PERF_PID=
+if [[ -n $PROFILE ]]; then
+    # DWARF unwinding: release builds keep no frame pointers. 99 Hz keeps the data to some tens of MB.
+    perf record -q -F 99 --call-graph dwarf,8192 -p "$CONTROL_PID" -o "$WORK/perf.data" >"$WORK/perf.log" 2>&1 &
+    PERF_PID=$!
+    PIDS+=("$PERF_PID")
+fi
+
 log "measuring"
 "$BIN/livemix-bench" vs-nginx --livemix "$LIVE" --nginx "http://127.0.0.1:$NGINX_PORT/v1/vod/live/$SID" \
     --segment seg2.ts --wrk-script "$WORK/summary.lua" --out-json "$OUT.json" --out-md "$OUT.md" --commit "$COMMIT" \
@@ -173,5 +192,15 @@ log "measuring"
     --note "livemix-control release build with default settings (memcached of the run's own, PostgreSQL from scripts/services.sh), LIVEMIX_LOG=$LIVEMIX_LOG." \
     "${LOAD[@]}" "${EXTRA[@]}"
 cleanup_source
+if [[ -n $PERF_PID ]]; then
+    kill -INT "$PERF_PID" 2>/dev/null || true
+    wait "$PERF_PID" || true
+    log "folding the profile into $OUT.svg"
+    perf script -i "$WORK/perf.data" 2>/dev/null | "$INFERNO/inferno-collapse-perf" >"$WORK/perf.folded"
+    "$INFERNO/inferno-flamegraph" --title "livemix-control under bench/vs-nginx.sh ($COMMIT)" \
+        <"$WORK/perf.folded" >"$OUT.svg"
+    perf report -i "$WORK/perf.data" --no-children --sort symbol --stdio 2>/dev/null \
+        | grep -E '^ +[0-9]' | head -n 40 >"$OUT.perf.txt" || true
+fi
 log "results: $OUT.md"
 cat "$OUT.md"

@@ -85,6 +85,9 @@ pub struct RunArgs {
     /// How often the delay probe polls their live playlists, ms (the delay's resolution).
     #[arg(long, default_value_t = 100)]
     pub delay_poll_ms: u64,
+    /// The edge's `--cache-bytes`, for the memory target (its RSS within this plus 64 MiB).
+    #[arg(long, default_value_t = 512 * 1024 * 1024)]
+    pub edge_cache_bytes: u64,
     /// Seconds recorded from one camera for the replay scenario (0: skip it).
     #[arg(long, default_value_t = 10)]
     pub record_secs: u64,

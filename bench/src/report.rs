@@ -176,6 +176,8 @@ pub fn markdown(r: &Results) -> String {
 
     let phases: Vec<(usize, &PhaseStats)> = r.phases.stats.iter().enumerate().skip(1).collect();
 
+    targets(&mut out, r, &phases);
+
     let _ = writeln!(out, "\n## Live scenario: {} cameras, {} players\n", a.sources, a.players);
     let _ = writeln!(out, "### Latency (ms)\n");
     header(&mut out, &["request", "phase", "count", "p50", "p95", "p99", "max"]);
@@ -487,4 +489,67 @@ pub fn markdown(r: &Results) -> String {
         }
     }
     out
+}
+
+/// How long the control node's RSS must stay flat at the end of the live phase (issue 12: the last 5 minutes of a
+/// 10-minute run); a shorter live phase uses its second half.
+const FLAT_WINDOW_SECS: f64 = 300.0;
+/// The edge may use this much on top of its cache budget.
+const EDGE_OVERHEAD_MIB: f64 = 64.0;
+/// Ingest-to-listed p99 target, ms.
+const DELAY_P99_TARGET_MS: f64 = 250.0;
+
+/// The serving targets this run can judge, each with its figure and whether it is met. A report line, not an
+/// assertion: the numbers depend on the machine and its load.
+fn targets(out: &mut String, r: &Results, phases: &[(usize, &PhaseStats)]) {
+    let _ = writeln!(out, "\n## Targets\n");
+    header(out, &["target", "figure", "met"]);
+    let verdict = |ok: bool| if ok { "yes" } else { "**no**" }.to_owned();
+    for &(i, stats) in phases {
+        let delay = stats.end_to_end.summary();
+        if delay.count > 0 {
+            row(
+                out,
+                &[
+                    format!("ingest-to-listed p99 < {DELAY_P99_TARGET_MS:.0} ms ({})", r.extras[i].name),
+                    format!("{} ms over {} segments", ms(delay.p99), delay.count),
+                    verdict(delay.p99 < DELAY_P99_TARGET_MS),
+                ],
+            );
+        }
+    }
+    let memory: Vec<&Proc> = r.procs.iter().filter(|p| p.memory).collect();
+    let column = |name: &str| memory.iter().position(|p| p.name == name);
+    let live = r.extras.iter().position(|e| e.name == "live");
+    if let (Some(col), Some(live)) = (column("livemix-control"), live) {
+        let in_live: Vec<(f64, u64)> =
+            r.timeline.iter().filter(|(_, phase, _)| *phase == live).map(|(t, _, rss)| (*t, rss[col])).collect();
+        if let (Some(first), Some(last)) = (in_live.first(), in_live.last()) {
+            let window = FLAT_WINDOW_SECS.min((last.0 - first.0) / 2.0);
+            let tail: Vec<u64> = in_live.iter().filter(|(t, _)| *t >= last.0 - window).map(|(_, k)| *k).collect();
+            let (lo, hi) = (tail.iter().copied().min().unwrap_or(0), tail.iter().copied().max().unwrap_or(0));
+            let spread = (hi - lo) as f64 / lo.max(1) as f64;
+            row(
+                out,
+                &[
+                    format!("control RSS flat within 10% over the last {window:.0} s of the live phase"),
+                    format!("{} to {} MiB ({:.1}%, {} samples)", mib(lo), mib(hi), spread * 100.0, tail.len()),
+                    verdict(spread <= 0.10),
+                ],
+            );
+        }
+    }
+    if let Some(col) = column("livemix-edge") {
+        let hwm = r.procs.iter().position(|p| p.name == "livemix-edge").map_or(0, |p| r.final_procs[p].hwm_kib);
+        let peak = hwm.max(r.timeline.iter().map(|(_, _, rss)| rss[col]).max().unwrap_or(0));
+        let budget = r.args.edge_cache_bytes as f64 / (1024.0 * 1024.0) + EDGE_OVERHEAD_MIB;
+        row(
+            out,
+            &[
+                format!("edge peak RSS within its cache budget + {EDGE_OVERHEAD_MIB:.0} MiB"),
+                format!("{} MiB of {budget:.0} MiB", mib(peak)),
+                verdict(peak as f64 / 1024.0 <= budget),
+            ],
+        );
+    }
 }
