@@ -9,7 +9,7 @@
 #   bash bench/vs-nginx.sh --profile  # also samples the control node with perf: <out>.svg flamegraph, <out>.perf.txt
 #
 # Environment: CARGO_TARGET_DIR; LIVEMIX_CONTROL_BIN runs another control binary (e.g. an older build, for a
-# before/after); LIVEMIX_BENCH_OUT names the results (default bench/results/vs-nginx); LIVEMIX_BENCH_KEEP=1 keeps
+# before/after, on an empty database of its own); LIVEMIX_BENCH_OUT names the results (default bench/results/vs-nginx); LIVEMIX_BENCH_KEEP=1 keeps
 # the work directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,10 +31,12 @@ OUT=${LIVEMIX_BENCH_OUT:-$ROOT/bench/results/vs-nginx${SMOKE:+-smoke}}
 WORK=$(mktemp -d /tmp/livemix-vs-nginx.XXXXXX)
 chmod 755 "$WORK"
 PIDS=()
+OWN_DB=
 cleanup() {
     local status=$?
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [[ -n $OWN_DB ]]; then psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $OWN_DB" >/dev/null 2>&1 || true; fi
     if [[ $status -eq 0 && -z "${LIVEMIX_BENCH_KEEP:-}" ]]; then rm -rf "$WORK"; else log "work directory kept: $WORK"; fi
     exit "$status"
 }
@@ -69,6 +71,13 @@ log "building release binaries"
 cargo build --release -p livemix-control -p livemix-bench >&2
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 CONTROL_BIN=${LIVEMIX_CONTROL_BIN:-$BIN/livemix-control}
+if [[ -n ${LIVEMIX_CONTROL_BIN:-} ]]; then
+    # Another build may not know the migrations the shared database has seen: it gets an empty database of its own.
+    OWN_DB=livemix_vs_nginx_$$
+    psql "$DATABASE_URL" -qc "CREATE DATABASE $OWN_DB" >/dev/null
+    DATABASE_URL=${DATABASE_URL%/*}/$OWN_DB
+    log "$CONTROL_BIN on a database of its own ($OWN_DB)"
+fi
 
 log "making a test segment with ffmpeg"
 mkdir -p "$WORK/segment"
@@ -199,8 +208,8 @@ if [[ -n $PERF_PID ]]; then
     perf script -i "$WORK/perf.data" 2>/dev/null | "$INFERNO/inferno-collapse-perf" >"$WORK/perf.folded"
     "$INFERNO/inferno-flamegraph" --title "livemix-control under bench/vs-nginx.sh ($COMMIT)" \
         <"$WORK/perf.folded" >"$OUT.svg"
-    perf report -i "$WORK/perf.data" --no-children --sort symbol --stdio 2>/dev/null \
-        | grep -E '^ +[0-9]' | head -n 40 >"$OUT.perf.txt" || true
+    perf report -i "$WORK/perf.data" --no-children --sort symbol -g none --stdio 2>/dev/null \
+        | grep -E '^ +[0-9]+\.[0-9]+%' | sed -E 's/[[:space:]-]+$//' | head -n 40 >"$OUT.perf.txt" || true
 fi
 log "results: $OUT.md"
 cat "$OUT.md"

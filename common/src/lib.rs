@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod edge_api;
 pub mod hls;
 pub mod management_api;
+pub mod memory;
 pub mod messages;
 pub mod model;
 pub mod rpc;

@@ -3,6 +3,7 @@ use livemix_control::config::ControlArgs;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args: ControlArgs = livemix_common::config::parse();
+    livemix_common::memory::tune_allocator();
     livemix_common::telemetry::init_logging(&args.log);
     match livemix_control::run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

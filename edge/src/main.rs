@@ -3,6 +3,7 @@ use livemix_edge::config::EdgeArgs;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args: EdgeArgs = livemix_common::config::parse();
+    livemix_common::memory::tune_allocator();
     livemix_common::telemetry::init_logging(&args.log);
     match livemix_edge::run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -71,6 +71,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args: Args = livemix_common::config::parse();
+    livemix_common::memory::tune_allocator();
     livemix_common::telemetry::init_logging(&args.log);
     match run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
