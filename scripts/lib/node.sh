@@ -412,12 +412,18 @@ cmd_node_down() {
 
 # `host-state`: what the node changes on the host and `down` must put back, in a form to compare before/after:
 # network links, iptables and ip6tables rules (without counters), network namespaces, mounts and the sysctls.
+# A table that is loaded but empty (built-in chains with the ACCEPT policy, nothing else) counts as no state: the
+# kernel loads tables on first use and never unloads them, so on a fresh host the first node leaves them behind.
 cmd_host_state() {
     local ipt key
     ip -o link show | awk -F': ' '{print "link " $2}' | sed 's/@.*//' | sort
     for ipt in iptables ip6tables; do
         command -v "$ipt-save" >/dev/null || continue
-        { "$ipt-save" 2>/dev/null || true; } | { grep -v '^#' || true; } | sed -E "s/ \[[0-9]+:[0-9]+\]$//; s/^/$ipt /" | sort
+        { "$ipt-save" 2>/dev/null || true; } | awk -v ipt="$ipt" '
+            /^#/ || /^COMMIT$/ { next }
+            /^\*/ { table = substr($0, 2); next }
+            /^:(INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING) ACCEPT( |$)/ { next }
+            { sub(/ \[[0-9]+:[0-9]+\]$/, ""); print ipt " " table " " $0 }' | sort
     done
     ip netns list 2>/dev/null | awk '{print "netns " $1}' | sort
     findmnt -rn -o TARGET | sed 's/^/mount /' | sort
