@@ -9,8 +9,8 @@
 #   bash bench/vs-nginx.sh --profile  # also samples the control node with perf: <out>.svg flamegraph, <out>.perf.txt
 #
 # Environment: CARGO_TARGET_DIR; LIVEMIX_CONTROL_BIN runs another control binary (e.g. an older build, for a
-# before/after, on an empty database of its own); LIVEMIX_BENCH_OUT names the results (default bench/results/vs-nginx); LIVEMIX_BENCH_KEEP=1 keeps
-# the work directory.
+# before/after, on an empty database of its own); LIVEMIX_BENCH_OUT names the results (default
+# bench/results/vs-nginx); LIVEMIX_BENCH_KEEP=1 keeps the work directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -32,11 +32,12 @@ WORK=$(mktemp -d /tmp/livemix-vs-nginx.XXXXXX)
 chmod 755 "$WORK"
 PIDS=()
 OWN_DB=
+SHARED_DB_URL=
 cleanup() {
     local status=$?
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    if [[ -n $OWN_DB ]]; then psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $OWN_DB" >/dev/null 2>&1 || true; fi
+    if [[ -n $OWN_DB ]]; then psql "$SHARED_DB_URL" -qc "DROP DATABASE IF EXISTS $OWN_DB" >/dev/null 2>&1 || true; fi
     if [[ $status -eq 0 && -z "${LIVEMIX_BENCH_KEEP:-}" ]]; then rm -rf "$WORK"; else log "work directory kept: $WORK"; fi
     exit "$status"
 }
@@ -73,9 +74,11 @@ BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 CONTROL_BIN=${LIVEMIX_CONTROL_BIN:-$BIN/livemix-control}
 if [[ -n ${LIVEMIX_CONTROL_BIN:-} ]]; then
     # Another build may not know the migrations the shared database has seen: it gets an empty database of its own.
+    # Dropped at exit through the shared database: PostgreSQL cannot drop the database a session is connected to.
+    SHARED_DB_URL=$DATABASE_URL
     OWN_DB=livemix_vs_nginx_$$
-    psql "$DATABASE_URL" -qc "CREATE DATABASE $OWN_DB" >/dev/null
-    DATABASE_URL=${DATABASE_URL%/*}/$OWN_DB
+    psql "$SHARED_DB_URL" -qc "CREATE DATABASE $OWN_DB" >/dev/null
+    DATABASE_URL=${SHARED_DB_URL%/*}/$OWN_DB
     log "$CONTROL_BIN on a database of its own ($OWN_DB)"
 fi
 

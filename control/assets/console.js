@@ -442,17 +442,22 @@
     return `${vodUrl}${minted.url}`;
   }
 
+  /** Counts play requests, so that of two quick clicks the later one plays whichever URL is minted first. */
+  let playRequests = 0;
+
   /** Plays a VOD path (`/v1/vod/...`) in the page's player. */
   async function play(path, label, kind) {
+    const request = ++playRequests;
     clearError();
     let url;
     try {
       url = await playbackUrl(path);
     } catch (err) {
-      showError(`Playing ${label}`, err);
+      if (request === playRequests) showError(`Playing ${label}`, err);
       return;
     }
-    stopPlayer(); // After the await: of two quick clicks, the later one plays and no player is left behind.
+    if (request !== playRequests) return; // A later click superseded this one.
+    stopPlayer(); // After the await, so no player is left behind.
     const video = $('video');
     $('player-section').hidden = false;
     $('now-playing').textContent = label;
