@@ -22,5 +22,6 @@ pub mod signal;
 pub mod store;
 pub mod supervise;
 pub mod telemetry;
+pub mod units;
 
 pub use api::{ApiError, ApiResult};

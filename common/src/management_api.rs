@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Recording, Segment, Source};
+use crate::model::{Recording, Retention, Segment, Source};
 
 /// `POST /v1/source` body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -16,6 +16,127 @@ pub struct NewSource {
     pub segment_len: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Who manages the source (see [`Source::owner`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// The source's own retention policy; the control node's default applies where it is silent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
+}
+
+/// What `DELETE /v1/source/{id}?recordings=` does with the source's recordings. Without the parameter, deleting a
+/// source that has recordings is refused (409), so no routine delete destroys evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordingsPolicy {
+    /// Keep them: listable and playable after the source is gone.
+    Retain,
+    /// Delete them and their objects (refused while any is on hold).
+    Delete,
+}
+
+impl RecordingsPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Retain => "retain",
+            Self::Delete => "delete",
+        }
+    }
+}
+
+/// `PUT /v1/recording/{id}/hold` body.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldUpdate {
+    pub hold: bool,
+}
+
+/// What a delete did: `DELETE /v1/source/{id}` and `DELETE /v1/recording/{id}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Deletion {
+    /// Recordings kept (a source deleted with `recordings=retain`).
+    pub recordings_retained: u64,
+    /// Recordings deleted.
+    pub recordings_deleted: u64,
+    /// Objects no recording needs any more, now queued for deletion from the object store (the deletion worker
+    /// removes them; `GET /v1/storage` shows what is pending).
+    pub objects_queued: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeletionReply {
+    pub deleted: Deletion,
+}
+
+/// Bytes and segments kept in the object store for a source or a recording.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    pub bytes: i64,
+    pub segments: i64,
+    /// When retention deletes the last of it, if nothing changes (a recording: finished, not held, under an age
+    /// limit); `null` when nothing will.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// `GET /v1/source/{id}/storage`, `GET /v1/recording/{id}/storage`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UsageReply {
+    pub storage: Usage,
+}
+
+/// `GET /v1/storage`: the whole store as the control node accounts for it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StorageSummary {
+    /// Recorded segments indexed, all sources (deleted ones with retained recordings included).
+    pub bytes: i64,
+    pub segments: i64,
+    /// Objects whose deletion is recorded and not yet carried out.
+    pub pending_deletions: i64,
+    /// The control node's default retention, applied where a source sets no limit of its own.
+    pub default_retention: Retention,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StorageReply {
+    pub storage: StorageSummary,
+}
+
+/// `POST /v1/storage/gc` result: objects under the prefix that no segment refers to, and segments whose object
+/// is missing (reported, never dropped).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GcReport {
+    pub dry_run: bool,
+    /// Objects listed under the prefix.
+    pub listed: u64,
+    /// Orphans older than the grace period (the first 1,000 keys; `orphan_count` has them all).
+    pub orphans: Vec<String>,
+    pub orphan_count: u64,
+    pub orphan_bytes: u64,
+    /// Orphans queued for deletion (0 in a dry run).
+    pub queued: u64,
+    /// Indexed segments whose object is missing (the first 1,000 keys).
+    pub missing: Vec<String>,
+    pub missing_count: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GcReply {
+    pub gc: GcReport,
+}
+
+/// `POST /v1/storage/retention` result: one retention pass, as the timer runs it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RetentionReport {
+    pub segments_deleted: u64,
+    pub bytes_deleted: u64,
+    /// Finished recordings left with no segment, deleted with their last one.
+    pub recordings_deleted: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RetentionReply {
+    pub retention: RetentionReport,
 }
 
 /// `POST /v1/source/{id}/recording` body; every field is optional (an empty body means "now, no alias").
@@ -73,7 +194,13 @@ mod tests {
     fn absent_fields_stay_absent_on_the_wire() {
         let body = serde_json::to_value(NewRecording::default()).unwrap();
         assert_eq!(body, serde_json::json!({}));
-        let body = serde_json::to_value(NewSource { name: "cam".into(), segment_len: 4, description: None }).unwrap();
+        let body = serde_json::to_value(NewSource {
+            name: "cam".into(),
+            segment_len: 4,
+            description: None,
+            owner: None,
+            retention: None,
+        }).unwrap();
         assert_eq!(body, serde_json::json!({"name": "cam", "segment_len": 4}));
     }
 

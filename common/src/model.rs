@@ -27,8 +27,62 @@ pub struct Source {
     pub last_seen: Option<DateTime<Utc>>,
     /// Whether the edge reported within the configured staleness delay.
     pub reachable: bool,
+    /// Who registered the source, when a manager said so (the operator: `k8s/<namespace>/<name>/<uid>`), so
+    /// that manager recognises its own source and never adopts another's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// How long this source's recorded segments are kept; unset limits fall back to the control node's default.
+    #[serde(default)]
+    #[cfg_attr(feature = "sqlx", sqlx(flatten))]
+    pub retention: Retention,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A retention policy: recorded segments older than `max_age_secs` (by their end time) are deleted, and the
+/// oldest segments go first once a source stores more than `max_bytes`. Segments of a held recording are never
+/// deleted automatically. `None` means "no limit of this kind of its own" (a source then follows the control
+/// node's default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Seconds, at least 1.
+    #[serde(default)]
+    #[cfg_attr(feature = "sqlx", sqlx(rename = "retention_max_age_secs"))]
+    pub max_age_secs: Option<i64>,
+    /// Bytes, at least 1.
+    #[serde(default)]
+    #[cfg_attr(feature = "sqlx", sqlx(rename = "retention_max_bytes"))]
+    pub max_bytes: Option<i64>,
+}
+
+impl Retention {
+    /// Longest retention accepted: 100 years.
+    pub const MAX_AGE_SECS: i64 = 100 * 366 * 24 * 3600;
+
+    /// This policy's own limits, each falling back to `default`'s.
+    pub fn or(self, default: Retention) -> Retention {
+        Retention {
+            max_age_secs: self.max_age_secs.or(default.max_age_secs),
+            max_bytes: self.max_bytes.or(default.max_bytes),
+        }
+    }
+
+    /// Refuses zero, negative and absurd limits with a message for the client.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(age) = self.max_age_secs
+            && !(1..=Self::MAX_AGE_SECS).contains(&age)
+        {
+            return Err(format!("max_age_secs must be between 1 and {} (100 years), not {age}", Self::MAX_AGE_SECS));
+        }
+        if let Some(bytes) = self.max_bytes
+            && bytes < 1
+        {
+            return Err(format!("max_bytes must be at least 1, not {bytes}"));
+        }
+        Ok(())
+    }
 }
 
 /// A snippet of one source's stream being (or having been) saved to the object store.
@@ -44,6 +98,14 @@ pub struct Recording {
     pub end_ts: Option<DateTime<Utc>>,
     #[serde(with = "flag")]
     pub active: bool,
+    /// Legal hold: no automatic deletion (retention, storage cap) touches it, and deleting it is refused until the
+    /// hold is lifted.
+    #[serde(default)]
+    pub hold: bool,
+    /// The source's name when the recording was made, so a recording kept after its source was deleted still
+    /// says whose it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_name: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

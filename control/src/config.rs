@@ -154,6 +154,63 @@ pub struct Settings {
     /// The VOD API's port, for that default; [`crate::serve`] sets it from the VOD listener.
     #[arg(skip)]
     pub vod_port: Option<u16>,
+    #[command(flatten)]
+    pub lifecycle: LifecycleSettings,
+}
+
+/// How long recordings are kept and how their objects are deleted (see `docs/lifecycle.md`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LifecycleSettings {
+    /// Default retention age of recorded segments (`30d`, `720h`, seconds), for sources without their own; unset:
+    /// kept until deleted.
+    #[arg(long, env = "LIVEMIX_RETENTION_MAX_AGE", value_parser = livemix_common::units::parse_duration_secs)]
+    pub retention_max_age: Option<i64>,
+    /// Default storage cap per source (`500Gi`, `2T`, bytes), for sources without their own: the oldest segments
+    /// of recordings not on hold go first. Unset: no cap.
+    #[arg(long, env = "LIVEMIX_RETENTION_MAX_BYTES", value_parser = livemix_common::units::parse_bytes)]
+    pub retention_max_bytes: Option<i64>,
+    /// Seconds between retention passes.
+    #[arg(long, env = "LIVEMIX_RETENTION_INTERVAL_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub retention_interval_secs: u64,
+    /// Seconds between looks at the object deletion queue (a delete also wakes the worker at once).
+    #[arg(long, env = "LIVEMIX_DELETION_INTERVAL_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub deletion_interval_secs: u64,
+    /// Seconds between garbage-collection scans of the bucket for objects no segment refers to (0: never).
+    #[arg(long, env = "LIVEMIX_GC_INTERVAL_SECS", default_value_t = 6 * 3600)]
+    pub gc_interval_secs: u64,
+    /// Objects younger than this are never orphans: their index report may still be on its way (seconds).
+    #[arg(long, env = "LIVEMIX_GC_GRACE_SECS", default_value_t = 24 * 3600,
+          value_parser = clap::value_parser!(u64).range(60..))]
+    pub gc_grace_secs: u64,
+    /// Let the periodic scan delete the orphans it finds; without it the scan only reports (log, metrics) and
+    /// `POST /v1/storage/gc?dry_run=false` deletes.
+    #[arg(long, env = "LIVEMIX_GC_DELETE")]
+    pub gc_delete: bool,
+    /// The key prefix recorded segments are stored under (`--object-prefix`; [`crate::run`] sets it): garbage
+    /// collection looks under it only.
+    #[arg(skip = String::from("recordings"))]
+    pub object_prefix: String,
+}
+
+impl Default for LifecycleSettings {
+    /// The flags' defaults (and the environment's values), as the binary would start.
+    fn default() -> Self {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            lifecycle: LifecycleSettings,
+        }
+        <Only as clap::Parser>::parse_from(["livemix-control"]).lifecycle
+    }
+}
+
+impl LifecycleSettings {
+    /// The retention of sources that set no limit of their own.
+    pub fn default_retention(&self) -> livemix_common::model::Retention {
+        livemix_common::model::Retention { max_age_secs: self.retention_max_age, max_bytes: self.retention_max_bytes }
+    }
 }
 
 impl Settings {

@@ -10,10 +10,14 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use livemix_common::model::{Recording, Segment, SegmentInfo, Source};
+use livemix_common::{
+    management_api::NewSource,
+    model::{Recording, Retention, Segment, SegmentInfo, Source},
+};
 use sqlx::error::ErrorKind;
 use uuid::Uuid;
 
+pub mod lifecycle;
 pub mod postgres;
 pub mod sqlite;
 
@@ -227,8 +231,9 @@ impl Db {
 
     // ---- sources ----
 
-    pub async fn create_source(&self, name: &str, segment_length: i32, description: &str) -> DbResult<Source> {
-        on_db!(self, db => db.create_source(name, segment_length, description).await)
+    /// Registers a source; `segment_len`, name and description are validated by the caller.
+    pub async fn create_source(&self, new: &NewSource) -> DbResult<Source> {
+        on_db!(self, db => db.create_source(new).await)
     }
 
     pub async fn list_sources(&self, name: Option<&str>) -> DbResult<Vec<Source>> {
@@ -237,10 +242,6 @@ impl Db {
 
     pub async fn get_source(&self, id: Uuid) -> DbResult<Source> {
         on_db!(self, db => db.get_source(id).await)
-    }
-
-    pub async fn delete_source(&self, id: Uuid) -> DbResult<()> {
-        on_db!(self, db => db.delete_source(id).await)
     }
 
     pub async fn rename_source(&self, id: Uuid, new_name: &str) -> DbResult<Source> {
@@ -253,6 +254,11 @@ impl Db {
 
     pub async fn set_streaming(&self, id: Uuid, streaming: bool) -> DbResult<Source> {
         on_db!(self, db => db.set_streaming(id, streaming).await)
+    }
+
+    /// Sets the source's own retention (validated by the caller); `None` limits follow the default.
+    pub async fn set_retention(&self, id: Uuid, retention: Retention) -> DbResult<Source> {
+        on_db!(self, db => db.set_retention(id, retention).await)
     }
 
     /// Records an edge's status report: which edge serves the source and that it is alive now.
@@ -308,8 +314,9 @@ impl Db {
         on_db!(self, db => db.stop_recording(id).await)
     }
 
-    pub async fn delete_recording(&self, id: &str) -> DbResult<()> {
-        on_db!(self, db => db.delete_recording(id).await)
+    /// Puts a recording on hold (no automatic deletion, deletes refused) or lifts the hold.
+    pub async fn set_hold(&self, id: &str, hold: bool) -> DbResult<Recording> {
+        on_db!(self, db => db.set_hold(id, hold).await)
     }
 
     // ---- recorded segments ----

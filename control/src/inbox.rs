@@ -21,7 +21,10 @@ use prometheus_client::{
 };
 use tokio::sync::mpsc;
 
-use crate::db::{Db, DbError};
+use crate::{
+    db::{Db, DbError},
+    lifecycle::Lifecycle,
+};
 
 /// First wait after a transient failure; it doubles with each one in a row.
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(200);
@@ -46,15 +49,17 @@ enum Outcome {
 /// The consumer of the control topic's shared subscription.
 pub struct Inbox {
     db: Db,
+    lifecycle: Lifecycle,
     dropped: Family<DropLabels, Counter>,
     retries: Counter,
     delay: RetryDelay,
 }
 
 impl Inbox {
-    pub fn new(db: Db, metrics: &Metrics) -> Self {
+    pub fn new(db: Db, lifecycle: Lifecycle, metrics: &Metrics) -> Self {
         Self {
             db,
+            lifecycle,
             dropped: metrics.register(
                 "inbox_dropped",
                 "Messages on the control topic acknowledged without effect, by reason",
@@ -118,6 +123,10 @@ impl Inbox {
                     tracing::debug!(?recording_ids, ?linked, segment = %segment.name, "segment linked to fewer recordings than named (deleted, or of another source)");
                 }
                 tracing::debug!(segment = %segment.name, uri = %segment.uri, ?linked, "recorded segment stored");
+                // The segment is stored either way; a cap not enforced now is at the next segment or pass.
+                if let Err(err) = self.lifecycle.enforce_cap(segment.source).await {
+                    tracing::warn!(%err, source = %segment.source, "could not enforce the storage cap");
+                }
                 Outcome::Stored
             }
             Err(err) => classify(&err, segment),
@@ -251,7 +260,10 @@ mod tests {
             .connect_lazy("postgres://livemix@127.0.0.1:1/livemix")
             .unwrap();
         let metrics = Metrics::new("test");
-        let inbox = Inbox::new(Db::from_pool(pool, Duration::from_secs(30)), &metrics)
+        let db = Db::from_pool(pool, Duration::from_secs(30));
+        let store = Arc::new(livemix_common::store::local::LocalStore::new(std::env::temp_dir().join("livemix-none")));
+        let lifecycle = Lifecycle::new(db.clone(), store, crate::config::LifecycleSettings::default(), &metrics);
+        let inbox = Inbox::new(db, lifecycle, &metrics)
             .with_retry_delays(Duration::from_millis(100), Duration::from_millis(400));
         let (tx, rx) = mpsc::channel(8);
         let task = tokio::spawn(inbox.run(rx));

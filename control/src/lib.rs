@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod edge_link;
 pub mod inbox;
+pub mod lifecycle;
 pub mod live_playlists;
 pub mod playlist;
 pub mod segments;
@@ -49,7 +50,8 @@ pub struct Listeners {
 
 /// Starts the control node from its configuration and runs until SIGINT or SIGTERM.
 pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
-    let settings = args.settings.clone();
+    let mut settings = args.settings.clone();
+    settings.lifecycle.object_prefix.clone_from(&args.store.object_prefix);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting livemix-control");
     refuse_empty_secrets()?;
     let (management_addr, edge_addr) = (args.management_addr(), args.edge_api_addr());
@@ -150,7 +152,10 @@ pub async fn serve(
         .with_context(|| format!("subscribing to {}", settings.control_subscription))?;
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(state.edges.requester().clone().run_reply_loop(replies));
-    tasks.spawn(Inbox::new(state.db.clone(), &state.metrics).run(inbox));
+    tasks.spawn(Inbox::new(state.db.clone(), state.lifecycle.clone(), &state.metrics).run(inbox));
+    tasks.spawn(state.lifecycle.clone().run_deletions());
+    tasks.spawn(state.lifecycle.clone().run_retention());
+    tasks.spawn(state.lifecycle.clone().run_gc());
     tasks.spawn(prune_live_index(state.db.clone(), settings.clone()));
 
     check_auth(&settings, listeners.management.local_addr()?, listeners.edge.local_addr()?)?;

@@ -19,6 +19,7 @@ use crate::{
     config::Settings,
     db::Db,
     edge_link::EdgeLink,
+    lifecycle::Lifecycle,
     live_playlists::LivePlaylists,
     segments::{HotSegments, SegmentLoader},
 };
@@ -32,6 +33,8 @@ pub struct AppState {
     pub cache: SharedCache,
     pub bus: SharedBus,
     pub edges: EdgeLink,
+    /// Deletes, retention, the object deletion queue and storage accounting.
+    pub lifecycle: Lifecycle,
     pub loader: Arc<SegmentLoader>,
     /// The segments players fetch, in this process's memory.
     pub hot: HotSegments,
@@ -63,6 +66,7 @@ impl AppState {
             metrics.register("object_store_reads", "Recorded segments read from the object store", Counter::default());
         let requester = Requester::new(bus.clone(), settings.reply_topic.clone(), settings.command_timeout());
         let hot = HotSegments::new(settings.hot_segment_bytes);
+        let lifecycle = Lifecycle::new(db.clone(), store.clone(), settings.lifecycle.clone(), &metrics);
         let loader = SegmentLoader::new(
             hot.clone(),
             cache.clone(),
@@ -75,6 +79,7 @@ impl AppState {
             cache,
             bus,
             edges: EdgeLink::new(requester),
+            lifecycle,
             loader: Arc::new(loader),
             hot,
             playlists: LivePlaylists::new(MAX_LIVE_SOURCES),

@@ -541,6 +541,8 @@ mod tests {
                 start_ts,
                 end_ts: None,
                 active: true,
+                hold: false,
+                source_name: None,
                 created_at: start_ts,
                 updated_at: start_ts,
             };

@@ -247,6 +247,8 @@ mod tests {
             start_ts: start,
             end_ts: None,
             active: true,
+            hold: false,
+            source_name: None,
             created_at: start,
             updated_at: start,
         }
@@ -265,6 +267,8 @@ mod tests {
                 local_time: None,
                 last_seen: None,
                 reachable: true,
+                owner: None,
+                retention: Default::default(),
                 created_at: now,
                 updated_at: now,
             },

@@ -4,11 +4,14 @@
 use std::time::Duration;
 
 pub use livemix_common::control_client::ControlError;
-pub use livemix_common::management_api::{NewRecording, NewSource};
+pub use livemix_common::management_api::{Deletion, NewRecording, NewSource, RecordingsPolicy, Usage};
 use livemix_common::{
     control_client::{ClientOptions, ControlHttp, Empty},
-    management_api::{RecordingReply, RecordingsReply, SegmentsReply, SourceReply, SourcesReply},
-    model::{Recording, Segment, Source},
+    management_api::{
+        DeletionReply, HoldUpdate, RecordingReply, RecordingsReply, SegmentsReply, SourceReply, SourcesReply,
+        UsageReply,
+    },
+    model::{Recording, Retention, Segment, Source},
 };
 use reqwest::{Method, RequestBuilder};
 use serde::de::DeserializeOwned;
@@ -75,10 +78,29 @@ impl ControlClient {
         Ok(reply.source)
     }
 
-    /// Deletes a source; the control node stops its active recordings first.
-    pub async fn delete_source(&self, id: Uuid) -> Result<(), ControlError> {
-        let request = self.request(Method::DELETE, &["v1", "source", &id.to_string()]);
-        self.send::<Empty>(format!("deleting source {id}"), request).await.map(|_| ())
+    /// Deletes a source, keeping or deleting its recordings as `recordings` says; the control node stops its
+    /// active recordings first. Always explicit: without the parameter a source with recordings is refused.
+    pub async fn delete_source(&self, id: Uuid, recordings: RecordingsPolicy) -> Result<Deletion, ControlError> {
+        let request = self
+            .request(Method::DELETE, &["v1", "source", &id.to_string()])
+            .query(&[("recordings", recordings.as_str())]);
+        let what = format!("deleting source {id} (recordings={})", recordings.as_str());
+        let reply: DeletionReply = self.send(what, request).await?;
+        Ok(reply.deleted)
+    }
+
+    /// Sets the source's own retention; a `None` limit follows the control node's default.
+    pub async fn set_retention(&self, id: Uuid, retention: &Retention) -> Result<Source, ControlError> {
+        let request = self.request(Method::PUT, &["v1", "source", &id.to_string(), "retention"]).json(retention);
+        let reply: SourceReply = self.send(format!("setting the retention of source {id}"), request).await?;
+        Ok(reply.source)
+    }
+
+    /// What the source's recordings keep in the object store.
+    pub async fn source_storage(&self, id: Uuid) -> Result<Usage, ControlError> {
+        let request = self.request(Method::GET, &["v1", "source", &id.to_string(), "storage"]);
+        let reply: UsageReply = self.send(format!("reading the storage of source {id}"), request).await?;
+        Ok(reply.storage)
     }
 
     pub async fn rename_source(&self, id: Uuid, new_name: &str) -> Result<Source, ControlError> {
@@ -140,9 +162,26 @@ impl ControlClient {
         Ok(reply.recording)
     }
 
-    pub async fn delete_recording(&self, id: &str) -> Result<(), ControlError> {
+    /// Deletes a recording (refused with 409 while it is on hold); objects no other recording shares are queued
+    /// for deletion from the object store.
+    pub async fn delete_recording(&self, id: &str) -> Result<Deletion, ControlError> {
         let request = self.request(Method::DELETE, &["v1", "recording", id]);
-        self.send::<Empty>(format!("deleting recording {id}"), request).await.map(|_| ())
+        let reply: DeletionReply = self.send(format!("deleting recording {id}"), request).await?;
+        Ok(reply.deleted)
+    }
+
+    /// Puts the recording on legal hold, or lifts the hold.
+    pub async fn set_hold(&self, id: &str, hold: bool) -> Result<Recording, ControlError> {
+        let request = self.request(Method::PUT, &["v1", "recording", id, "hold"]).json(&HoldUpdate { hold });
+        let reply: RecordingReply = self.send(format!("setting the hold of recording {id} to {hold}"), request).await?;
+        Ok(reply.recording)
+    }
+
+    /// What the recording keeps in the object store, and when retention deletes it.
+    pub async fn recording_storage(&self, id: &str) -> Result<Usage, ControlError> {
+        let request = self.request(Method::GET, &["v1", "recording", id, "storage"]);
+        let reply: UsageReply = self.send(format!("reading the storage of recording {id}"), request).await?;
+        Ok(reply.storage)
     }
 
     pub async fn recording_segments(&self, id: &str) -> Result<Vec<Segment>, ControlError> {

@@ -20,7 +20,7 @@ use livemix_common::{
     },
     cache::{SharedCache, memcached::MemcachedCache},
     store::{
-        ObjectStore, SharedStore, StoreError,
+        ObjectInfo, ObjectStore, SharedStore, StoreError,
         s3::{S3Config, S3Store},
     },
 };
@@ -52,6 +52,7 @@ pub struct CountingStore {
     inner: SharedStore,
     reads: Mutex<HashMap<String, usize>>,
     total: AtomicUsize,
+    deletes: Mutex<HashMap<String, usize>>,
 }
 
 impl CountingStore {
@@ -61,6 +62,11 @@ impl CountingStore {
 
     pub fn total_reads(&self) -> usize {
         self.total.load(Ordering::SeqCst)
+    }
+
+    /// How many times each key was deleted.
+    pub fn deletes(&self) -> HashMap<String, usize> {
+        self.deletes.lock().clone()
     }
 }
 
@@ -77,7 +83,20 @@ impl ObjectStore for CountingStore {
         self.inner.get(key).await
     }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        *self.deletes.lock().entry(key.to_owned()).or_default() += 1;
         self.inner.delete(key).await
+    }
+    async fn delete_many(&self, keys: &[String]) -> Vec<Result<(), StoreError>> {
+        {
+            let mut deletes = self.deletes.lock();
+            for key in keys {
+                *deletes.entry(key.clone()).or_default() += 1;
+            }
+        }
+        self.inner.delete_many(keys).await
+    }
+    async fn list(&self, prefix: &str, after: Option<&str>, max: usize) -> Result<Vec<ObjectInfo>, StoreError> {
+        self.inner.list(prefix, after, max).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
@@ -139,13 +158,19 @@ impl ControlNode {
 
     /// Starts a control node with exactly these settings (e.g. those of a node that was stopped).
     pub async fn start_with(settings: Settings) -> Self {
-        let db = Db::connect(&env("DATABASE_URL"), 5, settings.reachable_within()).await.expect("PostgreSQL");
-        let cache: SharedCache = Arc::new(MemcachedCache::connect(&env("MEMCACHED_URL")).expect("memcached"));
         let store = Arc::new(CountingStore {
             inner: Arc::new(s3().await),
             reads: Mutex::default(),
             total: AtomicUsize::new(0),
+            deletes: Mutex::default(),
         });
+        Self::start_sharing(settings, store).await
+    }
+
+    /// Starts a control node on `store`, e.g. another replica's, to count what both do to it.
+    pub async fn start_sharing(settings: Settings, store: Arc<CountingStore>) -> Self {
+        let db = Db::connect(&env("DATABASE_URL"), 5, settings.reachable_within()).await.expect("PostgreSQL");
+        let cache: SharedCache = Arc::new(MemcachedCache::connect(&env("MEMCACHED_URL")).expect("memcached"));
         let bus = pubsub().await;
         let bus_args = BusArgs {
             pubsub_project: env("PUBSUB_PROJECT_ID"),

@@ -5,7 +5,7 @@ use std::path::{Component, Path, PathBuf};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{ObjectStore, StoreError};
+use super::{ObjectInfo, ObjectStore, StoreError};
 
 pub struct LocalStore {
     root: PathBuf,
@@ -58,6 +58,47 @@ impl ObjectStore for LocalStore {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(op_error("delete", key, e)),
             _ => Ok(()),
         }
+    }
+
+    /// Walks the directory: fine for the standalone binary's store, whose size a disk bounds.
+    async fn list(&self, prefix: &str, after: Option<&str>, max: usize) -> Result<Vec<ObjectInfo>, StoreError> {
+        let root = self.root.clone();
+        let (prefix, after) = (prefix.to_owned(), after.unwrap_or("").to_owned());
+        let listed = tokio::task::spawn_blocking(move || {
+            let mut found = Vec::new();
+            let mut dirs = vec![root.clone()];
+            while let Some(dir) = dirs.pop() {
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(op_error("list", &prefix, e)),
+                };
+                for entry in entries {
+                    let entry = entry.map_err(|e| op_error("list", &prefix, e))?;
+                    let meta = entry.metadata().map_err(|e| op_error("list", &prefix, e))?;
+                    let path = entry.path();
+                    if meta.is_dir() {
+                        dirs.push(path);
+                        continue;
+                    }
+                    let Some(key) = path.strip_prefix(&root).ok().and_then(|p| p.to_str()).map(str::to_owned) else {
+                        continue;
+                    };
+                    // Half-written objects (`put` renames them into place) are not objects yet.
+                    if key.contains(".tmp-") || !key.starts_with(&prefix) || key.as_str() <= after.as_str() {
+                        continue;
+                    }
+                    let last_modified = meta.modified().ok().map(chrono::DateTime::<chrono::Utc>::from);
+                    found.push(ObjectInfo { key, size: meta.len(), last_modified });
+                }
+            }
+            found.sort_by(|a, b| a.key.cmp(&b.key));
+            found.truncate(max);
+            Ok(found)
+        })
+        .await
+        .map_err(|e| StoreError::Op { op: "list", key: String::new(), source: e.into() })??;
+        Ok(listed)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -33,11 +33,34 @@ impl StoreError {
     }
 }
 
+/// One object as a listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    pub last_modified: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Most keys one [`ObjectStore::delete_many`] call takes (S3's `DeleteObjects` limit).
+pub const MAX_DELETE_BATCH: usize = 1000;
+
 #[async_trait]
 pub trait ObjectStore: Send + Sync + 'static {
     async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError>;
     async fn get(&self, key: &str) -> Result<Bytes, StoreError>;
+    /// Deletes an object; deleting a missing one succeeds (the store's state is what was asked for).
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Deletes up to [`MAX_DELETE_BATCH`] objects in as few requests as the store allows; one result per key,
+    /// in order (a failure of the whole request fails every key).
+    async fn delete_many(&self, keys: &[String]) -> Vec<Result<(), StoreError>> {
+        let mut results = Vec::with_capacity(keys.len());
+        for key in keys {
+            results.push(self.delete(key).await);
+        }
+        results
+    }
+    /// Up to `max` objects whose keys start with `prefix` and sort after `after` (byte order, as S3 lists).
+    async fn list(&self, prefix: &str, after: Option<&str>, max: usize) -> Result<Vec<ObjectInfo>, StoreError>;
     /// Whether the store (and its bucket) answers, for readiness probes.
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -8,12 +8,12 @@ use aws_sdk_s3::{
     Client,
     error::{DisplayErrorContext, ProvideErrorMetadata, SdkError},
     primitives::ByteStream,
-    types::{BucketLocationConstraint, CreateBucketConfiguration},
+    types::{BucketLocationConstraint, CreateBucketConfiguration, Delete, ObjectIdentifier},
 };
 use bytes::Bytes;
 use tracing::{debug, info};
 
-use super::{ObjectStore, StoreError};
+use super::{MAX_DELETE_BATCH, ObjectInfo, ObjectStore, StoreError};
 use crate::bus::BoxError;
 
 /// Fail fast when the endpoint does not answer at all.
@@ -182,6 +182,94 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| op_error("delete", key, e))?;
         Ok(())
+    }
+
+    /// One `DeleteObjects` request for the whole batch (S3 takes up to 1,000 keys); per-key errors come back in
+    /// its answer.
+    async fn delete_many(&self, keys: &[String]) -> Vec<Result<(), StoreError>> {
+        if keys.is_empty() {
+            return Vec::new();
+        }
+        if keys.len() > MAX_DELETE_BATCH {
+            let error = || StoreError::Rejected {
+                op: "delete",
+                key: format!("{} keys", keys.len()),
+                source: format!("at most {MAX_DELETE_BATCH} keys per batch").into(),
+            };
+            return keys.iter().map(|_| Err(error())).collect();
+        }
+        let objects: Result<Vec<_>, _> =
+            keys.iter().map(|key| ObjectIdentifier::builder().key(key).build()).collect();
+        let delete = objects.and_then(|objects| Delete::builder().set_objects(Some(objects)).quiet(true).build());
+        let sent = match delete {
+            Ok(delete) => self.client.delete_objects().bucket(&self.bucket).delete(delete).send().await,
+            Err(e) => {
+                let source = describe(&e);
+                return keys
+                    .iter()
+                    .map(|key| Err(StoreError::Rejected { op: "delete", key: key.clone(), source: source.to_string().into() }))
+                    .collect();
+            }
+        };
+        match sent {
+            Ok(answer) => {
+                let failed: std::collections::HashMap<&str, String> = answer
+                    .errors()
+                    .iter()
+                    .filter_map(|e| {
+                        let why = format!("{}: {}", e.code().unwrap_or("error"), e.message().unwrap_or(""));
+                        e.key().map(|key| (key, why))
+                    })
+                    .collect();
+                keys.iter()
+                    .map(|key| match failed.get(key.as_str()) {
+                        Some(why) => Err(StoreError::Op { op: "delete", key: key.clone(), source: why.clone().into() }),
+                        None => Ok(()),
+                    })
+                    .collect()
+            }
+            Err(e) => {
+                let permanent = is_permanent(&e);
+                let source = describe(&e).to_string();
+                keys.iter()
+                    .map(|key| {
+                        let (key, source) = (key.clone(), source.clone().into());
+                        Err(if permanent {
+                            StoreError::Rejected { op: "delete", key, source }
+                        } else {
+                            StoreError::Op { op: "delete", key, source }
+                        })
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    async fn list(&self, prefix: &str, after: Option<&str>, max: usize) -> Result<Vec<ObjectInfo>, StoreError> {
+        let max = i32::try_from(max.clamp(1, 1000)).unwrap_or(1000);
+        let listed = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_start_after(after.map(str::to_owned))
+            .max_keys(max)
+            .send()
+            .await
+            .map_err(|e| op_error("list", prefix, e))?;
+        Ok(listed
+            .contents()
+            .iter()
+            .filter_map(|object| {
+                Some(ObjectInfo {
+                    key: object.key()?.to_owned(),
+                    size: object.size().and_then(|size| u64::try_from(size).ok()).unwrap_or(0),
+                    last_modified: object
+                        .last_modified()
+                        .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+                })
+            })
+            .collect())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

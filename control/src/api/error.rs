@@ -7,7 +7,7 @@
 use axum::http::StatusCode;
 use livemix_common::{ApiError, api::request_id};
 
-use crate::{db::DbError, segments::LoadError};
+use crate::{db::DbError, lifecycle::LifecycleError, segments::LoadError};
 
 /// A fault of ours as a reply: `status` with a generic message naming the request id; `detail` is logged.
 pub fn server_fault(status: StatusCode, what: &str, detail: &dyn std::error::Error) -> ApiError {
@@ -46,6 +46,15 @@ impl From<LoadError> for ApiError {
         match err {
             LoadError::Missing(_) => ApiError::not_found(err.to_string()),
             LoadError::Store(_) => server_fault(StatusCode::SERVICE_UNAVAILABLE, "the object store", &err),
+        }
+    }
+}
+
+impl From<LifecycleError> for ApiError {
+    fn from(err: LifecycleError) -> Self {
+        match err {
+            LifecycleError::Db(err) => err.into(),
+            LifecycleError::Store(_) => server_fault(StatusCode::SERVICE_UNAVAILABLE, "the object store", &err),
         }
     }
 }

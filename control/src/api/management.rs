@@ -8,15 +8,16 @@ use axum::{
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use livemix_common::{
     ApiError, ApiResult,
-    api::{Body, Json, Path, Query, Reply, ok},
+    api::{Body, Json, Path, Query, Reply},
     management_api::{
-        NewRecording, NewSource, RecordingReply, RecordingsReply, SegmentsReply, SourceReply, SourcesReply,
+        DeletionReply, GcReply, HoldUpdate, NewRecording, NewSource, RecordingReply, RecordingsPolicy,
+        RecordingsReply, RetentionReply, SegmentsReply, SourceReply, SourcesReply, StorageReply, StorageSummary,
+        UsageReply,
     },
     messages::Message,
-    model::{self, Recording},
+    model::{self, Recording, Retention},
 };
 use serde::Deserialize;
-use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::{db::LiveSummary, edge_link::command_error, state::AppState};
@@ -36,9 +37,17 @@ fn routes() -> Router<AppState> {
         .route("/v1/source/{id}/edge", get(source_edge).delete(release_source_edge))
         .route("/v1/source/{id}/live", get(live_summary))
         .route("/v1/source/{id}/recording", post(start_recording).get(list_source_recordings))
+        .route("/v1/source/{id}/retention", put(set_retention))
+        .route("/v1/source/{id}/storage", get(source_storage))
         .route("/v1/recording", get(list_recordings))
         .route("/v1/recording/{id}", get(get_recording).delete(delete_recording))
         .route("/v1/recording/{id}/stop", post(stop_recording))
+        .route("/v1/recording/{id}/hold", put(set_hold))
+        .route("/v1/recording/{id}/storage", get(recording_storage))
+        .route("/v1/storage", get(storage_summary))
+        .route("/v1/storage/gc", post(collect_garbage))
+        .route("/v1/storage/retention", post(run_retention))
+        .route("/v1/storage/deletions", post(run_deletions))
         .route("/v1/recording/{id}/segment", get(recording_segments))
         .route("/v1/playback-url", get(playback_url))
 }
@@ -71,9 +80,14 @@ async fn create_source(State(state): State<AppState>, Json(body): Json<NewSource
     if !(1..=3600).contains(&body.segment_len) {
         return Err(ApiError::bad_request("segment_len must be between 1 and 3600 seconds"));
     }
-    let description = body.description.unwrap_or_default();
-    validate_text("description", &description)?;
-    let source = state.db.create_source(&body.name, body.segment_len, &description).await?;
+    validate_text("description", body.description.as_deref().unwrap_or_default())?;
+    if let Some(owner) = &body.owner {
+        validate_text("owner", owner)?;
+    }
+    if let Some(retention) = &body.retention {
+        retention.validate().map_err(ApiError::bad_request)?;
+    }
+    let source = state.db.create_source(&body).await?;
     tracing::info!(id = %source.id, "source created");
     Ok(Reply(SourceReply { source }))
 }
@@ -93,20 +107,73 @@ async fn get_source(State(state): State<AppState>, Path(id): Path<String>) -> Ap
     Ok(Reply(SourceReply { source }))
 }
 
+#[derive(Debug, Deserialize)]
+struct DeleteSourceQuery {
+    recordings: Option<String>,
+}
+
+/// Deletes a source. A source with recordings needs `?recordings=retain` (they stay listable and playable) or
+/// `?recordings=delete` (they go, objects included); without it the delete is refused, so no routine delete
+/// destroys evidence. Active recordings are stopped first, and the edge told.
 #[tracing::instrument(skip(state))]
-async fn delete_source(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<Map<String, Value>>> {
+async fn delete_source(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<DeleteSourceQuery>,
+) -> ApiResult<Reply<DeletionReply>> {
     let id = parse_id(&id)?;
+    let policy = match q.recordings.as_deref() {
+        None => None,
+        Some("retain") => Some(RecordingsPolicy::Retain),
+        Some("delete") => Some(RecordingsPolicy::Delete),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!("recordings must be retain or delete, not {other:?}")));
+        }
+    };
     let source = state.db.get_source(id).await?;
-    // Tell the edge to stop uploading for the source's recordings before they vanish.
-    for recording in state.db.list_recordings(Some(id), true).await? {
+    let recordings = state.db.list_recordings(Some(id), false).await?;
+    let held = recordings.iter().filter(|r| r.hold).count();
+    // Refused before anything changes (the database checks again, atomically).
+    if let Some(refusal) = crate::db::lifecycle::source_delete_refusal(&source.name, recordings.len(), held, policy) {
+        return Err(ApiError::conflict(refusal));
+    }
+    // Tell the edge to stop uploading for the source's recordings before the source goes.
+    for recording in recordings.iter().filter(|r| r.active) {
         let recording = state.db.stop_recording(&recording.id).await?;
         if let Err(err) = state.edges.stop_recording(&source, &recording).await {
             tracing::warn!(%err, recording = %recording.id, "edge did not confirm stopping a recording of a deleted source");
         }
     }
-    state.db.delete_source(id).await?;
+    let deleted = state.lifecycle.delete_source(id, policy).await?;
     tracing::info!(%id, name = %source.name, "source deleted");
-    Ok(ok())
+    Ok(Reply(DeletionReply { deleted }))
+}
+
+/// Sets the source's own retention; a limit left out (or `null`) follows the control node's default.
+#[tracing::instrument(skip(state))]
+async fn set_retention(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Json(retention): Json<Retention>,
+) -> ApiResult<Reply<SourceReply>> {
+    let id = parse_id(&id)?;
+    retention.validate().map_err(ApiError::bad_request)?;
+    let source = state.db.set_retention(id, retention).await?;
+    tracing::info!(source = %id, ?retention, "retention set");
+    // A lower cap applies now, not at the next pass.
+    state.lifecycle.enforce_cap(id).await?;
+    Ok(Reply(SourceReply { source }))
+}
+
+/// What the source stores (also after it was deleted with its recordings retained: the id still answers here).
+async fn source_storage(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<UsageReply>> {
+    let id = parse_id(&id)?;
+    let storage = state.lifecycle.source_usage(id).await?;
+    if storage.segments == 0 {
+        // Unknown ids are a 404, not an empty source.
+        state.db.get_source(id).await?;
+    }
+    Ok(Reply(UsageReply { storage }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -221,7 +288,7 @@ async fn start_recording(
             Ok(Reply(RecordingReply { recording }))
         }
         Err(err) => {
-            if let Err(cleanup) = state.db.delete_recording(&recording.id).await {
+            if let Err(cleanup) = state.db.delete_recording(&recording.id, crate::db::lifecycle::DeletionReason::User).await {
                 tracing::error!(%cleanup, recording = %recording.id, "could not remove an unconfirmed recording");
             }
             Err(command_error(err, "the recording was not started; try again"))
@@ -307,21 +374,110 @@ async fn notify_stopped(state: &AppState, recording: &Recording) {
     state.broadcast(Message::RecordingStopped { recording: recording.clone() });
 }
 
-/// Deletes a recording (stopping it first if active). Its objects stay in the object store.
+/// Deletes a recording (stopping it first if active) and, once no other recording needs them, its objects. A
+/// recording on hold is refused.
 #[tracing::instrument(skip(state))]
 async fn delete_recording(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<Reply<Map<String, Value>>> {
+) -> ApiResult<Reply<DeletionReply>> {
     let id = validate_recording_id(&id)?;
     let recording = state.db.get_recording(id).await?;
+    if recording.hold {
+        return Err(ApiError::conflict(format!(
+            "recording {id} is on hold; lift the hold (PUT /v1/recording/{id}/hold) before deleting it"
+        )));
+    }
     if recording.active {
         let stopped = state.db.stop_recording(id).await?;
         notify_stopped(&state, &stopped).await;
     }
-    state.db.delete_recording(id).await?;
-    tracing::info!(recording = %id, "recording deleted");
-    Ok(ok())
+    let deleted = state.lifecycle.delete_recording(id).await?;
+    Ok(Reply(DeletionReply { deleted }))
+}
+
+/// Puts a recording on hold (legal hold: no automatic deletion, deletes refused) or lifts the hold.
+#[tracing::instrument(skip(state))]
+async fn set_hold(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Json(body): Json<HoldUpdate>,
+) -> ApiResult<Reply<RecordingReply>> {
+    let recording = state.db.set_hold(validate_recording_id(&id)?, body.hold).await?;
+    tracing::info!(recording = %recording.id, hold = body.hold, "hold set");
+    Ok(Reply(RecordingReply { recording }))
+}
+
+/// What the recording stores and when retention deletes it.
+async fn recording_storage(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<UsageReply>> {
+    let recording = state.db.get_recording(validate_recording_id(&id)?).await?;
+    let storage = state.lifecycle.recording_usage(&recording).await?;
+    Ok(Reply(UsageReply { storage }))
+}
+
+/// The whole store as the control node accounts for it.
+async fn storage_summary(State(state): State<AppState>) -> ApiResult<Reply<StorageReply>> {
+    let (bytes, segments, pending_deletions) = state.db.storage_totals().await?;
+    let storage =
+        StorageSummary { bytes, segments, pending_deletions, default_retention: state.lifecycle.default_retention() };
+    Ok(Reply(StorageReply { storage }))
+}
+
+#[derive(Debug, Deserialize)]
+struct GcQuery {
+    dry_run: Option<String>,
+    grace_secs: Option<String>,
+    prefix: Option<String>,
+}
+
+/// Garbage collection now: `dry_run` (default `true`) only lists; `grace_secs` (default the configured grace)
+/// spares younger objects; `prefix` narrows the scan to part of the recordings prefix (e.g. one source's).
+#[tracing::instrument(skip(state))]
+async fn collect_garbage(State(state): State<AppState>, Query(q): Query<GcQuery>) -> ApiResult<Reply<GcReply>> {
+    let dry_run = match q.dry_run.as_deref() {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(other) => return Err(ApiError::bad_request(format!("dry_run must be true or false, not {other:?}"))),
+    };
+    let grace = match q.grace_secs.as_deref() {
+        None => state.lifecycle.settings().gc_grace_secs,
+        Some(text) => text.parse::<u64>().ok().filter(|secs| *secs <= 100 * 366 * 86_400).ok_or_else(|| {
+            ApiError::bad_request(format!("grace_secs must be a whole number of seconds (0 to 100 years), not {text:?}"))
+        })?,
+    };
+    let root = state.lifecycle.gc_prefix();
+    let prefix = q.prefix.unwrap_or_else(|| root.clone());
+    if !prefix.starts_with(&root) || prefix.split('/').any(|part| part == "..") || prefix.len() > 1024 {
+        return Err(ApiError::bad_request(format!("prefix must lie under the recordings prefix {root:?}")));
+    }
+    let gc = state.lifecycle.collect_garbage(&prefix, std::time::Duration::from_secs(grace), dry_run).await?;
+    Ok(Reply(GcReply { gc }))
+}
+
+/// A retention pass now (the timer runs one every `--retention-interval-secs`); empty when another replica is
+/// running one.
+async fn run_retention(State(state): State<AppState>) -> ApiResult<Reply<RetentionReply>> {
+    let retention = state.lifecycle.retention_pass().await?;
+    Ok(Reply(RetentionReply { retention }))
+}
+
+#[derive(Debug, serde::Serialize)]
+struct DeletionsRun {
+    /// Objects tried in this turn (0 also when another replica holds the worker's lock).
+    tried: usize,
+    pending: i64,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct DeletionsReply {
+    deletions: DeletionsRun,
+}
+
+/// Carries out due object deletions now instead of at the worker's next look.
+async fn run_deletions(State(state): State<AppState>) -> ApiResult<Reply<DeletionsReply>> {
+    let tried = state.lifecycle.delete_due().await?;
+    let (_, _, pending) = state.db.storage_totals().await?;
+    Ok(Reply(DeletionsReply { deletions: DeletionsRun { tried, pending } }))
 }
 
 async fn recording_segments(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<SegmentsReply>> {

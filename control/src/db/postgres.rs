@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use livemix_common::model::{Recording, Segment, SegmentInfo, Source};
+use livemix_common::{
+    management_api::NewSource,
+    model::{Recording, Retention, Segment, SegmentInfo, Source},
+};
 // Dynamic SQL here only ever interpolates this module's column-list constants, never input.
 use sqlx::{AssertSqlSafe, PgPool, postgres::PgPoolOptions};
 use uuid::Uuid;
@@ -18,9 +21,11 @@ use super::{
 /// The columns of a source plus its reachability, judged by the database clock; `$1` is the staleness delay in
 /// seconds.
 const SOURCE_COLUMNS: &str = "id, name, segment_length, description, streaming, rr_target, local_time, \
-    last_seen, COALESCE(last_seen > now() - make_interval(secs => $1), false) AS reachable, created_at, updated_at";
+    last_seen, COALESCE(last_seen > now() - make_interval(secs => $1), false) AS reachable, owner, \
+    retention_max_age_secs, retention_max_bytes, created_at, updated_at";
 
-const RECORDING_COLUMNS: &str = "id, alias, description, source, start_ts, end_ts, active, created_at, updated_at";
+const RECORDING_COLUMNS: &str =
+    "id, alias, description, source, start_ts, end_ts, active, hold, source_name, created_at, updated_at";
 
 const SEGMENT_COLUMNS: &str =
     "s.id, s.name, s.source, s.run, s.seq, s.discontinuity, s.start_ts, s.end_ts, s.length_ms, s.size, s.uri";
@@ -99,20 +104,25 @@ impl PgDb {
 
     // ---- sources ----
 
-    pub async fn create_source(&self, name: &str, segment_length: i32, description: &str) -> DbResult<Source> {
+    pub async fn create_source(&self, new: &NewSource) -> DbResult<Source> {
         let sql = format!(
-            "INSERT INTO sources (id, name, segment_length, description) VALUES ($2, $3, $4, $5) \
+            "INSERT INTO sources (id, name, segment_length, description, owner, retention_max_age_secs, \
+                 retention_max_bytes) VALUES ($2, $3, $4, $5, $6, $7, $8) \
              RETURNING {SOURCE_COLUMNS}"
         );
+        let retention = new.retention.unwrap_or_default();
         sqlx::query_as::<_, Source>(AssertSqlSafe(sql))
             .bind(self.reachable_secs)
             .bind(Uuid::new_v4())
-            .bind(name)
-            .bind(segment_length)
-            .bind(description)
+            .bind(&new.name)
+            .bind(new.segment_len)
+            .bind(new.description.as_deref().unwrap_or_default())
+            .bind(new.owner.as_deref())
+            .bind(retention.max_age_secs)
+            .bind(retention.max_bytes)
             .fetch_one(&self.pool)
             .await
-            .map_err(|err| name_conflict(err, name))
+            .map_err(|err| name_conflict(err, &new.name))
     }
 
     pub async fn list_sources(&self, name: Option<&str>) -> DbResult<Vec<Source>> {
@@ -132,14 +142,6 @@ impl PgDb {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| not_found("source", id))
-    }
-
-    pub async fn delete_source(&self, id: Uuid) -> DbResult<()> {
-        let done = sqlx::query("DELETE FROM sources WHERE id = $1").bind(id).execute(&self.pool).await?;
-        if done.rows_affected() == 0 {
-            return Err(not_found("source", id));
-        }
-        Ok(())
     }
 
     /// Sets one column; `column` is always a literal of this module, never input.
@@ -173,6 +175,21 @@ impl PgDb {
         self.update_source(id, "streaming", streaming).await
     }
 
+    pub async fn set_retention(&self, id: Uuid, retention: Retention) -> DbResult<Source> {
+        let sql = format!(
+            "UPDATE sources SET retention_max_age_secs = $3, retention_max_bytes = $4, updated_at = now() \
+             WHERE id = $2 RETURNING {SOURCE_COLUMNS}"
+        );
+        sqlx::query_as::<_, Source>(AssertSqlSafe(sql))
+            .bind(self.reachable_secs)
+            .bind(id)
+            .bind(retention.max_age_secs)
+            .bind(retention.max_bytes)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| not_found("source", id))
+    }
+
     /// Records an edge's status report: which edge serves the source and that it is alive now.
     pub async fn record_status(
         &self,
@@ -204,7 +221,8 @@ impl PgDb {
         start_ts: DateTime<Utc>,
     ) -> DbResult<Recording> {
         let sql = format!(
-            "INSERT INTO recordings (id, alias, description, source, start_ts) VALUES ($1, $2, $3, $4, $5) \
+            "INSERT INTO recordings (id, alias, description, source, start_ts, source_name) \
+             SELECT $1, $2, $3, $4, $5, name FROM sources WHERE id = $4 \
              RETURNING {RECORDING_COLUMNS}"
         );
         sqlx::query_as::<_, Recording>(AssertSqlSafe(sql))
@@ -213,7 +231,7 @@ impl PgDb {
             .bind(description)
             .bind(source)
             .bind(start_ts)
-            .fetch_one(&self.pool)
+            .fetch_optional(&self.pool)
             .await
             .map_err(|err| {
                 if is_unique_violation(&err) {
@@ -221,7 +239,21 @@ impl PgDb {
                 } else {
                     err.into()
                 }
-            })
+            })?
+            .ok_or_else(|| not_found("source", source))
+    }
+
+    /// Puts a recording on hold, or lifts the hold.
+    pub async fn set_hold(&self, id: &str, hold: bool) -> DbResult<Recording> {
+        let sql = format!(
+            "UPDATE recordings SET hold = $2, updated_at = now() WHERE id = $1 RETURNING {RECORDING_COLUMNS}"
+        );
+        sqlx::query_as::<_, Recording>(AssertSqlSafe(sql))
+            .bind(id)
+            .bind(hold)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| not_found("recording", id))
     }
 
     pub async fn list_recordings(&self, source: Option<Uuid>, only_active: bool) -> DbResult<Vec<Recording>> {
@@ -256,14 +288,6 @@ impl PgDb {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| not_found("recording", id))
-    }
-
-    pub async fn delete_recording(&self, id: &str) -> DbResult<()> {
-        let done = sqlx::query("DELETE FROM recordings WHERE id = $1").bind(id).execute(&self.pool).await?;
-        if done.rows_affected() == 0 {
-            return Err(not_found("recording", id));
-        }
-        Ok(())
     }
 
     // ---- recorded segments ----
@@ -310,6 +334,9 @@ impl PgDb {
             // Dropping the transaction rolls the segment row back.
             return Err(not_found("recording", recording_ids.join(",")));
         }
+        // A report delivered again after the object's last recording was deleted brings the segment back to a
+        // recording that still wants it: its deletion, if not yet carried out, must not happen.
+        sqlx::query("DELETE FROM object_deletions WHERE key = $1").bind(&info.uri).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(recordings)
     }

@@ -11,7 +11,10 @@
 use std::{str::FromStr, time::Duration};
 
 use chrono::{DateTime, Utc};
-use livemix_common::model::{Recording, Segment, SegmentInfo, Source};
+use livemix_common::{
+    management_api::NewSource,
+    model::{Recording, Retention, Segment, SegmentInfo, Source},
+};
 use sqlx::{
     AssertSqlSafe, SqlitePool,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
@@ -29,9 +32,10 @@ const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now')";
 /// The columns of a source plus its reachability; `$1` is the staleness delay in seconds.
 const SOURCE_COLUMNS: &str = "id, name, segment_length, description, streaming, rr_target, local_time, \
     last_seen, COALESCE(unixepoch(last_seen, 'subsec') > unixepoch('now', 'subsec') - $1, FALSE) AS reachable, \
-    created_at, updated_at";
+    owner, retention_max_age_secs, retention_max_bytes, created_at, updated_at";
 
-const RECORDING_COLUMNS: &str = "id, alias, description, source, start_ts, end_ts, active, created_at, updated_at";
+const RECORDING_COLUMNS: &str =
+    "id, alias, description, source, start_ts, end_ts, active, hold, source_name, created_at, updated_at";
 
 const SEGMENT_COLUMNS: &str =
     "s.id, s.name, s.source, s.run, s.seq, s.discontinuity, s.start_ts, s.end_ts, s.length_ms, s.size, s.uri";
@@ -50,6 +54,8 @@ fn playback_order(t: &str) -> String {
 pub struct SqliteDb {
     pool: SqlitePool,
     reachable_secs: f64,
+    /// One process owns the file: the locks of [`super::lifecycle::Work`] are this process's.
+    locks: std::sync::Arc<[std::sync::Arc<tokio::sync::Mutex<()>>; 2]>,
 }
 
 impl SqliteDb {
@@ -79,7 +85,7 @@ impl SqliteDb {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations-sqlite").run(&pool).await?;
-        Ok(Self { pool, reachable_secs: reachable_within.as_secs_f64() })
+        Ok(Self { pool, reachable_secs: reachable_within.as_secs_f64(), locks: Default::default() })
     }
 
     /// The pool, for tests that read the catalog.
@@ -87,8 +93,13 @@ impl SqliteDb {
         &self.pool
     }
 
+    /// This process's lock of one kind of lifecycle work.
+    pub(super) fn local_lock(&self, work: super::lifecycle::Work) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        self.locks[work as usize].clone()
+    }
+
     /// A write transaction that holds SQLite's write lock from its first statement.
-    async fn write(&self) -> DbResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+    pub(super) async fn write(&self) -> DbResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
@@ -112,20 +123,25 @@ impl SqliteDb {
 
     // ---- sources ----
 
-    pub async fn create_source(&self, name: &str, segment_length: i32, description: &str) -> DbResult<Source> {
+    pub async fn create_source(&self, new: &NewSource) -> DbResult<Source> {
         let sql = format!(
-            "INSERT INTO sources (id, name, segment_length, description) VALUES ($2, $3, $4, $5) \
+            "INSERT INTO sources (id, name, segment_length, description, owner, retention_max_age_secs, \
+                 retention_max_bytes) VALUES ($2, $3, $4, $5, $6, $7, $8) \
              RETURNING {SOURCE_COLUMNS}"
         );
+        let retention = new.retention.unwrap_or_default();
         sqlx::query_as::<_, Source>(AssertSqlSafe(sql))
             .bind(self.reachable_secs)
             .bind(Uuid::new_v4())
-            .bind(name)
-            .bind(segment_length)
-            .bind(description)
+            .bind(&new.name)
+            .bind(new.segment_len)
+            .bind(new.description.as_deref().unwrap_or_default())
+            .bind(new.owner.as_deref())
+            .bind(retention.max_age_secs)
+            .bind(retention.max_bytes)
             .fetch_one(&self.pool)
             .await
-            .map_err(|err| name_conflict(err, name))
+            .map_err(|err| name_conflict(err, &new.name))
     }
 
     pub async fn list_sources(&self, name: Option<&str>) -> DbResult<Vec<Source>> {
@@ -145,14 +161,6 @@ impl SqliteDb {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| not_found("source", id))
-    }
-
-    pub async fn delete_source(&self, id: Uuid) -> DbResult<()> {
-        let done = sqlx::query("DELETE FROM sources WHERE id = $1").bind(id).execute(&self.pool).await?;
-        if done.rows_affected() == 0 {
-            return Err(not_found("source", id));
-        }
-        Ok(())
     }
 
     /// Sets one column; `column` is always a literal of this module, never input.
@@ -184,6 +192,21 @@ impl SqliteDb {
 
     pub async fn set_streaming(&self, id: Uuid, streaming: bool) -> DbResult<Source> {
         self.update_source(id, "streaming", streaming).await
+    }
+
+    pub async fn set_retention(&self, id: Uuid, retention: Retention) -> DbResult<Source> {
+        let sql = format!(
+            "UPDATE sources SET retention_max_age_secs = $3, retention_max_bytes = $4, updated_at = {NOW} \
+             WHERE id = $2 RETURNING {SOURCE_COLUMNS}"
+        );
+        sqlx::query_as::<_, Source>(AssertSqlSafe(sql))
+            .bind(self.reachable_secs)
+            .bind(id)
+            .bind(retention.max_age_secs)
+            .bind(retention.max_bytes)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| not_found("source", id))
     }
 
     pub async fn record_status(
@@ -248,7 +271,8 @@ impl SqliteDb {
         start_ts: DateTime<Utc>,
     ) -> DbResult<Recording> {
         let sql = format!(
-            "INSERT INTO recordings (id, alias, description, source, start_ts) VALUES ($1, $2, $3, $4, $5) \
+            "INSERT INTO recordings (id, alias, description, source, start_ts, source_name) \
+             SELECT $1, $2, $3, $4, $5, name FROM sources WHERE id = $4 \
              RETURNING {RECORDING_COLUMNS}"
         );
         sqlx::query_as::<_, Recording>(AssertSqlSafe(sql))
@@ -257,7 +281,7 @@ impl SqliteDb {
             .bind(description)
             .bind(source)
             .bind(start_ts)
-            .fetch_one(&self.pool)
+            .fetch_optional(&self.pool)
             .await
             .map_err(|err| {
                 if is_unique_violation(&err) {
@@ -265,7 +289,21 @@ impl SqliteDb {
                 } else {
                     err.into()
                 }
-            })
+            })?
+            .ok_or_else(|| not_found("source", source))
+    }
+
+    /// Puts a recording on hold, or lifts the hold.
+    pub async fn set_hold(&self, id: &str, hold: bool) -> DbResult<Recording> {
+        let sql = format!(
+            "UPDATE recordings SET hold = $2, updated_at = {NOW} WHERE id = $1 RETURNING {RECORDING_COLUMNS}"
+        );
+        sqlx::query_as::<_, Recording>(AssertSqlSafe(sql))
+            .bind(id)
+            .bind(hold)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| not_found("recording", id))
     }
 
     pub async fn list_recordings(&self, source: Option<Uuid>, only_active: bool) -> DbResult<Vec<Recording>> {
@@ -299,14 +337,6 @@ impl SqliteDb {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| not_found("recording", id))
-    }
-
-    pub async fn delete_recording(&self, id: &str) -> DbResult<()> {
-        let done = sqlx::query("DELETE FROM recordings WHERE id = $1").bind(id).execute(&self.pool).await?;
-        if done.rows_affected() == 0 {
-            return Err(not_found("recording", id));
-        }
-        Ok(())
     }
 
     // ---- recorded segments ----
@@ -356,6 +386,9 @@ impl SqliteDb {
         .bind(info.source)
         .execute(&mut *tx)
         .await?;
+        // A report delivered again after the object's last recording was deleted brings the segment back to a
+        // recording that still wants it: its deletion, if not yet carried out, must not happen.
+        sqlx::query("DELETE FROM object_deletions WHERE key = $1").bind(&info.uri).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(recordings)
     }

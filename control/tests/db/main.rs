@@ -4,7 +4,10 @@
 use std::{collections::BTreeSet, time::Duration};
 
 use chrono::{TimeDelta, Utc};
-use livemix_common::model::SegmentInfo;
+use livemix_common::{
+    management_api::{Deletion, NewSource, RecordingsPolicy},
+    model::SegmentInfo,
+};
 use livemix_control::db::{Db, DbError, NewLiveSegment, SegmentRef};
 use livemix_testkit::{env, unique};
 use uuid::Uuid;
@@ -22,21 +25,33 @@ async fn sqlite() -> Db {
     Db::connect(&url, 4, REACHABLE).await.expect("SQLite")
 }
 
+fn new_source(name: &str, segment_len: i32, description: &str) -> NewSource {
+    NewSource {
+        name: name.to_owned(),
+        segment_len,
+        description: Some(description.to_owned()),
+        owner: None,
+        retention: None,
+    }
+}
+
 /// Runs `check` on both databases, as two tests.
 macro_rules! on_both {
     ($check:ident) => {
         mod $check {
             #[tokio::test]
             async fn postgres() {
-                super::$check(&super::postgres().await).await;
+                super::$check(&crate::postgres().await).await;
             }
             #[tokio::test]
             async fn sqlite() {
-                super::$check(&super::sqlite().await).await;
+                super::$check(&crate::sqlite().await).await;
             }
         }
     };
 }
+
+mod lifecycle;
 
 on_both!(sources_are_created_found_renamed_and_deleted);
 on_both!(status_reports_make_a_source_reachable);
@@ -46,34 +61,34 @@ on_both!(a_source_belongs_to_the_first_edge_that_claims_it);
 
 async fn sources_are_created_found_renamed_and_deleted(db: &Db) {
     let name = unique("cam");
-    let source = db.create_source(&name, 4, "a camera").await.unwrap();
+    let source = db.create_source(&new_source(&name, 4, "a camera")).await.unwrap();
     assert_eq!((source.name.as_str(), source.segment_length, source.streaming), (name.as_str(), 4, false));
     assert!(!source.reachable && source.last_seen.is_none() && source.rr_target.is_none());
     assert_eq!(db.get_source(source.id).await.unwrap(), source);
     assert_eq!(db.list_sources(Some(&name)).await.unwrap(), vec![source.clone()]);
-    assert!(matches!(db.create_source(&name, 4, "").await, Err(DbError::Conflict(_))));
+    assert!(matches!(db.create_source(&new_source(&name, 4, "")).await, Err(DbError::Conflict(_))));
 
     let other = unique("cam");
     let renamed = db.rename_source(source.id, &other).await.unwrap();
     assert_eq!(renamed.name, other);
     assert!(renamed.updated_at >= source.updated_at);
-    let taken = db.create_source(&unique("cam"), 2, "").await.unwrap();
+    let taken = db.create_source(&new_source(&unique("cam"), 2, "")).await.unwrap();
     assert!(matches!(db.rename_source(taken.id, &other).await, Err(DbError::Conflict(_))));
     assert!(db.set_streaming(source.id, true).await.unwrap().streaming);
     assert_eq!(db.set_description(source.id, "moved").await.unwrap().description, "moved");
     assert_eq!(db.segment_length(source.id).await.unwrap(), 4);
 
-    db.delete_source(source.id).await.unwrap();
+    assert_eq!(db.delete_source(source.id, None).await.unwrap(), Deletion::default(), "no recordings: nothing to say");
     assert!(matches!(db.get_source(source.id).await, Err(DbError::NotFound { .. })));
-    assert!(matches!(db.delete_source(source.id).await, Err(DbError::NotFound { .. })));
+    assert!(matches!(db.delete_source(source.id, None).await, Err(DbError::NotFound { .. })));
     assert!(matches!(db.set_streaming(Uuid::new_v4(), true).await, Err(DbError::NotFound { .. })));
     // A segment length the schema refuses is a rejection, never retried.
-    let bad = db.create_source(&unique("cam"), 0, "").await.unwrap_err();
+    let bad = db.create_source(&new_source(&unique("cam"), 0, "")).await.unwrap_err();
     assert!(matches!(bad, DbError::Rejected { reason: "check", .. }) && !bad.is_transient(), "{bad:?}");
 }
 
 async fn status_reports_make_a_source_reachable(db: &Db) {
-    let source = db.create_source(&unique("cam"), 2, "").await.unwrap();
+    let source = db.create_source(&new_source(&unique("cam"), 2, "")).await.unwrap();
     let edge_time = Utc::now() - TimeDelta::seconds(3);
     let seen = db.record_status(source.id, "edge-a", Some(edge_time)).await.unwrap();
     assert!(seen.reachable);
@@ -85,7 +100,7 @@ async fn status_reports_make_a_source_reachable(db: &Db) {
     assert!(db.get_source(source.id).await.unwrap().reachable);
 }
 
-fn info(source: Uuid, run: Option<ulid::Ulid>, seq: i64, name: &str, start_offset_s: i64) -> SegmentInfo {
+pub(crate) fn info(source: Uuid, run: Option<ulid::Ulid>, seq: i64, name: &str, start_offset_s: i64) -> SegmentInfo {
     let start = Utc::now() + TimeDelta::seconds(start_offset_s);
     SegmentInfo {
         name: name.to_owned(),
@@ -105,7 +120,7 @@ fn info(source: Uuid, run: Option<ulid::Ulid>, seq: i64, name: &str, start_offse
 }
 
 async fn recorded_segments_are_idempotent_and_play_in_order(db: &Db) {
-    let source = db.create_source(&unique("cam"), 2, "").await.unwrap();
+    let source = db.create_source(&new_source(&unique("cam"), 2, "")).await.unwrap();
     let alias = unique("alias");
     let rec = db.create_recording(source.id, Some(&alias), None, Utc::now()).await.unwrap();
     assert!(rec.active && rec.end_ts.is_none());
@@ -152,8 +167,11 @@ async fn recorded_segments_are_idempotent_and_play_in_order(db: &Db) {
     assert_eq!(db.list_recordings(Some(source.id), false).await.unwrap(), vec![stopped.clone()]);
     assert!(db.list_recordings(Some(source.id), true).await.unwrap().is_empty());
     assert_eq!(db.get_recording(&rec.id).await.unwrap(), stopped);
-    db.delete_source(source.id).await.unwrap();
-    assert!(matches!(db.get_recording(&rec.id).await, Err(DbError::NotFound { .. })), "deleted with its source");
+    assert!(matches!(db.delete_source(source.id, None).await, Err(DbError::Conflict(_))), "recordings need a policy");
+    let kept = db.delete_source(source.id, Some(RecordingsPolicy::Retain)).await.unwrap();
+    assert_eq!(kept.recordings_retained, 1);
+    assert_eq!(db.get_recording(&rec.id).await.unwrap(), stopped, "kept after its source");
+    assert_eq!(db.recording_segments(&rec.id).await.unwrap().len(), 4);
 }
 
 fn live(source: Uuid, name: &str, start: chrono::DateTime<Utc>) -> NewLiveSegment {
@@ -162,7 +180,7 @@ fn live(source: Uuid, name: &str, start: chrono::DateTime<Utc>) -> NewLiveSegmen
 
 async fn live_segments_are_numbered_once_and_retries_keep_their_number(db: &Db) {
     let gap = Duration::from_secs(2);
-    let source = db.create_source(&unique("cam"), 2, "").await.unwrap();
+    let source = db.create_source(&new_source(&unique("cam"), 2, "")).await.unwrap();
     let t0 = Utc::now();
     let quiet = db.add_live_segment(&live(source.id, "s0.ts", t0), gap).await.unwrap();
     assert!(!quiet.streaming && quiet.segment.is_none(), "a source that does not stream indexes nothing");
@@ -201,7 +219,7 @@ async fn live_segments_are_numbered_once_and_retries_keep_their_number(db: &Db) 
 }
 
 async fn a_source_belongs_to_the_first_edge_that_claims_it(db: &Db) {
-    let source = db.create_source(&unique("cam"), 2, "").await.unwrap();
+    let source = db.create_source(&new_source(&unique("cam"), 2, "")).await.unwrap();
     assert_eq!(db.source_owner(source.id).await.unwrap(), None);
     assert_eq!(db.claim_source(source.id, "edge-a").await.unwrap().as_deref(), Some("edge-a"));
     assert_eq!(db.claim_source(source.id, "edge-b").await.unwrap().as_deref(), Some("edge-a"));

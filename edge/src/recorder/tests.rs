@@ -17,7 +17,7 @@ use livemix_common::{
     bus::{Delivery, MessageBus, memory::MemoryBus},
     messages::Message,
     model::SegmentInfo,
-    store::{ObjectStore, StoreError, local::LocalStore},
+    store::{ObjectInfo, ObjectStore, StoreError, local::LocalStore},
 };
 use tokio::sync::mpsc;
 use ulid::Ulid;
@@ -47,6 +47,9 @@ impl ObjectStore for FlakyStore {
     }
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key).await
+    }
+    async fn list(&self, prefix: &str, after: Option<&str>, max: usize) -> Result<Vec<ObjectInfo>, StoreError> {
+        self.inner.list(prefix, after, max).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await

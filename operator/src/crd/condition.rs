@@ -9,6 +9,10 @@ use k8s_openapi::{
 pub const READY: &str = "Ready";
 /// The source's edge reports to the control node.
 pub const REACHABLE: &str = "Reachable";
+/// The resource is being deleted and its cleanup in the control node has not finished: says why it waits.
+pub const DELETING: &str = "Deleting";
+/// The spec uses a deprecated field (e.g. `purgeOnDelete`); says what to use instead.
+pub const DEPRECATED: &str = "Deprecated";
 
 /// Longest condition message kept; control-node errors can quote whole replies.
 const MAX_MESSAGE_CHARS: usize = 1024;
@@ -60,6 +64,11 @@ pub fn set(
         Some(slot) => *slot = condition,
         None => conditions.push(condition),
     }
+}
+
+/// Removes the condition of this type, if any.
+pub fn remove(conditions: &mut Vec<Condition>, type_: &str) {
+    conditions.retain(|c| c.type_ != type_);
 }
 
 #[cfg(test)]

@@ -3,9 +3,11 @@
 //! The Rust types are the source of truth; `crdgen` renders them into `crds/*.yaml`.
 
 pub mod condition;
+pub mod lifecycle;
 mod recording;
 mod video_source;
 
+pub use lifecycle::{DeletionPolicy, RetentionSpec};
 pub use recording::{Recording, RecordingSpec, RecordingStatus};
 pub use video_source::{VideoSource, VideoSourceSpec, VideoSourceStatus};
 

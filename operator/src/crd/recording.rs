@@ -6,6 +6,8 @@ use kube::{CustomResource, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::lifecycle::DeletionPolicy;
+
 /// Longest alias the control node accepts.
 const MAX_ALIAS_LEN: usize = 253;
 
@@ -25,9 +27,12 @@ const MAX_ALIAS_LEN: usize = 253;
     printcolumn(name = "Source", type_ = "string", json_path = ".spec.source"),
     printcolumn(name = "Active", type_ = "boolean", json_path = ".status.active"),
     printcolumn(name = "Segments", type_ = "integer", json_path = ".status.segments"),
+    printcolumn(name = "Hold", type_ = "boolean", json_path = ".status.hold"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Start", type_ = "date", json_path = ".status.startTs"),
     printcolumn(name = "End", type_ = "date", json_path = ".status.endTs", priority = 1),
+    printcolumn(name = "Stored Bytes", type_ = "integer", json_path = ".status.storedBytes", priority = 1),
+    printcolumn(name = "Expires", type_ = "date", json_path = ".status.expiresAt", priority = 1),
     printcolumn(name = "ID", type_ = "string", json_path = ".status.id", priority = 1),
     printcolumn(name = "Playlist URL", type_ = "string", json_path = ".status.playlistUrl", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
@@ -35,7 +40,8 @@ const MAX_ALIAS_LEN: usize = 253;
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "has(self.alias) == has(oldSelf.alias)", "message": "alias cannot be added or removed once the recording exists"},
-    {"rule": "has(self.startTime) == has(oldSelf.startTime)", "message": "startTime cannot be added or removed once the recording exists"}
+    {"rule": "has(self.startTime) == has(oldSelf.startTime)", "message": "startTime cannot be added or removed once the recording exists"},
+    {"rule": "!has(self.purgeOnDelete) || !self.purgeOnDelete || !has(self.deletionPolicy) || self.deletionPolicy == 'Delete'", "message": "purgeOnDelete: true contradicts deletionPolicy: Retain; remove purgeOnDelete (deprecated)"}
 ]))]
 pub struct RecordingSpec {
     /// Name of the VideoSource to record, in the same namespace.
@@ -73,10 +79,19 @@ pub struct RecordingSpec {
         {"rule": "!oldSelf || self", "message": "a stopped recording cannot be restarted; create a new Recording"}
     ]))]
     pub stopped: bool,
-    /// Also delete the recording from the control node when this resource is deleted (it is always stopped).
-    /// Its segments stay in the object store.
+    /// What deleting this resource does in the control node: the recording is always stopped; `Retain` (the
+    /// default when unset) keeps it there, listable and playable; `Delete` deletes it, and its segments no other
+    /// recording shares from the object store (refused while it is on hold).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+    /// Deprecated: use `deletionPolicy: Delete`. `true` acts as `deletionPolicy: Delete` when `deletionPolicy` is
+    /// unset (and may not be combined with `deletionPolicy: Retain`).
     #[serde(default)]
     pub purge_on_delete: bool,
+    /// Legal hold: while `true`, the control node deletes nothing of the recording, neither by retention nor
+    /// on request (a `Delete` policy then waits until the hold is lifted).
+    #[serde(default)]
+    pub hold: bool,
 }
 
 /// What the control node reports about the recording.
@@ -99,6 +114,16 @@ pub struct RecordingStatus {
     /// Segments stored so far.
     #[serde(default)]
     pub segments: i64,
+    /// Whether the control node holds the recording (legal hold).
+    #[serde(default)]
+    pub hold: bool,
+    /// Bytes the recording's segments take in the object store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_bytes: Option<i64>,
+    /// When retention will have deleted the last of the recording, if nothing changes; unset when nothing will
+    /// (active, on hold, or no age limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
     /// HLS URL of the recording for players.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub playlist_url: Option<String>,
@@ -120,6 +145,16 @@ impl Recording {
         if readable.len() <= MAX_ALIAS_LEN { readable } else { format!("k8s-{uid}") }
     }
 
+    /// What deleting the resource does in the control node: `deletionPolicy`, else `Delete` for the deprecated
+    /// `purgeOnDelete: true`, else `Retain`.
+    pub fn deletion_policy(&self) -> DeletionPolicy {
+        match self.spec.deletion_policy {
+            Some(policy) => policy,
+            None if self.spec.purge_on_delete => DeletionPolicy::Delete,
+            None => DeletionPolicy::Retain,
+        }
+    }
+
     /// The control node's id of the recording, once known.
     pub fn recording_id(&self) -> Option<&str> {
         self.status.as_ref().and_then(|s| s.id.as_deref())
@@ -139,7 +174,9 @@ mod tests {
                 description: None,
                 start_time: None,
                 stopped: false,
+                deletion_policy: None,
                 purge_on_delete: false,
+                hold: false,
             },
         );
         r.metadata.namespace = Some("studio".into());
@@ -153,5 +190,18 @@ mod tests {
         assert_eq!(recording("x", Some("show-1")).control_alias(), "show-1");
         let long = recording(&"n".repeat(250), None).control_alias();
         assert_eq!(long, "k8s-0b5c2f3e-1111-2222-3333-444455556666");
+    }
+
+    #[test]
+    fn purge_on_delete_is_an_alias_of_delete() {
+        let mut r = recording("x", None);
+        assert_eq!(r.deletion_policy(), DeletionPolicy::Retain);
+        r.spec.purge_on_delete = true;
+        assert_eq!(r.deletion_policy(), DeletionPolicy::Delete);
+        r.spec.deletion_policy = Some(DeletionPolicy::Delete);
+        assert_eq!(r.deletion_policy(), DeletionPolicy::Delete);
+        r.spec.purge_on_delete = false;
+        r.spec.deletion_policy = Some(DeletionPolicy::Retain);
+        assert_eq!(r.deletion_policy(), DeletionPolicy::Retain);
     }
 }

@@ -7,7 +7,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::condition;
+use super::{
+    condition,
+    lifecycle::{DeletionPolicy, RetentionSpec},
+};
 
 /// What the user wants: a source registered in the control node, streaming or not.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -27,6 +30,7 @@ use super::condition;
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Last Seen", type_ = "date", json_path = ".status.lastSeen"),
     printcolumn(name = "ID", type_ = "string", json_path = ".status.id", priority = 1),
+    printcolumn(name = "Stored Bytes", type_ = "integer", json_path = ".status.storedBytes", priority = 1),
     printcolumn(name = "Live URL", type_ = "string", json_path = ".status.liveUrl", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
@@ -58,6 +62,16 @@ pub struct VideoSourceSpec {
     /// Whether the edge forwards segments to the control node (live playback), or keeps them local.
     #[serde(default)]
     pub streaming: bool,
+    /// What deleting this resource does to the source's recordings: `Retain` (the default when unset) deletes
+    /// the source from the control node and keeps its recordings there, listable and playable; `Delete` deletes
+    /// them too, with their segments in the object store, whatever their own Recording resources say, and is
+    /// refused while any of them is on hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+    /// How long the source's recordings are kept in the control node; unset limits follow the control node's
+    /// default. Applied to the control node whenever it differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionSpec>,
 }
 
 /// What the control node reports about the source.
@@ -82,6 +96,12 @@ pub struct VideoSourceStatus {
     /// HLS URL of the live stream for players.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live_url: Option<String>,
+    /// Bytes the source's recorded segments take in the object store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_bytes: Option<i64>,
+    /// Recorded segments of the source kept in the object store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_segments: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "super::conditions_schema")]
     pub conditions: Vec<Condition>,
@@ -96,6 +116,11 @@ impl VideoSource {
     /// The control node's id of the source, once known.
     pub fn source_id(&self) -> Option<Uuid> {
         self.status.as_ref().and_then(|s| s.id)
+    }
+
+    /// What deleting the resource does in the control node.
+    pub fn deletion_policy(&self) -> DeletionPolicy {
+        self.spec.deletion_policy.unwrap_or_default()
     }
 
     /// The control node's id of the source when it is registered and in step with the spec: what a Recording

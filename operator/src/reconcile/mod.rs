@@ -3,7 +3,9 @@
 //! Each reconcile runs inside kube's finalizer helper. Its apply step computes the status from the control
 //! node, publishes an Event for every change it made, then writes the status with server-side apply (skipped
 //! when nothing changed, so a resource in step costs no Kubernetes calls). A failure publishes a Warning Event,
-//! sets `Ready=False` with the error as message and is retried with per-object exponential backoff.
+//! sets `Ready=False` with the error as message (and, while the resource is being deleted, `Deleting=True`
+//! saying why its cleanup waits) and is retried with per-object exponential backoff. The
+//! `livemix.io/skip-cleanup` annotation releases a resource whose cleanup cannot run.
 
 pub mod recording;
 pub mod video_source;
@@ -25,7 +27,10 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::{
     context::{Context, MANAGER},
     control_client::ControlError,
-    crd::condition,
+    crd::{
+        condition,
+        lifecycle::{SKIP_CLEANUP_ANNOTATION, annotated},
+    },
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +57,20 @@ pub enum Error {
     AliasConflict { alias: String, id: Option<String> },
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
+    #[error(
+        "control-node source {name:?} ({id}) is registered by someone else ({}); to take it over, annotate this \
+         VideoSource {ADOPT}=true, or give it another spec.name",
+        .owner.as_deref().map(|o| format!("owner {o:?}")).unwrap_or_else(|| "no owner recorded".into()),
+        ADOPT = crate::crd::lifecycle::ADOPT_ANNOTATION
+    )]
+    SourceNotOwned { name: String, id: uuid::Uuid, owner: Option<String> },
+    #[error("recording {id} named in status.id is not this resource's (its alias is {alias:?}, not {expected:?})")]
+    RecordingNotOwned { id: String, alias: Option<String>, expected: String },
+    #[error(
+        "recording {id} is on hold (spec.hold: true), so deletionPolicy: Delete cannot delete it; set spec.hold: \
+         false to let it be deleted, or deletionPolicy: Retain to keep it"
+    )]
+    OnHold { id: String },
 }
 
 impl Error {
@@ -69,6 +88,29 @@ impl Error {
             Self::NameConflict { .. } | Self::NameTaken { .. } => "NameConflict",
             Self::AliasConflict { .. } => "AliasConflict",
             Self::InvalidSpec(_) => "InvalidSpec",
+            Self::SourceNotOwned { .. } => "SourceNotOwned",
+            Self::RecordingNotOwned { .. } => "RecordingNotOwned",
+            Self::OnHold { .. } => "OnHold",
+        }
+    }
+
+    /// CamelCase reason for a failed cleanup: why the resource's deletion waits.
+    pub fn cleanup_reason(&self) -> &'static str {
+        match self.innermost() {
+            Self::Control(ControlError::Unreachable { .. }) => "ControlUnreachable",
+            Self::Control(err) if err.is_conflict() => "DeletionRefused",
+            other => other.reason(),
+        }
+    }
+
+    /// The error itself, out of the finalizer helper's wrapping.
+    fn innermost(&self) -> &Self {
+        match self {
+            Self::Finalizer(inner) => match inner.as_ref() {
+                finalizer::Error::ApplyFailed(err) | finalizer::Error::CleanupFailed(err) => err.innermost(),
+                _ => self,
+            },
+            other => other,
         }
     }
 
@@ -105,6 +147,17 @@ pub trait Reconciled:
     const KIND: &'static str;
     fn current_status(&self) -> Option<&Self::Status>;
     fn conditions(status: &mut Self::Status) -> &mut Vec<Condition>;
+    /// What the resource made in the control node, as a phrase for messages (`source 0b5c...`), once known.
+    fn control_object(&self) -> Option<String>;
+}
+
+/// Which step of a reconcile failed: it decides which conditions say so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Bringing the control node in step with the spec.
+    Apply,
+    /// Cleaning up in the control node before the finalizer is removed.
+    Cleanup,
 }
 
 /// An Event to publish about the object being reconciled.
@@ -188,21 +241,37 @@ async fn write_status<K: Reconciled>(obj: &K, status: K::Status, ctx: &Context) 
 }
 
 /// Makes a failure visible: a Warning Event (with the control node's request id, to find it in its logs) and
-/// `Ready=False` with the error, keeping the rest of the status.
+/// `Ready=False` with the error, keeping the rest of the status. A failed cleanup also sets `Deleting=True`,
+/// saying why the deletion waits and how to release the resource anyway.
 ///
-/// The condition carries no request id: a failure that repeats leaves the status as it is, since a status write
+/// The conditions carry no request id: a failure that repeats leaves the status as it is, since a status write
 /// is a watch event that would start the next attempt at once, bypassing the backoff, in a loop hammering the
 /// control node and the API server.
-async fn report_failure<K: Reconciled>(obj: &K, err: &Error, ctx: &Context) {
-    let message = err.to_string();
+async fn report_failure<K: Reconciled>(obj: &K, phase: Phase, err: &Error, ctx: &Context) {
+    let (reason, action, message) = match phase {
+        Phase::Apply => (err.reason(), "Reconcile", err.to_string()),
+        Phase::Cleanup => (
+            err.cleanup_reason(),
+            "Delete",
+            format!(
+                "cleanup in the control node failed, retrying with backoff: {err}; to release the {} without \
+                 cleanup, annotate it {SKIP_CLEANUP_ANNOTATION}=true",
+                K::KIND
+            ),
+        ),
+    };
     let event = match err.request_id() {
         Some(id) => format!("{message} (request {id})"),
         None => message.clone(),
     };
-    publish(obj, &Note::warning(err.reason(), "Reconcile", event), ctx).await;
+    publish(obj, &Note::warning(reason, action, event), ctx).await;
     let mut status = obj.current_status().cloned().unwrap_or_default();
     let conditions = K::conditions(&mut status);
-    condition::set(conditions, condition::READY, false, err.reason(), &message, obj.meta().generation);
+    let generation = obj.meta().generation;
+    condition::set(conditions, condition::READY, false, reason, &message, generation);
+    if phase == Phase::Cleanup {
+        condition::set(conditions, condition::DELETING, true, reason, &message, generation);
+    }
     if let Err(write_err) = write_status(obj, status, ctx).await {
         tracing::warn!(%write_err, "could not record the failure in the status");
     }
@@ -212,6 +281,7 @@ async fn report_failure<K: Reconciled>(obj: &K, err: &Error, ctx: &Context) {
 async fn reported<K: Reconciled>(
     obj: &K,
     ctx: &Context,
+    phase: Phase,
     step: impl Future<Output = Result<Action, Error>>,
 ) -> Result<Action, Error> {
     match step.await {
@@ -220,10 +290,28 @@ async fn reported<K: Reconciled>(
             Ok(action)
         }
         Err(err) => {
-            report_failure(obj, &err, ctx).await;
+            report_failure(obj, phase, &err, ctx).await;
             Err(err)
         }
     }
+}
+
+/// Releases the resource without cleaning up, when its `livemix.io/skip-cleanup` annotation asks for it: an
+/// escape hatch for a control node that is gone for good. Says so in a Warning Event, naming what stays behind.
+async fn skip_cleanup<K: Reconciled>(obj: &K, ctx: &Context) -> Option<Action> {
+    if !annotated(obj, SKIP_CLEANUP_ANNOTATION) {
+        return None;
+    }
+    let left = match obj.control_object() {
+        Some(object) => format!("{object} is left as it is in the control node"),
+        None => "nothing was asked of the control node".to_owned(),
+    };
+    let message = format!(
+        "{SKIP_CLEANUP_ANNOTATION} is set: removing the finalizer without calling the control node; {left}"
+    );
+    publish(obj, &Note::warning("CleanupSkipped", "Delete", message), ctx).await;
+    ctx.backoff.reset(&backoff_key(obj));
+    Some(Action::await_change())
 }
 
 fn backoff_key<K: Reconciled>(obj: &K) -> String {
@@ -246,7 +334,8 @@ pub fn error_policy<K: Reconciled>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) 
     Action::requeue(delay)
 }
 
-/// Runs `apply` or `cleanup` under the kind's finalizer.
+/// Runs `apply` or `cleanup` under the kind's finalizer, each reporting its failures; a cleanup is skipped when
+/// the resource carries the `livemix.io/skip-cleanup` annotation.
 async fn with_finalizer<K, A, C>(
     obj: Arc<K>,
     ctx: &Context,
@@ -262,8 +351,11 @@ where
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace(obj.as_ref())?);
     finalizer::finalizer(&api, finalizer_name, obj, |event| async move {
         match event {
-            finalizer::Event::Apply(obj) => apply(obj).await,
-            finalizer::Event::Cleanup(obj) => cleanup(obj).await,
+            finalizer::Event::Apply(obj) => reported(obj.as_ref(), ctx, Phase::Apply, apply(obj.clone())).await,
+            finalizer::Event::Cleanup(obj) => match skip_cleanup(obj.as_ref(), ctx).await {
+                Some(action) => Ok(action),
+                None => reported(obj.as_ref(), ctx, Phase::Cleanup, cleanup(obj.clone())).await,
+            },
         }
     })
     .await

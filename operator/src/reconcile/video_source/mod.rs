@@ -1,17 +1,21 @@
-//! VideoSource: register (or adopt) the source in the control node, keep its name, description and streaming
-//! state in step with the spec, report what the control node knows, and delete it when the resource goes.
+//! VideoSource: register (or adopt) the source in the control node, keep its name, description, streaming
+//! state and retention in step with the spec, report what the control node knows and stores, and delete it
+//! when the resource goes, keeping or deleting its recordings as `deletionPolicy` says.
+
+mod delete;
+mod register;
 
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{ResourceExt, runtime::controller::Action};
-use livemix_common::model::Source;
+use livemix_common::model::{Retention, Source};
 use tracing::{Instrument, info_span};
 
-use super::{Error, Note, Reconciled, publish_all, reported, with_finalizer, write_status};
+use super::{Error, Note, Reconciled, publish_all, with_finalizer, write_status};
 use crate::{
     context::Context,
-    control_client::NewSource,
+    control_client::Usage,
     crd::{VideoSource, VideoSourceStatus, condition},
 };
 
@@ -29,6 +33,10 @@ impl Reconciled for VideoSource {
     fn conditions(status: &mut VideoSourceStatus) -> &mut Vec<Condition> {
         &mut status.conditions
     }
+
+    fn control_object(&self) -> Option<String> {
+        self.source_id().map(|id| format!("source {id}"))
+    }
 }
 
 /// The controller's reconcile function.
@@ -45,8 +53,8 @@ pub async fn reconcile(vs: Arc<VideoSource>, ctx: Arc<Context>) -> Result<Action
         vs,
         ctx,
         FINALIZER,
-        |vs| async move { reported(vs.as_ref(), ctx, apply(&vs, ctx)).await },
-        |vs| async move { reported(vs.as_ref(), ctx, cleanup(&vs, ctx)).await },
+        |vs| async move { apply(&vs, ctx).await },
+        |vs| async move { delete::cleanup(&vs, ctx).await },
     )
     .instrument(span)
     .await
@@ -64,7 +72,8 @@ async fn apply(vs: &VideoSource, ctx: &Context) -> Result<Action, Error> {
 async fn sync(vs: &VideoSource, ctx: &Context, notes: &mut Vec<Note>) -> Result<VideoSourceStatus, Error> {
     let name = vs.control_name();
     validate_name(&name)?;
-    let mut source = locate_or_register(vs, &name, ctx, notes).await?;
+    let retention = wanted_retention(vs)?;
+    let mut source = register::locate_or_register(vs, &name, &retention, ctx, notes).await?;
     let id = source.id;
 
     if source.name != name {
@@ -109,10 +118,38 @@ async fn sync(vs: &VideoSource, ctx: &Context, notes: &mut Vec<Note>) -> Result<
         notes.push(Note::normal(reason, "SetStreaming", format!("turned streaming {verb} for source {name:?}")));
     }
 
-    Ok(status_of(vs, &source, ctx))
+    if source.retention != retention {
+        source = ctx.control.set_retention(id, &retention).await?;
+        notes.push(Note::normal(
+            "RetentionUpdated",
+            "SetRetention",
+            format!("set the retention of source {name:?} to {}", describe_retention(&retention)),
+        ));
+    }
+
+    let usage = ctx.control.source_storage(id).await?;
+    Ok(status_of(vs, &source, &usage, ctx))
 }
 
-fn status_of(vs: &VideoSource, source: &Source, ctx: &Context) -> VideoSourceStatus {
+/// The retention the spec asks for; an invalid value (one the schema let through) is a clear condition, and
+/// nothing is changed in the control node.
+fn wanted_retention(vs: &VideoSource) -> Result<Retention, Error> {
+    let Some(spec) = &vs.spec.retention else {
+        return Ok(Retention::default());
+    };
+    let retention = spec.to_retention().map_err(Error::InvalidSpec)?;
+    retention.validate().map_err(|err| Error::InvalidSpec(format!("spec.retention: {err}")))?;
+    Ok(retention)
+}
+
+/// `max age 30d, max bytes 500Gi`, in the units the control node counts.
+fn describe_retention(retention: &Retention) -> String {
+    let age = retention.max_age_secs.map_or_else(|| "the control node's default".to_owned(), |s| format!("{s}s"));
+    let bytes = retention.max_bytes.map_or_else(|| "the control node's default".to_owned(), |b| format!("{b} bytes"));
+    format!("max age {age}, max bytes {bytes}")
+}
+
+fn status_of(vs: &VideoSource, source: &Source, usage: &Usage, ctx: &Context) -> VideoSourceStatus {
     let mut status = vs.status.clone().unwrap_or_default();
     status.id = Some(source.id);
     status.streaming = source.streaming;
@@ -120,6 +157,8 @@ fn status_of(vs: &VideoSource, source: &Source, ctx: &Context) -> VideoSourceSta
     status.rr_target.clone_from(&source.rr_target);
     status.last_seen = source.last_seen;
     status.live_url = ctx.live_url(source.id);
+    status.stored_bytes = Some(usage.bytes);
+    status.stored_segments = Some(usage.segments);
 
     let generation = vs.metadata.generation;
     let ready_message = if source.segment_length == vs.spec.segment_length {
@@ -147,128 +186,9 @@ fn status_of(vs: &VideoSource, source: &Source, ctx: &Context) -> VideoSourceSta
     status
 }
 
-/// Finds the resource's source in the control node, by id and then by name (an operator restart, or a source
-/// registered by hand, is adopted, never duplicated), or registers it.
-async fn locate_or_register(
-    vs: &VideoSource,
-    name: &str,
-    ctx: &Context,
-    notes: &mut Vec<Note>,
-) -> Result<Source, Error> {
-    if let Some(id) = vs.source_id() {
-        match ctx.control.get_source(id).await {
-            Ok(source) => return Ok(source),
-            Err(err) if err.is_not_found() => notes.push(Note::warning(
-                "SourceMissing",
-                "Register",
-                format!("source {id} no longer exists in the control node; registering {name:?} again"),
-            )),
-            Err(err) => return Err(err.into()),
-        }
-    }
-    if let Some(found) = ctx.control.find_source(name).await? {
-        return adopt(vs, found, ctx, notes).await;
-    }
-    let new = NewSource {
-        name: name.to_owned(),
-        segment_len: vs.spec.segment_length,
-        description: Some(vs.spec.description.clone()),
-    };
-    match ctx.control.create_source(&new).await {
-        Ok(source) => {
-            notes.push(Note::normal(
-                "Created",
-                "Create",
-                format!("registered source {name:?} in the control node as {}", source.id),
-            ));
-            Ok(source)
-        }
-        // Registered in the meantime (another replica, a user): adopt it.
-        Err(err) if err.is_conflict() => match ctx.control.find_source(name).await? {
-            Some(found) => adopt(vs, found, ctx, notes).await,
-            None => Err(err.into()),
-        },
-        Err(err) => Err(err.into()),
-    }
-}
-
-async fn adopt(vs: &VideoSource, found: Source, ctx: &Context, notes: &mut Vec<Note>) -> Result<Source, Error> {
-    ensure_unclaimed(vs, &found, ctx).await?;
-    notes.push(Note::normal(
-        "Adopted",
-        "Register",
-        format!("adopted source {:?} ({}) that already existed in the control node", found.name, found.id),
-    ));
-    if found.segment_length != vs.spec.segment_length {
-        notes.push(Note::warning(
-            "SegmentLengthMismatch",
-            "Register",
-            format!(
-                "the control node has segment length {}s for {:?}, the spec says {}s; it cannot be changed",
-                found.segment_length, found.name, vs.spec.segment_length
-            ),
-        ));
-    }
-    Ok(found)
-}
-
-/// Control-node names are global while resources are namespaced: refuse to adopt a source another VideoSource
-/// manages, or wants and was created first, so deleting one resource never deletes another's source.
-async fn ensure_unclaimed(vs: &VideoSource, found: &Source, ctx: &Context) -> Result<(), Error> {
-    let Some(store) = &ctx.video_sources else {
-        return Ok(());
-    };
-    if store.wait_until_ready().await.is_err() {
-        return Ok(());
-    }
-    let mine = (vs.creation_timestamp(), vs.uid());
-    let owner = store.find(|other| {
-        other.uid() != vs.uid()
-            && other.metadata.deletion_timestamp.is_none()
-            && (other.source_id() == Some(found.id)
-                || (other.control_name() == found.name
-                    && other.source_id().is_none()
-                    && (other.creation_timestamp(), other.uid()) < mine))
-    });
-    match owner {
-        Some(owner) => Err(Error::NameConflict {
-            name: found.name.clone(),
-            owner: format!("{}/{}", owner.namespace().unwrap_or_default(), owner.name_any()),
-        }),
-        None => Ok(()),
-    }
-}
-
 /// The control node's rule for source names, checked here so a bad name is a clear condition, not a 400.
 fn validate_name(name: &str) -> Result<(), Error> {
     livemix_common::model::validate_source_name(name).map_err(Error::InvalidSpec)
-}
-
-async fn cleanup(vs: &VideoSource, ctx: &Context) -> Result<Action, Error> {
-    let name = vs.control_name();
-    let id = match vs.source_id() {
-        Some(id) => Some(id),
-        // Registered but the status never written (e.g. the operator stopped in between): find it by name,
-        // unless it belongs to another resource.
-        None => match ctx.control.find_source(&name).await? {
-            Some(found) if ensure_unclaimed(vs, &found, ctx).await.is_ok() => Some(found.id),
-            _ => None,
-        },
-    };
-    if let Some(id) = id {
-        match ctx.control.delete_source(id).await {
-            Ok(()) => {
-                let note =
-                    Note::normal("Deleted", "Delete", format!("deleted source {name:?} ({id}) from the control node"));
-                publish_all(vs, &[note], ctx).await;
-            }
-            Err(err) if err.is_not_found() => {
-                tracing::info!(%id, "source already gone from the control node")
-            }
-            Err(err) => return Err(err.into()),
-        }
-    }
-    Ok(Action::await_change())
 }
 
 #[cfg(test)]
