@@ -69,6 +69,10 @@ pub mod reason {
     /// 404 for a path no route serves: a wrong URL, never a missing object (whose reason is `not_found`).
     pub const NO_SUCH_ROUTE: &str = "no_such_route";
     pub const NOT_FOUND: &str = "not_found";
+    /// 409: the source still has recordings; say `?recordings=retain` or `?recordings=delete`.
+    pub const HAS_RECORDINGS: &str = "has_recordings";
+    /// 409: the recording (or one of the source's) is on hold; lift the hold first.
+    pub const ON_HOLD: &str = "on_hold";
 }
 
 /// An error reply. Client errors are logged at `warn`, server errors at `error`, both inside the request span.

@@ -8,7 +8,7 @@ use axum::{
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use livemix_common::{
     ApiError, ApiResult,
-    api::{Body, Json, Path, Query, Reply},
+    api::{Body, Json, Path, Query, Reply, reason},
     management_api::{
         DeletionReply, GcReply, HoldUpdate, NewRecording, NewSource, RecordingReply, RecordingsPolicy,
         RecordingsReply, RetentionReply, SegmentsReply, SourceReply, SourcesReply, StorageReply, StorageSummary,
@@ -135,7 +135,8 @@ async fn delete_source(
     let held = recordings.iter().filter(|r| r.hold).count();
     // Refused before anything changes (the database checks again, atomically).
     if let Some(refusal) = crate::db::lifecycle::source_delete_refusal(&source.name, recordings.len(), held, policy) {
-        return Err(ApiError::conflict(refusal));
+        let why = if policy.is_none() { reason::HAS_RECORDINGS } else { reason::ON_HOLD };
+        return Err(ApiError::conflict(refusal).with_reason(why));
     }
     // Tell the edge to stop uploading for the source's recordings before the source goes.
     for recording in recordings.iter().filter(|r| r.active) {
@@ -386,7 +387,8 @@ async fn delete_recording(
     if recording.hold {
         return Err(ApiError::conflict(format!(
             "recording {id} is on hold; lift the hold (PUT /v1/recording/{id}/hold) before deleting it"
-        )));
+        ))
+        .with_reason(reason::ON_HOLD));
     }
     if recording.active {
         let stopped = state.db.stop_recording(id).await?;

@@ -5,6 +5,7 @@ mod auth;
 mod console;
 mod edge_api;
 mod http_caching;
+mod lifecycle;
 mod live;
 mod management;
 mod recording;

@@ -93,13 +93,26 @@ fn crds_have_what_kubectl_users_rely_on() {
             serde_json::to_value(VideoSource::crd()).unwrap(),
             "videosources",
             "vsrc",
-            &["Streaming", "Reachable", "Ready", "Last Seen", "ID", "Live URL", "Age"][..],
+            &["Streaming", "Reachable", "Ready", "Last Seen", "ID", "Stored Bytes", "Live URL", "Age"][..],
         ),
         (
             serde_json::to_value(Recording::crd()).unwrap(),
             "recordings",
             "rec",
-            &["Source", "Active", "Segments", "Ready", "Start", "End", "ID", "Playlist URL", "Age"][..],
+            &[
+                "Source",
+                "Active",
+                "Segments",
+                "Hold",
+                "Ready",
+                "Start",
+                "End",
+                "Stored Bytes",
+                "Expires",
+                "ID",
+                "Playlist URL",
+                "Age",
+            ][..],
         ),
     ] {
         assert_eq!(crd["metadata"]["name"], format!("{plural}.livemix.io"));
@@ -123,4 +136,12 @@ fn crds_have_what_kubectl_users_rely_on() {
     let segment_length =
         &version_schema(&vs)["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["segmentLength"];
     assert_eq!(segment_length["minimum"], 1.0);
+    let spec = &version_schema(&vs)["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+    assert_eq!(spec["deletionPolicy"]["enum"], serde_json::json!(["Retain", "Delete"]));
+    assert!(spec["deletionPolicy"].get("default").is_none(), "unset means Retain, so purgeOnDelete stays meaningful");
+    for limit in ["maxAge", "maxBytes"] {
+        let field = &spec["retention"]["properties"][limit];
+        assert_eq!(field["type"], "string", "{limit}: a string with a unit");
+        assert!(field["pattern"].is_string() && field["x-kubernetes-validations"].is_array(), "{field}");
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use kube::runtime::{reflector, watcher};
 use livemix_operator::{
     Context,
-    crd::{Recording, VideoSource, VideoSourceSpec},
+    crd::{Recording, VideoSource, VideoSourceSpec, lifecycle::ADOPT_ANNOTATION},
     reconcile::video_source::FINALIZER,
 };
 use serde_json::json;
@@ -115,7 +115,7 @@ async fn control_matches_the_resources_across_operator_restarts() {
     let reachable = condition(status, "Reachable");
     assert_eq!((&reachable["status"], &reachable["reason"]), (&json!("True"), &json!("EdgeReporting")));
 
-    // Everything deleted: nothing left in control for these resources.
+    // Everything deleted (deletionPolicy: Retain by default): the sources go, the recordings stay, stopped.
     for name in [&morning, &door] {
         api.edit::<Recording, _>(NAMESPACE, name, |rec| mark_deleted(&mut rec.metadata));
     }
@@ -126,12 +126,18 @@ async fn control_matches_the_resources_across_operator_restarts() {
     for id in [lobby_id, entrance_id] {
         assert!(control.get_source(id).await.unwrap_err().is_not_found());
     }
+    for id in [&morning_id, &door_id] {
+        let kept = control.get_recording(id).await.expect("the recording is retained");
+        assert!(!kept.active && kept.end_ts.is_some(), "{kept:?}");
+    }
     assert!(api.get::<VideoSource>(NAMESPACE, &lobby).is_none() && api.get::<Recording>(NAMESPACE, &door).is_none());
     node.stop().await;
 }
 
+/// A source registered by hand (no owner) is not taken over by a VideoSource of the same name: a condition says
+/// whose it is and how to adopt it; with `livemix.io/adopt: "true"` it is adopted, not duplicated.
 #[tokio::test]
-async fn a_source_registered_by_hand_is_adopted_not_duplicated() {
+async fn a_source_registered_by_hand_is_adopted_only_when_annotated() {
     let node = ControlNode::start().await;
     let control = node.client();
     let name = unique("cam");
@@ -140,6 +146,8 @@ async fn a_source_registered_by_hand_is_adopted_not_duplicated() {
             name: name.clone(),
             segment_len: 4,
             description: Some(String::new()),
+            owner: None,
+            retention: None,
         })
         .await
         .unwrap();
@@ -150,9 +158,23 @@ async fn a_source_registered_by_hand_is_adopted_not_duplicated() {
     api.put(&vs);
 
     let (result, calls) = reconcile_source(&api, &ctx, &name).await;
+    assert_eq!(result.unwrap_err().reason(), "SourceNotOwned");
+    assert_eq!(lines(&calls), [event_post(), status_patch(VIDEOSOURCES, &name)]);
+    assert_event(&calls[0], "Warning", "SourceNotOwned", "VideoSource", &name, &["livemix.io/adopt", "no owner"]);
+    let status = applied_status(&calls[1], "VideoSource");
+    assert!(status.get("id").is_none(), "{status}");
+    let ready = condition(status, "Ready");
+    assert_eq!((&ready["status"], &ready["reason"]), (&json!("False"), &json!("SourceNotOwned")));
+    assert!(ready["message"].as_str().unwrap().contains("registered by someone else"), "{ready}");
+    assert_eq!(control.get_source(existing.id).await.unwrap().description, "", "not touched");
+
+    api.edit::<VideoSource, _>(NAMESPACE, &name, |vs| {
+        vs.metadata.annotations = Some([(ADOPT_ANNOTATION.to_owned(), "true".to_owned())].into());
+    });
+    let (result, calls) = reconcile_source(&api, &ctx, &name).await;
     result.unwrap();
     assert_eq!(lines(&calls), [event_post(), event_post(), event_post(), status_patch(VIDEOSOURCES, &name)]);
-    assert_event(&calls[0], "Normal", "Adopted", "VideoSource", &name, &[&existing.id.to_string()]);
+    assert_event(&calls[0], "Normal", "Adopted", "VideoSource", &name, &[&existing.id.to_string(), ADOPT_ANNOTATION]);
     assert_event(&calls[1], "Warning", "SegmentLengthMismatch", "VideoSource", &name, &["4s", "2s"]);
     assert_event(&calls[2], "Normal", "DescriptionUpdated", "VideoSource", &name, &[]);
     let status = applied_status(&calls[3], "VideoSource");
@@ -170,8 +192,14 @@ async fn two_resources_wanting_one_name_never_share_or_delete_each_others_source
     let (client, api) = MockApi::start();
     let (plain, _metrics) = operator(client.clone(), settings(&node.management));
     let shared = unique("shared");
-    let spec =
-        VideoSourceSpec { name: Some(shared.clone()), description: String::new(), segment_length: 2, streaming: false };
+    let spec = VideoSourceSpec {
+        name: Some(shared.clone()),
+        description: String::new(),
+        segment_length: 2,
+        streaming: false,
+        deletion_policy: None,
+        retention: None,
+    };
     let mut first = video_source(&unique("first"), false);
     first.spec = spec.clone();
     let first = settle_source(&api, &plain, &first).await;

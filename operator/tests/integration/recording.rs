@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{TimeDelta, Utc};
 use kube::runtime::controller::Action;
 use livemix_operator::{
-    crd::Recording,
+    crd::{DeletionPolicy, Recording, RecordingStatus},
     reconcile::{self, recording::FINALIZER},
 };
 use serde_json::json;
@@ -95,8 +95,10 @@ async fn setting_stopped_stops_the_recording() {
     assert_eq!((&ready["reason"], &ready["observedGeneration"]), (&json!("Stopped"), &json!(2)));
 }
 
+/// Deleting a Recording always stops it; `Retain` (the default) keeps it in the control node, `Delete` and the
+/// deprecated `purgeOnDelete: true` delete it there.
 #[tokio::test]
-async fn deleting_stops_the_recording_and_purges_it_only_when_asked() {
+async fn deleting_stops_the_recording_and_keeps_or_deletes_it_by_policy() {
     let node = ControlNode::start().await;
     let control = node.client();
     let (client, api) = MockApi::start();
@@ -104,27 +106,180 @@ async fn deleting_stops_the_recording_and_purges_it_only_when_asked() {
     let source = unique("cam");
     settle_source(&api, &ctx, &video_source(&source, false)).await;
 
-    for purge in [false, true] {
+    for (policy, purge, deletes, says) in [
+        (None, false, false, "deletionPolicy: Retain"),
+        (Some(DeletionPolicy::Retain), false, false, "deletionPolicy: Retain"),
+        (Some(DeletionPolicy::Delete), false, true, "deletionPolicy: Delete"),
+        (None, true, true, "purgeOnDelete, deprecated"),
+    ] {
         let name = unique("rec");
         let mut rec = recording(&name, &source);
+        rec.spec.deletion_policy = policy;
         rec.spec.purge_on_delete = purge;
         let id = settle_recording(&api, &ctx, &rec).await.recording_id().expect("started").to_owned();
         api.edit::<Recording, _>(NAMESPACE, &name, |rec| mark_deleted(&mut rec.metadata));
         let (result, calls) = reconcile_recording(&api, &ctx, &name).await;
         assert_eq!(result.expect("cleanup"), Action::await_change());
-        if purge {
-            assert_eq!(lines(&calls), [event_post(), event_post(), object_patch(RECORDINGS, &name)]);
-            assert_event(&calls[1], "Normal", "Purged", "Recording", &name, &[&id]);
-            assert!(control.get_recording(&id).await.unwrap_err().is_not_found(), "purged from control");
+        assert_eq!(lines(&calls), [event_post(), event_post(), object_patch(RECORDINGS, &name)], "{policy:?} {purge}");
+        assert_event(&calls[0], "Normal", "Stopped", "Recording", &name, &[&id]);
+        if deletes {
+            assert_event(&calls[1], "Normal", "Deleted", "Recording", &name, &[&id, says]);
+            assert!(control.get_recording(&id).await.unwrap_err().is_not_found(), "deleted from control");
         } else {
-            assert_eq!(lines(&calls), [event_post(), object_patch(RECORDINGS, &name)]);
+            assert_event(&calls[1], "Normal", "Retained", "Recording", &name, &[&id, says]);
             let kept = control.get_recording(&id).await.unwrap();
             assert!(!kept.active && kept.end_ts.is_some(), "stopped and kept: {kept:?}");
+            assert_eq!(kept.source_name.as_deref(), Some(source.as_str()));
         }
-        assert_event(&calls[0], "Normal", "Stopped", "Recording", &name, &[&id]);
         assert_eq!(calls.last().unwrap().body[1], json!({"op": "remove", "path": "/metadata/finalizers/0"}));
         assert!(api.get::<Recording>(NAMESPACE, &name).is_none());
     }
+}
+
+/// `purgeOnDelete` still works, and says once (a Warning Event, then a `Deprecated` condition that also survives
+/// operator restarts) what to use instead.
+#[tokio::test]
+async fn purge_on_delete_warns_once_that_it_is_deprecated() {
+    let node = ControlNode::start().await;
+    let (client, api) = MockApi::start();
+    let (ctx, _metrics) = operator(client.clone(), settings(&node.management));
+    let source = unique("cam");
+    settle_source(&api, &ctx, &video_source(&source, false)).await;
+    let name = unique("rec");
+    let mut rec = recording(&name, &source);
+    rec.spec.purge_on_delete = true;
+    rec.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    api.put(&rec);
+
+    let (result, calls) = reconcile_recording(&api, &ctx, &name).await;
+    result.expect("reconcile");
+    assert_eq!(
+        lines(&calls),
+        [format!("GET {VIDEOSOURCES}/{source}"), event_post(), event_post(), status_patch(RECORDINGS, &name)]
+    );
+    assert_event(&calls[1], "Normal", "Started", "Recording", &name, &[]);
+    assert_event(&calls[2], "Warning", "PurgeOnDeleteDeprecated", "Recording", &name, &["deletionPolicy: Delete"]);
+    let deprecated = condition(applied_status(&calls[3], "Recording"), "Deprecated");
+    assert_eq!((&deprecated["status"], &deprecated["reason"]), (&json!("True"), &json!("PurgeOnDeleteDeprecated")));
+
+    // Once: neither the same operator nor a restarted one says it again.
+    let (result, calls) = reconcile_recording(&api, &ctx, &name).await;
+    result.expect("reconcile");
+    assert!(calls.is_empty(), "{:?}", lines(&calls));
+    let (restarted, _metrics) = operator(client, settings(&node.management));
+    let (result, calls) = reconcile_recording(&api, &restarted, &name).await;
+    result.expect("reconcile");
+    assert!(calls.is_empty(), "{:?}", lines(&calls));
+
+    // Replaced by deletionPolicy: the condition goes, silently.
+    api.edit::<Recording, _>(NAMESPACE, &name, |rec| {
+        rec.spec.purge_on_delete = false;
+        rec.spec.deletion_policy = Some(DeletionPolicy::Delete);
+        rec.metadata.generation = Some(2);
+    });
+    let (result, calls) = reconcile_recording(&api, &restarted, &name).await;
+    result.expect("reconcile");
+    assert_eq!(lines(&calls), [status_patch(RECORDINGS, &name)]);
+    let status = applied_status(&calls[0], "Recording");
+    assert!(!status["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Deprecated"), "{status}");
+}
+
+/// `spec.hold` reaches the control node both ways and shows in the status; a hold keeps `deletionPolicy: Delete`
+/// from deleting the recording (the deletion waits, saying why) until the spec lifts it.
+#[tokio::test]
+async fn hold_follows_the_spec_and_holds_back_a_delete_policy() {
+    let node = ControlNode::start().await;
+    let control = node.client();
+    let (client, api) = MockApi::start();
+    let (ctx, _metrics) = operator(client, settings(&node.management));
+    let source = unique("cam");
+    settle_source(&api, &ctx, &video_source(&source, false)).await;
+    let name = unique("rec");
+    let mut rec = recording(&name, &source);
+    rec.spec.hold = true;
+    rec.spec.deletion_policy = Some(DeletionPolicy::Delete);
+    rec.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    api.put(&rec);
+
+    let (result, calls) = reconcile_recording(&api, &ctx, &name).await;
+    result.expect("reconcile");
+    assert_eq!(
+        lines(&calls),
+        [format!("GET {VIDEOSOURCES}/{source}"), event_post(), event_post(), status_patch(RECORDINGS, &name)]
+    );
+    assert_event(&calls[2], "Normal", "HoldSet", "Recording", &name, &[]);
+    let status = applied_status(&calls[3], "Recording");
+    let id = status["id"].as_str().unwrap().to_owned();
+    assert_eq!((&status["hold"], &status["storedBytes"]), (&json!(true), &json!(0)));
+    assert!(status.get("expiresAt").is_none(), "active: nothing expires: {status}");
+    assert!(control.get_recording(&id).await.unwrap().hold);
+
+    for (hold, reason) in [(false, "HoldLifted"), (true, "HoldSet")] {
+        api.edit::<Recording, _>(NAMESPACE, &name, |rec| rec.spec.hold = hold);
+        let (result, calls) = reconcile_recording(&api, &ctx, &name).await;
+        result.expect("reconcile");
+        assert_eq!(lines(&calls), [event_post(), status_patch(RECORDINGS, &name)]);
+        assert_event(&calls[0], "Normal", reason, "Recording", &name, &[&id]);
+        assert_eq!(applied_status(&calls[1], "Recording")["hold"], hold);
+        assert_eq!(control.get_recording(&id).await.unwrap().hold, hold);
+    }
+
+    // Deleted while held: stopped, not deleted; the deletion waits and says why.
+    api.edit::<Recording, _>(NAMESPACE, &name, |rec| mark_deleted(&mut rec.metadata));
+    let (result, calls) = reconcile_recording(&api, &ctx, &name).await;
+    let err = result.expect_err("held");
+    assert_eq!(err.cleanup_reason(), "OnHold");
+    assert_eq!(lines(&calls), [event_post(), event_post(), status_patch(RECORDINGS, &name)]);
+    assert_event(&calls[0], "Normal", "Stopped", "Recording", &name, &[&id]);
+    assert_event(&calls[1], "Warning", "OnHold", "Recording", &name, &["spec.hold", "livemix.io/skip-cleanup"]);
+    let deleting = condition(applied_status(&calls[2], "Recording"), "Deleting");
+    assert_eq!((&deleting["status"], &deleting["reason"]), (&json!("True"), &json!("OnHold")));
+    let kept = control.get_recording(&id).await.unwrap();
+    assert!(kept.hold && !kept.active, "{kept:?}");
+    assert!(api.get::<Recording>(NAMESPACE, &name).is_some(), "the finalizer stays");
+
+    // The spec lifts the hold: the deletion goes through.
+    api.edit::<Recording, _>(NAMESPACE, &name, |rec| rec.spec.hold = false);
+    let (result, calls) = reconcile_recording(&api, &ctx, &name).await;
+    assert_eq!(result.expect("cleanup"), Action::await_change());
+    assert_eq!(lines(&calls), [event_post(), event_post(), object_patch(RECORDINGS, &name)]);
+    assert_event(&calls[0], "Normal", "HoldLifted", "Recording", &name, &[&id]);
+    assert_event(&calls[1], "Normal", "Deleted", "Recording", &name, &[&id]);
+    assert!(control.get_recording(&id).await.unwrap_err().is_not_found());
+    assert!(api.get::<Recording>(NAMESPACE, &name).is_none());
+}
+
+/// `status.id` is user-writable: a Recording whose status names another's recording neither reads, holds nor
+/// deletes it, and its deletion leaves that recording alone.
+#[tokio::test]
+async fn a_status_id_naming_another_recording_is_refused() {
+    let node = ControlNode::start().await;
+    let control = node.client();
+    let (client, api) = MockApi::start();
+    let (ctx, _metrics) = operator(client, settings(&node.management));
+    let source = unique("cam");
+    settle_source(&api, &ctx, &video_source(&source, false)).await;
+    let theirs = settle_recording(&api, &ctx, &recording(&unique("theirs"), &source)).await;
+    let their_id = theirs.recording_id().unwrap().to_owned();
+
+    let name = unique("mine");
+    let mut rec = recording(&name, &source);
+    rec.spec.hold = true;
+    rec.spec.deletion_policy = Some(DeletionPolicy::Delete);
+    rec.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    rec.status = Some(RecordingStatus { id: Some(their_id.clone()), ..RecordingStatus::default() });
+    api.put(&rec);
+    let (result, calls) = reconcile_recording(&api, &ctx, &name).await;
+    assert_eq!(result.expect_err("not ours").reason(), "RecordingNotOwned");
+    assert_event(&calls[0], "Warning", "RecordingNotOwned", "Recording", &name, &[&their_id, &theirs.control_alias()]);
+    assert!(!control.get_recording(&their_id).await.unwrap().hold, "not held by the impostor");
+
+    api.edit::<Recording, _>(NAMESPACE, &name, |rec| mark_deleted(&mut rec.metadata));
+    let (result, calls) = reconcile_recording(&api, &ctx, &name).await;
+    result.expect("released");
+    assert_eq!(lines(&calls), [event_post(), object_patch(RECORDINGS, &name)]);
+    assert_event(&calls[0], "Warning", "RecordingNotOwned", "Recording", &name, &["left the recording alone"]);
+    assert!(control.get_recording(&their_id).await.unwrap().active, "still recording");
 }
 
 /// A Recording whose VideoSource is missing or not ready gets a clear condition and a retry with backoff; the

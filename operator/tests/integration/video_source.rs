@@ -4,16 +4,19 @@
 use std::time::Duration;
 
 use kube::runtime::controller::Action;
+use livemix_common::model::Retention;
 use livemix_operator::{
-    crd::VideoSource,
+    control_client::NewSource,
+    crd::{DeletionPolicy, RetentionSpec, VideoSource, VideoSourceStatus, lifecycle::SKIP_CLEANUP_ANNOTATION},
     reconcile::{self, Error, video_source::FINALIZER},
 };
 use serde_json::json;
+use uuid::Uuid;
 
 use crate::support::{
     NAMESPACE, VIDEOSOURCES, VOD_URL, applied_status, assert_event, closed_port_url, condition, control::ControlNode,
-    event_post, kube_api::MockApi, lines, mark_deleted, object_patch, operator, reconcile_source, settings,
-    settle_source, status_patch, unique, video_source,
+    event_post, kube_api::MockApi, lines, mark_deleted, object_patch, operator, reconcile_source, recording,
+    settings, settle_recording, settle_source, status_patch, unique, video_source,
 };
 
 #[tokio::test]
@@ -46,7 +49,12 @@ async fn create_adds_the_finalizer_then_registers_the_source_and_writes_status()
     assert_event(&calls[0], "Normal", "Created", "VideoSource", &name, &[&name]);
     let source = control.find_source(&name).await.unwrap().expect("source registered in control");
     assert_eq!((source.segment_length, source.description.as_str(), source.streaming), (2, "lobby camera", false));
+    let stored: VideoSource = api.get(NAMESPACE, &name).unwrap();
+    let owner = format!("k8s/{NAMESPACE}/{name}/{}", stored.metadata.uid.as_deref().unwrap());
+    assert_eq!(source.owner.as_deref(), Some(owner.as_str()), "registered as this resource's");
+    assert_eq!(source.retention, Retention::default(), "no retention of its own");
     let status = applied_status(&calls[1], "VideoSource");
+    assert_eq!((&status["storedBytes"], &status["storedSegments"]), (&json!(0), &json!(0)));
     assert_eq!(status["id"], source.id.to_string());
     assert_eq!(status["streaming"], false);
     assert_eq!(status["reachable"], false);
@@ -133,7 +141,7 @@ async fn deleting_deletes_the_source_then_releases_the_finalizer() {
     let (result, calls) = reconcile_source(&api, &ctx, &name).await;
     assert_eq!(result.expect("cleanup"), Action::await_change());
     assert_eq!(lines(&calls), [event_post(), object_patch(VIDEOSOURCES, &name)]);
-    assert_event(&calls[0], "Normal", "Deleted", "VideoSource", &name, &[&id.to_string()]);
+    assert_event(&calls[0], "Normal", "Deleted", "VideoSource", &name, &[&id.to_string(), "deletionPolicy: Retain"]);
     assert_eq!(
         calls[1].body,
         json!([
@@ -185,4 +193,218 @@ async fn an_unreachable_control_node_shows_in_a_condition_and_an_event_and_backs
         "{:?}",
         lines(&calls)
     );
+}
+
+fn retention(age: Option<&str>, bytes: Option<&str>) -> Option<RetentionSpec> {
+    Some(RetentionSpec { max_age: age.map(str::to_owned), max_bytes: bytes.map(str::to_owned) })
+}
+
+/// `spec.retention` reaches the control node: at registration, on every change, and back to the default when
+/// removed; a value the schema lets through but the control node cannot take is a condition, not a call.
+#[tokio::test]
+async fn retention_follows_the_spec_and_a_bad_value_is_a_condition() {
+    let node = ControlNode::start().await;
+    let control = node.client();
+    let (client, api) = MockApi::start();
+    let (ctx, _metrics) = operator(client, settings(&node.management));
+    let name = unique("cam");
+    let mut vs = video_source(&name, false);
+    vs.spec.retention = retention(Some("30d"), Some("500Gi"));
+    let id = settle_source(&api, &ctx, &vs).await.source_id().expect("registered");
+    let want = Retention { max_age_secs: Some(30 * 86_400), max_bytes: Some(500 << 30) };
+    assert_eq!(control.get_source(id).await.unwrap().retention, want, "registered with its retention");
+
+    let mut generation = 1;
+    let mut edit = |change: Option<RetentionSpec>| {
+        generation += 1;
+        let generation = generation;
+        api.edit::<VideoSource, _>(NAMESPACE, &name, move |vs| {
+            vs.spec.retention = change;
+            vs.metadata.generation = Some(generation);
+        });
+    };
+    edit(retention(Some("12h"), None));
+    let (result, calls) = reconcile_source(&api, &ctx, &name).await;
+    result.expect("reconcile");
+    assert_eq!(lines(&calls), [event_post(), status_patch(VIDEOSOURCES, &name)]);
+    assert_event(&calls[0], "Normal", "RetentionUpdated", "VideoSource", &name, &["43200s", "default"]);
+    let want = Retention { max_age_secs: Some(43_200), max_bytes: None };
+    assert_eq!(control.get_source(id).await.unwrap().retention, want);
+
+    // Too large for 64 bits, yet what the schema's pattern allows: refused before the control node is asked.
+    edit(retention(Some("1d"), Some("9999999999999999999Ti")));
+    let (result, calls) = reconcile_source(&api, &ctx, &name).await;
+    let err = result.expect_err("invalid retention");
+    assert_eq!(err.reason(), "InvalidSpec");
+    assert_eq!(lines(&calls), [event_post(), status_patch(VIDEOSOURCES, &name)]);
+    assert_event(&calls[0], "Warning", "InvalidSpec", "VideoSource", &name, &["spec.retention.maxBytes"]);
+    let ready = condition(applied_status(&calls[1], "VideoSource"), "Ready");
+    assert_eq!((&ready["status"], &ready["reason"]), (&json!("False"), &json!("InvalidSpec")));
+    assert!(ready["message"].as_str().unwrap().contains("too large"), "{ready}");
+    assert_eq!(control.get_source(id).await.unwrap().retention, want, "nothing changed in control");
+    let stored = std::sync::Arc::new(api.get::<VideoSource>(NAMESPACE, &name).unwrap());
+    assert_eq!(
+        reconcile::error_policy(stored, &err, ctx.clone()),
+        Action::requeue(Duration::from_millis(500)),
+        "retried with backoff, no crash"
+    );
+
+    // Removed: back to the control node's default.
+    edit(None);
+    let (result, calls) = reconcile_source(&api, &ctx, &name).await;
+    result.expect("reconcile");
+    assert_eq!(lines(&calls), [event_post(), status_patch(VIDEOSOURCES, &name)]);
+    assert_event(&calls[0], "Normal", "RetentionUpdated", "VideoSource", &name, &[]);
+    let ready = condition(applied_status(&calls[1], "VideoSource"), "Ready");
+    assert_eq!(ready["status"], "True");
+    assert_eq!(control.get_source(id).await.unwrap().retention, Retention::default());
+}
+
+/// Deleting a VideoSource deletes its source; its recordings stay in the control node (`Retain`, the default)
+/// or go with it (`Delete`), which a recording on hold refuses until the hold is lifted.
+#[tokio::test]
+async fn deletion_policy_says_whether_the_recordings_stay() {
+    let node = ControlNode::start().await;
+    let control = node.client();
+    let (client, api) = MockApi::start();
+    let (ctx, _metrics) = operator(client, settings(&node.management));
+
+    for policy in [None, Some(DeletionPolicy::Retain), Some(DeletionPolicy::Delete)] {
+        let name = unique("cam");
+        let mut vs = video_source(&name, false);
+        vs.spec.deletion_policy = policy;
+        let id = settle_source(&api, &ctx, &vs).await.source_id().expect("registered");
+        let rec = settle_recording(&api, &ctx, &recording(&unique("rec"), &name)).await;
+        let recording_id = rec.recording_id().expect("started").to_owned();
+        let deletes = policy == Some(DeletionPolicy::Delete);
+        if deletes {
+            // Held (here by hand in the control node): the control node refuses, the deletion waits and says why.
+            control.set_hold(&recording_id, true).await.unwrap();
+        }
+
+        api.edit::<VideoSource, _>(NAMESPACE, &name, |vs| mark_deleted(&mut vs.metadata));
+        if deletes {
+            let (result, calls) = reconcile_source(&api, &ctx, &name).await;
+            let err = result.expect_err("a held recording refuses the delete");
+            assert_eq!(err.cleanup_reason(), "DeletionRefused");
+            assert_eq!(lines(&calls), [event_post(), status_patch(VIDEOSOURCES, &name)]);
+            assert_event(&calls[0], "Warning", "DeletionRefused", "VideoSource", &name, &["HTTP 409", "skip-cleanup"]);
+            let deleting = condition(applied_status(&calls[1], "VideoSource"), "Deleting");
+            assert_eq!((&deleting["status"], &deleting["reason"]), (&json!("True"), &json!("DeletionRefused")));
+            assert!(control.get_source(id).await.is_ok(), "nothing deleted");
+            control.set_hold(&recording_id, false).await.unwrap();
+        }
+        let (result, calls) = reconcile_source(&api, &ctx, &name).await;
+        assert_eq!(result.expect("cleanup"), Action::await_change());
+        assert_eq!(lines(&calls), [event_post(), object_patch(VIDEOSOURCES, &name)]);
+        assert!(control.get_source(id).await.unwrap_err().is_not_found(), "the source is deleted");
+        if deletes {
+            assert_event(&calls[0], "Normal", "Deleted", "VideoSource", &name, &["deleted its 1 recording"]);
+            assert!(control.get_recording(&recording_id).await.unwrap_err().is_not_found(), "deleted with it");
+        } else {
+            assert_event(&calls[0], "Normal", "Deleted", "VideoSource", &name, &["kept its 1 recording"]);
+            let kept = control.get_recording(&recording_id).await.expect("kept");
+            assert!(!kept.active, "stopped with its source: {kept:?}");
+            assert_eq!(kept.source_name.as_deref(), Some(name.as_str()), "still says whose it was");
+        }
+    }
+}
+
+/// A cleanup that cannot reach the control node says why it waits (a `Deleting` condition and a Warning Event)
+/// and retries with backoff; `livemix.io/skip-cleanup: "true"` then releases the resource without the control
+/// node.
+#[tokio::test]
+async fn a_blocked_cleanup_says_why_and_skip_cleanup_releases_the_resource() {
+    let (client, api) = MockApi::start();
+    let (ctx, _metrics) = operator(client, settings(&closed_port_url().await));
+    let name = unique("cam");
+    let id = Uuid::new_v4();
+    let mut vs = video_source(&name, false);
+    vs.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    vs.status = Some(VideoSourceStatus { id: Some(id), ..VideoSourceStatus::default() });
+    mark_deleted(&mut vs.metadata);
+    api.put(&vs);
+
+    let (result, calls) = reconcile_source(&api, &ctx, &name).await;
+    let err = result.expect_err("control node unreachable");
+    assert_eq!(err.cleanup_reason(), "ControlUnreachable");
+    assert_eq!(lines(&calls), [event_post(), status_patch(VIDEOSOURCES, &name)]);
+    assert_event(
+        &calls[0],
+        "Warning",
+        "ControlUnreachable",
+        "VideoSource",
+        &name,
+        &["unreachable", &id.to_string(), SKIP_CLEANUP_ANNOTATION],
+    );
+    let status = applied_status(&calls[1], "VideoSource");
+    let deleting = condition(status, "Deleting");
+    assert_eq!((&deleting["status"], &deleting["reason"]), (&json!("True"), &json!("ControlUnreachable")));
+    let message = deleting["message"].as_str().unwrap();
+    assert!(message.contains("unreachable") && message.contains(SKIP_CLEANUP_ANNOTATION), "{message}");
+    assert_eq!(condition(status, "Ready")["reason"], "ControlUnreachable");
+    let stored = std::sync::Arc::new(api.get::<VideoSource>(NAMESPACE, &name).unwrap());
+    let delays: Vec<Action> = (0..3).map(|_| reconcile::error_policy(stored.clone(), &err, ctx.clone())).collect();
+    let secs = |s: f64| Action::requeue(Duration::from_secs_f64(s));
+    assert_eq!(delays, [secs(0.5), secs(1.0), secs(2.0)], "backing off");
+
+    // Still down: the same condition is not rewritten (that would bypass the backoff); the Event becomes a series.
+    let (result, calls) = reconcile_source(&api, &ctx, &name).await;
+    assert!(result.is_err());
+    assert_eq!(calls.len(), 1, "{:?}", lines(&calls));
+    assert!(calls[0].line().starts_with(&format!("PATCH /apis/events.k8s.io/v1/namespaces/{NAMESPACE}/events/")));
+
+    api.edit::<VideoSource, _>(NAMESPACE, &name, |vs| {
+        vs.metadata.annotations = Some([(SKIP_CLEANUP_ANNOTATION.to_owned(), "true".to_owned())].into());
+    });
+    let (result, calls) = reconcile_source(&api, &ctx, &name).await;
+    assert_eq!(result.expect("released"), Action::await_change());
+    assert_eq!(lines(&calls), [event_post(), object_patch(VIDEOSOURCES, &name)]);
+    assert_event(
+        &calls[0],
+        "Warning",
+        "CleanupSkipped",
+        "VideoSource",
+        &name,
+        &[SKIP_CLEANUP_ANNOTATION, &format!("source {id} is left")],
+    );
+    assert!(api.get::<VideoSource>(NAMESPACE, &name).is_none(), "the API server let the object go");
+}
+
+/// `status.id` is user-writable: a VideoSource whose status names a source another manager registered neither
+/// renames, streams nor deletes it.
+#[tokio::test]
+async fn a_status_id_naming_another_owners_source_is_not_touched() {
+    let node = ControlNode::start().await;
+    let control = node.client();
+    let theirs = control
+        .create_source(&NewSource {
+            name: unique("theirs"),
+            segment_len: 2,
+            description: Some("not yours".into()),
+            owner: Some("k8s/elsewhere/cam/0000".into()),
+            retention: None,
+        })
+        .await
+        .unwrap();
+    let (client, api) = MockApi::start();
+    let (ctx, _metrics) = operator(client, settings(&node.management));
+    let name = unique("cam");
+    let mut vs = video_source(&name, true);
+    vs.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    vs.status = Some(VideoSourceStatus { id: Some(theirs.id), ..VideoSourceStatus::default() });
+    api.put(&vs);
+
+    let (result, calls) = reconcile_source(&api, &ctx, &name).await;
+    assert_eq!(result.expect_err("not ours").reason(), "SourceNotOwned");
+    assert_event(&calls[0], "Warning", "SourceNotOwned", "VideoSource", &name, &["k8s/elsewhere/cam/0000"]);
+    let untouched = control.get_source(theirs.id).await.unwrap();
+    assert_eq!((untouched.name.as_str(), untouched.streaming), (theirs.name.as_str(), false), "not renamed, not streaming");
+
+    api.edit::<VideoSource, _>(NAMESPACE, &name, |vs| mark_deleted(&mut vs.metadata));
+    let (result, calls) = reconcile_source(&api, &ctx, &name).await;
+    result.expect("released");
+    assert_eq!(lines(&calls), [event_post(), object_patch(VIDEOSOURCES, &name)]);
+    assert_event(&calls[0], "Warning", "SourceNotOwned", "VideoSource", &name, &["left source"]);
+    assert!(control.get_source(theirs.id).await.is_ok(), "not deleted");
 }

@@ -38,7 +38,14 @@ fn new_meta(meta: &mut kube::api::ObjectMeta) {
 pub fn video_source(name: &str, streaming: bool) -> VideoSource {
     let mut vs = VideoSource::new(
         name,
-        VideoSourceSpec { name: None, description: "lobby camera".into(), segment_length: 2, streaming },
+        VideoSourceSpec {
+            name: None,
+            description: "lobby camera".into(),
+            segment_length: 2,
+            streaming,
+            deletion_policy: None,
+            retention: None,
+        },
     );
     new_meta(&mut vs.metadata);
     vs
@@ -53,7 +60,9 @@ pub fn recording(name: &str, source: &str) -> Recording {
             description: Some("morning show".into()),
             start_time: None,
             stopped: false,
+            deletion_policy: None,
             purge_on_delete: false,
+            hold: false,
         },
     );
     new_meta(&mut rec.metadata);
