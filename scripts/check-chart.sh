@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Checks the Helm chart (charts/livemix), the container build files and the kind end-to-end scripts, offline and
-# against a real kube-apiserver (see DESIGN.md, "Kubernetes pieces on a machine with no cluster").
+# against a real kube-apiserver (see README.md, "Kubernetes").
 #
 #   scripts/check-chart.sh                  everything below
 #   scripts/check-chart.sh --update         rewrite the golden files (charts/livemix/tests/golden) first

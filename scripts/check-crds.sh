@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Validates the operator's CRDs and the example resources, offline (see DESIGN.md, "Kubernetes pieces").
+# Validates the operator's CRDs and the example resources, offline (see README.md, "Kubernetes").
 #
 #   scripts/check-crds.sh
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A local Kubernetes cluster for LiveMix development and tests (see DESIGN.md, "Kubernetes pieces on a machine
+# A local Kubernetes cluster for LiveMix development and tests (see README.md, "Kubernetes", for a machine
 # with no cluster"): etcd, kube-apiserver and kube-controller-manager as local processes on 127.0.0.1 and, with
 # --node, this machine as one real node (scripts/lib/node.sh): containerd, the kubelet, kube-scheduler,
 # kube-proxy, CoreDNS and the Traefik ingress controller, so pods really run. Without --node no pod runs, but CRDs,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Backing services for LiveMix development and tests (see DESIGN.md, "Backing services").
+# Backing services for LiveMix development and tests (see README.md, "Tests").
 #
 #   scripts/services.sh up      install what is missing, start every service on 127.0.0.1, wait until ready
 #   scripts/services.sh down    stop what this script started

@@ -177,6 +177,10 @@ pub struct LifecycleSettings {
     #[arg(long, env = "LIVEMIX_DELETION_INTERVAL_SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub deletion_interval_secs: u64,
+    /// Objects per delete request (S3's `DeleteObjects` takes up to 1,000; some S3-compatible stores take fewer).
+    #[arg(long, env = "LIVEMIX_DELETION_BATCH_SIZE", default_value_t = 1000,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub deletion_batch_size: u16,
     /// Seconds between garbage-collection scans of the bucket for objects no segment refers to (0: never).
     #[arg(long, env = "LIVEMIX_GC_INTERVAL_SECS", default_value_t = 6 * 3600)]
     pub gc_interval_secs: u64,

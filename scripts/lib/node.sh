@@ -1,4 +1,4 @@
-# A real Kubernetes node on this machine, sourced by scripts/k8s.sh (`up --node`). See ../shared notes in
+# A real Kubernetes node on this machine, sourced by scripts/k8s.sh (`up --node`). See the notes in
 # README.md's Kubernetes section: cgroup v1 (cgroupfs driver), no cap_sys_resource (containerd must not set a
 # negative oom_score_adj), no Docker and no registry (images come from scripts/images.sh).
 #

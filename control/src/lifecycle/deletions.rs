@@ -6,7 +6,6 @@
 use std::{collections::HashSet, time::Duration};
 
 use chrono::{TimeDelta, Utc};
-use livemix_common::store::MAX_DELETE_BATCH;
 
 use super::{Lifecycle, LifecycleError};
 use crate::db::lifecycle::Work;
@@ -25,7 +24,9 @@ impl Lifecycle {
         loop {
             match self.delete_due().await {
                 // A full turn: there may be more, but give other work (and replicas) the lock first.
-                Ok(done) if done >= BATCHES_PER_TURN * MAX_DELETE_BATCH => continue,
+                Ok(done) if done >= BATCHES_PER_TURN * usize::from(self.inner.settings.deletion_batch_size) => {
+                    continue;
+                }
                 Ok(_) => {}
                 Err(err) => tracing::warn!(%err, "object deletion pass failed; retrying later"),
             }
@@ -62,7 +63,7 @@ impl Lifecycle {
 
     async fn delete_batch(&self) -> Result<usize, LifecycleError> {
         let (db, metrics) = (&self.inner.db, &self.inner.metrics);
-        let due = db.due_deletions(MAX_DELETE_BATCH as i64).await?;
+        let due = db.due_deletions(i64::from(self.inner.settings.deletion_batch_size)).await?;
         if due.is_empty() {
             return Ok(0);
         }

@@ -67,20 +67,39 @@ async fn kubectl_get_shows_the_printer_columns() {
 
     let out = kubectl_ok(&["get", "vsrc", "-n", &ns.name, "-o", "wide"]).await;
     let (header, row) = table(&out, &cam);
-    assert_eq!(header, ["NAME", "STREAMING", "REACHABLE", "READY", "LAST SEEN", "ID", "LIVE URL", "AGE"], "{out}");
+    assert_eq!(
+        header,
+        ["NAME", "STREAMING", "REACHABLE", "READY", "LAST SEEN", "ID", "STORED BYTES", "LIVE URL", "AGE"],
+        "{out}"
+    );
     assert_eq!(row[5], id.to_string(), "{out}");
-    assert_eq!(row[6], format!("https://vod.example.com/v1/vod/live/{id}/vid.m3u8"), "{out}");
+    assert_eq!(row[6], "0", "{out}");
+    assert_eq!(row[7], format!("https://vod.example.com/v1/vod/live/{id}/vid.m3u8"), "{out}");
 
     let out = kubectl_ok(&["get", "recordings", "-n", &ns.name]).await;
     let (header, row) = table(&out, &rec_name);
-    assert_eq!(header, ["NAME", "SOURCE", "ACTIVE", "SEGMENTS", "READY", "START", "AGE"], "{out}");
-    assert_eq!(row[..5], [rec_name.as_str(), cam.as_str(), "true", "0", "True"], "{out}");
+    assert_eq!(header, ["NAME", "SOURCE", "ACTIVE", "SEGMENTS", "HOLD", "READY", "START", "AGE"], "{out}");
+    assert_eq!(row[..6], [rec_name.as_str(), cam.as_str(), "true", "0", "false", "True"], "{out}");
 
     let out = kubectl_ok(&["get", "rec", "-n", &ns.name, "-o", "wide"]).await;
     let (header, _) = table(&out, &rec_name);
     assert_eq!(
         header,
-        ["NAME", "SOURCE", "ACTIVE", "SEGMENTS", "READY", "START", "END", "ID", "PLAYLIST URL", "AGE"],
+        [
+            "NAME",
+            "SOURCE",
+            "ACTIVE",
+            "SEGMENTS",
+            "HOLD",
+            "READY",
+            "START",
+            "END",
+            "STORED BYTES",
+            "EXPIRES",
+            "ID",
+            "PLAYLIST URL",
+            "AGE"
+        ],
         "{out}"
     );
 

@@ -1,5 +1,6 @@
 //! A Recording's life against the real API server: it waits for its VideoSource (the watch on VideoSources
-//! wakes it), starts in the control node, stops on `spec.stopped`, and is stopped (and purged) when deleted.
+//! wakes it), starts in the control node, stops on `spec.stopped`, and is stopped (and kept, or deleted with
+//! `deletionPolicy: Delete`) when deleted.
 
 use chrono::{DateTime, Utc};
 use kube::{
@@ -87,16 +88,16 @@ async fn a_recording_waits_for_its_source_starts_stops_and_is_cleaned_up() {
     assert_eq!(status.end_ts, stopped.end_ts);
     wait_event(&client, &ns.name, "Recording", &show, "Stopped").await;
 
-    // Deleted: the finalizer lets it go; without purgeOnDelete the recording stays in control.
+    // Deleted: the finalizer lets it go; with the default deletionPolicy (Retain) the recording stays in control.
     recordings.delete(&show, &DeleteParams::default()).await.unwrap();
     wait_gone(&recordings, &show).await;
     assert!(!control.get_recording(&id).await.expect("kept in control").active);
 
-    // With a chosen alias, a start time in the past and purgeOnDelete: deleted while active, it is stopped and
-    // deleted in control.
+    // With a chosen alias, a start time in the past and deletionPolicy: Delete: deleted while active, it is
+    // stopped and deleted in control.
     let (clip, alias) = (unique("clip"), unique("alias"));
     let start: DateTime<Utc> = DateTime::from_timestamp(Utc::now().timestamp() - 30, 0).unwrap();
-    let spec = json!({"source": cam, "alias": alias, "startTime": start, "purgeOnDelete": true});
+    let spec = json!({"source": cam, "alias": alias, "startTime": start, "deletionPolicy": "Delete"});
     recordings.patch(&clip, &user, &recording(&clip, spec)).await.unwrap();
     let rec = wait_recording(&recordings, &clip, |rec| active(rec, true)).await;
     let clip_id = rec.recording_id().unwrap().to_owned();
@@ -105,8 +106,8 @@ async fn a_recording_waits_for_its_source_starts_stops_and_is_cleaned_up() {
     assert_eq!(rec.status.unwrap().start_ts, Some(start));
     recordings.delete(&clip, &DeleteParams::default()).await.unwrap();
     wait_gone(&recordings, &clip).await;
-    assert!(control.get_recording(&clip_id).await.unwrap_err().is_not_found(), "purged from control");
-    for reason in ["Started", "Stopped", "Purged"] {
+    assert!(control.get_recording(&clip_id).await.unwrap_err().is_not_found(), "deleted from control");
+    for reason in ["Started", "Stopped", "Deleted"] {
         wait_event(&client, &ns.name, "Recording", &clip, reason).await;
     }
 

@@ -180,3 +180,98 @@ async fn invalid_resources_are_refused_by_the_api_server() {
 
     ns.delete().await;
 }
+
+/// The lifecycle fields: retention limits with units, the deletion policy's values, `purgeOnDelete` against
+/// `deletionPolicy`, and `hold`'s type; what people write is accepted.
+#[tokio::test]
+async fn invalid_lifecycle_fields_are_refused_by_the_api_server() {
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = TestNamespace::create(&client).await;
+    let sources =
+        Api::<DynamicObject>::namespaced_with(client.clone(), &ns.name, &ApiResource::erase::<VideoSource>(&()));
+    let recordings =
+        Api::<DynamicObject>::namespaced_with(client.clone(), &ns.name, &ApiResource::erase::<Recording>(&()));
+    let create = PostParams::default();
+    let retention = |r: Value| json!({"segmentLength": 2, "retention": r});
+
+    for (spec, words, what) in [
+        (retention(json!({"maxAge": "0d"})), &["maxAge must be at least 1s"][..], "maxAge 0"),
+        (retention(json!({"maxAge": "0"})), &["maxAge must be at least 1s"][..], "maxAge 0 without unit"),
+        (retention(json!({"maxAge": "1.5h"})), &["spec.retention.maxAge", "should match"][..], "fractional maxAge"),
+        (retention(json!({"maxAge": "30y"})), &["spec.retention.maxAge", "should match"][..], "unknown unit"),
+        (retention(json!({"maxAge": "-5d"})), &["spec.retention.maxAge", "should match"][..], "negative maxAge"),
+        (retention(json!({"maxAge": ""})), &["spec.retention.maxAge"][..], "empty maxAge"),
+        (
+            retention(json!({"maxAge": "999999999999w"})),
+            &["maxAge must be at most 100 years"][..],
+            "maxAge beyond 100 years",
+        ),
+        (retention(json!({"maxAge": 30})), &["spec.retention.maxAge", "string"][..], "maxAge as a number"),
+        (retention(json!({"maxBytes": "0"})), &["maxBytes must be at least 1 byte"][..], "maxBytes 0"),
+        (retention(json!({"maxBytes": "0Gi"})), &["maxBytes must be at least 1 byte"][..], "maxBytes 0Gi"),
+        (retention(json!({"maxBytes": "-1"})), &["spec.retention.maxBytes", "should match"][..], "negative"),
+        (retention(json!({"maxBytes": "5X"})), &["spec.retention.maxBytes", "should match"][..], "unknown unit"),
+        (retention(json!({"maxBytes": "1.5Gi"})), &["spec.retention.maxBytes", "should match"][..], "fraction"),
+        (
+            json!({"segmentLength": 2, "deletionPolicy": "Destroy"}),
+            &["spec.deletionPolicy", "Unsupported value"][..],
+            "unknown deletionPolicy",
+        ),
+    ] {
+        assert_invalid(sources.create(&create, &object("VideoSource", &unique("bad"), spec)).await, words, what);
+    }
+    for (spec, words, what) in [
+        (
+            json!({"source": "cam", "purgeOnDelete": true, "deletionPolicy": "Retain"}),
+            &["purgeOnDelete: true contradicts deletionPolicy: Retain"][..],
+            "purgeOnDelete against Retain",
+        ),
+        (json!({"source": "cam", "deletionPolicy": "retain"}), &["Unsupported value"][..], "lowercase policy"),
+        (json!({"source": "cam", "hold": "yes"}), &["spec.hold", "boolean"][..], "hold not a boolean"),
+    ] {
+        assert_invalid(recordings.create(&create, &object("Recording", &unique("bad"), spec)).await, words, what);
+    }
+
+    // What people write passes.
+    for retention_spec in [
+        json!({"maxAge": "30d", "maxBytes": "500Gi"}),
+        json!({"maxAge": "3600"}),
+        json!({"maxAge": "2w", "maxBytes": "2TB"}),
+        json!({"maxBytes": "750M"}),
+        json!({"maxAge": "36600d"}),
+    ] {
+        let spec = json!({"segmentLength": 2, "deletionPolicy": "Delete", "retention": retention_spec});
+        sources.create(&create, &object("VideoSource", &unique("ok"), spec.clone())).await.unwrap_or_else(|err| {
+            panic!("{spec} refused: {err}");
+        });
+    }
+    for spec in [
+        json!({"source": "cam", "deletionPolicy": "Retain", "hold": true}),
+        json!({"source": "cam", "purgeOnDelete": true}),
+        json!({"source": "cam", "purgeOnDelete": true, "deletionPolicy": "Delete"}),
+    ] {
+        recordings.create(&create, &object("Recording", &unique("ok"), spec.clone())).await.unwrap_or_else(|err| {
+            panic!("{spec} refused: {err}");
+        });
+    }
+    // The policy and the hold may change at any time; a contradiction may not be introduced later either.
+    let rec = unique("rec");
+    recordings.create(&create, &object("Recording", &rec, json!({"source": "cam"}))).await.expect("valid");
+    let merge = |spec: Value| Patch::Merge(json!({"spec": spec}));
+    recordings
+        .patch(&rec, &PatchParams::default(), &merge(json!({"deletionPolicy": "Delete", "hold": true})))
+        .await
+        .expect("policy and hold change");
+    recordings
+        .patch(&rec, &PatchParams::default(), &merge(json!({"deletionPolicy": "Retain", "hold": false})))
+        .await
+        .expect("and back");
+    assert_invalid(
+        recordings.patch(&rec, &PatchParams::default(), &merge(json!({"purgeOnDelete": true}))).await,
+        &["purgeOnDelete: true contradicts deletionPolicy: Retain"],
+        "purgeOnDelete added against Retain",
+    );
+
+    ns.delete().await;
+}

@@ -216,7 +216,8 @@ async fn two_resources_wanting_one_name_never_share_a_source() {
 }
 
 /// `kubectl delete namespace` with the operator running: the namespace controller deletes the resources, their
-/// finalizers clean up the control node, and the namespace can go.
+/// finalizers clean up the control node, and the namespace can go; no recording is lost (`deletionPolicy`
+/// defaults to `Retain`).
 #[tokio::test]
 async fn deleting_the_namespace_cleans_up_control() {
     let Fixture { client, ns, node, settings } = Fixture::new().await;
@@ -244,11 +245,10 @@ async fn deleting_the_namespace_cleans_up_control() {
     wait_gone(&recordings, &show).await;
     wait_gone(&sources, &cam).await;
     assert!(control.get_source(id).await.unwrap_err().is_not_found(), "the source is deleted from control");
-    // Deleting the source in control ended its recordings too.
-    match control.get_recording(&recording_id).await {
-        Ok(recording) => assert!(!recording.active, "{recording:?}"),
-        Err(err) => assert!(err.is_not_found(), "{err}"),
-    }
+    // The recording is stopped and kept, and still says whose it was.
+    let kept = control.get_recording(&recording_id).await.expect("the recording is retained");
+    assert!(!kept.active && kept.end_ts.is_some(), "{kept:?}");
+    assert_eq!(kept.source_name.as_deref(), Some(cam.as_str()));
 
     operator.stop().await;
     ns.delete().await;

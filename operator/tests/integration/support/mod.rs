@@ -153,6 +153,12 @@ pub fn event_post() -> String {
     format!("POST {EVENTS}?")
 }
 
+/// Whether the call publishes an Event: a new one, or a repeat (same reason and action as an earlier Event
+/// about the object), which kube's recorder counts in that Event's series instead.
+pub fn is_event(call: &Call) -> bool {
+    call.line() == event_post() || call.line().starts_with(&format!("PATCH {EVENTS}/"))
+}
+
 /// Checks an Event call: its type, reason, the object it is about, and words its note must contain.
 pub fn assert_event(call: &Call, type_: &str, reason: &str, kind: &str, name: &str, note_has: &[&str]) {
     assert_eq!(call.line(), event_post(), "an Event is created");
