@@ -200,7 +200,8 @@ mod tests {
             description: None,
             owner: None,
             retention: None,
-        }).unwrap();
+        })
+        .unwrap();
         assert_eq!(body, serde_json::json!({"name": "cam", "segment_len": 4}));
     }
 

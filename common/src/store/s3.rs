@@ -198,8 +198,7 @@ impl ObjectStore for S3Store {
             };
             return keys.iter().map(|_| Err(error())).collect();
         }
-        let objects: Result<Vec<_>, _> =
-            keys.iter().map(|key| ObjectIdentifier::builder().key(key).build()).collect();
+        let objects: Result<Vec<_>, _> = keys.iter().map(|key| ObjectIdentifier::builder().key(key).build()).collect();
         let delete = objects.and_then(|objects| Delete::builder().set_objects(Some(objects)).quiet(true).build());
         let sent = match delete {
             Ok(delete) => self.client.delete_objects().bucket(&self.bucket).delete(delete).send().await,
@@ -207,7 +206,9 @@ impl ObjectStore for S3Store {
                 let source = describe(&e);
                 return keys
                     .iter()
-                    .map(|key| Err(StoreError::Rejected { op: "delete", key: key.clone(), source: source.to_string().into() }))
+                    .map(|key| {
+                        Err(StoreError::Rejected { op: "delete", key: key.clone(), source: source.to_string().into() })
+                    })
                     .collect();
             }
         };

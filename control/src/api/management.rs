@@ -10,9 +10,8 @@ use livemix_common::{
     ApiError, ApiResult,
     api::{Body, Json, Path, Query, Reply, reason},
     management_api::{
-        DeletionReply, GcReply, HoldUpdate, NewRecording, NewSource, RecordingReply, RecordingsPolicy,
-        RecordingsReply, RetentionReply, SegmentsReply, SourceReply, SourcesReply, StorageReply, StorageSummary,
-        UsageReply,
+        DeletionReply, GcReply, HoldUpdate, NewRecording, NewSource, RecordingReply, RecordingsPolicy, RecordingsReply,
+        RetentionReply, SegmentsReply, SourceReply, SourcesReply, StorageReply, StorageSummary, UsageReply,
     },
     messages::Message,
     model::{self, Recording, Retention},
@@ -289,7 +288,9 @@ async fn start_recording(
             Ok(Reply(RecordingReply { recording }))
         }
         Err(err) => {
-            if let Err(cleanup) = state.db.delete_recording(&recording.id, crate::db::lifecycle::DeletionReason::User).await {
+            if let Err(cleanup) =
+                state.db.delete_recording(&recording.id, crate::db::lifecycle::DeletionReason::User).await
+            {
                 tracing::error!(%cleanup, recording = %recording.id, "could not remove an unconfirmed recording");
             }
             Err(command_error(err, "the recording was not started; try again"))
@@ -378,10 +379,7 @@ async fn notify_stopped(state: &AppState, recording: &Recording) {
 /// Deletes a recording (stopping it first if active) and, once no other recording needs them, its objects. A
 /// recording on hold is refused.
 #[tracing::instrument(skip(state))]
-async fn delete_recording(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<Reply<DeletionReply>> {
+async fn delete_recording(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<DeletionReply>> {
     let id = validate_recording_id(&id)?;
     let recording = state.db.get_recording(id).await?;
     if recording.hold {
@@ -444,7 +442,9 @@ async fn collect_garbage(State(state): State<AppState>, Query(q): Query<GcQuery>
     let grace = match q.grace_secs.as_deref() {
         None => state.lifecycle.settings().gc_grace_secs,
         Some(text) => text.parse::<u64>().ok().filter(|secs| *secs <= 100 * 366 * 86_400).ok_or_else(|| {
-            ApiError::bad_request(format!("grace_secs must be a whole number of seconds (0 to 100 years), not {text:?}"))
+            ApiError::bad_request(format!(
+                "grace_secs must be a whole number of seconds (0 to 100 years), not {text:?}"
+            ))
         })?,
     };
     let root = state.lifecycle.gc_prefix();

@@ -274,7 +274,8 @@ macro_rules! release_segments {
         } else {
             let ids: Vec<i64> = doomed.iter().map(|(id, _)| *id).collect();
             let ids = json(&ids)?;
-            let touched = format!("SELECT DISTINCT recording FROM recording_segments WHERE segment IN ({})", $d.ints("$1"));
+            let touched =
+                format!("SELECT DISTINCT recording FROM recording_segments WHERE segment IN ({})", $d.ints("$1"));
             let touched: Vec<String> =
                 sqlx::query_scalar(AssertSqlSafe(touched)).bind(&ids).fetch_all(&mut *$tx).await?;
             let intents = format!(
@@ -284,17 +285,15 @@ macro_rules! release_segments {
             );
             sqlx::query(AssertSqlSafe(intents)).bind(&ids).bind($reason.as_str()).execute(&mut *$tx).await?;
             let delete = format!("DELETE FROM segments WHERE id IN ({})", $d.ints("$1"));
-            let segments_deleted = sqlx::query(AssertSqlSafe(delete)).bind(&ids).execute(&mut *$tx).await?.rows_affected();
+            let segments_deleted =
+                sqlx::query(AssertSqlSafe(delete)).bind(&ids).execute(&mut *$tx).await?.rows_affected();
             let emptied = format!(
                 "DELETE FROM recordings WHERE id IN ({}) AND NOT active AND NOT hold \
                  AND NOT EXISTS (SELECT 1 FROM recording_segments rs WHERE rs.recording = recordings.id)",
                 $d.texts("$1")
             );
-            let recordings_deleted = sqlx::query(AssertSqlSafe(emptied))
-                .bind(json(&touched)?)
-                .execute(&mut *$tx)
-                .await?
-                .rows_affected();
+            let recordings_deleted =
+                sqlx::query(AssertSqlSafe(emptied)).bind(json(&touched)?).execute(&mut *$tx).await?.rows_affected();
             let bytes_deleted = doomed.iter().map(|(_, size)| u64::try_from(*size).unwrap_or(0)).sum();
             RetentionReport { segments_deleted, bytes_deleted, recordings_deleted }
         }
@@ -530,7 +529,13 @@ impl Db {
                 "UPDATE object_deletions SET attempts = attempts + 1, last_error = $2, not_before = {} WHERE key = $1",
                 d.time("$3")
             );
-            sqlx::query(AssertSqlSafe(sql)).bind(key).bind(error).bind(epoch(not_before)).execute(pool).await?.rows_affected()
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(key)
+                .bind(error)
+                .bind(epoch(not_before))
+                .execute(pool)
+                .await?
+                .rows_affected()
         });
         Ok(())
     }
@@ -629,4 +634,3 @@ impl Db {
         }
     }
 }
-

@@ -245,9 +245,8 @@ impl PgDb {
 
     /// Puts a recording on hold, or lifts the hold.
     pub async fn set_hold(&self, id: &str, hold: bool) -> DbResult<Recording> {
-        let sql = format!(
-            "UPDATE recordings SET hold = $2, updated_at = now() WHERE id = $1 RETURNING {RECORDING_COLUMNS}"
-        );
+        let sql =
+            format!("UPDATE recordings SET hold = $2, updated_at = now() WHERE id = $1 RETURNING {RECORDING_COLUMNS}");
         sqlx::query_as::<_, Recording>(AssertSqlSafe(sql))
             .bind(id)
             .bind(hold)

@@ -52,7 +52,12 @@ impl Lifecycle {
     /// One scan of the objects under `prefix` (which must lie under [`Self::gc_prefix`]). Out of `dry_run`, the
     /// orphans are queued for deletion (reason `orphan`) and the worker deletes them.
     #[tracing::instrument(skip(self))]
-    pub async fn collect_garbage(&self, prefix: &str, grace: Duration, dry_run: bool) -> Result<GcReport, LifecycleError> {
+    pub async fn collect_garbage(
+        &self,
+        prefix: &str,
+        grace: Duration,
+        dry_run: bool,
+    ) -> Result<GcReport, LifecycleError> {
         let (db, store, metrics) = (&self.inner.db, &self.inner.store, &self.inner.metrics);
         let young = Utc::now() - TimeDelta::from_std(grace).unwrap_or(TimeDelta::MAX);
         let mut report = GcReport { dry_run, ..GcReport::default() };

@@ -76,7 +76,12 @@ impl Lifecycle {
     #[tracing::instrument(skip(self))]
     pub async fn delete_recording(&self, id: &str) -> Result<Deletion, LifecycleError> {
         let queued = self.inner.db.delete_recording(id, DeletionReason::User).await?;
-        tracing::info!(recording = id, objects = queued, reason = "user", "recording deleted; its unshared objects are queued for deletion");
+        tracing::info!(
+            recording = id,
+            objects = queued,
+            reason = "user",
+            "recording deleted; its unshared objects are queued for deletion"
+        );
         self.queued(queued);
         Ok(Deletion { recordings_retained: 0, recordings_deleted: 1, objects_queued: queued })
     }
@@ -121,7 +126,11 @@ impl Lifecycle {
             Err(err) => return Err(err.into()),
         };
         let policy = own.or(self.default_retention());
-        Ok(Usage { bytes: usage.bytes, segments: usage.segments, expires_at: expires_at(recording, policy, usage.newest_end) })
+        Ok(Usage {
+            bytes: usage.bytes,
+            segments: usage.segments,
+            expires_at: expires_at(recording, policy, usage.newest_end),
+        })
     }
 
     /// Deletions were recorded: the worker should look now.
@@ -134,7 +143,11 @@ impl Lifecycle {
 
 /// When age retention deletes the last segment of a finished recording not on hold: its newest segment's end
 /// (or the recording's) plus the age limit. `None` when nothing will: no age limit, on hold, or still recording.
-pub fn expires_at(recording: &Recording, policy: Retention, newest_end: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+pub fn expires_at(
+    recording: &Recording,
+    policy: Retention,
+    newest_end: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
     if recording.hold || recording.active {
         return None;
     }

@@ -143,10 +143,16 @@ async fn the_deletion_queue_retries_forgets_and_spares_returning_segments(db: &D
     // The bus redelivers a report naming a recording that still exists: the segment is back, its deletion off.
     db.add_recorded_segment(std::slice::from_ref(&other), &segs[1]).await.unwrap();
     assert_eq!(due(db, src).await, vec![(segs[2].uri.clone(), DeletionReason::User)]);
-    assert_eq!(db.referenced_keys(&[segs[1].uri.clone(), segs[2].uri.clone()]).await.unwrap(), vec![segs[1].uri.clone()]);
+    assert_eq!(
+        db.referenced_keys(&[segs[1].uri.clone(), segs[2].uri.clone()]).await.unwrap(),
+        vec![segs[1].uri.clone()]
+    );
     assert_eq!(db.finish_deletions(std::slice::from_ref(&segs[2].uri)).await.unwrap(), 1);
     assert!(due(db, src).await.is_empty());
-    assert_eq!(db.pending_keys(&segs.iter().map(|s| s.uri.clone()).collect::<Vec<_>>()).await.unwrap(), vec![segs[0].uri.clone()]);
+    assert_eq!(
+        db.pending_keys(&segs.iter().map(|s| s.uri.clone()).collect::<Vec<_>>()).await.unwrap(),
+        vec![segs[0].uri.clone()]
+    );
 
     // Orphans are queued unless a segment refers to them.
     let orphan = format!("recordings/{src}/orphan.ts");
@@ -166,7 +172,15 @@ async fn retention_by_age_deletes_oldest_first_and_never_held(db: &Db) {
         seq += 1;
         (rec.to_owned(), aged(src, seq, age, 100))
     };
-    let plan = vec![add(&old, 7300), add(&old, 7250), add(&old, 7200), add(&held, 7300), add(&held, 7200), add(&live, 7100), add(&live, 10)];
+    let plan = vec![
+        add(&old, 7300),
+        add(&old, 7250),
+        add(&old, 7200),
+        add(&held, 7300),
+        add(&held, 7200),
+        add(&live, 7100),
+        add(&live, 10),
+    ];
     for (rec, seg) in &plan {
         db.add_recorded_segment(std::slice::from_ref(rec), seg).await.unwrap();
     }

@@ -31,7 +31,8 @@ async fn new_source(node: &ControlNode) -> Uuid {
 }
 
 async fn new_recording(node: &ControlNode, sid: Uuid) -> String {
-    let (status, body) = json_of(http().post(node.mgmt(&format!("/v1/source/{sid}/recording"))).send().await.unwrap()).await;
+    let (status, body) =
+        json_of(http().post(node.mgmt(&format!("/v1/source/{sid}/recording"))).send().await.unwrap()).await;
     assert_eq!(status, 200, "{body}");
     body["recording"]["id"].as_str().unwrap().to_owned()
 }
@@ -65,7 +66,8 @@ async fn record(node: &ControlNode, sid: Uuid, recordings: &[&str], first_seq: i
     }
     for rec in recordings {
         eventually("the recorded segments to be indexed", || async {
-            let body: Value = http().get(node.mgmt(&format!("/v1/recording/{rec}/segment"))).send().await.ok()?.json().await.ok()?;
+            let body: Value =
+                http().get(node.mgmt(&format!("/v1/recording/{rec}/segment"))).send().await.ok()?.json().await.ok()?;
             let listed: HashSet<&str> = body["segments"].as_array()?.iter().filter_map(|s| s["uri"].as_str()).collect();
             infos.iter().all(|i| listed.contains(i.uri.as_str())).then_some(())
         })
@@ -152,7 +154,8 @@ async fn deleting_a_source_keeps_or_deletes_its_recordings_only_when_told() {
     assert_eq!(status, 404);
     // Retained: listed, stopped, playable byte for byte, and still accounted for.
     let (_, listed) = json_of(http().get(node.mgmt("/v1/recording")).send().await.unwrap()).await;
-    let kept = listed["recordings"].as_array().unwrap().iter().find(|r| r["id"] == rec.as_str()).expect("listed").clone();
+    let kept =
+        listed["recordings"].as_array().unwrap().iter().find(|r| r["id"] == rec.as_str()).expect("listed").clone();
     assert_eq!(kept["active"], -1, "stopped with its source");
     assert!(kept["source_name"].is_string());
     assert_eq!(replay(&node, &rec).await, before);
@@ -230,15 +233,27 @@ async fn retention_and_holds_refuse_nonsense_and_delete_oldest_first() {
         assert!(body["error"]["reason"].is_string(), "{bad}");
     }
     let (status, body) = json_of(
-        http().put(node.mgmt(&format!("/v1/recording/{}/hold", ulid::Ulid::new()))).json(&json!({"hold": true})).send().await.unwrap(),
+        http()
+            .put(node.mgmt(&format!("/v1/recording/{}/hold", ulid::Ulid::new())))
+            .json(&json!({"hold": true}))
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!(status, 404, "{body}");
-    let (status, _) =
-        json_of(http().put(node.mgmt("/v1/recording/not-a-ulid/hold")).json(&json!({"hold": "yes"})).send().await.unwrap()).await;
+    let (status, _) = json_of(
+        http().put(node.mgmt("/v1/recording/not-a-ulid/hold")).json(&json!({"hold": "yes"})).send().await.unwrap(),
+    )
+    .await;
     assert_eq!(status, 400);
     let (status, _) = json_of(
-        http().post(node.mgmt("/v1/source")).json(&json!({"name": unique("cam"), "segment_len": 2, "retention": {"max_bytes": -1}})).send().await.unwrap(),
+        http()
+            .post(node.mgmt("/v1/source"))
+            .json(&json!({"name": unique("cam"), "segment_len": 2, "retention": {"max_bytes": -1}}))
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!(status, 400);
@@ -250,15 +265,19 @@ async fn retention_and_holds_refuse_nonsense_and_delete_oldest_first() {
     for rec in [&expiring, &held] {
         http().post(node.mgmt(&format!("/v1/recording/{rec}/stop"))).send().await.unwrap();
     }
-    let (status, _) =
-        json_of(http().put(node.mgmt(&format!("/v1/recording/{held}/hold"))).json(&json!({"hold": true})).send().await.unwrap()).await;
+    let (status, _) = json_of(
+        http().put(node.mgmt(&format!("/v1/recording/{held}/hold"))).json(&json!({"hold": true})).send().await.unwrap(),
+    )
+    .await;
     assert_eq!(status, 200);
-    let (_, usage) = json_of(http().get(node.mgmt(&format!("/v1/recording/{expiring}/storage"))).send().await.unwrap()).await;
+    let (_, usage) =
+        json_of(http().get(node.mgmt(&format!("/v1/recording/{expiring}/storage"))).send().await.unwrap()).await;
     assert!(usage["storage"].get("expires_at").is_none(), "no limit yet: {usage}");
     let (status, body) = json_of(put(json!({"max_age_secs": 300})).send().await.unwrap()).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["source"]["retention"], json!({"max_age_secs": 300, "max_bytes": null}));
-    let (_, usage) = json_of(http().get(node.mgmt(&format!("/v1/recording/{expiring}/storage"))).send().await.unwrap()).await;
+    let (_, usage) =
+        json_of(http().get(node.mgmt(&format!("/v1/recording/{expiring}/storage"))).send().await.unwrap()).await;
     let expires: chrono::DateTime<Utc> = usage["storage"]["expires_at"].as_str().unwrap().parse().unwrap();
     assert!(expires < Utc::now(), "already past its time: {expires}");
 
@@ -280,7 +299,12 @@ async fn retention_and_holds_refuse_nonsense_and_delete_oldest_first() {
     let infos = record(&node, capped, &[&rec], 0, 4).await;
     let size = infos[0].size;
     let (status, _) = json_of(
-        http().put(node.mgmt(&format!("/v1/source/{capped}/retention"))).json(&json!({"max_bytes": size * 2})).send().await.unwrap(),
+        http()
+            .put(node.mgmt(&format!("/v1/source/{capped}/retention")))
+            .json(&json!({"max_bytes": size * 2}))
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!(status, 200);
@@ -327,10 +351,14 @@ async fn garbage_collection_finds_orphans_and_missing_objects() {
     gone(orphans.iter().map(String::as_str)).await;
     assert!(stored(&infos[0].uri).await.is_some() && stored(&infos[2].uri).await.is_some(), "indexed objects stay");
     let (status, body) = json_of(gc("grace_secs=0").send().await.unwrap()).await;
-    assert_eq!((status, body["gc"]["orphan_count"].clone(), body["gc"]["missing_count"].clone()), (200, json!(0), json!(1)));
+    assert_eq!(
+        (status, body["gc"]["orphan_count"].clone(), body["gc"]["missing_count"].clone()),
+        (200, json!(0), json!(1))
+    );
 
     for bad in ["prefix=elsewhere/&grace_secs=0", "dry_run=perhaps", "grace_secs=-1", "grace_secs=soon"] {
-        let (status, body) = json_of(http().post(node.mgmt(&format!("/v1/storage/gc?{bad}"))).send().await.unwrap()).await;
+        let (status, body) =
+            json_of(http().post(node.mgmt(&format!("/v1/storage/gc?{bad}"))).send().await.unwrap()).await;
         assert_eq!(status, 400, "{bad}: {body}");
     }
 }

@@ -160,8 +160,15 @@ impl Process {
         let log = std::fs::File::create(std::env::temp_dir().join(format!("{log}.log"))).unwrap();
         let mut cmd = tokio::process::Command::new(PathBuf::from(env!("CARGO_BIN_EXE_livemix-control")));
         for name in [
-            "DATABASE_URL", "MEMCACHED_URL", "PUBSUB_EMULATOR_HOST", "PUBSUB_PROJECT_ID", "S3_ENDPOINT",
-            "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "LIVEMIX_BUCKET",
+            "DATABASE_URL",
+            "MEMCACHED_URL",
+            "PUBSUB_EMULATOR_HOST",
+            "PUBSUB_PROJECT_ID",
+            "S3_ENDPOINT",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_REGION",
+            "LIVEMIX_BUCKET",
         ] {
             cmd.env(name, env(name));
         }
@@ -241,7 +248,8 @@ async fn deletions_wait_out_a_frozen_object_store() {
         let resp = http().delete(node.mgmt(&format!("/v1/recording/{}", fixture.doomed))).send().await.unwrap();
         assert_eq!(resp.status(), 200, "the delete itself needs only the database");
         tokio::time::sleep(Duration::from_secs(20)).await;
-        let (_, body) = (200, http().get(node.mgmt("/v1/storage")).send().await.unwrap().json::<Value>().await.unwrap());
+        let (_, body) =
+            (200, http().get(node.mgmt("/v1/storage")).send().await.unwrap().json::<Value>().await.unwrap());
         assert!(body["storage"]["pending_deletions"].as_i64().unwrap() > 0, "nothing is forgotten while S3 is away");
     }
     fixture.settled().await;
