@@ -119,7 +119,7 @@ done
 # (the window is 5 segment lengths), while the segments themselves say 1 s (TARGETDURATION:1).
 SID=$(curl -fsS -X POST -H 'content-type: application/json' "http://127.0.0.1:$MGMT/v1/source" \
     -d "{\"name\": \"$TAG\", \"segment_len\": 120}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["source"]["id"])')
-cleanup_source() { curl -fsS -o /dev/null -X DELETE "http://127.0.0.1:$MGMT/v1/source/$SID" 2>/dev/null || true; }
+cleanup_source() { curl -fsS -o /dev/null -X DELETE "http://127.0.0.1:$MGMT/v1/source/$SID?recordings=delete" 2>/dev/null || true; }
 curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$MGMT/v1/source/$SID/streaming?new_state=true"
 for n in 0 1 2; do
     curl -fsS -o /dev/null -X POST "http://127.0.0.1:$EDGE_API/v1/new-segment" -H "Authorization: Bearer $LIVEMIX_EDGE_TOKEN" \

@@ -46,7 +46,7 @@ cleanup() {
   local status=$?
   # The source goes (with its recordings), so repeated runs on one database leave nothing behind.
   if [ -n "${source_id:-}" ]; then
-    curl -fsS -o /dev/null -X DELETE "http://127.0.0.1:$mgmt/v1/source/$source_id" -H "authorization: Bearer $token" ||
+    curl -fsS -o /dev/null -X DELETE "http://127.0.0.1:$mgmt/v1/source/$source_id?recordings=delete" -H "authorization: Bearer $token" ||
       echo "could not delete source $source_id" >&2
   fi
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done

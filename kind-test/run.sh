@@ -669,6 +669,19 @@ switch_on_streaming() {
     pass "VideoSource $PF_RESOURCE switched to streaming: true"
 }
 
+# A recording as a player gets it, reduced to one SHA-256: the playlist's segment names and every segment's bytes.
+recording_digest() {
+    local url=$1 base segment
+    base=${url%/*}
+    {
+        for segment in $(curl -fsS --max-time 10 "$url" | grep -v '^#'); do
+            echo "$segment $(curl -fsS --max-time 30 "$base/$segment" | sha256sum | cut -d' ' -f1)" || return 1
+        done
+    } | sha256sum | cut -d' ' -f1
+}
+RECORDING_URL=
+RECORDING_DIGEST=
+
 record_and_replay() {
     local t=$SECONDS
     kn apply -f "$ROOT/crds/examples/recording.yaml" >/dev/null
@@ -705,6 +718,8 @@ record_and_replay() {
         'BEGIN {exit !(d >= min && d - l <= 2 && l - d <= 2)}' \
         || die "the recording at $url lasts ${duration}s by ffprobe, the playlist lists ${listed}s, expected >= $((2 * (RECORD_SEGMENTS - 1)))s"
     pass "replayed recording $RECORDING to ENDLIST: $segments segments, ${listed}s listed, ${duration%.*}s decoded, $packets video packets"
+    RECORDING_URL=$url
+    RECORDING_DIGEST=$(recording_digest "$url") || die "could not read every segment of $url"
 }
 
 # Rollouts, a deleted edge pod and a killed control pod while a player reads the live stream through the ingress.
@@ -785,6 +800,11 @@ delete_resources() {
     n=$(control_source_count)
     ((n == 0)) || die "the control node still lists $n sources after the VideoSources were deleted"
     pass "Recording and VideoSources deleted: the finalizers cleaned up the control node (0 sources left)"
+    # deletionPolicy: Retain (the default) keeps the recording in the control node and its objects in the bucket.
+    local digest
+    digest=$(recording_digest "$RECORDING_URL") || die "the recording at $RECORDING_URL no longer plays after its resources were deleted"
+    [[ $digest == "$RECORDING_DIGEST" ]] || die "the recording at $RECORDING_URL changed after its resources were deleted"
+    pass "the recording still plays byte for byte after its Recording and VideoSource were deleted (deletionPolicy Retain)"
 }
 
 release_objects_gone() {

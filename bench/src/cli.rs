@@ -19,6 +19,9 @@ pub enum Command {
     /// Serve the same segment and playlist from LiveMix and nginx side by side (see `bench/vs-nginx.sh`).
     #[command(name = "vs-nginx", args_override_self = true)]
     VsNginx(Box<crate::versus::VersusArgs>),
+    /// Time the recordings' lifecycle on a running control node: a large delete, a retention pass, a GC scan
+    /// (see `bench/lifecycle.sh`).
+    Lifecycle(Box<crate::lifecycle::LifecycleArgs>),
     /// Print free loopback TCP ports, one per line (for the script that starts the nodes).
     FreePorts {
         #[arg(default_value_t = 1)]

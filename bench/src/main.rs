@@ -5,6 +5,7 @@
 mod camera;
 mod cli;
 mod http;
+mod lifecycle;
 mod live;
 mod memcached;
 mod monitor;
@@ -36,6 +37,7 @@ async fn main() -> anyhow::Result<()> {
         Command::FreePorts { count } => free_ports(count),
         Command::Run(args) => run(*args).await,
         Command::VsNginx(args) => versus::run(*args).await,
+        Command::Lifecycle(args) => lifecycle::run(*args).await,
     }
 }
 
@@ -61,7 +63,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Even after a failure: the database may be shared.
     if !args.keep_sources {
         for id in &registered {
-            let _ = admin.delete(format!("{}/v1/source/{id}", args.management())).send().await;
+            let _ = admin.delete(format!("{}/v1/source/{id}?recordings=delete", args.management())).send().await;
         }
     }
     outcome

@@ -78,7 +78,12 @@ impl Lifecycle {
         }
         let todo: Vec<_> = due.into_iter().filter(|d| !referenced.contains(&d.key)).collect();
         let todo_keys: Vec<String> = todo.iter().map(|d| d.key.clone()).collect();
-        let results = self.inner.store.delete_many(&todo_keys).await;
+        let results = if todo_keys.is_empty() {
+            Vec::new()
+        } else {
+            metrics.delete_requests.inc();
+            self.inner.store.delete_many(&todo_keys).await
+        };
         let mut done = Vec::with_capacity(todo.len());
         for (deletion, result) in todo.iter().zip(results) {
             match result {

@@ -26,6 +26,7 @@ pub struct LifecycleMetrics {
     pub pending_deletions: Gauge,
     objects_deleted: Family<ReasonLabels, Counter>,
     pub deletion_failures: Counter,
+    pub delete_requests: Counter,
     retention_deleted: Family<ReasonLabels, Counter>,
     pub orphans_found: Counter,
     pub missing_objects_found: Counter,
@@ -53,6 +54,11 @@ impl LifecycleMetrics {
             deletion_failures: metrics.register(
                 "object_deletion_failures",
                 "Object deletions the store refused or did not answer; each is retried with backoff",
+                Counter::default(),
+            ),
+            delete_requests: metrics.register(
+                "object_delete_requests",
+                "Batches of deletions sent to the object store (one DeleteObjects request each on S3)",
                 Counter::default(),
             ),
             retention_deleted: metrics.register(

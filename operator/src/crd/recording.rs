@@ -81,7 +81,9 @@ pub struct RecordingSpec {
     pub stopped: bool,
     /// What deleting this resource does in the control node: the recording is always stopped; `Retain` (the
     /// default when unset) keeps it there, listable and playable; `Delete` deletes it, and its segments no other
-    /// recording shares from the object store (refused while it is on hold).
+    /// recording shares from the object store (refused while it is on hold). A deletion that cannot be carried
+    /// out waits (condition `Deleting`); the annotation `livemix.io/skip-cleanup: "true"` releases the resource
+    /// without the control node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicy>,
     /// Deprecated: use `deletionPolicy: Delete`. `true` acts as `deletionPolicy: Delete` when `deletionPolicy` is

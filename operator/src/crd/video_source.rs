@@ -38,7 +38,8 @@ use super::{
 pub struct VideoSourceSpec {
     /// Name of the source in the control node, as edges and encoders address it (e.g. the ingest URL
     /// `/v1/ingest/{name}/index.m3u8`). Defaults to the resource's name. Control-node names are global, so two
-    /// resources in different namespaces must not use the same one.
+    /// resources in different namespaces must not use the same one. A source of that name registered by someone
+    /// else is taken over only with the annotation `livemix.io/adopt: "true"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253), regex(pattern = r"^[A-Za-z0-9_.-]+$"))]
     #[schemars(extend("x-kubernetes-validations" = [
@@ -65,7 +66,8 @@ pub struct VideoSourceSpec {
     /// What deleting this resource does to the source's recordings: `Retain` (the default when unset) deletes
     /// the source from the control node and keeps its recordings there, listable and playable; `Delete` deletes
     /// them too, with their segments in the object store, whatever their own Recording resources say, and is
-    /// refused while any of them is on hold.
+    /// refused while any of them is on hold. A deletion that cannot be carried out waits (condition `Deleting`);
+    /// the annotation `livemix.io/skip-cleanup: "true"` releases the resource without the control node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicy>,
     /// How long the source's recordings are kept in the control node; unset limits follow the control node's

@@ -22,6 +22,7 @@ use kube::{
         finalizer,
     },
 };
+use livemix_common::api;
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
@@ -98,6 +99,12 @@ impl Error {
     pub fn cleanup_reason(&self) -> &'static str {
         match self.innermost() {
             Self::Control(ControlError::Unreachable { .. }) => "ControlUnreachable",
+            // A recording on hold refuses the delete: the same reason as a hold the spec asks for.
+            Self::Control(ControlError::Api { status: 409, reason: Some(reason), .. })
+                if reason == api::reason::ON_HOLD =>
+            {
+                "OnHold"
+            }
             Self::Control(err) if err.is_conflict() => "DeletionRefused",
             other => other.reason(),
         }
@@ -304,11 +311,10 @@ async fn skip_cleanup<K: Reconciled>(obj: &K, ctx: &Context) -> Option<Action> {
     }
     let left = match obj.control_object() {
         Some(object) => format!("{object} is left as it is in the control node"),
-        None => "nothing was asked of the control node".to_owned(),
+        None => "its status names no control-node object; whatever was made for it stays there".to_owned(),
     };
-    let message = format!(
-        "{SKIP_CLEANUP_ANNOTATION} is set: removing the finalizer without calling the control node; {left}"
-    );
+    let message =
+        format!("{SKIP_CLEANUP_ANNOTATION} is set: removing the finalizer without calling the control node; {left}");
     publish(obj, &Note::warning("CleanupSkipped", "Delete", message), ctx).await;
     ctx.backoff.reset(&backoff_key(obj));
     Some(Action::await_change())

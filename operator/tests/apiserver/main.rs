@@ -5,6 +5,8 @@
 //!
 //! - `crds`: the CRDs of `crds/` install, become Established and kubectl shows their printer columns.
 //! - `validation`: invalid resources and forbidden changes are refused by the API server itself.
+//! - `lifecycle`: `deletionPolicy` (and `purgeOnDelete`) on `kubectl delete`, the `livemix.io/skip-cleanup`
+//!   escape hatch while the control node is gone, `spec.hold` and `spec.retention` in the control node.
 //! - `video_source`, `recording`: the control node follows the resources; status, finalizers and Events.
 //! - `restart`: a new operator adopts what the old one made, duplicating nothing.
 //! - `rbac`: the permissions the Helm chart grants the operator are enough.
@@ -14,6 +16,7 @@
 //! test works in a namespace of its own, with an operator watching only that namespace.
 
 mod crds;
+mod lifecycle;
 mod rbac;
 mod recording;
 mod restart;

@@ -287,11 +287,11 @@ async fn deletion_policy_says_whether_the_recordings_stay() {
         if deletes {
             let (result, calls) = reconcile_source(&api, &ctx, &name).await;
             let err = result.expect_err("a held recording refuses the delete");
-            assert_eq!(err.cleanup_reason(), "DeletionRefused");
+            assert_eq!(err.cleanup_reason(), "OnHold");
             assert_eq!(lines(&calls), [event_post(), status_patch(VIDEOSOURCES, &name)]);
-            assert_event(&calls[0], "Warning", "DeletionRefused", "VideoSource", &name, &["HTTP 409", "skip-cleanup"]);
+            assert_event(&calls[0], "Warning", "OnHold", "VideoSource", &name, &["HTTP 409", "skip-cleanup"]);
             let deleting = condition(applied_status(&calls[1], "VideoSource"), "Deleting");
-            assert_eq!((&deleting["status"], &deleting["reason"]), (&json!("True"), &json!("DeletionRefused")));
+            assert_eq!((&deleting["status"], &deleting["reason"]), (&json!("True"), &json!("OnHold")));
             assert!(control.get_source(id).await.is_ok(), "nothing deleted");
             control.set_hold(&recording_id, false).await.unwrap();
         }

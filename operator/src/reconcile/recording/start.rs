@@ -40,7 +40,11 @@ pub(super) async fn ready_source(rec: &Recording, ctx: &Context) -> Result<Uuid,
 
 /// The control-node recording this resource started earlier, found by its alias (after an operator restart
 /// lost the id, or a start whose reply was lost).
-pub(super) async fn find_own(rec: &Recording, source_id: Uuid, ctx: &Context) -> Result<Option<ControlRecording>, Error> {
+pub(super) async fn find_own(
+    rec: &Recording,
+    source_id: Uuid,
+    ctx: &Context,
+) -> Result<Option<ControlRecording>, Error> {
     let alias = rec.control_alias();
     let found = ctx
         .control

@@ -71,10 +71,9 @@ async fn own_source(vs: &VideoSource, ctx: &Context) -> Result<Option<Source>, E
 
 fn what_happened(policy: DeletionPolicy, deleted: &Deletion) -> String {
     match policy {
-        DeletionPolicy::Retain => format!(
-            "kept its {} recording(s) there (deletionPolicy: Retain)",
-            deleted.recordings_retained
-        ),
+        DeletionPolicy::Retain => {
+            format!("kept its {} recording(s) there (deletionPolicy: Retain)", deleted.recordings_retained)
+        }
         DeletionPolicy::Delete => format!(
             "deleted its {} recording(s), {} object(s) queued for deletion from the object store (deletionPolicy: \
              Delete)",
