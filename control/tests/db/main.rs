@@ -52,6 +52,7 @@ macro_rules! on_both {
 }
 
 mod lifecycle;
+mod upgrade;
 
 on_both!(sources_are_created_found_renamed_and_deleted);
 on_both!(status_reports_make_a_source_reachable);
