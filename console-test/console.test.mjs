@@ -165,6 +165,18 @@ test('a recording made from the page plays to its end', async () => {
   assert.ok(end.duration >= 3, `a recording of ${count} segments lasts ${end.duration} s`);
   assert.ok(Math.abs(end.currentTime - end.duration) < 0.5, `ended at ${end.currentTime} of ${end.duration} s`);
   assert.equal(await page.getByRole('alert').isVisible(), false);
+
+  // What it stores, as the management API accounts for it, and a legal hold set and lifted from the page.
+  const { storage } = await mgmt(`/v1/recording/${recordingId}/storage`);
+  assert.equal(storage.segments, count);
+  await eventually('the stored size in the row', async () =>
+    (await row.locator('td[data-label="Stored"]').textContent()).includes(`in ${count} segment`));
+  await row.getByRole('button', { name: /^Hold recording/ }).click();
+  await eventually('the hold', async () => (await mgmt(`/v1/recording/${recordingId}`)).recording.hold === true);
+  await eventually('the hold in the row', async () =>
+    (await row.locator('td[data-label="Stored"]').textContent()).includes('on hold'));
+  await row.getByRole('button', { name: /^Lift the hold on recording/ }).click();
+  await eventually('the hold lifted', async () => (await mgmt(`/v1/recording/${recordingId}`)).recording.hold === false);
 });
 
 test('screenshot of the console, playing live', async () => {

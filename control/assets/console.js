@@ -173,10 +173,12 @@
         api('GET', '/v1/recording'),
       ]);
       // A source deleted meanwhile has no summary: show what is known rather than fail the whole page.
-      const lives = await Promise.all(
-        sources.map((s) => api('GET', `/v1/source/${s.id}/live`).then((r) => r.live, () => null)),
-      );
-      last = { sources, lives, recordings };
+      const [lives, stored, recordingsStored] = await Promise.all([
+        Promise.all(sources.map((s) => api('GET', `/v1/source/${s.id}/live`).then((r) => r.live, () => null))),
+        Promise.all(sources.map((s) => api('GET', `/v1/source/${s.id}/storage`).then((r) => r.storage, () => null))),
+        Promise.all(recordings.map(recordingStorage)),
+      ]);
+      last = { sources, lives, stored, recordings, recordingsStored };
       render();
       clearError('refresh');
     } catch (err) {
@@ -188,15 +190,47 @@
     }
   }
 
-  /** Shows the sources whose name contains the filter's text (any case), and their recordings. */
+  /** What a recording stores; a finished one changes rarely, so its answer is kept for a minute. */
+  const storageCache = new Map();
+  async function recordingStorage(r) {
+    const cached = storageCache.get(r.id);
+    const finished = !(r.active === 1 || r.active === true);
+    if (cached && finished && Date.now() - cached.at < 60e3) return cached.storage;
+    const storage = await api('GET', `/v1/recording/${r.id}/storage`).then((b) => b.storage, () => null);
+    storageCache.set(r.id, { at: Date.now(), storage });
+    return storage;
+  }
+
+  /** Bytes for people: 1.5 MB, 20 GB. */
+  function bytes(n) {
+    const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
+    let i = 0;
+    while (n >= 1000 && i < units.length - 1) {
+      n /= 1000;
+      i += 1;
+    }
+    return `${i ? n.toFixed(1) : n} ${units[i]}`;
+  }
+
+  function storedText(storage) {
+    if (!storage) return '?';
+    return `${bytes(storage.bytes)} in ${storage.segments} segment${storage.segments === 1 ? '' : 's'}`;
+  }
+
+  /** Shows the sources whose name contains the filter's text (any case), and their recordings (also those kept
+   * after their source was deleted, by the name they were made under). */
   function render() {
     if (!last) return;
     const needle = $('filter').value.trim().toLowerCase();
-    const shown = last.sources.map((s, i) => [s, last.lives[i]]).filter(([s]) => s.name.toLowerCase().includes(needle));
+    const shown = last.sources.map((s, i) => [s, last.lives[i], last.stored[i]])
+      .filter(([s]) => s.name.toLowerCase().includes(needle));
     const ids = new Set(shown.map(([s]) => s.id));
-    const recordings = last.recordings.filter((r) => ids.has(r.source));
-    renderSources(shown.map(([s]) => s), shown.map(([, live]) => live), recordings, last.sources.length);
-    renderRecordings(recordings, last.sources);
+    const known = new Set(last.sources.map((s) => s.id));
+    const kept = last.recordings.map((r, i) => [r, last.recordingsStored[i]]).filter(([r]) => ids.has(r.source) ||
+      (!known.has(r.source) && (r.source_name ?? '').toLowerCase().includes(needle)));
+    renderSources(shown.map(([s]) => s), shown.map(([, live]) => live), shown.map(([, , st]) => st),
+      kept.map(([r]) => r), last.sources.length);
+    renderRecordings(kept.map(([r]) => r), kept.map(([, st]) => st), last.sources);
   }
 
   /** Runs an action from a button, shows its error, then refreshes. */
@@ -224,7 +258,7 @@
     const cells = {};
     for (const [key, label] of [
       ['name', 'Source'], ['streaming', 'Streaming'], ['edge', 'Edge'], ['live', 'Live segments'],
-      ['last', 'Last segment'], ['timeline', 'Recordings'], ['actions', 'Actions'],
+      ['last', 'Last segment'], ['timeline', 'Recordings'], ['stored', 'Stored'], ['actions', 'Actions'],
     ]) {
       cells[key] = el('td', { 'data-label': label });
       tr.append(cells[key]);
@@ -260,7 +294,7 @@
     return row;
   }
 
-  function renderSources(sources, lives, recordings, total) {
+  function renderSources(sources, lives, stored, recordings, total) {
     const tbody = $('sources').tBodies[0];
     const seen = new Set();
     sources.forEach((s, i) => {
@@ -279,6 +313,10 @@
       row.cells.live.textContent = live ? String(live.segments) : '?';
       row.cells.last.textContent = live?.last_segment_at ? `${when(live.last_segment_at)} (${ago(live.last_segment_at)})` : 'none yet';
       row.cells.timeline.replaceChildren(timeline(s, own));
+      row.cells.stored.textContent = storedText(stored[i]);
+      const retention = [s.retention?.max_age_secs && `kept ${duration(s.retention.max_age_secs * 1000)}`,
+        s.retention?.max_bytes && `at most ${bytes(s.retention.max_bytes)}`].filter(Boolean).join(', ');
+      row.cells.stored.title = retention ? `retention: ${retention}` : 'retention: the control node default';
       row.watch.setAttribute('aria-label', `Watch ${s.name} live`);
       row.stream.textContent = streaming ? 'Stop streaming' : 'Start streaming';
       row.stream.className = streaming ? 'secondary' : '';
@@ -351,15 +389,21 @@
     const cells = {};
     for (const [key, label] of [
       ['name', 'Recording'], ['source', 'Source'], ['start', 'Start'], ['end', 'End'], ['length', 'Length'],
-      ['actions', 'Actions'],
+      ['stored', 'Stored'], ['actions', 'Actions'],
     ]) {
       cells[key] = el('td', { 'data-label': label });
       tr.append(cells[key]);
     }
     const playButton = el('button', { type: 'button', class: 'secondary' }, 'Play');
     const stop = el('button', { type: 'button', class: 'danger' }, 'Stop');
-    cells.actions.append(playButton, stop);
-    row = { tr, cells, play: playButton, stop, recording: null };
+    const hold = el('button', { type: 'button', class: 'secondary' });
+    cells.actions.append(playButton, stop, hold);
+    row = { tr, cells, play: playButton, stop, hold, recording: null };
+    hold.addEventListener('click', () => {
+      const r = row.recording;
+      act(hold, `${r.hold ? 'Lifting the hold on' : 'Holding'} recording ${recordingLabel(r)}`, () =>
+        api('PUT', `/v1/recording/${r.id}/hold`, { hold: !r.hold }));
+    });
     playButton.addEventListener('click', () => {
       const r = row.recording;
       play(`/v1/vod/recording/${r.id}/vid.m3u8`, `Recording: ${recordingLabel(r)}`, 'recording');
@@ -372,11 +416,12 @@
     return row;
   }
 
-  function renderRecordings(recordings, sources) {
+  function renderRecordings(recordings, stored, sources) {
     const names = new Map(sources.map((s) => [s.id, s.name]));
     const tbody = $('recordings').tBodies[0];
     const seen = new Set();
     const newestFirst = [...recordings].sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+    const storedOf = new Map(recordings.map((r, i) => [r.id, stored[i]]));
     for (const r of newestFirst) {
       seen.add(r.id);
       const row = recordingRow(r.id);
@@ -385,7 +430,12 @@
       row.recording = r;
       row.cells.name.textContent = label;
       if (r.description) row.cells.name.title = r.description;
-      row.cells.source.textContent = names.get(r.source) ?? r.source;
+      row.cells.source.textContent = names.get(r.source) ?? `${r.source_name ?? r.source} (source deleted)`;
+      const storage = storedOf.get(r.id);
+      row.cells.stored.textContent = storedText(storage) + (r.hold ? ' · on hold' : '');
+      row.cells.stored.title = storage?.expires_at ? `expires ${when(storage.expires_at)}` : 'kept until deleted';
+      row.hold.textContent = r.hold ? 'Lift hold' : 'Hold';
+      row.hold.setAttribute('aria-label', `${r.hold ? 'Lift the hold on' : 'Hold'} recording ${label}`);
       row.cells.start.textContent = when(r.start_ts);
       setState(row.cells.end, active ? 'recording…' : when(r.end_ts), active ? 'state-bad' : '');
       const end = active || !r.end_ts ? Date.now() : Date.parse(r.end_ts);
