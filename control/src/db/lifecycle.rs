@@ -508,7 +508,8 @@ impl Db {
     pub async fn referenced_keys(&self, keys: &[String]) -> DbResult<Vec<String>> {
         let keys = json(keys)?;
         Ok(on_pool!(self, |pool, d| {
-            let sql = format!("SELECT uri FROM segments WHERE uri IN ({})", d.texts("$1"));
+            // Bytewise, so PostgreSQL's `segments_uri` index (collation "C") serves the lookup.
+            let sql = format!("SELECT uri FROM segments WHERE {} IN ({})", d.bytewise("uri"), d.texts("$1"));
             sqlx::query_scalar(AssertSqlSafe(sql)).bind(&keys).fetch_all(pool).await?
         }))
     }
@@ -542,19 +543,21 @@ impl Db {
 
     /// Records the deletion of objects no segment refers to (garbage collection); returns how many were new.
     pub async fn queue_orphans(&self, objects: &[(String, i64)]) -> DbResult<u64> {
-        let queued = on_tx!(self, |tx, _d| {
+        let queued = on_tx!(self, |tx, d| {
             let mut queued = 0;
+            let sql = format!(
+                "INSERT INTO object_deletions (key, size, reason) SELECT $1, $2, $3 \
+                 WHERE NOT EXISTS (SELECT 1 FROM segments WHERE {} = $1) ON CONFLICT (key) DO NOTHING",
+                d.bytewise("uri")
+            );
             for (key, size) in objects {
-                queued += sqlx::query(
-                    "INSERT INTO object_deletions (key, size, reason) SELECT $1, $2, $3 \
-                     WHERE NOT EXISTS (SELECT 1 FROM segments WHERE uri = $1) ON CONFLICT (key) DO NOTHING",
-                )
-                .bind(key)
-                .bind(size)
-                .bind(DeletionReason::Orphan.as_str())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+                queued += sqlx::query(AssertSqlSafe(sql.clone()))
+                    .bind(key)
+                    .bind(size)
+                    .bind(DeletionReason::Orphan.as_str())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
             }
             queued
         });
