@@ -198,11 +198,15 @@ pub fn validate_source_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= MAX
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && !name.contains("..");
+        && !name.contains("..")
+        // `.` is a path's "this directory": as a path segment it vanishes, as a key prefix it is ambiguous.
+        && !name.bytes().all(|b| b == b'.');
     if ok {
         Ok(())
     } else {
-        Err(format!("invalid source name {name:?}: use 1 to {MAX} letters, digits, '-', '_' or '.'"))
+        Err(format!(
+            "invalid source name {name:?}: use 1 to {MAX} letters, digits, '-', '_' or '.' (not only dots, no '..')"
+        ))
     }
 }
 
@@ -227,6 +231,15 @@ mod tests {
         for bad in ["", "a/b", "..", "a b", "ü", &"x".repeat(300)] {
             assert!(validate_source_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_lone_dot_is_not_a_source_name() {
+        for bad in [".", "..", "..."] {
+            assert!(validate_source_name(bad).is_err(), "{bad}");
+        }
+        assert!(validate_source_name(".cam").is_ok());
+        assert!(validate_source_name("cam.").is_ok());
     }
 
     #[test]

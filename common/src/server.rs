@@ -7,16 +7,25 @@
 //! idle timeout of a kept-alive connection), an idle and an overall deadline for request bodies, and a deadline
 //! for the whole request, so slow or stuck clients cannot hold handlers, tasks or sockets.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    net::IpAddr,
+    sync::Arc,
+    time::Duration,
+};
 
-use axum::{Router, http::StatusCode};
+use axum::{Router, extract::ConnectInfo, http::StatusCode};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto, graceful::GracefulShutdown},
     service::TowerToHyperService,
 };
-use tokio::{net::TcpListener, sync::Semaphore};
+use parking_lot::Mutex;
+use tokio::{net::TcpListener, sync::Notify};
 use tower_http::timeout::{RequestBodyDeadlineLayer, RequestBodyTimeoutLayer, TimeoutLayer};
+
+use crate::fds;
 
 /// How long open connections get to finish after shutdown was asked for.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -24,8 +33,11 @@ const DRAIN: Duration = Duration::from_secs(10);
 /// What one client may hold on a listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Open connections at most; further clients wait in the kernel's accept backlog until one closes.
+    /// Open connections at most (and never more than the listener's share of the descriptor limit); further
+    /// clients wait in the kernel's accept backlog until one closes.
     pub max_connections: usize,
+    /// Open connections of one peer address at most; default half the cap, so one client never holds them all.
+    pub max_connections_per_peer: Option<usize>,
     /// Time to send a request's headers, counted from when the connection is ready for the next request: it
     /// closes slow-header clients and kept-alive connections left idle.
     pub header_read_timeout: Duration,
@@ -41,6 +53,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 4096,
+            max_connections_per_peer: None,
             header_read_timeout: Duration::from_secs(30),
             body_idle_timeout: Duration::from_secs(20),
             body_deadline: Duration::from_secs(120),
@@ -66,12 +79,19 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
 }
 
 /// Serves `router` on `listener` within `limits` until `shutdown` completes, then drains open connections.
+///
+/// Open connections are capped at the smaller of `max_connections` and this listener's share of the descriptor
+/// limit ([`fds::listener_share`]): further clients wait in the kernel's backlog, so one busy port cannot make
+/// `accept` (or any outbound connection) fail for the whole process. One peer address may hold at most half of
+/// the cap (`max_connections_per_peer` when set); its connections beyond that are closed at once. Handlers see
+/// the peer as [`ConnectInfo`]`<SocketAddr>`.
 pub async fn serve_with(
     listener: TcpListener,
     router: Router,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let _slot = fds::ListenerSlot::take();
     let router = limits.apply(router);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().half_close(true).timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
@@ -82,19 +102,31 @@ pub async fn serve_with(
         .max_concurrent_streams(256)
         .keep_alive_interval(limits.header_read_timeout)
         .keep_alive_timeout(Duration::from_secs(20));
-    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let local = listener.local_addr().ok();
+    let cap = || limits.max_connections.min(fds::listener_share()).max(1);
+    let per_peer = || limits.max_connections_per_peer.unwrap_or(cap() / 2).clamp(1, cap());
+    tracing::info!(addr = ?local, max_connections = cap(), per_peer = per_peer(), "listener connection caps");
+    let open = Arc::new(OpenConnections::default());
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
-        if connections.available_permits() == 0 {
-            tracing::warn!(limit = limits.max_connections, "connection limit reached; new clients wait");
+    'serve: loop {
+        // Wait for a free slot before accepting: until then new clients wait in the backlog.
+        let mut warned = false;
+        loop {
+            let closed = open.closed.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            if open.total() < cap() {
+                break;
+            }
+            if !warned {
+                tracing::warn!(addr = ?local, limit = cap(), "connection limit reached; new clients wait");
+                warned = true;
+            }
+            tokio::select! {
+                () = closed => {}
+                () = &mut shutdown => break 'serve,
+            }
         }
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -108,14 +140,23 @@ pub async fn serve_with(
             },
             () = &mut shutdown => break,
         };
-        let service = TowerToHyperService::new(router.clone());
+        let Some(slot) = open.admit(peer.ip(), per_peer()) else {
+            tracing::debug!(%peer, limit = per_peer(), "connections per peer reached; closing the new one");
+            drop(stream);
+            continue;
+        };
+        let with_peer = move |mut req: http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            req
+        };
+        let service = TowerToHyperService::new(tower::util::MapRequest::new(router.clone(), with_peer));
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(err) = connection.await {
                 tracing::debug!(%peer, %err, "connection ended with an error");
             }
-            drop(permit);
+            drop(slot);
         });
     }
     drop(listener);
@@ -123,6 +164,50 @@ pub async fn serve_with(
         tracing::warn!("connections still open after {DRAIN:?}; closing them");
     }
     Ok(())
+}
+
+/// A listener's open connections, in all and per peer address.
+#[derive(Default)]
+struct OpenConnections {
+    per_peer: Mutex<HashMap<IpAddr, usize>>,
+    closed: Notify,
+}
+
+impl OpenConnections {
+    fn total(&self) -> usize {
+        self.per_peer.lock().values().sum()
+    }
+
+    /// Counts a new connection of `peer`, unless it already has `limit`.
+    fn admit(self: &Arc<Self>, peer: IpAddr, limit: usize) -> Option<ConnectionSlot> {
+        let mut per_peer = self.per_peer.lock();
+        let count = per_peer.entry(peer).or_default();
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(ConnectionSlot { open: Arc::clone(self), peer })
+    }
+}
+
+/// One open connection; dropping it frees its slot.
+struct ConnectionSlot {
+    open: Arc<OpenConnections>,
+    peer: IpAddr,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut per_peer = self.open.per_peer.lock();
+        if let Some(count) = per_peer.get_mut(&self.peer) {
+            *count -= 1;
+            if *count == 0 {
+                per_peer.remove(&self.peer);
+            }
+        }
+        drop(per_peer);
+        self.open.closed.notify_one();
+    }
 }
 
 #[cfg(test)]
@@ -199,6 +284,31 @@ mod tests {
             assert!(started.elapsed() < Duration::from_secs(5), "the trickling body was never cut off");
         };
         assert!(!reply.starts_with("HTTP/1.1 200"), "{reply}");
+    }
+
+    #[tokio::test]
+    async fn one_peer_holds_at_most_its_share_and_others_are_still_served() {
+        let limits = Limits { max_connections: 8, max_connections_per_peer: Some(2), ..Limits::default() };
+        let addr = start(limits).await;
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut conn = TcpStream::connect(addr).await.unwrap();
+            conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+            let mut buf = [0u8; 256];
+            assert!(conn.read(&mut buf).await.unwrap() > 0);
+            held.push(conn);
+        }
+        // The third from the same address is closed without a reply...
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        let _ = third.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        assert_eq!(read_all(&mut third).await, "");
+        // ...while another address is served.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut other = socket.connect(addr).await.unwrap();
+        other.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        assert!(read_all(&mut other).await.starts_with("HTTP/1.1 200"));
+        drop(held);
     }
 
     #[tokio::test]

@@ -6,21 +6,21 @@
 //! `-headers 'Authorization: Bearer <token>'`) or as a path segment (`/v1/ingest/{source}/{token}/index.m3u8`),
 //! which [`lift_path_token`] moves into the header before routing, so it never reaches the access log.
 //!
-//! Tokens are kept as SHA-256 digests and compared in constant time. Without any token the edge keeps the old
-//! open form, but then listens on loopback only and answers only requests addressed to a loopback host name (DNS
-//! rebinding), unless `--insecure-no-auth`.
+//! Tokens are kept as SHA-256 digests and compared in constant time. Without an ingest token the edge keeps the
+//! old open form, but then listens on loopback only and answers only loopback peers addressing a loopback host
+//! name (DNS rebinding), unless `--insecure-no-auth`. These checks run before any body byte is read
+//! ([`crate::gate`]).
 
 use std::{fmt, net::SocketAddr};
 
 use axum::{
     extract::Request,
-    http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header},
+    http::{HeaderMap, HeaderValue, Uri, header},
 };
 use livemix_common::{
     ApiError,
     credentials::{
-        NamedTokens, Presented, Secret, TokenDigest, TokenListFormat, bearer_token, is_loopback, is_loopback_host,
-        parse_path_token,
+        NamedTokens, Presented, Secret, TokenDigest, TokenListFormat, bearer_token, is_loopback, parse_path_token,
     },
 };
 
@@ -67,8 +67,7 @@ pub struct EdgeAuth {
     ingest: Option<TokenDigest>,
     per_source: SourceTokens,
     preview: Option<TokenDigest>,
-    /// No credentials and not `--insecure-no-auth`: only loopback host names are answered.
-    loopback_hosts_only: bool,
+    insecure_no_auth: bool,
 }
 
 impl EdgeAuth {
@@ -80,8 +79,7 @@ impl EdgeAuth {
     ) -> Self {
         let ingest = ingest.map(TokenDigest::of);
         let preview = preview.map(TokenDigest::of);
-        let open = ingest.is_none() && per_source.is_empty() && preview.is_none();
-        Self { ingest, per_source, preview, loopback_hosts_only: open && !insecure_no_auth }
+        Self { ingest, per_source, preview, insecure_no_auth }
     }
 
     /// Whether ingest needs a token.
@@ -89,17 +87,27 @@ impl EdgeAuth {
         self.ingest.is_some() || !self.per_source.is_empty()
     }
 
-    /// Checks a request's credentials for `access`: 401 without a usable token, 403 with a wrong one.
-    pub fn check(&self, headers: &HeaderMap, access: Access<'_>) -> Result<(), ApiError> {
-        if self.loopback_hosts_only {
-            return check_loopback_host(headers);
-        }
+    /// Whether requests must come from loopback and be addressed to a loopback host name: when ingest needs no
+    /// token (a preview token alone does not protect ingest) and `--insecure-no-auth` is not set.
+    pub fn loopback_hosts_only(&self) -> bool {
+        !self.protects_ingest() && !self.insecure_no_auth
+    }
+
+    /// Whether the preview needs a token.
+    pub fn protects_preview(&self) -> bool {
+        self.protects_ingest() || self.preview.is_some()
+    }
+
+    /// Checks a request's credentials for `access`: 401 without a usable token, 403 with a wrong one. `Ok(true)`
+    /// when a token granted it, `Ok(false)` when the route needs none. The loopback-only host check is the
+    /// door's ([`crate::gate`]), made before this.
+    pub fn check(&self, headers: &HeaderMap, access: Access<'_>) -> Result<bool, ApiError> {
         let protected = match access {
             Access::Ingest(_) => self.protects_ingest(),
-            Access::Preview(_) | Access::View => self.protects_ingest() || self.preview.is_some(),
+            Access::Preview(_) | Access::View => self.protects_preview(),
         };
         if !protected {
-            return Ok(());
+            return Ok(false);
         }
         let presented = bearer_token(headers).map(Presented::new).ok_or_else(|| {
             ApiError::unauthorized(
@@ -108,7 +116,7 @@ impl EdgeAuth {
             )
         })?;
         if self.admits(access, &presented) {
-            Ok(())
+            Ok(true)
         } else {
             Err(ApiError::forbidden("this token does not grant access to this route"))
         }
@@ -127,43 +135,6 @@ impl EdgeAuth {
             Access::View => edge | preview,
         }
     }
-}
-
-/// Without credentials only requests addressed to this machine are answered, so a web page cannot reach the edge
-/// through a DNS name it points at 127.0.0.1.
-fn check_loopback_host(headers: &HeaderMap) -> Result<(), ApiError> {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    if host.is_some_and(|h| !is_loopback_host(h)) {
-        return Err(ApiError::forbidden(
-            "this edge has no ingest token, so it answers only requests to localhost or 127.0.0.1",
-        ));
-    }
-    Ok(())
-}
-
-/// Refuses what a web page can send without a CORS preflight: a state-changing request from another origin
-/// (403), or a `text/plain` / `multipart/form-data` body (415). Clients that are not browsers send no `Origin`.
-pub fn check_not_cross_site(method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
-    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
-        return Ok(());
-    }
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-        let origin_host = origin.to_str().ok().and_then(|o| o.split_once("://")).map(|(_, rest)| rest);
-        if origin_host.is_none_or(|o| !o.eq_ignore_ascii_case(host)) {
-            return Err(ApiError::forbidden("requests from web pages of another origin are refused"));
-        }
-    }
-    if let Some(value) = headers.get(header::CONTENT_TYPE) {
-        let essence = value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        if essence == "text/plain" || essence == "multipart/form-data" {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("{essence} bodies are refused (what a web form sends); send no content type"),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Moves a token given as a path segment into the `Authorization` header before routing:
@@ -271,17 +242,19 @@ mod tests {
     }
 
     #[test]
-    fn an_open_edge_answers_loopback_host_names_only() {
+    fn only_an_ingest_token_lifts_the_loopback_host_check() {
+        let tok = || parse_path_token("t").unwrap();
         let open = EdgeAuth::new(None, SourceTokens::default(), None, false);
-        assert!(!open.protects_ingest());
-        for host in ["localhost:9080", "127.0.0.1:9080", "[::1]:9080", "127.0.0.1"] {
-            assert!(open.check(&headers(&[("host", host)]), Access::Ingest("cam")).is_ok(), "{host}");
-        }
-        for host in ["evil.example:9080", "10.0.0.2", "localhost.evil.example"] {
-            assert!(open.check(&headers(&[("host", host)]), Access::Ingest("cam")).is_err(), "{host}");
-        }
+        assert!(!open.protects_ingest() && open.loopback_hosts_only());
+        assert_eq!(open.check(&HeaderMap::new(), Access::Ingest("cam")).ok(), Some(false));
+        let preview_only = EdgeAuth::new(None, SourceTokens::default(), Some(&tok()), false);
+        assert!(preview_only.loopback_hosts_only(), "a preview token does not protect ingest");
+        assert!(preview_only.protects_preview());
         let insecure = EdgeAuth::new(None, SourceTokens::default(), None, true);
-        assert!(insecure.check(&headers(&[("host", "edge.lan")]), Access::Ingest("cam")).is_ok());
+        assert!(!insecure.loopback_hosts_only());
+        assert!(!EdgeAuth::new(Some(&tok()), SourceTokens::default(), None, false).loopback_hosts_only());
+        let per_source = SourceTokens::parse("cam:tok-c").unwrap();
+        assert!(!EdgeAuth::new(None, per_source, None, false).loopback_hosts_only());
     }
 
     #[test]
@@ -293,21 +266,6 @@ mod tests {
         assert!(SourceTokens::parse("../x:tok").is_err());
         assert!(SourceTokens::parse("cam:a,cam:b").is_err());
         assert_eq!(format!("{:?}", parse_path_token("s3cret").unwrap()), "<redacted>");
-    }
-
-    #[test]
-    fn cross_site_requests_are_refused() {
-        let post = Method::POST;
-        assert!(check_not_cross_site(&post, &headers(&[("host", "edge:9080")])).is_ok());
-        assert!(
-            check_not_cross_site(&post, &headers(&[("host", "edge:9080"), ("origin", "http://edge:9080")])).is_ok()
-        );
-        let evil = headers(&[("host", "edge:9080"), ("origin", "https://evil.example")]);
-        assert_eq!(check_not_cross_site(&post, &evil).unwrap_err().status, StatusCode::FORBIDDEN);
-        assert!(check_not_cross_site(&Method::GET, &evil).is_ok());
-        let form = headers(&[("content-type", "text/plain;charset=UTF-8")]);
-        assert_eq!(check_not_cross_site(&post, &form).unwrap_err().status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-        assert!(check_not_cross_site(&Method::PUT, &headers(&[("content-type", "video/mp2t")])).is_ok());
     }
 
     #[test]
@@ -335,6 +293,7 @@ mod tests {
     }
 
     mod properties {
+        use axum::http::Method;
         use proptest::prelude::*;
 
         use super::*;
@@ -360,7 +319,7 @@ mod tests {
                 if let Ok(value) = HeaderValue::from_str(&host) {
                     headers.insert("host", value);
                 }
-                let _ = check_not_cross_site(&Method::POST, &headers);
+                let _ = livemix_common::door::check_not_cross_site(&Method::POST, &headers, &Uri::from_static("/"));
                 let granted = auth.check(&headers, Access::Ingest("cam-a")).is_ok();
                 let presented = authorization.get(7..).map(<[u8]>::trim_ascii).unwrap_or_default();
                 prop_assert!(!granted || presented == b"edge-tok" || presented == b"tok-a");

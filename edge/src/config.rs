@@ -93,6 +93,15 @@ pub struct EdgeSettings {
     /// Largest playlist accepted, in bytes.
     #[arg(long, env = "LIVEMIX_MAX_PLAYLIST_BYTES", default_value_t = 1024 * 1024)]
     pub max_playlist_bytes: usize,
+    /// Bytes of request bodies (pushed segments and playlists) the edge receives at once; a body that finds no
+    /// room within a second is refused (503, `busy`). A body with a Content-Length takes that much, one without
+    /// takes its route's cap. Checked after the token, so only clients with a token draw on it.
+    #[arg(long, env = "LIVEMIX_BODY_BUDGET_BYTES", default_value_t = 128 * 1024 * 1024)]
+    pub body_budget_bytes: u64,
+    /// Web origins (`https://console.example`) allowed to read the preview from a page when it has no token;
+    /// with a token any origin may (it must send the token). Comma-separated; default none.
+    #[arg(long, env = "LIVEMIX_PREVIEW_CORS_ORIGINS", value_delimiter = ',')]
+    pub preview_cors_origins: Vec<String>,
     /// Byte budget of the segment cache and the segments pushed and waiting for their playlist, over all sources.
     #[arg(long, env = "LIVEMIX_EDGE_CACHE_BYTES", default_value_t = 512 * 1024 * 1024)]
     pub cache_bytes: usize,

@@ -11,6 +11,7 @@ pub mod control_client;
 pub mod fetch;
 pub mod fetch_allow;
 pub mod forwarder;
+pub mod gate;
 pub mod identity;
 pub mod inbox;
 pub mod node;
@@ -23,6 +24,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 use anyhow::Context;
 use livemix_common::{
     api::with_conventions,
+    door::BodyBudget,
     bus::{BusArgs, SharedBus},
     store::SharedStore,
     supervise::{Policy, Supervisor},
@@ -42,6 +44,9 @@ use crate::{
     recorder::{RecordMetrics, Recorder, RecorderConfig},
     sources::Sources,
 };
+
+/// How long a request body waits for room in the body budget before it is refused (503).
+const BODY_BUDGET_WAIT: Duration = Duration::from_secs(1);
 
 /// How long supervised tasks get to finish after the API stopped.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -146,10 +151,14 @@ pub async fn serve(
 
     let limits =
         api::Limits { max_playlist_bytes: settings.max_playlist_bytes, max_segment_bytes: settings.max_segment_bytes };
-    let app = with_conventions(api::routes(limits), "edge", http_metrics).with_state(ApiState {
+    let auth = settings.auth();
+    let preview_protected = auth.protects_preview();
+    let door = gate::EdgeGate::door(auth, limits, BodyBudget::new(settings.body_budget_bytes, BODY_BUDGET_WAIT));
+    let app = with_conventions(api::routes(limits, door), "edge", http_metrics).with_state(ApiState {
         edge,
         metrics,
-        auth: Arc::new(settings.auth()),
+        preview_origins: settings.preview_cors_origins.clone().into(),
+        preview_protected,
     });
     // Tokens given in the path move into the header before routing (and before the access log sees the path).
     let app = axum::Router::new()

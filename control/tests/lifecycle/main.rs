@@ -14,7 +14,7 @@ use chrono::{TimeDelta, Utc};
 use livemix_common::{
     management_api::NewSource,
     model::SegmentInfo,
-    store::{ObjectStore, StoreError},
+    store::ObjectStore,
 };
 use livemix_control::db::Db;
 use livemix_testkit::{
@@ -108,20 +108,21 @@ impl Fixture {
         Self { source, doomed, kept, only: only_infos.to_vec(), shared: shared_infos.to_vec() }
     }
 
-    /// How many of `segments`' objects are still in the bucket.
+    /// How many of `segments`' objects are still in the bucket, by listing their prefix (a few requests, where
+    /// reading each would flood the server).
     async fn present(segments: &[SegmentInfo]) -> usize {
+        let Some(first) = segments.first() else { return 0 };
+        let prefix = format!("recordings/{}/", first.source);
         let store = s3().await;
-        let checks = segments.iter().map(|info| {
-            let store = store.clone();
-            async move {
-                match store.get(&info.uri).await {
-                    Ok(_) => true,
-                    Err(StoreError::NotFound { .. }) => false,
-                    Err(err) => panic!("reading {}: {err}", info.uri),
-                }
-            }
-        });
-        futures::future::join_all(checks).await.into_iter().filter(|present| *present).count()
+        let mut listed = std::collections::HashSet::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = store.list(&prefix, after.as_deref(), 1000).await.expect("listing the bucket");
+            let Some(last) = page.last() else { break };
+            after = Some(last.key.clone());
+            listed.extend(page.into_iter().map(|object| object.key));
+        }
+        segments.iter().filter(|info| listed.contains(&info.uri)).count()
     }
 
     /// Waits until every object of `doomed` alone is gone, then checks the shared ones all stayed.

@@ -437,6 +437,19 @@ async fn sixty_hostile_requests_get_their_4xx_leak_nothing_and_the_stream_plays_
         400,
     ));
     cases.push(raw(
+        "a lone dot as the source in the ingest path",
+        format!("PUT /v1/ingest/./x.ts HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Length: 1\r\n\r\nx"),
+        400,
+    ));
+    cases.push(raw(
+        "a lone dot as Video-Source-Name",
+        format!(
+            "POST /v1/playlist HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Video-Source-Name: .\r\nMPEG-TS-URI-Prefix: \
+             {trap}\r\nContent-Length: 1\r\n\r\nx"
+        ),
+        400,
+    ));
+    cases.push(raw(
         "DNS-rebinding style Host on a protected edge still needs the token",
         "GET /v1/source HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n".to_owned(),
         401,
@@ -499,4 +512,126 @@ async fn sixty_hostile_requests_get_their_4xx_leak_nothing_and_the_stream_plays_
     for task in tasks["tasks"].as_array().unwrap() {
         assert_eq!(task["up"], true, "{task}");
     }
+}
+
+const PREVIEW_TOKEN: &str = "e2e-preview-token";
+
+/// A client that reaches the edge under a DNS name pointing at it, as a page after DNS rebinding does; over
+/// HTTP/2 (prior knowledge) the name travels as `:authority`, with no `Host` header.
+fn rebound_client(edge: SocketAddr, http2: bool) -> reqwest::Client {
+    let builder = reqwest::Client::builder().resolve("rebound.evil.example", edge).timeout(Duration::from_secs(10));
+    if http2 { builder.http2_prior_knowledge() } else { builder }.build().unwrap()
+}
+
+/// Pushes segment `segN.ts` and a playlist listing it without a token (ingest is open on these edges).
+async fn push_open(client: &reqwest::Client, edge: &str, source: &str, n: u32) {
+    let segment = vec![0x47u8; 188 * 10];
+    let name = format!("seg{n}.ts");
+    let resp = client.put(format!("{edge}/v1/ingest/{source}/{name}")).body(segment).send().await.unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap_or_default());
+    let listed = playlist(&[&name]).replace("SEQUENCE:0", &format!("SEQUENCE:{n}"));
+    let resp = client.put(format!("{edge}/v1/ingest/{source}/index.m3u8")).body(listed).send().await;
+    let resp = resp.unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
+}
+
+/// An edge whose ingest has no token (a preview token alone, then none) answers only loopback host names, by
+/// `Host` and by HTTP/2 `:authority`; a token-less preview gives no web origin the right to read it, a
+/// token-protected one any, with private caching; `--preview-cors-origins` lists origins for the token-less one.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edge_without_an_ingest_token_answers_loopback_names_only_and_guards_its_preview() {
+    let preview_only = format!("--preview-token={PREVIEW_TOKEN}");
+    let mut d = Deployment::start_with(&[], &["!--ingest-token", &preview_only]).await;
+    let source = unique("cam");
+    d.register(&source).await;
+    let addr: SocketAddr = d.edge.trim_start_matches("http://").parse().unwrap();
+    let rebound = format!("http://rebound.evil.example:{}", addr.port());
+    let (h1, h2) = (rebound_client(addr, false), rebound_client(addr, true));
+    let local_h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+
+    let ingest = format!("/v1/ingest/{source}/seg9.ts");
+    let status = |resp: reqwest::Result<reqwest::Response>| resp.map(|r| r.status().as_u16()).unwrap_or(0);
+    assert_eq!(status(h1.put(format!("{rebound}{ingest}")).body("x").send().await), 403, "HTTP/1 Host");
+    assert_eq!(status(h2.put(format!("{rebound}{ingest}")).body("x").send().await), 403, "HTTP/2 :authority");
+    let preview = format!("/v1/vod/live/{source}/vid.m3u8");
+    let resp = h2.get(format!("{rebound}{preview}")).bearer_auth(PREVIEW_TOKEN).send().await;
+    assert_eq!(status(resp), 403, "even with the preview token");
+    // Addressed as 127.0.0.1, over HTTP/2 too, the same edge takes the push.
+    push_open(&local_h2, &d.edge, &source, 0).await;
+
+    // The preview needs its token, so any page holding it may read it; segments are not for shared caches.
+    let resp = http()
+        .get(format!("{}{preview}", d.edge))
+        .bearer_auth(PREVIEW_TOKEN)
+        .header("origin", "https://player.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+    let segment = format!("{}/v1/vod/live/{source}/{PREVIEW_TOKEN}/seg0.ts", d.edge);
+    let resp = http().get(&segment).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let cache = resp.headers()["cache-control"].to_str().unwrap().to_owned();
+    assert!(cache.starts_with("private"), "a token-protected segment is {cache:?}");
+    let preflight = http()
+        .request(Method::OPTIONS, format!("{}{preview}", d.edge))
+        .header("origin", "https://player.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+
+    // No token at all: any local page could guess a camera name, so no origin may read the preview...
+    d.restart_edge_with(&["!--preview-token"]).await;
+    assert_eq!(status(h2.get(format!("{rebound}/v1/source")).send().await), 403, "HTTP/2 :authority");
+    push_open(&http(), &d.edge, &source, 1).await;
+    let preview_url = format!("{}{preview}", d.edge);
+    let from = |origin: &'static str| http().get(&preview_url).header("origin", origin);
+    let resp = from("https://evil.example").send().await.unwrap();
+    assert_eq!(resp.status(), 200, "the preview itself still plays locally");
+    assert!(resp.headers().get("access-control-allow-origin").is_none(), "{:?}", resp.headers());
+    let resp = http()
+        .request(Method::OPTIONS, format!("{}{preview}", d.edge))
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers().get("access-control-allow-origin").is_none(), "{:?}", resp.headers());
+
+    // ...unless listed.
+    d.restart_edge_with(&["--preview-cors-origins=https://console.example"]).await;
+    push_open(&http(), &d.edge, &source, 2).await;
+    let resp = from("https://console.example").send().await.unwrap();
+    assert_eq!(resp.headers()["access-control-allow-origin"], "https://console.example");
+    assert!(from("https://evil.example").send().await.unwrap().headers().get("access-control-allow-origin").is_none());
+}
+
+/// A 5xx of the edge says what failed and under which request id, never the control node's URL or the
+/// transport's words.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_control_outage_is_a_generic_503_with_the_request_id() {
+    let mut d = Deployment::start().await;
+    let control_port = d.mgmt("").rsplit(':').next().unwrap().to_owned();
+    d.kill_control().await;
+    let source = unique("cam");
+    let resp = http()
+        .put(format!("{}/v1/ingest/{source}/seg0.ts", d.edge))
+        .bearer_auth(INGEST_TOKEN)
+        .body(vec![0x47u8; 188])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let body = resp.text().await.unwrap();
+    assert!(body.contains(&request_id), "{body}");
+    for leak in ["http://", "127.0.0.1", "onnection refused", "error sending request", "unreachable"] {
+        assert!(!body.contains(leak), "the reply shows {leak:?}: {body}");
+    }
+    assert!(!body.contains(&control_port), "{body}");
 }

@@ -1,6 +1,7 @@
 //! End to end with the real binaries, the real services and real ffmpeg: ffmpeg pushes into the edge, the
 //! control node serves live and recorded video, ffprobe plays it.
 
+mod exhaustion;
 mod hostile;
 mod recorder;
 // Shared with the faults suite, which uses other parts of it.

@@ -51,8 +51,32 @@ pub struct Proc {
 }
 
 pub fn spawn(program: &Path, args: &[String], envs: &[(&str, String)], log: PathBuf) -> Proc {
+    spawn_limited(program, args, envs, log, None)
+}
+
+/// [`spawn`] with the child's descriptor limit (`RLIMIT_NOFILE` soft, hard) set before it starts.
+pub fn spawn_limited(
+    program: &Path,
+    args: &[String],
+    envs: &[(&str, String)],
+    log: PathBuf,
+    fd_limit: Option<(u64, u64)>,
+) -> Proc {
     let out = std::fs::File::create(&log).unwrap();
     let mut cmd = Command::new(program);
+    if let Some((soft, hard)) = fd_limit {
+        // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let limit = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::from(out.try_clone().unwrap()))
@@ -101,6 +125,8 @@ pub struct Deployment {
     control_args: Vec<String>,
     control_proc: Option<Proc>,
     pub edge_proc: Option<Proc>,
+    /// The descriptor limit the edge starts with (soft, hard); `None`: this process's.
+    pub edge_fd_limit: Option<(u64, u64)>,
 }
 
 impl Deployment {
@@ -153,6 +179,7 @@ impl Deployment {
             control_args,
             control_proc: None,
             edge_proc: None,
+            edge_fd_limit: None,
         };
         d.start_control().await;
         d.start_edge().await;
@@ -175,8 +202,23 @@ impl Deployment {
 
     pub async fn start_edge(&mut self) {
         let log = self.next_log("edge");
-        self.edge_proc = Some(spawn(&binary("livemix-edge"), &self.edge_args, &self.envs, log));
+        self.edge_proc =
+            Some(spawn_limited(&binary("livemix-edge"), &self.edge_args, &self.envs, log, self.edge_fd_limit));
         self.wait_ready(&self.edge.clone(), "edge").await;
+    }
+
+    /// Stops the edge and starts it again with these flags changed (`!--flag` drops a default flag).
+    pub async fn restart_edge_with(&mut self, flags: &[&str]) {
+        if self.edge_proc.is_some() {
+            self.kill_edge().await;
+        }
+        self.edge_args = with_overrides(std::mem::take(&mut self.edge_args), flags);
+        self.start_edge().await;
+    }
+
+    /// The running edge's process id.
+    pub fn edge_pid(&self) -> u32 {
+        self.edge_proc.as_ref().and_then(|p| p.child.id()).expect("edge running")
     }
 
     /// SIGKILL, as a crash or an OOM kill would.
@@ -308,12 +350,13 @@ impl Deployment {
     }
 }
 
-/// The default flags, less those `extra` gives again (clap refuses a flag given twice), then `extra`.
+/// The default flags, less those `extra` gives again (clap refuses a flag given twice) or drops (`!--flag`),
+/// then the rest of `extra`.
 fn with_overrides(defaults: Vec<String>, extra: &[&str]) -> Vec<String> {
-    let flag = |arg: &str| arg.split('=').next().unwrap_or(arg).to_owned();
+    let flag = |arg: &str| arg.trim_start_matches('!').split('=').next().unwrap_or(arg).to_owned();
     let overridden: Vec<String> = extra.iter().map(|e| flag(e)).collect();
     let kept = defaults.into_iter().filter(|d| !overridden.contains(&flag(d)));
-    kept.chain(extra.iter().map(|e| e.to_string())).collect()
+    kept.chain(extra.iter().filter(|e| !e.starts_with('!')).map(|e| e.to_string())).collect()
 }
 
 /// A live 1-second-segment HLS encode of ffmpeg's test pattern.
