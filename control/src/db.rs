@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use livemix_common::{
     management_api::NewSource,
-    model::{Recording, Retention, Segment, SegmentInfo, Source},
+    model::{Recording, Segment, SegmentInfo, Source},
 };
 use sqlx::error::ErrorKind;
 use uuid::Uuid;
@@ -256,11 +256,6 @@ impl Db {
         on_db!(self, db => db.set_streaming(id, streaming).await)
     }
 
-    /// Sets the source's own retention (validated by the caller); `None` limits follow the default.
-    pub async fn set_retention(&self, id: Uuid, retention: Retention) -> DbResult<Source> {
-        on_db!(self, db => db.set_retention(id, retention).await)
-    }
-
     /// Records an edge's status report: which edge serves the source and that it is alive now.
     pub async fn record_status(
         &self,
@@ -312,11 +307,6 @@ impl Db {
     /// Marks a recording stopped (idempotent: a stopped recording keeps its first end time).
     pub async fn stop_recording(&self, id: &str) -> DbResult<Recording> {
         on_db!(self, db => db.stop_recording(id).await)
-    }
-
-    /// Puts a recording on hold (no automatic deletion, deletes refused) or lifts the hold.
-    pub async fn set_hold(&self, id: &str, hold: bool) -> DbResult<Recording> {
-        on_db!(self, db => db.set_hold(id, hold).await)
     }
 
     // ---- recorded segments ----

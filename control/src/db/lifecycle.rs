@@ -13,7 +13,7 @@
 use chrono::{DateTime, Utc};
 use livemix_common::{
     management_api::{Deletion, RecordingsPolicy, RetentionReport},
-    model::Retention,
+    model::{Recording, Retention, Source},
 };
 // Dynamic SQL here only ever interpolates this module's constants and dialect fragments, never input.
 use sqlx::AssertSqlSafe;
@@ -91,6 +91,14 @@ impl Dialect {
         match self {
             Self::Postgres => format!("SELECT jsonb_array_elements_text({param}::jsonb)::bigint"),
             Self::Sqlite => format!("SELECT value FROM json_each({param})"),
+        }
+    }
+
+    /// The database's clock, as its time columns store it.
+    fn now(self) -> &'static str {
+        match self {
+            Self::Postgres => "now()",
+            Self::Sqlite => "strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now')",
         }
     }
 
@@ -301,6 +309,40 @@ macro_rules! release_segments {
 }
 
 impl Db {
+    /// Puts a recording on hold (no automatic deletion, deletes refused) or lifts the hold.
+    pub async fn set_hold(&self, id: &str, hold: bool) -> DbResult<Recording> {
+        let changed = on_pool!(self, |pool, d| {
+            let sql = format!("UPDATE recordings SET hold = $2, updated_at = {} WHERE id = $1", d.now());
+            sqlx::query(AssertSqlSafe(sql)).bind(id).bind(hold).execute(pool).await?.rows_affected()
+        });
+        if changed == 0 {
+            return Err(not_found("recording", id));
+        }
+        self.get_recording(id).await
+    }
+
+    /// Sets the source's own retention (validated by the caller); `None` limits follow the default.
+    pub async fn set_retention(&self, id: Uuid, retention: Retention) -> DbResult<Source> {
+        let changed = on_pool!(self, |pool, d| {
+            let sql = format!(
+                "UPDATE sources SET retention_max_age_secs = $2, retention_max_bytes = $3, updated_at = {} \
+                 WHERE id = $1",
+                d.now()
+            );
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(id)
+                .bind(retention.max_age_secs)
+                .bind(retention.max_bytes)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if changed == 0 {
+            return Err(not_found("source", id));
+        }
+        self.get_source(id).await
+    }
+
     /// Deletes a recording and records the deletion of every object no other recording needs; returns how many.
     /// A recording on hold is refused (`Conflict`), as is one that is gone (`NotFound`).
     pub async fn delete_recording(&self, id: &str, reason: DeletionReason) -> DbResult<u64> {

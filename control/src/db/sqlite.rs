@@ -13,7 +13,7 @@ use std::{str::FromStr, time::Duration};
 use chrono::{DateTime, Utc};
 use livemix_common::{
     management_api::NewSource,
-    model::{Recording, Retention, Segment, SegmentInfo, Source},
+    model::{Recording, Segment, SegmentInfo, Source},
 };
 use sqlx::{
     AssertSqlSafe, SqlitePool,
@@ -194,21 +194,6 @@ impl SqliteDb {
         self.update_source(id, "streaming", streaming).await
     }
 
-    pub async fn set_retention(&self, id: Uuid, retention: Retention) -> DbResult<Source> {
-        let sql = format!(
-            "UPDATE sources SET retention_max_age_secs = $3, retention_max_bytes = $4, updated_at = {NOW} \
-             WHERE id = $2 RETURNING {SOURCE_COLUMNS}"
-        );
-        sqlx::query_as::<_, Source>(AssertSqlSafe(sql))
-            .bind(self.reachable_secs)
-            .bind(id)
-            .bind(retention.max_age_secs)
-            .bind(retention.max_bytes)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| not_found("source", id))
-    }
-
     pub async fn record_status(
         &self,
         id: Uuid,
@@ -291,18 +276,6 @@ impl SqliteDb {
                 }
             })?
             .ok_or_else(|| not_found("source", source))
-    }
-
-    /// Puts a recording on hold, or lifts the hold.
-    pub async fn set_hold(&self, id: &str, hold: bool) -> DbResult<Recording> {
-        let sql =
-            format!("UPDATE recordings SET hold = $2, updated_at = {NOW} WHERE id = $1 RETURNING {RECORDING_COLUMNS}");
-        sqlx::query_as::<_, Recording>(AssertSqlSafe(sql))
-            .bind(id)
-            .bind(hold)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| not_found("recording", id))
     }
 
     pub async fn list_recordings(&self, source: Option<Uuid>, only_active: bool) -> DbResult<Vec<Recording>> {

@@ -11,11 +11,7 @@ use std::{
 
 use bytes::Bytes;
 use chrono::{TimeDelta, Utc};
-use livemix_common::{
-    management_api::NewSource,
-    model::SegmentInfo,
-    store::ObjectStore,
-};
+use livemix_common::{management_api::NewSource, model::SegmentInfo, store::ObjectStore};
 use livemix_control::db::Db;
 use livemix_testkit::{
     control::{ControlNode, s3},
