@@ -16,7 +16,8 @@ log "building release binaries"
 cargo build --release -p livemix-control -p livemix-bench >&2
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 
-read -r MGMT VOD EDGE < <("$BIN/livemix-bench" free-ports 3 | tr '\n' ' ')
+mapfile -t PORTS < <("$BIN/livemix-bench" free-ports 3)
+MGMT=${PORTS[0]} VOD=${PORTS[1]} EDGE=${PORTS[2]}
 WORK=$(mktemp -d)
 trap 'kill "$CONTROL_PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 topic=bench-lifecycle-$$

@@ -78,19 +78,21 @@ impl Dialect {
         }
     }
 
-    /// The text values of a parameter holding a JSON array, as a set for `IN (...)`.
-    fn texts(self, param: &str) -> String {
+    /// `expr` is one of the texts of a parameter holding a JSON array. On PostgreSQL an array compared with
+    /// `= ANY`, which its planner serves from an index (an `IN (SELECT ...)` of a set-returning function is
+    /// estimated badly and scans the table).
+    fn in_texts(self, expr: &str, param: &str) -> String {
         match self {
-            Self::Postgres => format!("SELECT jsonb_array_elements_text({param}::jsonb)"),
-            Self::Sqlite => format!("SELECT value FROM json_each({param})"),
+            Self::Postgres => format!("{expr} = ANY(ARRAY(SELECT jsonb_array_elements_text({param}::jsonb)))"),
+            Self::Sqlite => format!("{expr} IN (SELECT value FROM json_each({param}))"),
         }
     }
 
-    /// The integer values of a parameter holding a JSON array.
-    fn ints(self, param: &str) -> String {
+    /// `expr` is one of the integers of a parameter holding a JSON array.
+    fn in_ints(self, expr: &str, param: &str) -> String {
         match self {
-            Self::Postgres => format!("SELECT jsonb_array_elements_text({param}::jsonb)::bigint"),
-            Self::Sqlite => format!("SELECT value FROM json_each({param})"),
+            Self::Postgres => format!("{expr} = ANY(ARRAY(SELECT jsonb_array_elements_text({param}::jsonb)::bigint))"),
+            Self::Sqlite => format!("{expr} IN (SELECT value FROM json_each({param}))"),
         }
     }
 
@@ -283,22 +285,22 @@ macro_rules! release_segments {
             let ids: Vec<i64> = doomed.iter().map(|(id, _)| *id).collect();
             let ids = json(&ids)?;
             let touched =
-                format!("SELECT DISTINCT recording FROM recording_segments WHERE segment IN ({})", $d.ints("$1"));
+                format!("SELECT DISTINCT recording FROM recording_segments WHERE {}", $d.in_ints("segment", "$1"));
             let touched: Vec<String> =
                 sqlx::query_scalar(AssertSqlSafe(touched)).bind(&ids).fetch_all(&mut *$tx).await?;
             let intents = format!(
                 "INSERT INTO object_deletions (key, source, size, reason) \
-                 SELECT uri, source, size, $2 FROM segments WHERE id IN ({}) ON CONFLICT (key) DO NOTHING",
-                $d.ints("$1")
+                 SELECT uri, source, size, $2 FROM segments WHERE {} ON CONFLICT (key) DO NOTHING",
+                $d.in_ints("id", "$1")
             );
             sqlx::query(AssertSqlSafe(intents)).bind(&ids).bind($reason.as_str()).execute(&mut *$tx).await?;
-            let delete = format!("DELETE FROM segments WHERE id IN ({})", $d.ints("$1"));
+            let delete = format!("DELETE FROM segments WHERE {}", $d.in_ints("id", "$1"));
             let segments_deleted =
                 sqlx::query(AssertSqlSafe(delete)).bind(&ids).execute(&mut *$tx).await?.rows_affected();
             let emptied = format!(
-                "DELETE FROM recordings WHERE id IN ({}) AND NOT active AND NOT hold \
+                "DELETE FROM recordings WHERE {} AND NOT active AND NOT hold \
                  AND NOT EXISTS (SELECT 1 FROM recording_segments rs WHERE rs.recording = recordings.id)",
-                $d.texts("$1")
+                $d.in_texts("id", "$1")
             );
             let recordings_deleted =
                 sqlx::query(AssertSqlSafe(emptied)).bind(json(&touched)?).execute(&mut *$tx).await?.rows_affected();
@@ -551,7 +553,7 @@ impl Db {
         let keys = json(keys)?;
         Ok(on_pool!(self, |pool, d| {
             // Bytewise, so PostgreSQL's `segments_uri` index (collation "C") serves the lookup.
-            let sql = format!("SELECT uri FROM segments WHERE {} IN ({})", d.bytewise("uri"), d.texts("$1"));
+            let sql = format!("SELECT uri FROM segments WHERE {}", d.in_texts(&d.bytewise("uri"), "$1"));
             sqlx::query_scalar(AssertSqlSafe(sql)).bind(&keys).fetch_all(pool).await?
         }))
     }
@@ -560,7 +562,7 @@ impl Db {
     pub async fn finish_deletions(&self, keys: &[String]) -> DbResult<u64> {
         let keys = json(keys)?;
         Ok(on_pool!(self, |pool, d| {
-            let sql = format!("DELETE FROM object_deletions WHERE key IN ({})", d.texts("$1"));
+            let sql = format!("DELETE FROM object_deletions WHERE {}", d.in_texts("key", "$1"));
             sqlx::query(AssertSqlSafe(sql)).bind(&keys).execute(pool).await?.rows_affected()
         }))
     }
@@ -610,7 +612,7 @@ impl Db {
     pub async fn pending_keys(&self, keys: &[String]) -> DbResult<Vec<String>> {
         let keys = json(keys)?;
         Ok(on_pool!(self, |pool, d| {
-            let sql = format!("SELECT key FROM object_deletions WHERE key IN ({})", d.texts("$1"));
+            let sql = format!("SELECT key FROM object_deletions WHERE {}", d.in_texts("key", "$1"));
             sqlx::query_scalar(AssertSqlSafe(sql)).bind(&keys).fetch_all(pool).await?
         }))
     }
