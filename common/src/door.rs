@@ -155,9 +155,10 @@ impl BodyBudget {
     /// Reserves `bytes`: at once, or within the budget's wait, or 503 (`busy`); a body larger than the whole
     /// budget could never fit (413).
     pub async fn reserve(&self, bytes: u64) -> Result<BodyPermit, ApiError> {
-        let n = u32::try_from(bytes).ok().filter(|n| *n <= self.total).ok_or_else(|| {
-            ApiError::payload_too_large(format!("a body may have at most {} bytes here", self.total))
-        })?;
+        let n = u32::try_from(bytes)
+            .ok()
+            .filter(|n| *n <= self.total)
+            .ok_or_else(|| ApiError::payload_too_large(format!("a body may have at most {} bytes here", self.total)))?;
         if let Ok(permit) = Arc::clone(&self.bytes).try_acquire_many_owned(n) {
             return Ok(BodyPermit(permit));
         }

@@ -28,16 +28,16 @@ pub fn limits() -> Option<FdLimits> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return None;
     }
-    Some(FdLimits { soft: limit.rlim_cur as u64, hard: limit.rlim_max as u64 })
+    Some(FdLimits { soft: limit.rlim_cur, hard: limit.rlim_max })
 }
 
 /// Raises the soft descriptor limit to the hard one (to `/proc/sys/fs/nr_open` when the hard one is unlimited)
 /// and logs both. Call it first thing in `main`; failing to raise it is logged, not fatal.
 pub fn raise_limit() -> Option<FdLimits> {
     let before = limits()?;
-    let target = if before.hard == libc::RLIM_INFINITY as u64 { nr_open().unwrap_or(1 << 20) } else { before.hard };
+    let target = if before.hard == libc::RLIM_INFINITY { nr_open().unwrap_or(1 << 20) } else { before.hard };
     if before.soft < target {
-        let limit = libc::rlimit { rlim_cur: target as libc::rlim_t, rlim_max: before.hard as libc::rlim_t };
+        let limit = libc::rlimit { rlim_cur: target, rlim_max: before.hard };
         // SAFETY: setrlimit only reads the struct it is given.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
             let err = std::io::Error::last_os_error();

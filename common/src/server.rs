@@ -11,7 +11,10 @@ use std::{
     collections::HashMap,
     future::Future,
     net::IpAddr,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -170,12 +173,13 @@ pub async fn serve_with(
 #[derive(Default)]
 struct OpenConnections {
     per_peer: Mutex<HashMap<IpAddr, usize>>,
+    total: AtomicUsize,
     closed: Notify,
 }
 
 impl OpenConnections {
     fn total(&self) -> usize {
-        self.per_peer.lock().values().sum()
+        self.total.load(Ordering::SeqCst)
     }
 
     /// Counts a new connection of `peer`, unless it already has `limit`.
@@ -186,6 +190,7 @@ impl OpenConnections {
             return None;
         }
         *count += 1;
+        self.total.fetch_add(1, Ordering::SeqCst);
         Some(ConnectionSlot { open: Arc::clone(self), peer })
     }
 }
@@ -206,6 +211,7 @@ impl Drop for ConnectionSlot {
             }
         }
         drop(per_peer);
+        self.open.total.fetch_sub(1, Ordering::SeqCst);
         self.open.closed.notify_one();
     }
 }

@@ -195,11 +195,8 @@ fn allowed_origin(state: &ApiState, headers: &HeaderMap) -> Option<HeaderValue> 
 /// CORS preflight of the preview (a player sending `Authorization`): allowed for any origin when the preview
 /// needs a token (the preflight grants nothing; the request it announces is checked), else for listed origins.
 async fn preview_preflight(State(state): State<ApiState>, headers: HeaderMap) -> Response {
-    let origin = if state.preview_protected {
-        Some(HeaderValue::from_static("*"))
-    } else {
-        allowed_origin(&state, &headers)
-    };
+    let origin =
+        if state.preview_protected { Some(HeaderValue::from_static("*")) } else { allowed_origin(&state, &headers) };
     let Some(origin) = origin else { return StatusCode::NO_CONTENT.into_response() };
     (
         StatusCode::NO_CONTENT,

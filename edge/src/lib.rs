@@ -24,8 +24,8 @@ use std::{future::Future, sync::Arc, time::Duration};
 use anyhow::Context;
 use livemix_common::{
     api::with_conventions,
-    door::BodyBudget,
     bus::{BusArgs, SharedBus},
+    door::BodyBudget,
     store::SharedStore,
     supervise::{Policy, Supervisor},
     telemetry::{HttpMetrics, Metrics},

@@ -104,7 +104,8 @@ async fn loopback_only_checks_the_host_the_authority_and_the_peer() {
     let mut h2 = request(Some("ok"), "localhost", Body::from("1"));
     *h2.uri_mut() = "http://rebound.evil.example:9080/echo".parse().unwrap();
     assert_eq!(status(h2).await, StatusCode::FORBIDDEN);
-    let mut h2 = Request::builder().method(Method::POST).uri("http://localhost:9080/echo").body(Body::from("1")).unwrap();
+    let mut h2 =
+        Request::builder().method(Method::POST).uri("http://localhost:9080/echo").body(Body::from("1")).unwrap();
     h2.headers_mut().insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer ok"));
     assert_eq!(status(h2).await, StatusCode::OK);
     // A peer on the network is refused whatever it calls the host.

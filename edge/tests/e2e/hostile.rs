@@ -445,7 +445,8 @@ async fn sixty_hostile_requests_get_their_4xx_leak_nothing_and_the_stream_plays_
         "a lone dot as Video-Source-Name",
         format!(
             "POST /v1/playlist HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Video-Source-Name: .\r\nMPEG-TS-URI-Prefix: \
-             {trap}\r\nContent-Length: 1\r\n\r\nx"
+             {trap}\r\nContent-Length: {}\r\n\r\n{one}",
+            one.len()
         ),
         400,
     ));

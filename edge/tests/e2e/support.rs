@@ -31,6 +31,10 @@ fn bin_dir() -> PathBuf {
 /// The path of a workspace binary, building it when `cargo test -p livemix-edge` did not.
 pub fn binary(name: &str) -> PathBuf {
     if name == "livemix-edge" {
+        // Another build's edge (an older commit's, say, to see a new test fail on it).
+        if let Some(other) = std::env::var_os("LIVEMIX_E2E_EDGE_BIN") {
+            return PathBuf::from(other);
+        }
         return PathBuf::from(env!("CARGO_BIN_EXE_livemix-edge"));
     }
     let path = bin_dir().join(name);
