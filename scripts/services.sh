@@ -120,6 +120,19 @@ pid_alive() {
     fi
 }
 
+# resume_if_frozen PIDFILE NAME: a test killed while it held an emulator frozen (SIGSTOP) leaves it holding its
+# port and answering nothing; a second one could not bind. Wake the process group recorded in PIDFILE instead.
+resume_if_frozen() {
+    local pidfile=$1 name=$2 group
+    pid_alive "$pidfile" || return 0
+    group=$(<"$pidfile")
+    if ps -eo pgid=,stat= | awk -v g="$group" '$1 == g && $2 ~ /^T/ { found = 1 } END { exit !found }'; then
+        log "$name was left frozen (SIGSTOP); resuming it"
+        kill -s CONT -- "-$group" 2>/dev/null || true
+        sleep 1
+    fi
+}
+
 # wait_for NAME LOGFILE PROBE [ARGS...]: poll PROBE until it succeeds or $TIMEOUT seconds pass.
 wait_for() {
     local name=$1 logfile=$2 start
@@ -301,6 +314,7 @@ find_pubsub_launcher() {
 up_pubsub() {
     local t launcher
     t=$(now_us)
+    resume_if_frozen "$PUBSUB_PID" "pubsub emulator"
     if pubsub_answers; then
         log "pubsub emulator already answering on $HOST:$PUBSUB_PORT"
         return 0
@@ -372,6 +386,7 @@ create_bucket() {
 up_s3() {
     local t
     t=$(now_us)
+    resume_if_frozen "$S3_PID" "s3 (moto)"
     if s3_answers; then
         log "s3 (moto) already answering on $HOST:$S3_PORT"
     else
