@@ -18,6 +18,24 @@ pub fn env(name: &str) -> String {
     })
 }
 
+/// The settings of the real services (`scripts/services.sh env`) a LiveMix process started by a test needs.
+pub fn service_env() -> Vec<(&'static str, String)> {
+    [
+        "DATABASE_URL",
+        "MEMCACHED_URL",
+        "PUBSUB_EMULATOR_HOST",
+        "PUBSUB_PROJECT_ID",
+        "S3_ENDPOINT",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_REGION",
+        "LIVEMIX_BUCKET",
+    ]
+    .into_iter()
+    .map(|name| (name, env(name)))
+    .collect()
+}
+
 /// `prefix-<random>`: names, topics and keys that never collide between tests or runs.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])

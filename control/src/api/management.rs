@@ -383,10 +383,7 @@ async fn delete_recording(State(state): State<AppState>, Path(id): Path<String>)
     let id = validate_recording_id(&id)?;
     let recording = state.db.get_recording(id).await?;
     if recording.hold {
-        return Err(ApiError::conflict(format!(
-            "recording {id} is on hold; lift the hold (PUT /v1/recording/{id}/hold) before deleting it"
-        ))
-        .with_reason(reason::ON_HOLD));
+        return Err(ApiError::conflict(crate::db::lifecycle::hold_refusal(id)).with_reason(reason::ON_HOLD));
     }
     if recording.active {
         let stopped = state.db.stop_recording(id).await?;

@@ -191,6 +191,25 @@ pub fn source_delete_refusal(
     }
 }
 
+/// The source's stored bytes and its own cap (`$1` the source), optionally locking its usage row.
+fn usage_and_cap(d: Dialect, lock: bool) -> String {
+    format!(
+        "SELECT u.bytes, s.retention_max_bytes FROM storage_usage u LEFT JOIN sources s ON s.id = u.source \
+         WHERE u.source = $1{}",
+        if lock { d.lock("u") } else { String::new() }
+    )
+}
+
+/// Whether a source with `stored` (bytes, own cap) is over its cap (its own, else `default_max`).
+fn over_cap(stored: Option<(i64, Option<i64>)>, default_max: Option<i64>) -> bool {
+    stored.is_some_and(|(bytes, own)| own.or(default_max).is_some_and(|max| bytes > max))
+}
+
+/// Why deleting recording `id` is refused while it is on hold.
+pub fn hold_refusal(id: &str) -> String {
+    format!("recording {id} is on hold; lift the hold (PUT /v1/recording/{id}/hold) before deleting it")
+}
+
 /// A source with recorded segments, and its own retention (none once the source row is gone).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredSource {
@@ -355,11 +374,7 @@ impl Db {
                 .await?;
             match hold {
                 None => return Err(not_found("recording", id)),
-                Some(true) => {
-                    return Err(DbError::Conflict(format!(
-                        "recording {id} is on hold; lift the hold (PUT /v1/recording/{id}/hold) before deleting it"
-                    )));
-                }
+                Some(true) => return Err(DbError::Conflict(hold_refusal(id))),
                 Some(false) => {}
             }
             // Lock the source's usage row, then the recording's segments: deletes of two overlapping recordings
@@ -495,15 +510,18 @@ impl Db {
     /// `retention_max_bytes`, else `default_max`; at most `limit` of them. One batch: callers repeat until it
     /// deletes nothing.
     pub async fn cap_segments(&self, source: Uuid, default_max: Option<i64>, limit: i64) -> DbResult<RetentionReport> {
+        // Most sources are within their cap (or have none): one plain read says so, without a transaction. This
+        // runs for every recorded segment the inbox stores.
+        let look: Option<(i64, Option<i64>)> = on_pool!(self, |pool, d| {
+            sqlx::query_as(AssertSqlSafe(usage_and_cap(d, false))).bind(source).fetch_optional(pool).await?
+        });
+        if !over_cap(look, default_max) {
+            return Ok(RetentionReport::default());
+        }
         let report = on_tx!(self, |tx, d| {
             // The usage row serialises everything that deletes the source's segments (see `delete_recording`).
-            let usage = format!(
-                "SELECT u.bytes, s.retention_max_bytes FROM storage_usage u LEFT JOIN sources s ON s.id = u.source \
-                 WHERE u.source = $1{}",
-                d.lock("u")
-            );
             let stored: Option<(i64, Option<i64>)> =
-                sqlx::query_as(AssertSqlSafe(usage)).bind(source).fetch_optional(&mut *tx).await?;
+                sqlx::query_as(AssertSqlSafe(usage_and_cap(d, true))).bind(source).fetch_optional(&mut *tx).await?;
             let Some((bytes, own)) = stored else { return Ok(RetentionReport::default()) };
             let Some(max_bytes) = own.or(default_max) else { return Ok(RetentionReport::default()) };
             let excess = bytes.saturating_sub(max_bytes);

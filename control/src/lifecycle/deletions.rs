@@ -89,6 +89,7 @@ impl Lifecycle {
             match result {
                 Ok(()) => {
                     tracing::info!(key = deletion.key, reason = deletion.reason.as_str(), "object deleted");
+                    metrics.object_deleted(deletion.reason);
                     done.push(deletion.key.clone());
                 }
                 Err(err) => {
@@ -102,9 +103,6 @@ impl Lifecycle {
         }
         // Forgotten only now: a crash before this line deletes the same objects again, which is harmless.
         db.finish_deletions(&done).await?;
-        for deletion in todo.iter().filter(|d| done.contains(&d.key)) {
-            metrics.object_deleted(deletion.reason);
-        }
         Ok(todo.len() + referenced.len())
     }
 }

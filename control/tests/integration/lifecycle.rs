@@ -37,32 +37,35 @@ async fn new_recording(node: &ControlNode, sid: Uuid) -> String {
     body["recording"]["id"].as_str().unwrap().to_owned()
 }
 
-/// Uploads `count` segments (distinct bytes) to S3 as an edge would, reports each for `recordings`, and waits
-/// until every recording lists them.
+/// Uploads segment `seq` of `run` (distinct bytes) to S3 as an edge would and reports it for `recordings`.
+async fn report(node: &ControlNode, sid: Uuid, recordings: &[&str], run: ulid::Ulid, seq: i64) -> SegmentInfo {
+    let data = Bytes::from(format!("segment {seq} of run {run} of source {sid}").repeat(20));
+    let key = format!("recordings/{sid}/{run}/{seq:012}.ts");
+    node.store.put(&key, data.clone()).await.unwrap();
+    let start_ts = Utc::now() - TimeDelta::seconds(600) + TimeDelta::seconds(seq);
+    let info = SegmentInfo {
+        name: format!("index{seq}.ts"),
+        source: sid,
+        run: Some(run),
+        seq,
+        discontinuity: false,
+        start_ts,
+        end_ts: start_ts + TimeDelta::seconds(1),
+        length_ms: 1000,
+        size: data.len() as i64,
+        uri: key,
+    };
+    let ids = recordings.iter().map(|r| (*r).to_owned()).collect();
+    publish_to_control(node, Message::NewVideoRecordingSegment { recording_ids: ids, segment: info.clone() }).await;
+    info
+}
+
+/// Uploads and reports `count` segments, and waits until every recording lists them.
 async fn record(node: &ControlNode, sid: Uuid, recordings: &[&str], first_seq: i64, count: i64) -> Vec<SegmentInfo> {
     let run = ulid::Ulid::new();
-    let start = Utc::now() - TimeDelta::seconds(600);
     let mut infos = Vec::new();
     for seq in first_seq..first_seq + count {
-        let data = Bytes::from(format!("segment {seq} of run {run} of source {sid}").repeat(20));
-        let key = format!("recordings/{sid}/{run}/{seq:012}.ts");
-        node.store.put(&key, data.clone()).await.unwrap();
-        let start_ts = start + TimeDelta::seconds(seq);
-        let info = SegmentInfo {
-            name: format!("index{seq}.ts"),
-            source: sid,
-            run: Some(run),
-            seq,
-            discontinuity: false,
-            start_ts,
-            end_ts: start_ts + TimeDelta::seconds(1),
-            length_ms: 1000,
-            size: data.len() as i64,
-            uri: key,
-        };
-        let ids = recordings.iter().map(|r| (*r).to_owned()).collect();
-        publish_to_control(node, Message::NewVideoRecordingSegment { recording_ids: ids, segment: info.clone() }).await;
-        infos.push(info);
+        infos.push(report(node, sid, recordings, run, seq).await);
     }
     for rec in recordings {
         eventually("the recorded segments to be indexed", || async {
@@ -361,4 +364,48 @@ async fn garbage_collection_finds_orphans_and_missing_objects() {
             json_of(http().post(node.mgmt(&format!("/v1/storage/gc?{bad}"))).send().await.unwrap()).await;
         assert_eq!(status, 400, "{bad}: {body}");
     }
+}
+
+async fn usage(node: &ControlNode, sid: Uuid) -> (i64, i64) {
+    let (_, body) = json_of(http().get(node.mgmt(&format!("/v1/source/{sid}/storage"))).send().await.unwrap()).await;
+    (body["storage"]["bytes"].as_i64().unwrap_or(-1), body["storage"]["segments"].as_i64().unwrap_or(-1))
+}
+
+#[tokio::test]
+async fn a_storage_cap_holds_as_segments_arrive() {
+    let node = ControlNode::start(&[]).await;
+    let sid = new_source(&node).await;
+    let rec = new_recording(&node, sid).await;
+    let run = ulid::Ulid::new();
+    // Segments 0..=9 all have the same size (one-digit sequence numbers); the cap holds two of them.
+    let size = format!("segment 0 of run {run} of source {sid}").repeat(20).len() as i64;
+    let (status, _) = json_of(
+        http()
+            .put(node.mgmt(&format!("/v1/source/{sid}/retention")))
+            .json(&json!({"max_bytes": 2 * size}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut infos = Vec::new();
+    for seq in 0..6 {
+        let info = report(&node, sid, &[&rec], run, seq).await;
+        let uri = info.uri.clone();
+        infos.push(info);
+        // Indexed: the newest segment is never the one the cap removes.
+        eventually("the segment to be indexed", || async {
+            let body: Value =
+                http().get(node.mgmt(&format!("/v1/recording/{rec}/segment"))).send().await.ok()?.json().await.ok()?;
+            body["segments"].as_array()?.iter().any(|s| s["uri"] == uri.as_str()).then_some(())
+        })
+        .await;
+        let (bytes, _) = usage(&node, sid).await;
+        assert!(bytes <= 3 * size, "over the cap by more than one segment after segment {seq}: {bytes} bytes");
+    }
+    eventually("the source within its cap", || async { (usage(&node, sid).await == (2 * size, 2)).then_some(()) })
+        .await;
+    gone(keys(&infos[..4])).await;
+    assert!(objects_of(&infos[4..]).await.iter().all(Option::is_some), "the two newest stay");
 }

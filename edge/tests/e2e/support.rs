@@ -9,7 +9,7 @@ use std::{
 pub use livemix_testkit::{
     env, eventually, eventually_within, http,
     media::{ffprobe, ffprobe_live},
-    unique,
+    service_env, unique,
 };
 use serde_json::Value;
 use tokio::process::{Child, Command};
@@ -96,24 +96,6 @@ pub fn spawn_limited(
 async fn kill(mut proc: Proc) {
     proc.child.start_kill().unwrap();
     proc.child.wait().await.unwrap();
-}
-
-/// The backing-service environment the binaries read (as `scripts/services.sh env` prints it).
-fn service_env() -> Vec<(&'static str, String)> {
-    [
-        "DATABASE_URL",
-        "MEMCACHED_URL",
-        "PUBSUB_EMULATOR_HOST",
-        "PUBSUB_PROJECT_ID",
-        "S3_ENDPOINT",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_REGION",
-        "LIVEMIX_BUCKET",
-    ]
-    .into_iter()
-    .map(|k| (k, env(k)))
-    .collect()
 }
 
 /// One control node and one edge, as separate processes, with their own topics.
