@@ -46,6 +46,10 @@ COMPONENTS=(control edge operator)
 # The chart's resource-name prefix: the release name if it contains "livemix", else <release>-livemix.
 if [[ $RELEASE == *livemix* ]]; then FULLNAME=$RELEASE; else FULLNAME=$RELEASE-livemix; fi
 EDGE_SERVICE=$FULLNAME-edge
+# The release runs one edge pod (ci/dev-values.yaml, ci/local-node.yaml) and every source of this test is bound to
+# it (VideoSource spec.edge): its id is <topicPrefix>livemix-edge-<pod>, read from the release once installed.
+EDGE_POD=$FULLNAME-edge-0
+EDGE_ID=
 CONTROL_DEPLOYMENT=$FULLNAME-control
 # --local: the host's backing services (scripts/services.sh), as the chart's ci/local-node.yaml expects them.
 LOCAL_PORTS=(5432 11211 8085 9000)
@@ -565,14 +569,62 @@ install_chart() {
     pass "helm test: control ready, management API answers with the release token"
 }
 
+# Key $2 of Secret $1, decoded (empty when either is missing).
+secret_key() {
+    local value
+    value=$(kn get secret "$1" -o "jsonpath={.data.$2}" 2>/dev/null) || true
+    [[ -z $value ]] || base64 -d <<<"$value"
+}
+
+# The chart's per-edge credentials: the edge pod's own token in <fullname>-edge-tokens, listed under its edge id
+# for the control node; no shared edge token left on the control node or the edge. Sets EDGE_ID.
+check_edge_credentials() {
+    local topic token lines names
+    topic=$(jsonpath "configmap/$FULLNAME-edge" '{.data.LIVEMIX_CONTROL_TOPIC}')
+    [[ $topic == *livemix-control ]] || die "the edge ConfigMap has LIVEMIX_CONTROL_TOPIC '$topic'"
+    EDGE_ID=${topic%livemix-control}livemix-edge-$EDGE_POD
+    token=$(secret_key "$FULLNAME-edge-tokens" "$EDGE_POD")
+    lines=$(secret_key "$FULLNAME-edge-tokens" edge-tokens)
+    [[ -n $token ]] || die "Secret $FULLNAME-edge-tokens has no token for $EDGE_POD"
+    grep -qxF "$EDGE_ID:$token" <<<"$lines" || die "Secret $FULLNAME-edge-tokens does not list $EDGE_ID with the token of $EDGE_POD"
+    [[ -z $(secret_key "$FULLNAME-auth" edge-token) ]] || die "Secret $FULLNAME-auth still holds the shared edge-token"
+    names=" $(jsonpath "deployment/$CONTROL_DEPLOYMENT" '{.spec.template.spec.containers[0].env[*].name}') "
+    [[ $names != *" LIVEMIX_EDGE_TOKEN "* ]] || die "the control node still gets the shared LIVEMIX_EDGE_TOKEN"
+    [[ $(jsonpath "configmap/$FULLNAME-control" '{.data.LIVEMIX_EDGE_TOKENS_FILE}') == */edge-tokens ]] \
+        || die "the control ConfigMap sets no LIVEMIX_EDGE_TOKENS_FILE"
+    names=" $(jsonpath "statefulset/$EDGE_SERVICE" '{.spec.template.spec.containers[0].env[*].name}') "
+    [[ $names != *" LIVEMIX_EDGE_TOKEN "* && $names == *" LIVEMIX_EDGE_TOKEN_FILE "* ]] \
+        || die "the edge pods should get LIVEMIX_EDGE_TOKEN_FILE and no LIVEMIX_EDGE_TOKEN (env: $names)"
+    pass "per-edge credentials: $FULLNAME-edge-tokens holds $EDGE_POD's token, listed as $EDGE_ID for the control node; no shared edge token"
+}
+
+# An example VideoSource bound to the edge that serves it: the example's `edge:` set to $EDGE_ID (the examples
+# name the chart's edge of release "livemix" without a topic prefix), or added first in its spec.
+bound_example() {
+    awk -v edge="  edge: \"$EDGE_ID\"" '
+        FNR == NR { if (/^  edge:/) bound = 1; next }
+        bound && /^  edge:/ { print edge; next }
+        { print }
+        !bound && /^spec:$/ { print edge }' "$1" "$1"
+}
+
 apply_sources() {
-    kn apply -f "$ROOT/crds/examples/videosource.yaml" -f "$ROOT/crds/examples/videosource-named.yaml" >/dev/null
+    [[ -n $EDGE_ID ]] || die "no edge id (check_edge_credentials sets it)"
+    {
+        bound_example "$ROOT/crds/examples/videosource.yaml"
+        echo ---
+        bound_example "$ROOT/crds/examples/videosource-named.yaml"
+    } >"$WORK/videosources.yaml"
+    kn apply -f "$WORK/videosources.yaml" >/dev/null
     local vs
     for vs in "$JOB_SOURCE" "$PF_RESOURCE"; do
         wait_for "VideoSource $vs to be Ready" field_is "videosource/$vs" \
             '{.status.conditions[?(@.type=="Ready")].status}' True
+        # Registered bound: only this edge's credential may report, look up or forward the source.
+        field_is "videosource/$vs" '{.status.edge}' "$EDGE_ID" \
+            || die "VideoSource $vs is bound to '$(jsonpath "videosource/$vs" '{.status.edge}')', expected $EDGE_ID"
     done
-    pass "VideoSources $JOB_SOURCE and $PF_RESOURCE registered in the control node (Ready, id $(jsonpath "videosource/$JOB_SOURCE" '{.status.id}'))"
+    pass "VideoSources $JOB_SOURCE and $PF_RESOURCE registered in the control node, bound to edge $EDGE_ID (Ready, id $(jsonpath "videosource/$JOB_SOURCE" '{.status.id}'))"
 }
 
 PUSH_STARTED=0
@@ -813,13 +865,28 @@ release_objects_gone() {
 }
 
 upgrade_and_uninstall() {
-    local t=$SECONDS values=() arg
+    local t=$SECONDS values=() arg token uid second second_token lines
     while IFS= read -r arg; do values+=("$arg"); done < <(values_args)
+    token=$(secret_key "$FULLNAME-edge-tokens" "$EDGE_POD")
+    uid=$(jsonpath "pod/$EDGE_POD" '{.metadata.uid}')
+    second=$FULLNAME-edge-1
+    # A second edge pod: the upgrade must give it a token of its own, keep the first pod's and not restart it.
     hm upgrade "$RELEASE" "$CHART" -n "$NAMESPACE" "${values[@]}" --set-string "image.tag=$TAG" \
-        --set-string "operator.vodPublicUrl=$VOD_URL" --set control.liveSegments=4 --wait --timeout "$((TIMEOUT * 3))s" >/dev/null
+        --set-string "operator.vodPublicUrl=$VOD_URL" --set control.liveSegments=4 --set edge.replicaCount=2 \
+        --wait --timeout "$((TIMEOUT * 3))s" >/dev/null
     field_is "configmap/$FULLNAME-control" '{.data.LIVEMIX_LIVE_SEGMENTS}' 4 || die "helm upgrade did not change the control ConfigMap"
     wait_for "every pod of the release to be Ready after the upgrade" all_pods_ready
-    pass "helm upgrade to new values (control.liveSegments=4): rolled out, every pod Ready in $((SECONDS - t))s"
+    pass "helm upgrade to new values (control.liveSegments=4, edge.replicaCount=2): rolled out, every pod Ready in $((SECONDS - t))s"
+    [[ -n $token && $(secret_key "$FULLNAME-edge-tokens" "$EDGE_POD") == "$token" ]] \
+        || die "helm upgrade changed the token of $EDGE_POD"
+    lines=$(secret_key "$FULLNAME-edge-tokens" edge-tokens)
+    second_token=$(secret_key "$FULLNAME-edge-tokens" "$second")
+    if [[ -z $second_token ]] || (($(grep -c . <<<"$lines") != 2)) \
+        || ! grep -qxF "${EDGE_ID%"$EDGE_POD"}$second:$second_token" <<<"$lines"; then
+        die "scaling the edges to 2 did not give $second a token listed for the control node"
+    fi
+    field_is "pod/$EDGE_POD" '{.metadata.uid}' "$uid" || die "scaling the edges up restarted $EDGE_POD"
+    pass "edges scaled to 2: $second got its own token, $EDGE_POD kept its token and kept running"
 
     stop_background # the port-forwards and ffmpeg
     t=$SECONDS
@@ -839,6 +906,7 @@ install_ingress
 build_images
 prepare_host_services
 install_chart
+check_edge_credentials
 apply_sources
 push_from_cluster
 play_live "$JOB_SOURCE"

@@ -8,8 +8,8 @@ pub use livemix_common::management_api::{Deletion, NewRecording, NewSource, Reco
 use livemix_common::{
     control_client::{ClientOptions, ControlHttp, Empty},
     management_api::{
-        DeletionReply, HoldUpdate, RecordingReply, RecordingsReply, SegmentsReply, SourceReply, SourcesReply,
-        UsageReply,
+        DeletionReply, EdgeBinding, HoldUpdate, RecordingReply, RecordingsReply, SegmentsReply, SourceEdgeReply,
+        SourceReply, SourcesReply, UsageReply,
     },
     model::{Recording, Retention, Segment, Source},
 };
@@ -94,6 +94,31 @@ impl ControlClient {
         let request = self.request(Method::PUT, &["v1", "source", &id.to_string(), "retention"]).json(retention);
         let reply: SourceReply = self.send(format!("setting the retention of source {id}"), request).await?;
         Ok(reply.source)
+    }
+
+    /// `GET /v1/source/{id}/edge`: the edge the source is bound to, if any.
+    pub async fn source_edge(&self, id: Uuid) -> Result<Option<String>, ControlError> {
+        let request = self.request(Method::GET, &["v1", "source", &id.to_string(), "edge"]);
+        let reply: SourceEdgeReply = self.send(format!("reading the edge of source {id}"), request).await?;
+        Ok(reply.edge_id)
+    }
+
+    /// `PUT /v1/source/{id}/edge`: binds the source to this edge (or moves it there); only that edge's credential
+    /// may then act for it. Returns the binding the control node now holds.
+    pub async fn bind_edge(&self, id: Uuid, edge_id: &str) -> Result<Option<String>, ControlError> {
+        let request = self
+            .request(Method::PUT, &["v1", "source", &id.to_string(), "edge"])
+            .json(&EdgeBinding { edge_id: edge_id.to_owned() });
+        let reply: SourceEdgeReply = self.send(format!("binding source {id} to edge {edge_id:?}"), request).await?;
+        Ok(reply.edge_id)
+    }
+
+    /// `DELETE /v1/source/{id}/edge`: binds the source to no edge (only the deprecated shared edge token may then
+    /// act for it). Returns the binding the control node now holds.
+    pub async fn unbind_edge(&self, id: Uuid) -> Result<Option<String>, ControlError> {
+        let request = self.request(Method::DELETE, &["v1", "source", &id.to_string(), "edge"]);
+        let reply: SourceEdgeReply = self.send(format!("unbinding source {id} from its edge"), request).await?;
+        Ok(reply.edge_id)
     }
 
     /// What the source's recordings keep in the object store.

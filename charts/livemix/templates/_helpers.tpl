@@ -108,6 +108,7 @@ Image reference. Call with (dict "ctx" $ "image" .Values.control.image).
 {{- default (printf "%s-playback" (include "livemix.fullname" .)) .Values.auth.playbackSigning.existingSecret }}
 {{- end }}
 {{- define "livemix.devSecret" -}}{{ include "livemix.fullname" . }}-dev{{- end }}
+{{- define "livemix.edgeTokensSecret" -}}{{ include "livemix.fullname" . }}-edge-tokens{{- end }}
 {{- define "livemix.backendsSecret" -}}{{ include "livemix.fullname" . }}-backends{{- end }}
 
 {{/*
@@ -130,6 +131,44 @@ Call with (dict "ctx" $ "secret" "<name>" "key" "<key>" "length" 40).
 {{- end }}
 {{- end }}
 {{- index $cache $id }}
+{{- end }}
+
+{{/*
+Per-edge credentials of the in-cluster edges: wanted when the chart runs edge pods and the APIs have tokens.
+*/}}
+{{- define "livemix.inClusterEdgeTokens" -}}
+{{- if and .Values.edge.enabled (include "livemix.authEnabled" .) (gt (int .Values.edge.replicaCount) 0) }}true{{ end }}
+{{- end }}
+
+{{/* The edge pods' names, one a line: <fullname>-edge-0 ... (edge.replicaCount of them). */}}
+{{- define "livemix.edgePods" -}}
+{{- $fullname := include "livemix.fullname" . }}
+{{- range $i := until (int .Values.edge.replicaCount) }}
+{{ printf "%s-edge-%d" $fullname $i }}
+{{- end }}
+{{- end }}
+
+{{/*
+An in-cluster edge's id, as its LIVEMIX_EDGE_ID, its command topic and its line in the control node's edge
+credentials: <topicPrefix>livemix-edge-<pod>. Call with (dict "ctx" $ "pod" "<pod name>").
+*/}}
+{{- define "livemix.edgeId" -}}
+{{- printf "%slivemix-edge-%s" (include "livemix.topicPrefix" .ctx) .pod }}
+{{- end }}
+
+{{/*
+LIVEMIX_EDGE_TOKENS_FILE of the control node: the in-cluster edges' lines (the chart's <fullname>-edge-tokens)
+and the user's auth.edgeTokens.existingSecret, comma-separated; empty when there is neither.
+*/}}
+{{- define "livemix.edgeTokensFiles" -}}
+{{- $files := list }}
+{{- if include "livemix.inClusterEdgeTokens" . }}
+{{- $files = append $files "/etc/livemix/in-cluster-edge-tokens/edge-tokens" }}
+{{- end }}
+{{- if .Values.auth.edgeTokens.existingSecret }}
+{{- $files = append $files (printf "/etc/livemix/edge-tokens/%s" .Values.auth.edgeTokens.existingSecretKey) }}
+{{- end }}
+{{- join "," $files }}
 {{- end }}
 
 {{/* Whether the chart keeps a Secret for plain-value credentials. */}}
@@ -325,6 +364,17 @@ LIVEMIX_LOG: {{ $v.logLevel | quote }}
 {{- end }}
 {{- $out = append $out (include (print .Template.BasePath "/secret-backends.yaml") . ) }}
 {{- $out = append $out (include (print .Template.BasePath "/dev/secret.yaml") . ) }}
+{{- join "\n" $out | sha256sum }}
+{{- end }}
+
+{{/*
+The control node's: also over the in-cluster edges' credentials, which it reads at start, so a new edge pod's
+token (edge.replicaCount raised) or a rotation restarts it. The edges do not watch that Secret: scaling up must
+not restart the edges already running (each keeps its own token).
+*/}}
+{{- define "livemix.controlSecretChecksum" -}}
+{{- $out := list (include "livemix.secretChecksum" .) }}
+{{- $out = append $out (include (print .Template.BasePath "/secret-edge-tokens.yaml") . ) }}
 {{- join "\n" $out | sha256sum }}
 {{- end }}
 

@@ -30,6 +30,7 @@ use super::{
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Last Seen", type_ = "date", json_path = ".status.lastSeen"),
     printcolumn(name = "ID", type_ = "string", json_path = ".status.id", priority = 1),
+    printcolumn(name = "Edge", type_ = "string", json_path = ".status.edge", priority = 1),
     printcolumn(name = "Stored Bytes", type_ = "integer", json_path = ".status.storedBytes", priority = 1),
     printcolumn(name = "Live URL", type_ = "string", json_path = ".status.liveUrl", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
@@ -74,6 +75,15 @@ pub struct VideoSourceSpec {
     /// default. Applied to the control node whenever it differs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<RetentionSpec>,
+    /// The edge that serves this source: its id in the control node's edge credentials (for the chart's
+    /// in-cluster edges `<topicPrefix>livemix-edge-<pod>`, e.g. `livemix-edge-livemix-edge-0`). Only that edge's
+    /// credential may then report, look up or forward the source; a source bound to no edge is refused to every
+    /// per-edge credential. Sent when the source is registered, and applied whenever the control node's binding
+    /// differs (the source moves to this edge). Removing the field leaves the binding as it is: unbind with
+    /// `DELETE /v1/source/{id}/edge` on the management API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9_.-]+$"))]
+    pub edge: Option<String>,
 }
 
 /// What the control node reports about the source.
@@ -89,6 +99,9 @@ pub struct VideoSourceStatus {
     /// Whether the source's edge reported recently.
     #[serde(default)]
     pub reachable: bool,
+    /// The edge the source is bound to in the control node (the only one whose credential may act for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge: Option<String>,
     /// The edge serving the source (its request topic), once an edge has reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rr_target: Option<String>,

@@ -69,12 +69,13 @@ async fn kubectl_get_shows_the_printer_columns() {
     let (header, row) = table(&out, &cam);
     assert_eq!(
         header,
-        ["NAME", "STREAMING", "REACHABLE", "READY", "LAST SEEN", "ID", "STORED BYTES", "LIVE URL", "AGE"],
+        ["NAME", "STREAMING", "REACHABLE", "READY", "LAST SEEN", "ID", "EDGE", "STORED BYTES", "LIVE URL", "AGE"],
         "{out}"
     );
     assert_eq!(row[5], id.to_string(), "{out}");
-    assert_eq!(row[6], "0", "{out}");
-    assert_eq!(row[7], format!("https://vod.example.com/v1/vod/live/{id}/vid.m3u8"), "{out}");
+    assert_eq!(row[6], "<none>", "bound to no edge: {out}");
+    assert_eq!(row[7], "0", "{out}");
+    assert_eq!(row[8], format!("https://vod.example.com/v1/vod/live/{id}/vid.m3u8"), "{out}");
 
     let out = kubectl_ok(&["get", "recordings", "-n", &ns.name]).await;
     let (header, row) = table(&out, &rec_name);

@@ -59,6 +59,9 @@ async fn invalid_resources_are_refused_by_the_api_server() {
         (json!({"segmentLength": 2, "name": "a..b"}), &["name must not contain '..'"][..], "'..' in the name"),
         (json!({"segmentLength": 2, "name": "a/b"}), &["spec.name", "should match"][..], "'/' in the name"),
         (json!({"segmentLength": 2, "name": ""}), &["spec.name", "at least 1 chars long"][..], "empty name"),
+        (json!({"segmentLength": 2, "edge": "edge 0"}), &["spec.edge", "should match"][..], "space in the edge id"),
+        (json!({"segmentLength": 2, "edge": ""}), &["spec.edge", "at least 1 chars long"][..], "empty edge id"),
+        (json!({"segmentLength": 2, "edge": "e".repeat(129)}), &["spec.edge", "Too long"][..], "long edge id"),
         (
             json!({"segmentLength": 2, "description": "x".repeat(4097)}),
             &["spec.description", "Too long"][..],

@@ -93,7 +93,7 @@ fn crds_have_what_kubectl_users_rely_on() {
             serde_json::to_value(VideoSource::crd()).unwrap(),
             "videosources",
             "vsrc",
-            &["Streaming", "Reachable", "Ready", "Last Seen", "ID", "Stored Bytes", "Live URL", "Age"][..],
+            &["Streaming", "Reachable", "Ready", "Last Seen", "ID", "Edge", "Stored Bytes", "Live URL", "Age"][..],
         ),
         (
             serde_json::to_value(Recording::crd()).unwrap(),
@@ -144,4 +144,11 @@ fn crds_have_what_kubectl_users_rely_on() {
         assert_eq!(field["type"], "string", "{limit}: a string with a unit");
         assert!(field["pattern"].is_string() && field["x-kubernetes-validations"].is_array(), "{field}");
     }
+    // An edge id as the control node takes it (livemix_common::model::validate_edge_id).
+    let edge = &spec["edge"];
+    assert_eq!(
+        (&edge["type"], &edge["minLength"], &edge["maxLength"]),
+        (&serde_json::json!("string"), &serde_json::json!(1), &serde_json::json!(128))
+    );
+    assert_eq!(edge["pattern"], "^[A-Za-z0-9_.-]+$");
 }

@@ -148,6 +148,7 @@ async fn a_source_registered_by_hand_is_adopted_only_when_annotated() {
             description: Some(String::new()),
             owner: None,
             retention: None,
+            edge: None,
         })
         .await
         .unwrap();
@@ -199,6 +200,7 @@ async fn two_resources_wanting_one_name_never_share_or_delete_each_others_source
         streaming: false,
         deletion_policy: None,
         retention: None,
+        edge: None,
     };
     let mut first = video_source(&unique("first"), false);
     first.spec = spec.clone();

@@ -7,7 +7,10 @@ use kube::runtime::controller::Action;
 use livemix_common::model::Retention;
 use livemix_operator::{
     control_client::NewSource,
-    crd::{DeletionPolicy, RetentionSpec, VideoSource, VideoSourceStatus, lifecycle::SKIP_CLEANUP_ANNOTATION},
+    crd::{
+        DeletionPolicy, RetentionSpec, VideoSource, VideoSourceStatus,
+        lifecycle::{ADOPT_ANNOTATION, SKIP_CLEANUP_ANNOTATION},
+    },
     reconcile::{self, Error, video_source::FINALIZER},
 };
 use serde_json::json;
@@ -385,6 +388,7 @@ async fn a_status_id_naming_another_owners_source_is_not_touched() {
             description: Some("not yours".into()),
             owner: Some("k8s/elsewhere/cam/0000".into()),
             retention: None,
+            edge: None,
         })
         .await
         .unwrap();
@@ -412,4 +416,140 @@ async fn a_status_id_naming_another_owners_source_is_not_touched() {
     assert_eq!(lines(&calls), [event_post(), object_patch(VIDEOSOURCES, &name)]);
     assert_event(&calls[0], "Warning", "SourceNotOwned", "VideoSource", &name, &["left source"]);
     assert!(control.get_source(theirs.id).await.is_ok(), "not deleted");
+}
+
+/// The edges the edge-binding tests bind to, known to their control node as per-edge credentials.
+const EDGE_TOKENS: &str = "--edge-tokens=edge-a:operator-test-edge-a,edge-b:operator-test-edge-b";
+
+/// `spec.edge` binds the source when it is registered (no separate call), moves it when changed, and removing it
+/// leaves the binding where it is; a binding lost in the control node is put back while the spec names an edge.
+#[tokio::test]
+async fn spec_edge_binds_the_source_at_registration_and_moves_it() {
+    let node = ControlNode::start_with(&[EDGE_TOKENS]).await;
+    let control = node.client();
+    let (client, api) = MockApi::start();
+    let (ctx, _metrics) = operator(client, settings(&node.management));
+    let name = unique("cam");
+    let mut vs = video_source(&name, false);
+    vs.spec.edge = Some("edge-a".into());
+    api.put(&vs);
+
+    let (result, _) = reconcile_source(&api, &ctx, &name).await;
+    assert_eq!(result.expect("finalizer"), Action::await_change());
+    let (result, calls) = reconcile_source(&api, &ctx, &name).await;
+    result.expect("reconcile");
+    assert_eq!(lines(&calls), [event_post(), status_patch(VIDEOSOURCES, &name)], "registered bound: no EdgeBound");
+    assert_event(&calls[0], "Normal", "Created", "VideoSource", &name, &[&name]);
+    let status = applied_status(&calls[1], "VideoSource");
+    assert_eq!(status["edge"], "edge-a", "{status}");
+    let id: Uuid = status["id"].as_str().expect("id").parse().expect("uuid");
+    assert_eq!(control.source_edge(id).await.unwrap().as_deref(), Some("edge-a"));
+    assert_eq!(control.get_source(id).await.unwrap().edge.as_deref(), Some("edge-a"), "in the source's JSON too");
+    let (result, calls) = reconcile_source(&api, &ctx, &name).await;
+    result.expect("reconcile");
+    assert!(calls.is_empty(), "bound as the spec says: {:?}", lines(&calls));
+
+    // Moved to another edge.
+    api.edit::<VideoSource, _>(NAMESPACE, &name, |vs| {
+        vs.spec.edge = Some("edge-b".into());
+        vs.metadata.generation = Some(2);
+    });
+    let (result, calls) = reconcile_source(&api, &ctx, &name).await;
+    result.expect("reconcile");
+    assert_eq!(lines(&calls), [event_post(), status_patch(VIDEOSOURCES, &name)]);
+    assert_event(&calls[0], "Normal", "EdgeBound", "VideoSource", &name, &["moved", "\"edge-a\"", "\"edge-b\""]);
+    assert_eq!(applied_status(&calls[1], "VideoSource")["edge"], "edge-b");
+    assert_eq!(control.source_edge(id).await.unwrap().as_deref(), Some("edge-b"));
+
+    // Removed from the spec: the binding stays (only the generation moves on in the status).
+    api.edit::<VideoSource, _>(NAMESPACE, &name, |vs| {
+        vs.spec.edge = None;
+        vs.metadata.generation = Some(3);
+    });
+    let (result, calls) = reconcile_source(&api, &ctx, &name).await;
+    result.expect("reconcile");
+    assert_eq!(lines(&calls), [status_patch(VIDEOSOURCES, &name)]);
+    let status = applied_status(&calls[0], "VideoSource");
+    assert_eq!((&status["edge"], &condition(status, "Ready")["observedGeneration"]), (&json!("edge-b"), &json!(3)));
+    assert_eq!(control.source_edge(id).await.unwrap().as_deref(), Some("edge-b"), "left bound");
+
+    // Unbound by hand: the status says so, and the operator leaves it while the spec names no edge ...
+    assert_eq!(control.unbind_edge(id).await.unwrap(), None);
+    let (result, calls) = reconcile_source(&api, &ctx, &name).await;
+    result.expect("reconcile");
+    assert_eq!(lines(&calls), [status_patch(VIDEOSOURCES, &name)]);
+    assert!(applied_status(&calls[0], "VideoSource").get("edge").is_none(), "no binding shown");
+    assert_eq!(control.source_edge(id).await.unwrap(), None);
+
+    // ... and binds it again once the spec names one.
+    api.edit::<VideoSource, _>(NAMESPACE, &name, |vs| {
+        vs.spec.edge = Some("edge-a".into());
+        vs.metadata.generation = Some(4);
+    });
+    let (result, calls) = reconcile_source(&api, &ctx, &name).await;
+    result.expect("reconcile");
+    assert_eq!(calls.len(), 2, "{:?}", lines(&calls));
+    assert!(is_event(&calls[0]), "EdgeBound again, in its series: {:?}", lines(&calls));
+    assert_eq!(applied_status(&calls[1], "VideoSource")["edge"], "edge-a");
+    assert_eq!(control.source_edge(id).await.unwrap().as_deref(), Some("edge-a"));
+}
+
+/// A source found by name (here registered by hand, unbound, and adopted) is bound to `spec.edge` as well.
+#[tokio::test]
+async fn an_adopted_source_is_bound_to_spec_edge() {
+    let node = ControlNode::start_with(&[EDGE_TOKENS]).await;
+    let control = node.client();
+    let name = unique("cam");
+    let existing = control
+        .create_source(&NewSource {
+            name: name.clone(),
+            segment_len: 2,
+            description: Some("lobby camera".into()),
+            owner: None,
+            retention: None,
+            edge: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(existing.edge, None);
+    let (client, api) = MockApi::start();
+    let (ctx, _metrics) = operator(client, settings(&node.management));
+    let mut vs = video_source(&name, false);
+    vs.spec.edge = Some("edge-b".into());
+    vs.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    vs.metadata.annotations = Some([(ADOPT_ANNOTATION.to_owned(), "true".to_owned())].into());
+    api.put(&vs);
+
+    let (result, calls) = reconcile_source(&api, &ctx, &name).await;
+    result.expect("reconcile");
+    assert_eq!(lines(&calls), [event_post(), event_post(), status_patch(VIDEOSOURCES, &name)]);
+    assert_event(&calls[0], "Normal", "Adopted", "VideoSource", &name, &[&existing.id.to_string()]);
+    assert_event(&calls[1], "Normal", "EdgeBound", "VideoSource", &name, &["bound", "\"edge-b\""]);
+    assert_eq!(applied_status(&calls[2], "VideoSource")["edge"], "edge-b");
+    assert_eq!(control.source_edge(existing.id).await.unwrap().as_deref(), Some("edge-b"));
+}
+
+/// An edge id the control node could not take (one the CRD's schema would refuse) is a condition; nothing is
+/// registered.
+#[tokio::test]
+async fn an_invalid_spec_edge_is_a_condition_and_nothing_is_registered() {
+    let node = ControlNode::start_with(&[EDGE_TOKENS]).await;
+    let control = node.client();
+    let (client, api) = MockApi::start();
+    let (ctx, _metrics) = operator(client, settings(&node.management));
+    let name = unique("cam");
+    let mut vs = video_source(&name, false);
+    vs.spec.edge = Some("edge 0".into());
+    vs.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    api.put(&vs);
+
+    let (result, calls) = reconcile_source(&api, &ctx, &name).await;
+    assert_eq!(result.expect_err("invalid edge id").reason(), "InvalidSpec");
+    assert_eq!(lines(&calls), [event_post(), status_patch(VIDEOSOURCES, &name)]);
+    assert_event(&calls[0], "Warning", "InvalidSpec", "VideoSource", &name, &["spec.edge", "edge 0"]);
+    let status = applied_status(&calls[1], "VideoSource");
+    let ready = condition(status, "Ready");
+    assert_eq!((&ready["status"], &ready["reason"]), (&json!("False"), &json!("InvalidSpec")));
+    assert!(status.get("id").is_none(), "{status}");
+    assert!(control.find_source(&name).await.unwrap().is_none(), "nothing registered");
 }

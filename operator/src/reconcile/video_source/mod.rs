@@ -1,6 +1,6 @@
-//! VideoSource: register (or adopt) the source in the control node, keep its name, description, streaming
-//! state and retention in step with the spec, report what the control node knows and stores, and delete it
-//! when the resource goes, keeping or deleting its recordings as `deletionPolicy` says.
+//! VideoSource: register (or adopt) the source in the control node, keep its edge binding, name, description,
+//! streaming state and retention in step with the spec, report what the control node knows and stores, and
+//! delete it when the resource goes, keeping or deleting its recordings as `deletionPolicy` says.
 
 mod delete;
 mod register;
@@ -72,9 +72,24 @@ async fn apply(vs: &VideoSource, ctx: &Context) -> Result<Action, Error> {
 async fn sync(vs: &VideoSource, ctx: &Context, notes: &mut Vec<Note>) -> Result<VideoSourceStatus, Error> {
     let name = vs.control_name();
     validate_name(&name)?;
+    validate_edge(vs)?;
     let retention = wanted_retention(vs)?;
     let mut source = register::locate_or_register(vs, &name, &retention, ctx, notes).await?;
     let id = source.id;
+
+    // Bound first, so the edge that is to serve the source is the one asked about streaming below. A spec without
+    // an edge leaves the binding as it is (unbinding is the management API's DELETE /v1/source/{id}/edge).
+    if let Some(wanted) = vs.spec.edge.as_deref()
+        && source.edge.as_deref() != Some(wanted)
+    {
+        let previous = source.edge.take();
+        source.edge = ctx.control.bind_edge(id, wanted).await?;
+        let message = match previous {
+            Some(old) => format!("moved source {name:?} from edge {old:?} to edge {wanted:?}"),
+            None => format!("bound source {name:?} to edge {wanted:?}"),
+        };
+        notes.push(Note::normal("EdgeBound", "BindEdge", message));
+    }
 
     if source.name != name {
         let old = std::mem::take(&mut source.name);
@@ -154,6 +169,7 @@ fn status_of(vs: &VideoSource, source: &Source, usage: &Usage, ctx: &Context) ->
     status.id = Some(source.id);
     status.streaming = source.streaming;
     status.reachable = source.reachable;
+    status.edge.clone_from(&source.edge);
     status.rr_target.clone_from(&source.rr_target);
     status.last_seen = source.last_seen;
     status.live_url = ctx.live_url(source.id);
@@ -191,6 +207,16 @@ fn validate_name(name: &str) -> Result<(), Error> {
     livemix_common::model::validate_source_name(name).map_err(Error::InvalidSpec)
 }
 
+/// The control node's rule for edge ids, checked before anything is registered or bound.
+fn validate_edge(vs: &VideoSource) -> Result<(), Error> {
+    match vs.spec.edge.as_deref() {
+        Some(edge) => {
+            livemix_common::model::validate_edge_id(edge).map_err(|err| Error::InvalidSpec(format!("spec.edge: {err}")))
+        }
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +227,35 @@ mod tests {
         assert!(validate_name("studio.cam_1").is_ok());
         for bad in ["", "a..b", "a/b", "a b", &"x".repeat(254)] {
             assert!(matches!(validate_name(bad), Err(Error::InvalidSpec(_))), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn edge_ids_follow_the_control_node_rules() {
+        let with_edge = |edge: Option<&str>| {
+            let mut vs = VideoSource::new(
+                "cam",
+                crate::crd::VideoSourceSpec {
+                    name: None,
+                    description: String::new(),
+                    segment_length: 2,
+                    streaming: false,
+                    deletion_policy: None,
+                    retention: None,
+                    edge: edge.map(str::to_owned),
+                },
+            );
+            vs.metadata.namespace = Some("studio".into());
+            vs
+        };
+        for good in [None, Some("livemix-edge-livemix-edge-0"), Some("site_b.edge-1"), Some(&*"e".repeat(128))] {
+            assert!(validate_edge(&with_edge(good)).is_ok(), "{good:?}");
+        }
+        for bad in ["", "edge 0", "edge/0", "édge", &"e".repeat(129)] {
+            match validate_edge(&with_edge(Some(bad))) {
+                Err(Error::InvalidSpec(message)) => assert!(message.starts_with("spec.edge: "), "{message}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
         }
     }
 }

@@ -5,6 +5,9 @@
 //! A source found by name is adopted only when it carries that string (the status write after a create was
 //! lost) or the resource is annotated `livemix.io/adopt: "true"`. `status.id` is user-writable, so a source
 //! found through it is also checked: one whose owner is set and is not this resource's is not touched.
+//!
+//! A source is registered bound to `spec.edge` when the spec names one; the reconcile keeps the binding in step
+//! afterwards.
 
 use kube::ResourceExt;
 use livemix_common::model::{Retention, Source};
@@ -91,6 +94,7 @@ pub(super) async fn locate_or_register(
         description: Some(vs.spec.description.clone()),
         owner: Some(owner_of(vs)),
         retention: (*retention != Retention::default()).then_some(*retention),
+        edge: vs.spec.edge.clone(),
     };
     match ctx.control.create_source(&new).await {
         Ok(source) => {
@@ -184,6 +188,7 @@ mod tests {
                 streaming: false,
                 deletion_policy: None,
                 retention: None,
+                edge: None,
             },
         );
         vs.metadata.namespace = Some("studio".into());
@@ -206,6 +211,7 @@ mod tests {
             last_seen: None,
             reachable: false,
             owner: owner.map(str::to_owned),
+            edge: None,
             retention: Retention::default(),
             created_at: Utc::now(),
             updated_at: Utc::now(),

@@ -18,8 +18,15 @@ impl ControlNode {
     /// Starts a control node requiring [`MANAGEMENT_TOKEN`]; edge commands time out after a second, so a silent
     /// edge is quick to notice.
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// [`Self::start`] with more control-node flags, e.g. `--edge-tokens=...`.
+    pub async fn start_with(extra_flags: &[&str]) -> Self {
         let token = format!("--management-token={MANAGEMENT_TOKEN}");
-        let node = livemix_testkit::control::ControlNode::start(&[&token, "--command-timeout-ms=1000"]).await;
+        let mut flags = vec![token.as_str(), "--command-timeout-ms=1000"];
+        flags.extend_from_slice(extra_flags);
+        let node = livemix_testkit::control::ControlNode::start(&flags).await;
         Self { management: node.management.clone(), node }
     }
 

@@ -45,6 +45,7 @@ pub fn video_source(name: &str, streaming: bool) -> VideoSource {
             streaming,
             deletion_policy: None,
             retention: None,
+            edge: None,
         },
     );
     new_meta(&mut vs.metadata);
