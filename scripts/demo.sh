@@ -38,7 +38,8 @@ bin=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys;
 export LIVEMIX_CREATE_TOPICS=true LIVEMIX_CREATE_BUCKET=true
 # The demo edge has its own credential (edge id livemix-edge-demo); the management API has no token, so the
 # control node serves it on 127.0.0.1 only. The edge has no ingest token either, so it too listens on 127.0.0.1 only.
-LIVEMIX_EDGE_TOKENS="livemix-edge-demo:$TOKEN" \
+# Sources registered without an edge are bound to the demo edge (LIVEMIX_DEFAULT_EDGE).
+LIVEMIX_EDGE_TOKENS="livemix-edge-demo:$TOKEN" LIVEMIX_DEFAULT_EDGE=livemix-edge-demo \
   "$bin/livemix-control" --reply-subscription livemix-control-reply-demo >"$DEMO/control.log" 2>&1 &
 pids+=($!)
 wait_for http://127.0.0.1:8080/liveness/ready control

@@ -35,12 +35,35 @@ pub enum ConfigError {
 pub fn parse<T: Parser>() -> T {
     let argv: Vec<OsString> = std::env::args_os().collect();
     match with_config_file::<T>(argv, |name| std::env::var_os(name)) {
-        Ok(argv) => T::parse_from(argv),
+        Ok(argv) => T::try_parse_from(argv).unwrap_or_else(|err| without_secrets::<T>(err).exit()),
         Err(err) => {
             eprintln!("error: {err}");
             std::process::exit(2);
         }
     }
+}
+
+/// clap quotes a refused value in its error, which lands in terminals, CI logs and pod logs: for a flag that
+/// holds a secret (declared with `hide_env_values`), the value is left out and only the reason kept.
+fn without_secrets<T: CommandFactory>(err: clap::Error) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(err.kind(), ErrorKind::ValueValidation | ErrorKind::InvalidValue) {
+        return err;
+    }
+    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else { return err };
+    let command = T::command();
+    let secret = command.get_arguments().any(|candidate| {
+        candidate.is_hide_env_values_set()
+            && candidate.get_long().is_some_and(|long| arg.split([' ', '=']).next() == Some(&format!("--{long}")))
+    });
+    if !secret {
+        return err;
+    }
+    let why = std::error::Error::source(&err).map(|source| source.to_string()).unwrap_or_default();
+    clap::Error::raw(
+        ErrorKind::ValueValidation,
+        format!("invalid value for '{arg}' (not shown, it is secret): {why}\n"),
+    )
 }
 
 /// Returns `argv` with the config file's settings appended as flags where neither a flag nor an environment
@@ -137,6 +160,29 @@ mod tests {
         port: u16,
         #[arg(long, env = "DEMO_CREATE")]
         create: bool,
+    }
+
+    fn too_weak(_: &str) -> Result<String, String> {
+        Err("too weak".into())
+    }
+
+    #[derive(Debug, Parser)]
+    struct WithSecret {
+        #[arg(long, hide_env_values = true, value_parser = too_weak)]
+        token: Option<String>,
+        #[arg(long)]
+        port: Option<u16>,
+    }
+
+    #[test]
+    fn refused_secrets_are_not_quoted_in_errors() {
+        let err = WithSecret::try_parse_from(["demo", "--token=hunter2"]).unwrap_err();
+        assert!(err.to_string().contains("hunter2"), "clap itself quotes it");
+        let shown = without_secrets::<WithSecret>(err).to_string();
+        assert!(shown.contains("--token") && shown.contains("too weak"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let err = WithSecret::try_parse_from(["demo", "--port=notaport"]).unwrap_err();
+        assert!(without_secrets::<WithSecret>(err).to_string().contains("notaport"), "other values are quoted");
     }
 
     fn parse_with(yaml: &str, args: &[&str], env: &[(&str, &str)]) -> Result<Demo, ConfigError> {

@@ -149,6 +149,11 @@ impl NamedTokens {
         self.0.len()
     }
 
+    /// Whether `name` has a token here.
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.iter().any(|(candidate, _)| candidate == name)
+    }
+
     /// The name whose token this is. Every entry is compared.
     pub fn identify(&self, presented: &Presented) -> Option<&str> {
         let mut found = None;

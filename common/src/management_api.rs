@@ -22,6 +22,23 @@ pub struct NewSource {
     /// The source's own retention policy; the control node's default applies where it is silent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<Retention>,
+    /// The edge (its id in the control node's edge credentials) that serves this source. Only that edge's
+    /// credentials may then report, look up or forward the source; unset, no per-edge credential may.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge: Option<String>,
+}
+
+/// `PUT /v1/source/{id}/edge` body: binds (or moves) the source to this edge.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeBinding {
+    pub edge_id: String,
+}
+
+/// `GET`/`PUT`/`DELETE /v1/source/{id}/edge` reply: the edge the source is bound to, if any.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceEdgeReply {
+    pub edge_id: Option<String>,
 }
 
 /// What `DELETE /v1/source/{id}?recordings=` does with the source's recordings. Without the parameter, deleting a
@@ -200,6 +217,7 @@ mod tests {
             description: None,
             owner: None,
             retention: None,
+            edge: None,
         })
         .unwrap();
         assert_eq!(body, serde_json::json!({"name": "cam", "segment_len": 4}));

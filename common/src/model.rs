@@ -31,6 +31,9 @@ pub struct Source {
     /// that manager recognises its own source and never adopts another's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The edge bound to this source (see [`crate::management_api::NewSource::edge`]); `null` when none is.
+    #[serde(default)]
+    pub edge: Option<String>,
     /// How long this source's recorded segments are kept; unset limits fall back to the control node's default.
     #[serde(default)]
     #[cfg_attr(feature = "sqlx", sqlx(flatten))]
@@ -208,6 +211,15 @@ pub fn validate_source_name(name: &str) -> Result<(), String> {
             "invalid source name {name:?}: use 1 to {MAX} letters, digits, '-', '_' or '.' (not only dots, no '..')"
         ))
     }
+}
+
+/// An edge id names an edge in the control node's credentials, in source bindings and as its Pub/Sub topic:
+/// 1 to 128 letters, digits, `-`, `_` or `.`.
+pub fn validate_edge_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return Err(format!("invalid edge id {id:?}: use 1 to 128 letters, digits, '-', '_' or '.'"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -28,14 +28,8 @@ impl fmt::Debug for EdgeTokens {
     }
 }
 
-const EDGE_TOKENS: TokenListFormat = TokenListFormat { name: "edge id", valid_name: valid_edge_id, token: parse_token };
-
-fn valid_edge_id(id: &str) -> Result<(), String> {
-    if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-        return Err("the edge id must be 1 to 128 letters, digits, - _ .".into());
-    }
-    Ok(())
-}
+const EDGE_TOKENS: TokenListFormat =
+    TokenListFormat { name: "edge id", valid_name: livemix_common::model::validate_edge_id, token: parse_token };
 
 impl EdgeTokens {
     /// Parses `edge-id:token` entries separated by commas or new lines; blank lines and `#` comments are skipped.
@@ -55,6 +49,11 @@ impl EdgeTokens {
 
     pub fn len(&self) -> usize {
         self.0.len()
+    }
+
+    /// Whether `id` is an edge with its own token.
+    pub fn contains(&self, id: &str) -> bool {
+        self.0.contains(id)
     }
 
     /// The edge whose token this is; every entry is compared.

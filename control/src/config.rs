@@ -80,13 +80,24 @@ fn default_addr(all_interfaces: bool, port: u16) -> SocketAddr {
 /// services they built themselves.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
-    /// Per-edge credentials, `edge-id:token` entries separated by commas: each edge authenticates as itself, and
-    /// a source belongs to the first edge that reports it (another edge's token then gets 403 on it).
+    /// Per-edge credentials, `edge-id:token` entries separated by commas: each edge authenticates as itself and
+    /// acts only for the sources bound to it (`edge` when registering a source, or PUT /v1/source/{id}/edge).
     #[arg(long, env = "LIVEMIX_EDGE_TOKENS", hide_env_values = true, value_parser = EdgeTokens::parse)]
     pub edge_tokens: Option<EdgeTokens>,
-    /// A file of per-edge credentials, one `edge-id:token` per line (`#` comments), e.g. a mounted Secret.
-    #[arg(long, env = "LIVEMIX_EDGE_TOKENS_FILE", value_name = "FILE", value_parser = EdgeTokens::read_file)]
-    pub edge_tokens_file: Option<EdgeTokens>,
+    /// Files of per-edge credentials, one `edge-id:token` per line (`#` comments), e.g. mounted Secrets; several
+    /// are separated by commas (the chart's in-cluster edges and your remote ones).
+    #[arg(
+        long,
+        env = "LIVEMIX_EDGE_TOKENS_FILE",
+        value_name = "FILE",
+        value_parser = EdgeTokens::read_file,
+        value_delimiter = ','
+    )]
+    pub edge_tokens_file: Vec<EdgeTokens>,
+    /// The edge a source registered without `edge` is bound to (a deployment with one edge); unset, such a
+    /// source is bound to no edge until an admin binds it.
+    #[arg(long, env = "LIVEMIX_DEFAULT_EDGE", value_parser = parse_edge_id)]
+    pub default_edge: Option<String>,
     /// Deprecated: one bearer token shared by every edge, which can then act for any source. Still accepted
     /// beside per-edge tokens so existing deployments keep working; move edges to LIVEMIX_EDGE_TOKENS.
     #[arg(long, env = "LIVEMIX_EDGE_TOKEN", hide_env_values = true, value_parser = parse_token)]
@@ -120,6 +131,10 @@ pub struct Settings {
     /// Largest segment an edge may forward, in bytes (memcached must accept items this large: `-I 8m`).
     #[arg(long, env = "LIVEMIX_MAX_SEGMENT_BYTES", default_value_t = 8_000_000)]
     pub max_segment_bytes: usize,
+    /// Bytes of request bodies (forwarded segments, mostly) the process holds at once; a request finding no room
+    /// within a second is refused with 503 and `Retry-After`. Keep it well under the memory limit.
+    #[arg(long, env = "LIVEMIX_BODY_BUDGET_BYTES", default_value_t = 128 * 1024 * 1024)]
+    pub body_budget_bytes: u64,
     /// Recorded segments to prefetch from the object store into the cache ahead of a player.
     #[arg(long, env = "LIVEMIX_PRIME_SEGMENTS", default_value_t = 3)]
     pub prime_segments: usize,
@@ -217,18 +232,23 @@ impl LifecycleSettings {
     }
 }
 
+fn parse_edge_id(raw: &str) -> Result<String, String> {
+    livemix_common::model::validate_edge_id(raw)?;
+    Ok(raw.to_owned())
+}
+
 impl Settings {
     /// Every per-edge credential, from the list and the file together.
     pub fn edge_credentials(&self) -> Result<EdgeTokens, String> {
         let list = self.edge_tokens.clone().unwrap_or_default();
-        list.merged(self.edge_tokens_file.clone().unwrap_or_default())
+        self.edge_tokens_file.iter().cloned().try_fold(list, EdgeTokens::merged)
     }
 
     /// Whether the edge-facing API checks tokens (per-edge ones or the shared one).
     pub fn has_edge_credentials(&self) -> bool {
         self.edge_token.is_some()
             || self.edge_tokens.as_ref().is_some_and(|t| !t.is_empty())
-            || self.edge_tokens_file.as_ref().is_some_and(|t| !t.is_empty())
+            || self.edge_tokens_file.iter().any(|t| !t.is_empty())
     }
 
     pub fn reachable_within(&self) -> Duration {

@@ -17,7 +17,11 @@ use livemix_common::{
 use sqlx::error::ErrorKind;
 use uuid::Uuid;
 
+#[macro_use]
+pub mod dialect;
+pub mod bindings;
 pub mod lifecycle;
+pub mod live_index;
 pub mod postgres;
 pub mod sqlite;
 
@@ -231,9 +235,21 @@ impl Db {
 
     // ---- sources ----
 
-    /// Registers a source; `segment_len`, name and description are validated by the caller.
+    /// Registers a source, bound to its edge when `new.edge` names one; `segment_len`, name, description and
+    /// edge id are validated by the caller.
     pub async fn create_source(&self, new: &NewSource) -> DbResult<Source> {
-        on_db!(self, db => db.create_source(new).await)
+        let mut source = on_db!(self, db => db.create_source(new).await)?;
+        if let Some(edge) = &new.edge {
+            if let Err(err) = self.bind_source(source.id, edge).await {
+                // Not half-registered: the caller retries the whole registration, which the name would refuse.
+                if let Err(undo) = self.delete_source(source.id, None).await {
+                    tracing::error!(id = %source.id, %undo, "removing a source whose edge binding failed");
+                }
+                return Err(err);
+            }
+            source.edge = Some(edge.clone());
+        }
+        Ok(source)
     }
 
     pub async fn list_sources(&self, name: Option<&str>) -> DbResult<Vec<Source>> {
@@ -264,24 +280,6 @@ impl Db {
         local_time: Option<DateTime<Utc>>,
     ) -> DbResult<Source> {
         on_db!(self, db => db.record_status(id, rr_target, local_time).await)
-    }
-
-    // ---- which edge owns a source (table `source_edges`) ----
-
-    /// Binds `source` to `edge` unless it is bound already, and returns its owner: `edge` itself, another edge,
-    /// or `None` when the source does not exist. Atomic, so two edges racing for a source see one winner.
-    pub async fn claim_source(&self, source: Uuid, edge: &str) -> DbResult<Option<String>> {
-        on_db!(self, db => db.claim_source(source, edge).await)
-    }
-
-    /// The edge a source is bound to, if any.
-    pub async fn source_owner(&self, source: Uuid) -> DbResult<Option<String>> {
-        on_db!(self, db => db.source_owner(source).await)
-    }
-
-    /// Unbinds a source (its edge moved): the next edge to report it owns it. `true` when it was bound.
-    pub async fn release_source(&self, source: Uuid) -> DbResult<bool> {
-        on_db!(self, db => db.release_source(source).await)
     }
 
     // ---- recordings ----

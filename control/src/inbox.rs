@@ -13,6 +13,7 @@ use livemix_common::{
     bus::Delivery,
     messages::{Envelope, Message},
     model::{SegmentInfo, validate_segment_name},
+    segment_id::{SegmentId, object_key},
     telemetry::Metrics,
 };
 use prometheus_client::{
@@ -113,7 +114,7 @@ impl Inbox {
             tracing::warn!("unexpected message on the control topic; dropped");
             return Outcome::Dropped("unexpected_message");
         };
-        if let Err(problem) = check_segment(segment) {
+        if let Err(problem) = check_segment(segment, &self.lifecycle.settings().object_prefix) {
             tracing::warn!(segment = %segment.name, %problem, "invalid recorded segment; dropped");
             return Outcome::Dropped("invalid_segment");
         }
@@ -150,11 +151,20 @@ fn classify(err: &DbError, segment: &SegmentInfo) -> Outcome {
     Outcome::Dropped(reason)
 }
 
-/// What the database cannot check: a name that is one safe path component, and no negative sizes.
-fn check_segment(segment: &SegmentInfo) -> Result<(), String> {
+/// What the database cannot check: a name that is one safe path component, no negative sizes, and the object
+/// key the edge derives from the segment's identity. A report naming any other key (another source's object, say)
+/// would let deleting this recording delete that object.
+fn check_segment(segment: &SegmentInfo, prefix: &str) -> Result<(), String> {
     validate_segment_name(&segment.name)?;
-    if segment.uri.is_empty() {
-        return Err("empty object key".into());
+    let expected = match segment.run {
+        Some(run) => {
+            let seq = u64::try_from(segment.seq).map_err(|_| format!("negative sequence number {}", segment.seq))?;
+            SegmentId { source: segment.source, run, seq }.object_key(prefix)
+        }
+        None => object_key(prefix, segment.source, &segment.name),
+    };
+    if segment.uri != expected {
+        return Err(format!("object key {:?} is not this segment's ({expected:?})", segment.uri));
     }
     if segment.length_ms < 0 || segment.size < 0 || segment.seq < 0 {
         return Err(format!(
@@ -213,17 +223,18 @@ mod tests {
 
     fn segment() -> SegmentInfo {
         let now = Utc::now();
+        let (source, run) = (Uuid::new_v4(), ulid::Ulid::new());
         SegmentInfo {
             name: "index0.ts".into(),
-            source: Uuid::new_v4(),
-            run: Some(ulid::Ulid::new()),
+            source,
+            run: Some(run),
             seq: 0,
             discontinuity: false,
             start_ts: now,
             end_ts: now,
             length_ms: 1000,
             size: 10,
-            uri: "rec/x/0.ts".into(),
+            uri: SegmentId { source, run, seq: 0 }.object_key("recordings"),
         }
     }
 
@@ -241,10 +252,18 @@ mod tests {
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         assert_eq!(classify(&DbError::from(sqlx::Error::Io(refused)), &s), Outcome::Retry);
 
-        assert!(check_segment(&s).is_ok());
-        assert!(check_segment(&SegmentInfo { name: "../x.ts".into(), ..segment() }).is_err());
-        assert!(check_segment(&SegmentInfo { length_ms: -1, ..segment() }).is_err());
-        assert!(check_segment(&SegmentInfo { uri: String::new(), ..segment() }).is_err());
+        assert!(check_segment(&s, "recordings").is_ok());
+        assert!(check_segment(&s, "other").is_err(), "another prefix");
+        assert!(check_segment(&SegmentInfo { name: "../x.ts".into(), ..segment() }, "recordings").is_err());
+        assert!(check_segment(&SegmentInfo { length_ms: -1, ..segment() }, "recordings").is_err());
+        assert!(check_segment(&SegmentInfo { uri: String::new(), ..segment() }, "recordings").is_err());
+        let elsewhere = segment();
+        assert!(
+            check_segment(&SegmentInfo { uri: elsewhere.uri, ..segment() }, "recordings").is_err(),
+            "another's object"
+        );
+        let legacy = SegmentInfo { run: None, uri: object_key("recordings", s.source, "index0.ts"), ..s.clone() };
+        assert!(check_segment(&legacy, "recordings").is_ok(), "keys of edges before segment ids");
     }
 
     /// A delivery that records whether (and when) it was acknowledged.

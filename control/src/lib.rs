@@ -12,6 +12,7 @@ pub mod inbox;
 pub mod lifecycle;
 pub mod live_playlists;
 pub mod playlist;
+pub mod recording_playlists;
 pub mod segments;
 pub mod state;
 

@@ -4,7 +4,7 @@
 //! Each replica keeps the rendered text per source and reads the database again only when the entry goes stale:
 //! at once on the replica that took a new segment (it invalidates), after a fraction of the target duration on
 //! the others (which learn of segments only through the database). A listed segment is always servable: its
-//! bytes reach the shared cache before its row reaches the database.
+//! bytes reach the shared cache before its row reaches the database; and only listed segments are served.
 
 use std::{
     sync::Arc,
@@ -40,12 +40,18 @@ pub struct Rendered {
     pub etag: String,
     /// `#EXT-X-TARGETDURATION`, seconds.
     pub target_duration: u64,
+    /// The segment names it lists: what players may fetch without asking the database.
+    names: Vec<Box<str>>,
 }
 
 impl Rendered {
-    pub fn new(text: String, target_duration: u64) -> Self {
+    pub fn new(text: String, target_duration: u64, names: impl IntoIterator<Item = Box<str>>) -> Self {
         let etag = etag_of(text.as_bytes());
-        Self { text: Bytes::from(text), etag, target_duration }
+        Self { text: Bytes::from(text), etag, target_duration, names: names.into_iter().collect() }
+    }
+
+    pub fn lists(&self, name: &str) -> bool {
+        self.names.iter().any(|listed| **listed == *name)
     }
 
     /// `max-age` of the HTTP reply: half a target duration, as Apple's HLS guidelines ask of caches in front of
@@ -123,7 +129,7 @@ mod tests {
     use super::*;
 
     fn ready(text: &str, target_duration: u64) -> LivePlaylist {
-        LivePlaylist::Ready(Arc::new(Rendered::new(text.to_owned(), target_duration)))
+        LivePlaylist::Ready(Arc::new(Rendered::new(text.to_owned(), target_duration, [])))
     }
 
     fn text(playlist: &LivePlaylist) -> &[u8] {

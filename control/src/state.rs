@@ -6,6 +6,7 @@ use axum::extract::FromRef;
 use livemix_common::{
     bus::SharedBus,
     cache::SharedCache,
+    door::BodyBudget,
     rpc::Requester,
     telemetry::{HttpMetrics, Metrics},
 };
@@ -16,13 +17,21 @@ use uuid::Uuid;
 
 use crate::{
     Backends,
+    api::auth::Bindings,
     config::Settings,
     db::Db,
     edge_link::EdgeLink,
     lifecycle::Lifecycle,
     live_playlists::LivePlaylists,
+    recording_playlists::RecordingPlaylists,
     segments::{HotSegments, SegmentLoader},
 };
+
+/// How long a request waits for room in the body budget before it is refused (503 busy).
+const BODY_BUDGET_WAIT: Duration = Duration::from_secs(1);
+
+/// Bytes of rendered recording playlists a replica keeps (a day of two-second segments renders to about 3 MB).
+const RECORDING_PLAYLIST_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Sources whose live playlist (and registered segment length) a replica keeps in memory.
 const MAX_LIVE_SOURCES: u64 = 100_000;
@@ -40,9 +49,15 @@ pub struct AppState {
     pub hot: HotSegments,
     /// Rendered live playlists, per source.
     pub playlists: LivePlaylists,
+    /// Rendered recording playlists, per recording.
+    pub recording_playlists: RecordingPlaylists,
     /// Registered segment lengths (seconds), which never change: a new segment's cache TTL is known before the
     /// one database statement that indexes it.
     pub segment_lengths: Cache<Uuid, i32>,
+    /// Which edge each source is bound to, as recently read (see [`crate::api::auth::Bindings`]).
+    pub bindings: Bindings,
+    /// Bytes of request bodies this process holds at once, across its APIs.
+    pub body_budget: BodyBudget,
     pub settings: Arc<Settings>,
     pub metrics: Metrics,
     /// Request counts and latencies, registered once for all three APIs.
@@ -83,7 +98,10 @@ impl AppState {
             loader: Arc::new(loader),
             hot,
             playlists: LivePlaylists::new(MAX_LIVE_SOURCES),
+            recording_playlists: RecordingPlaylists::new(RECORDING_PLAYLIST_BYTES),
             segment_lengths: Cache::new(MAX_LIVE_SOURCES),
+            bindings: Bindings::default(),
+            body_budget: BodyBudget::new(settings.body_budget_bytes, BODY_BUDGET_WAIT),
             settings: Arc::new(settings),
             metrics,
             http_metrics,

@@ -95,11 +95,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     settings.edge_tokens = Some(
         EdgeTokens::parse(&format!("{EDGE_ID}:{edge_token}")).map_err(|err| anyhow::anyhow!("edge token: {err}"))?,
     );
+    // One edge serves every source here.
+    settings.default_edge = Some(EDGE_ID.to_owned());
 
     let db_path = data.join("livemix.db");
     let db = SqliteDb::open_file(&db_path, settings.reachable_within())
         .await
         .with_context(|| format!("database {}", db_path.display()))?;
+    let db = Db::Sqlite(db);
+    let adopted = db.bind_unbound(EDGE_ID).await.context("binding sources to the embedded edge")?;
+    if adopted > 0 {
+        tracing::info!(adopted, "sources bound to the embedded edge");
+    }
     let bus: SharedBus = Arc::new(MemoryBus::default());
     let store: SharedStore = Arc::new(LocalStore::new(data.join("objects")));
     let cache = Arc::new(MemoryCache::new(args.memory_cache_bytes));
@@ -133,7 +140,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             stop.cancel();
         }
     });
-    let backends = Backends { db: Db::Sqlite(db), cache, store: store.clone(), bus: bus.clone() };
+    let backends = Backends { db, cache, store: store.clone(), bus: bus.clone() };
     let control = async {
         let served = livemix_control::serve(settings, backends, listeners, stop.clone().cancelled_owned()).await;
         stop.cancel();

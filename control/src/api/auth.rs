@@ -1,25 +1,24 @@
-//! The doors of the management and edge-facing APIs.
+//! The gates of the management and edge-facing APIs, run by the shared door ([`livemix_common::door`]) on the
+//! request's head, before any body byte is read.
 //!
-//! Management: a bearer token when one is configured (without one the API listens on loopback only, see
-//! [`crate::auth::check_exposure`]), then request-shape checks against browsers being used as a proxy: a
-//! state-changing request must carry a JSON-compatible body type and, when it comes from a browser, the origin it
-//! was sent to; without a token, the `Host` must be a loopback name (DNS rebinding).
+//! Management: a bearer token when one is configured (without one the API answers loopback only, see
+//! [`crate::auth::check_exposure`]); a state-changing request must carry a JSON-compatible body type. The door
+//! adds the cross-site and loopback-host checks.
 //!
 //! Edge-facing: the token says which edge calls ([`EdgeCaller`]); handlers then ask [`EdgeCaller::authorize`]
-//! whether that edge owns the source it names.
+//! whether the source they name is bound to that edge.
 
 use std::{sync::Arc, time::Duration};
 
 use axum::{
-    extract::{FromRequestParts, Request},
-    http::{HeaderMap, Method, header, request::Parts},
-    middleware::Next,
-    response::{IntoResponse, Response},
+    extract::{FromRequestParts, MatchedPath},
+    http::{HeaderMap, Method, request::Parts},
 };
 use livemix_common::{
     ApiError, ApiResult,
     api::check_json_content_type,
-    credentials::{Presented, bearer_token, is_loopback_host},
+    credentials::{Presented, bearer_token},
+    door::{BodyBudget, Door, Gate},
 };
 use uuid::Uuid;
 
@@ -28,6 +27,11 @@ use crate::{
     config::Settings,
     db::Db,
 };
+
+/// The largest management request body: JSON documents of a few fields.
+pub const MANAGEMENT_BODY_LIMIT: usize = 64 * 1024;
+/// The largest status report an edge sends.
+pub const STATUS_BODY_LIMIT: usize = 64 * 1024;
 
 /// The digest of the request's bearer token; 401 when there is none.
 fn presented(headers: &HeaderMap) -> ApiResult<Presented> {
@@ -40,66 +44,42 @@ fn invalid_token() -> ApiError {
     ApiError::unauthorized("invalid bearer token")
 }
 
-/// What the management API checks on every request but the probes.
-#[derive(Debug, Clone)]
-pub struct ManagementGuard {
-    token: Option<TokenDigest>,
-    /// No token and not `--insecure-no-auth`: only loopback host names are answered.
-    loopback_hosts_only: bool,
-}
-
-impl ManagementGuard {
-    pub fn new(settings: &Settings) -> Self {
-        let token = settings.management_token.as_ref().map(TokenDigest::of);
-        Self { loopback_hosts_only: token.is_none() && !settings.insecure_no_auth, token }
-    }
-
-    fn check(&self, req: &Request) -> ApiResult<()> {
-        if let Some(token) = &self.token
-            && !token.matches(&presented(req.headers())?)
-        {
-            return Err(invalid_token());
-        }
-        let host = host_of(req);
-        if self.loopback_hosts_only && host.is_some_and(|h| !is_loopback_host(h)) {
-            return Err(ApiError::forbidden(
-                "this management API has no token, so it answers only requests addressed to localhost; \
-                 set LIVEMIX_MANAGEMENT_TOKEN to reach it by another name",
-            ));
-        }
-        if changes_state(req.method()) {
-            check_json_content_type(req.headers())?;
-            check_origin(req.headers(), host)?;
-        }
-        Ok(())
-    }
-}
-
-/// Middleware of the management API's routes.
-pub async fn management(guard: Arc<ManagementGuard>, req: Request, next: Next) -> Response {
-    match guard.check(&req) {
-        Ok(()) => next.run(req).await,
-        Err(err) => err.into_response(),
-    }
-}
-
 fn changes_state(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// The host (with port) the request was addressed to: `Host`, or the URI's authority (HTTP/2).
-fn host_of(req: &Request) -> Option<&str> {
-    req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().authority().map(|a| a.as_str()))
+/// Whether an API without credentials must answer loopback host names only: unless the admin insisted with
+/// `--insecure-no-auth`, it does (DNS rebinding).
+fn loopback_only(protected: bool, settings: &Settings) -> bool {
+    !protected && !settings.insecure_no_auth
 }
 
-/// A browser names the page that sent a request in `Origin`; a state-changing request from a page of another
-/// origin (a form on a hostile site) is refused. Clients that are not browsers send no `Origin`.
-fn check_origin(headers: &HeaderMap, host: Option<&str>) -> ApiResult<()> {
-    let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
-    let authority = origin.to_str().ok().and_then(|o| o.split_once("://")).map(|(_, rest)| rest);
-    match (authority, host) {
-        (Some(authority), Some(host)) if authority.eq_ignore_ascii_case(host) => Ok(()),
-        _ => Err(ApiError::forbidden("cross-origin requests to the management API are refused")),
+/// What the management API checks on every request but the probes and the console's page.
+#[derive(Debug, Clone)]
+pub struct ManagementGate {
+    token: Option<TokenDigest>,
+}
+
+impl ManagementGate {
+    pub fn door(settings: &Settings, budget: BodyBudget) -> Door<Self> {
+        let token = settings.management_token.as_ref().map(TokenDigest::of);
+        let loopback_only = loopback_only(token.is_some(), settings);
+        Door::new(Self { token }, budget).loopback_only(loopback_only)
+    }
+}
+
+impl Gate for ManagementGate {
+    async fn admit(&self, parts: &mut Parts) -> ApiResult<Option<u64>> {
+        if let Some(token) = &self.token
+            && !token.matches(&presented(&parts.headers)?)
+        {
+            return Err(invalid_token());
+        }
+        if !changes_state(&parts.method) {
+            return Ok(None);
+        }
+        check_json_content_type(&parts.headers)?;
+        Ok(Some(MANAGEMENT_BODY_LIMIT as u64))
     }
 }
 
@@ -108,41 +88,73 @@ fn check_origin(headers: &HeaderMap, host: Option<&str>) -> ApiResult<()> {
 pub enum EdgeIdentity {
     /// An edge with its own credentials: it may act only for the sources bound to it.
     Edge(String),
-    /// The deprecated shared token, or an API without credentials (loopback or `--insecure-no-auth`): any source.
-    AnyEdge,
+    /// The deprecated shared token: only sources bound to no edge.
+    Shared,
+    /// An API without credentials (loopback, or `--insecure-no-auth`): any source.
+    Open,
 }
 
-/// How long a replica trusts what it read about a source's owner (a release takes this long to reach it).
-const OWNER_TTL: Duration = Duration::from_secs(10);
+/// How long a replica trusts what it read about a source's binding; a change made on another replica takes this
+/// long to reach it (the replica that made it forgets at once).
+const BINDING_TTL: Duration = Duration::from_secs(10);
 
-/// The edge-facing API's credentials and the owners of sources as recently read.
+/// The edges each source is bound to, as recently read. Shared by the edge gate and the management API (which
+/// forgets a source here when it binds or releases it).
+#[derive(Clone)]
+pub struct Bindings(moka::future::Cache<Uuid, Option<Arc<str>>>);
+
+impl Default for Bindings {
+    fn default() -> Self {
+        Self(moka::future::Cache::builder().max_capacity(100_000).time_to_live(BINDING_TTL).build())
+    }
+}
+
+impl Bindings {
+    async fn owner(&self, db: &Db, source: Uuid) -> ApiResult<Option<Arc<str>>> {
+        if let Some(owner) = self.0.get(&source).await {
+            return Ok(owner);
+        }
+        let owner: Option<Arc<str>> = db.source_owner(source).await?.map(Into::into);
+        self.0.insert(source, owner.clone()).await;
+        Ok(owner)
+    }
+
+    pub async fn forget(&self, source: Uuid) {
+        self.0.invalidate(&source).await;
+    }
+}
+
+/// The edge-facing API's credentials.
 pub struct EdgeGate {
-    tokens: EdgeTokens,
+    tokens: Arc<EdgeTokens>,
     shared: Option<TokenDigest>,
-    /// No credentials are configured: every caller is [`EdgeIdentity::AnyEdge`].
+    /// No credentials are configured: every caller is [`EdgeIdentity::Open`].
     open: bool,
-    owners: moka::future::Cache<Uuid, String>,
+    bindings: Bindings,
+    max_segment_bytes: u64,
 }
 
 impl EdgeGate {
-    pub fn new(settings: &Settings) -> Self {
+    pub fn door(settings: &Settings, bindings: Bindings, budget: BodyBudget) -> Door<Self> {
         let tokens = settings.edge_credentials().unwrap_or_else(|err| {
             // `crate::serve` refuses to start on this; a gate built anyway admits no per-edge token.
             tracing::error!(%err, "edge credentials are invalid; per-edge tokens are refused");
             EdgeTokens::default()
         });
-        let shared = settings.edge_token.as_ref().map(TokenDigest::of);
-        Self {
-            open: !settings.has_edge_credentials(),
-            tokens,
-            shared,
-            owners: moka::future::Cache::builder().max_capacity(100_000).time_to_live(OWNER_TTL).build(),
-        }
+        let open = !settings.has_edge_credentials();
+        let gate = Self {
+            tokens: Arc::new(tokens),
+            shared: settings.edge_token.as_ref().map(TokenDigest::of),
+            open,
+            bindings,
+            max_segment_bytes: settings.max_segment_bytes as u64,
+        };
+        Door::new(gate, budget).loopback_only(loopback_only(!open, settings))
     }
 
     fn identify(&self, headers: &HeaderMap) -> ApiResult<EdgeIdentity> {
         if self.open {
-            return Ok(EdgeIdentity::AnyEdge);
+            return Ok(EdgeIdentity::Open);
         }
         let presented = presented(headers)?;
         // Both are always compared, so timing does not tell a shared token from a per-edge one.
@@ -150,28 +162,35 @@ impl EdgeGate {
         let shared = self.shared.as_ref().is_some_and(|t| t.matches(&presented));
         match edge {
             Some(id) => Ok(EdgeIdentity::Edge(id.to_owned())),
-            None if shared => Ok(EdgeIdentity::AnyEdge),
+            None if shared => Ok(EdgeIdentity::Shared),
             None => Err(invalid_token()),
         }
     }
 }
 
-/// Middleware of the edge-facing API's routes: identifies the caller for the handlers.
-pub async fn edge(gate: Arc<EdgeGate>, mut req: Request, next: Next) -> Response {
-    match gate.identify(req.headers()) {
-        Ok(identity) => {
-            req.extensions_mut().insert(EdgeCaller { identity, gate });
-            next.run(req).await
+impl Gate for EdgeGate {
+    async fn admit(&self, parts: &mut Parts) -> ApiResult<Option<u64>> {
+        let identity = self.identify(&parts.headers)?;
+        let caller = EdgeCaller { identity, bindings: self.bindings.clone(), tokens: Arc::clone(&self.tokens) };
+        parts.extensions.insert(caller);
+        match parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str) {
+            // MPEG-TS bytes; the door refuses the body types a web page could send unpreflighted.
+            Some("/v1/new-segment") => Ok(Some(self.max_segment_bytes)),
+            Some("/v1/source/{id}/status") => {
+                check_json_content_type(&parts.headers)?;
+                Ok(Some(STATUS_BODY_LIMIT as u64))
+            }
+            Some(_) | None => Ok(None),
         }
-        Err(err) => err.into_response(),
     }
 }
 
-/// The authenticated caller of an edge-facing route (extracted from what [`edge`] found).
+/// The authenticated caller of an edge-facing route (put there by the [`EdgeGate`]).
 #[derive(Clone)]
 pub struct EdgeCaller {
     pub identity: EdgeIdentity,
-    gate: Arc<EdgeGate>,
+    bindings: Bindings,
+    tokens: Arc<EdgeTokens>,
 }
 
 impl std::fmt::Debug for EdgeCaller {
@@ -181,30 +200,52 @@ impl std::fmt::Debug for EdgeCaller {
 }
 
 impl EdgeCaller {
-    /// Whether the caller may act for `source`. An edge with its own credentials claims a source nobody owns
-    /// yet and is refused (403) one bound to another edge. A source that does not exist passes: the handler
-    /// answers 404 as for anybody.
+    /// Whether the caller may act for `source`: an edge only for the sources bound to it, the shared token only
+    /// for sources bound to no edge, an API without credentials for any. A source that does not exist is bound to
+    /// nobody, so it is refused to an edge exactly like an unbound one (existence is not revealed).
     pub async fn authorize(&self, db: &Db, source: Uuid) -> ApiResult<()> {
-        let EdgeIdentity::Edge(edge) = &self.identity else { return Ok(()) };
-        let owner = match self.gate.owners.get(&source).await {
-            Some(owner) => Some(owner),
-            None => {
-                let owner = db.claim_source(source, edge).await?;
-                if let Some(owner) = &owner {
-                    self.gate.owners.insert(source, owner.clone()).await;
-                }
-                owner
-            }
+        let owner = match &self.identity {
+            EdgeIdentity::Open => return Ok(()),
+            EdgeIdentity::Edge(_) | EdgeIdentity::Shared => self.bindings.owner(db, source).await?,
         };
-        match owner {
-            Some(owner) if owner != *edge => {
-                tracing::warn!(edge, %source, "an edge acted for a source bound to another edge");
+        match (&self.identity, owner) {
+            (EdgeIdentity::Edge(edge), Some(owner)) if *owner == **edge => Ok(()),
+            (EdgeIdentity::Edge(edge), owner) => {
+                tracing::warn!(edge, %source, owner = owner.as_deref(), "an edge acted for a source not bound to it");
                 Err(ApiError::forbidden(format!(
-                    "source {source} is served by another edge; if it moved to this one, release it on the \
-                     management API (DELETE /v1/source/{source}/edge)"
+                    "source {source} is not bound to this edge ({edge}); bind it on the management API with \
+                     PUT /v1/source/{source}/edge {{\"edge_id\": \"{edge}\"}}"
                 )))
             }
-            _ => Ok(()),
+            (EdgeIdentity::Shared, None) => Ok(()),
+            (EdgeIdentity::Shared, Some(owner)) => {
+                tracing::warn!(%source, %owner, "the shared edge token was used for a source bound to an edge");
+                Err(ApiError::forbidden(format!(
+                    "source {source} is bound to edge {owner}; only that edge's own token may act for it (the \
+                     shared edge token is deprecated)"
+                )))
+            }
+            (EdgeIdentity::Open, _) => Ok(()),
+        }
+    }
+
+    /// The topic the control node sends this caller's commands to, from the one it reported: an edge with its
+    /// own credentials takes commands on its own id and nothing else; other callers may name no topic of the
+    /// control node's (`reserved`) and no edge's id, so no report redirects commands meant for someone else.
+    pub fn command_topic<'a>(&self, reported: &'a str, reserved: &[&str]) -> ApiResult<&'a str> {
+        match &self.identity {
+            EdgeIdentity::Edge(id) if reported == id => Ok(reported),
+            EdgeIdentity::Edge(id) => Err(ApiError::forbidden(format!(
+                "rr_target_id must be this edge's own id {id:?}: an edge takes commands on its own topic only"
+            ))),
+            EdgeIdentity::Shared | EdgeIdentity::Open
+                if reserved.contains(&reported) || self.tokens.contains(reported) =>
+            {
+                Err(ApiError::forbidden(format!(
+                    "rr_target_id {reported:?} is a topic of the control node or of another edge"
+                )))
+            }
+            EdgeIdentity::Shared | EdgeIdentity::Open => Ok(reported),
         }
     }
 }

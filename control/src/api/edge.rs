@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::{
     api::{
-        auth::EdgeCaller,
+        auth::{self, EdgeCaller, EdgeIdentity},
         error::{server_fault, shared_db_error},
     },
     db::NewLiveSegment,
@@ -39,7 +39,7 @@ pub fn app(state: AppState) -> Router {
 fn routes(max_segment_bytes: usize) -> Router<AppState> {
     Router::new()
         .route("/v1/source", get(find_source))
-        .route("/v1/source/{id}/status", post(report_status))
+        .route("/v1/source/{id}/status", post(report_status).layer(DefaultBodyLimit::max(auth::STATUS_BODY_LIMIT)))
         .route("/v1/new-segment", post(new_segment).layer(DefaultBodyLimit::max(max_segment_bytes)))
 }
 
@@ -48,17 +48,31 @@ struct ByName {
     source_name: String,
 }
 
-/// Edges know sources by the name ffmpeg sends; this maps it to the source (404 with how to register it).
-async fn find_source(State(state): State<AppState>, Query(q): Query<ByName>) -> ApiResult<Reply<SourceReply>> {
-    let mut sources = state.db.list_sources(Some(&q.source_name)).await?;
-    match sources.pop() {
-        Some(source) => Ok(Reply(SourceReply { source })),
-        None => Err(ApiError::not_found(format!(
-            "no source named {:?} is registered; register it on the control node with \
-             POST /v1/source {{\"name\": \"{}\", \"segment_len\": <seconds>}}",
-            q.source_name, q.source_name
-        ))),
+/// Edges know sources by the name ffmpeg sends; this maps it to the source. A source the caller may not act for
+/// is answered like one that does not exist, so no edge learns of another edge's sources.
+async fn find_source(
+    State(state): State<AppState>,
+    caller: EdgeCaller,
+    Query(q): Query<ByName>,
+) -> ApiResult<Reply<SourceReply>> {
+    let source = state.db.list_sources(Some(&q.source_name)).await?.pop();
+    if let Some(source) = source {
+        match caller.authorize(&state.db, source.id).await {
+            Ok(()) => return Ok(Reply(SourceReply { source })),
+            Err(err) if err.status.is_client_error() => {}
+            Err(err) => return Err(err),
+        }
     }
+    let bind = match &caller.identity {
+        EdgeIdentity::Edge(edge) => format!(", \"edge\": \"{edge}\""),
+        EdgeIdentity::Shared | EdgeIdentity::Open => String::new(),
+    };
+    Err(ApiError::not_found(format!(
+        "no source named {:?} is registered for this edge; register it on the control node with \
+         POST /v1/source {{\"name\": \"{}\", \"segment_len\": <seconds>{bind}}} (or bind an existing one with \
+         PUT /v1/source/{{id}}/edge)",
+        q.source_name, q.source_name
+    )))
 }
 
 /// An edge says it serves a source; the reply carries the wanted state so the edge heals after missed commands.
@@ -79,6 +93,7 @@ async fn report_status(
     if let Some(ts) = report.local_timestamp.filter(|ts| !sane_time(*ts)) {
         return Err(insane_time("local_timestamp", &ts.to_rfc3339()));
     }
+    let topic = caller.command_topic(topic, &[&state.settings.control_topic, &state.settings.reply_topic])?;
     caller.authorize(&state.db, id).await?;
     let source = state.db.record_status(id, topic, report.local_timestamp).await?;
     let recordings = state.db.list_recordings(Some(id), true).await?;
@@ -170,9 +185,10 @@ fn parse_discontinuity(headers: &HeaderMap) -> ApiResult<bool> {
 /// A live segment forwarded by an edge: validated (all of it, before anything is stored), cached with a TTL,
 /// then listed in the live playlist.
 ///
-/// One database round trip per segment: the source's registered length (which sets the TTL) is remembered after
-/// its first segment, and one statement checks the source streams and indexes the segment. The bytes reach the
-/// shared cache before the index lists them, so no replica lists a segment it cannot serve.
+/// Nothing reaches the shared cache before the source is found streaming: a refused segment is never stored, and
+/// an edge's retry of a listed segment leaves the listed bytes alone. The bytes reach the shared cache before
+/// the index lists them, so no replica lists a segment it cannot serve; players get only listed names
+/// ([`super::vod`]).
 #[tracing::instrument(skip_all, fields(source, segment))]
 async fn new_segment(
     State(state): State<AppState>,
@@ -193,6 +209,10 @@ async fn new_segment(
     tracing::Span::current().record("source", tracing::field::display(source_id)).record("segment", &name);
     caller.authorize(&state.db, source_id).await?;
 
+    let gate = state.db.live_gate(source_id, &name).await?;
+    if !gate.streaming {
+        return Err(not_streaming(&gate.source_name, source_id));
+    }
     let segment_length = state
         .segment_lengths
         .try_get_with(source_id, state.db.segment_length(source_id))
@@ -202,32 +222,40 @@ async fn new_segment(
     let ttl = state.settings.live_ttl(segment_secs);
     let size = body.len();
     let key = live_key(source_id, &name);
-    state
-        .cache
-        .put(&key, body.clone(), ttl)
-        .await
-        .map_err(|err| server_fault(StatusCode::SERVICE_UNAVAILABLE, "the segment cache", &err))?;
+    if !gate.retried {
+        state
+            .cache
+            .put(&key, body.clone(), ttl)
+            .await
+            .map_err(|err| server_fault(StatusCode::SERVICE_UNAVAILABLE, "the segment cache", &err))?;
+    }
     let gap = std::time::Duration::try_from_secs_f64((segment_secs * 1.5).max(2.0)).unwrap_or(std::time::Duration::MAX);
     let admission = state
         .db
         .add_live_segment(&NewLiveSegment { source: source_id, name, length_ms, start_ts, discontinuity }, gap)
         .await?;
     if !admission.streaming {
-        return Err(ApiError::conflict(format!(
-            "streaming is off for source {}; turn it on with PUT /v1/source/{source_id}/streaming?new_state=true",
-            admission.source_name
-        )));
+        // Turned off between the two reads: the bytes stay unlisted, so no player gets them.
+        return Err(not_streaming(&admission.source_name, source_id));
     }
     let Some(live) = admission.segment else {
         return Err(ApiError::unavailable(format!(
             "segment {key} was being indexed by another request at the same moment; retry it"
         )));
     };
-    // Served from this replica's memory from now on, and listed at once by its playlist.
-    state.hot.insert(key, body, ttl).await;
-    state.playlists.invalidate(source_id).await;
-    tracing::debug!(media_seq = live.media_seq, size, "live segment stored");
+    if !gate.retried {
+        // Served from this replica's memory from now on, and listed at once by its playlist.
+        state.hot.insert(key, body, ttl).await;
+        state.playlists.invalidate(source_id).await;
+    }
+    tracing::debug!(media_seq = live.media_seq, size, retried = gate.retried, "live segment stored");
     let mut reply = Map::new();
     reply.insert("media_seq".into(), live.media_seq.into());
     Ok(Reply(reply))
+}
+
+fn not_streaming(name: &str, id: Uuid) -> ApiError {
+    ApiError::conflict(format!(
+        "streaming is off for source {name}; turn it on with PUT /v1/source/{id}/streaming?new_state=true"
+    ))
 }

@@ -10,11 +10,12 @@ use livemix_common::{
     ApiError, ApiResult,
     api::{Body, Json, Path, Query, Reply, reason},
     management_api::{
-        DeletionReply, GcReply, HoldUpdate, NewRecording, NewSource, RecordingReply, RecordingsPolicy, RecordingsReply,
-        RetentionReply, SegmentsReply, SourceReply, SourcesReply, StorageReply, StorageSummary, UsageReply,
+        DeletionReply, EdgeBinding, GcReply, HoldUpdate, NewRecording, NewSource, RecordingReply, RecordingsPolicy,
+        RecordingsReply, RetentionReply, SegmentsReply, SourceEdgeReply, SourceReply, SourcesReply, StorageReply,
+        StorageSummary, UsageReply,
     },
     messages::Message,
-    model::{self, Recording, Retention},
+    model::{self, Recording, Retention, validate_edge_id},
 };
 use serde::Deserialize;
 use uuid::Uuid;
@@ -33,7 +34,7 @@ fn routes() -> Router<AppState> {
         .route("/v1/source/{id}/name", put(rename_source))
         .route("/v1/source/{id}/description", put(set_description))
         .route("/v1/source/{id}/streaming", put(set_streaming))
-        .route("/v1/source/{id}/edge", get(source_edge).delete(release_source_edge))
+        .route("/v1/source/{id}/edge", get(source_edge).put(bind_source_edge).delete(release_source_edge))
         .route("/v1/source/{id}/live", get(live_summary))
         .route("/v1/source/{id}/recording", post(start_recording).get(list_source_recordings))
         .route("/v1/source/{id}/retention", put(set_retention))
@@ -74,7 +75,10 @@ fn validate_recording_id(id: &str) -> ApiResult<&str> {
 }
 
 #[tracing::instrument(skip_all, fields(name = %body.name))]
-async fn create_source(State(state): State<AppState>, Json(body): Json<NewSource>) -> ApiResult<Reply<SourceReply>> {
+async fn create_source(
+    State(state): State<AppState>,
+    Json(mut body): Json<NewSource>,
+) -> ApiResult<Reply<SourceReply>> {
     validate_source_name(&body.name)?;
     if !(1..=3600).contains(&body.segment_len) {
         return Err(ApiError::bad_request("segment_len must be between 1 and 3600 seconds"));
@@ -86,6 +90,10 @@ async fn create_source(State(state): State<AppState>, Json(body): Json<NewSource
     if let Some(retention) = &body.retention {
         retention.validate().map_err(ApiError::bad_request)?;
     }
+    if let Some(edge) = &body.edge {
+        validate_edge_id(edge).map_err(ApiError::bad_request)?;
+    }
+    body.edge = body.edge.or_else(|| state.settings.default_edge.clone());
     let source = state.db.create_source(&body).await?;
     tracing::info!(id = %source.id, "source created");
     Ok(Reply(SourceReply { source }))
@@ -390,6 +398,7 @@ async fn delete_recording(State(state): State<AppState>, Path(id): Path<String>)
         notify_stopped(&state, &stopped).await;
     }
     let deleted = state.lifecycle.delete_recording(id).await?;
+    state.recording_playlists.invalidate(id).await;
     Ok(Reply(DeletionReply { deleted }))
 }
 
@@ -486,12 +495,6 @@ async fn recording_segments(State(state): State<AppState>, Path(id): Path<String
     Ok(Reply(SegmentsReply { segments }))
 }
 
-#[derive(Debug, serde::Serialize)]
-struct SourceEdgeReply {
-    /// The edge whose credentials the source is bound to; `null` until an edge with its own token reports it.
-    edge_id: Option<String>,
-}
-
 /// Which edge a source is bound to.
 async fn source_edge(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<SourceEdgeReply>> {
     let id = parse_id(&id)?;
@@ -499,7 +502,23 @@ async fn source_edge(State(state): State<AppState>, Path(id): Path<String>) -> A
     Ok(Reply(SourceEdgeReply { edge_id: state.db.source_owner(id).await? }))
 }
 
-/// Unbinds a source from its edge (the camera moved to another edge): the next edge reporting it owns it.
+/// Binds a source to the edge that serves it (or moves it to another): from then on only that edge's credentials
+/// may report, look up or forward it. Replicas may keep the old binding for a few seconds.
+#[tracing::instrument(skip(state, body), fields(edge = %body.edge_id))]
+async fn bind_source_edge(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Json(body): Json<EdgeBinding>,
+) -> ApiResult<Reply<SourceEdgeReply>> {
+    let id = parse_id(&id)?;
+    validate_edge_id(&body.edge_id).map_err(ApiError::bad_request)?;
+    state.db.bind_source(id, &body.edge_id).await?;
+    state.bindings.forget(id).await;
+    tracing::info!(source = %id, "source bound to its edge");
+    Ok(Reply(SourceEdgeReply { edge_id: Some(body.edge_id) }))
+}
+
+/// Unbinds a source from its edge: no per-edge credential may act for it until it is bound again.
 /// Replicas may keep the old binding for a few seconds.
 #[tracing::instrument(skip(state))]
 async fn release_source_edge(
@@ -509,6 +528,7 @@ async fn release_source_edge(
     let id = parse_id(&id)?;
     state.db.get_source(id).await?;
     let released = state.db.release_source(id).await?;
+    state.bindings.forget(id).await;
     tracing::info!(source = %id, released, "source released from its edge");
     Ok(Reply(SourceEdgeReply { edge_id: None }))
 }

@@ -14,10 +14,16 @@ pub mod vod;
 
 use std::{sync::Arc, time::Duration};
 
-use axum::{Router, extract::State, middleware, routing::get};
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, State},
+    middleware,
+    routing::get,
+};
 use livemix_common::{
     ApiError, ApiResult,
     api::{Reply, ok, request_id, with_conventions},
+    door,
     telemetry::metrics_handler,
 };
 
@@ -25,9 +31,9 @@ use crate::state::AppState;
 
 /// Who may call a service's routes.
 enum Access {
-    /// The management token (or loopback only), with request-shape checks: [`auth::management`].
+    /// The management token (or loopback only), with request-shape checks: [`auth::ManagementGate`].
     Management,
-    /// Edge credentials: [`auth::edge`].
+    /// Edge credentials: [`auth::EdgeGate`].
     Edges,
     /// Players: anyone, or signed URLs only when a playback signing key is set ([`signed`]).
     Players,
@@ -48,14 +54,17 @@ fn app_with_open_routes(
     state: AppState,
 ) -> Router {
     let settings = &state.settings;
+    // The doors run after routing (they know the route) and before any handler reads a body byte.
     let routes = match access {
         Access::Management => {
-            let guard = Arc::new(auth::ManagementGuard::new(settings));
-            routes.layer(middleware::from_fn(move |req, next| auth::management(guard.clone(), req, next)))
+            let door = auth::ManagementGate::door(settings, state.body_budget.clone());
+            routes
+                .route_layer(middleware::from_fn_with_state(door, door::guard))
+                .layer(DefaultBodyLimit::max(auth::MANAGEMENT_BODY_LIMIT))
         }
         Access::Edges => {
-            let gate = Arc::new(auth::EdgeGate::new(settings));
-            routes.layer(middleware::from_fn(move |req, next| auth::edge(gate.clone(), req, next)))
+            let door = auth::EdgeGate::door(settings, state.bindings.clone(), state.body_budget.clone());
+            routes.route_layer(middleware::from_fn_with_state(door, door::guard))
         }
         Access::Players => match &settings.playback_signing_key {
             Some(key) => {

@@ -34,24 +34,69 @@ struct SettingsOnly {
 
 /// A control node's state on in-process backends and a database that is down.
 fn state() -> AppState {
-    let settings = SettingsOnly::parse_from([
-        "livemix-control",
-        &format!("--management-token={MGMT_TOKEN}"),
-        &format!("--edge-token={EDGE_TOKEN}"),
-        "--max-segment-bytes=1000",
-    ])
-    .settings;
+    state_with(&[&format!("--management-token={MGMT_TOKEN}"), &format!("--edge-token={EDGE_TOKEN}")])
+}
+
+/// Settings from these flags (and the required ones).
+fn settings(flags: &[&str]) -> Settings {
+    let mut argv = vec!["livemix-control", "--max-segment-bytes=1000"];
+    argv.extend_from_slice(flags);
+    SettingsOnly::parse_from(argv).settings
+}
+
+fn backends(db: Db) -> Backends {
+    Backends {
+        db,
+        cache: Arc::new(MemoryCache::new(1 << 20)),
+        store: Arc::new(LocalStore::new(std::env::temp_dir().join("livemix-control-unit-tests"))),
+        bus: Arc::new(MemoryBus::default()),
+    }
+}
+
+/// A state whose database is down (PostgreSQL on a port nothing listens on): requests that pass the doors end
+/// in a 503, which is how these tests see that a door let them through.
+fn state_with(flags: &[&str]) -> AppState {
+    let settings = settings(flags);
     let pool = PgPoolOptions::new()
         .acquire_timeout(Duration::from_millis(100))
         .connect_lazy("postgres://livemix:secret-password@127.0.0.1:1/livemix")
         .expect("a valid URL");
-    let backends = Backends {
-        db: Db::from_pool(pool, settings.reachable_within()),
-        cache: Arc::new(MemoryCache::new(1 << 20)),
-        store: Arc::new(LocalStore::new(std::env::temp_dir().join("livemix-control-unit-tests"))),
-        bus: Arc::new(MemoryBus::default()),
+    let db = Db::from_pool(pool, settings.reachable_within());
+    AppState::new(settings, backends(db))
+}
+
+/// A state on a database of its own (an SQLite file in a fresh directory).
+async fn live_state_with(flags: &[&str]) -> AppState {
+    let settings = settings(flags);
+    let dir = std::env::temp_dir().join(format!("livemix-control-unit-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let url = format!("sqlite://{}?mode=rwc", dir.join("livemix.db").display());
+    let db = Db::connect(&url, 2, settings.reachable_within()).await.expect("SQLite");
+    AppState::new(settings, backends(db))
+}
+
+/// A streaming source with live segment `name` listed and its bytes cached, as an edge's forward leaves it.
+async fn listed_live_segment(state: &AppState, name: &str, bytes: &'static [u8]) -> Uuid {
+    let new = livemix_common::management_api::NewSource {
+        name: format!("cam-{}", Uuid::new_v4()),
+        segment_len: 2,
+        description: None,
+        owner: None,
+        retention: None,
+        edge: None,
     };
-    AppState::new(settings, backends)
+    let source = state.db.create_source(&new).await.expect("a source").id;
+    state.db.set_streaming(source, true).await.expect("streaming on");
+    state.cache.put(&live_key(source, name), Bytes::from_static(bytes), Duration::from_secs(60)).await.unwrap();
+    let segment = crate::db::NewLiveSegment {
+        source,
+        name: name.into(),
+        length_ms: 2000,
+        start_ts: chrono::Utc::now(),
+        discontinuity: false,
+    };
+    state.db.add_live_segment(&segment, Duration::from_secs(3)).await.expect("indexed");
+    source
 }
 
 struct Reply {
@@ -206,20 +251,25 @@ async fn a_database_outage_is_a_generic_5xx_with_the_request_id() {
 }
 
 #[tokio::test]
-async fn vod_serves_live_segments_from_the_cache_and_refuses_bad_paths() {
-    let state = state();
-    let source = Uuid::new_v4();
+async fn vod_serves_listed_live_segments_only_and_refuses_bad_paths() {
+    let state = live_state_with(&[]).await;
+    let source = listed_live_segment(&state, "seg-1.ts", b"\x47ts").await;
+    // Bytes an edge sent for a segment the index refused (or never took) are in the cache, yet not served.
     state
         .cache
-        .put(&live_key(source, "seg-1.ts"), Bytes::from_static(b"\x47ts"), Duration::from_secs(60))
+        .put(&live_key(source, "seg-2.ts"), Bytes::from_static(b"\x47no"), Duration::from_secs(60))
         .await
         .unwrap();
-    let vod = super::vod::app(state);
+    let vod = super::vod::app(state.clone());
     let hit = send(&vod, get(&format!("/v1/vod/live/{source}/seg-1.ts"), None)).await;
     assert_eq!(hit.status, StatusCode::OK);
     assert_eq!(hit.content_type, "video/mp2t");
     assert_eq!(hit.body, Bytes::from_static(b"\x47ts"));
-    send(&vod, get(&format!("/v1/vod/live/{source}/seg-2.ts"), None))
+    send(&vod, get(&format!("/v1/vod/live/{source}/seg-2.ts"), None)).await.assert_error(404, "lists no live segment");
+    // Listed, but its bytes have left the cache.
+    let gone = listed_live_segment(&state, "seg-3.ts", b"\x47ts").await;
+    state.cache.delete(&live_key(gone, "seg-3.ts")).await.unwrap();
+    send(&vod, get(&format!("/v1/vod/live/{gone}/seg-3.ts"), None))
         .await
         .assert_error(404, "not (or no longer) cached");
     send(&vod, get("/v1/vod/live/nope/vid.m3u8", None)).await.assert_error(400, "not a source id");
@@ -417,35 +467,66 @@ async fn every_protected_route_refuses_missing_wrong_and_empty_tokens() {
 }
 
 /// A control node on in-process backends with these flags (plus the edge limit the tests use).
-fn state_with(flags: &[&str]) -> AppState {
-    let mut argv = vec!["livemix-control", "--max-segment-bytes=1000"];
-    argv.extend_from_slice(flags);
-    let settings = SettingsOnly::parse_from(argv).settings;
-    let pool = PgPoolOptions::new()
-        .acquire_timeout(Duration::from_millis(100))
-        .connect_lazy("postgres://livemix:secret-password@127.0.0.1:1/livemix")
-        .expect("a valid URL");
-    let backends = Backends {
-        db: Db::from_pool(pool, settings.reachable_within()),
-        cache: Arc::new(MemoryCache::new(1 << 20)),
-        store: Arc::new(LocalStore::new(std::env::temp_dir().join("livemix-control-unit-tests"))),
-        bus: Arc::new(MemoryBus::default()),
-    };
-    AppState::new(settings, backends)
-}
-
 #[tokio::test]
 async fn per_edge_tokens_identify_edges_and_the_shared_one_still_works() {
     let app = super::edge::app(state_with(&["--edge-tokens=edge-a:tok-a,edge-b:tok-b", "--edge-token=shared-tok"]));
     let url = format!("/v1/source/{}/status", Uuid::new_v4());
-    let body = json!({"rr_target_id": "edge-a", "local_timestamp": chrono::Utc::now()}).to_string();
+    let body = |topic: &str| json!({"rr_target_id": topic, "local_timestamp": chrono::Utc::now()}).to_string();
     // Past the door, each reaches the database (down here): the binding is checked there.
-    for token in ["tok-a", "tok-b", "shared-tok"] {
-        send(&app, post_json(&url, token, body.clone())).await.assert_generic_fault(503);
+    for (token, topic) in [("tok-a", "edge-a"), ("tok-b", "edge-b"), ("shared-tok", "livemix-edge-old")] {
+        send(&app, post_json(&url, token, body(topic))).await.assert_generic_fault(503);
     }
     for token in ["tok-c", "tok-a tok-b", "edge-a:tok-a"] {
-        send(&app, post_json(&url, token, body.clone())).await.assert_error(401, "invalid bearer token");
+        send(&app, post_json(&url, token, body("edge-a"))).await.assert_error(401, "invalid bearer token");
     }
+}
+
+/// Each edge reports, looks up and forwards only the sources bound to it; the shared token only unbound ones;
+/// nobody names another's topic for its commands.
+#[tokio::test]
+async fn edges_act_only_for_the_sources_bound_to_them() {
+    let state = live_state_with(&["--edge-tokens=edge-a:tok-a,edge-b:tok-b", "--edge-token=shared-tok"]).await;
+    let app = super::edge::app(state.clone());
+    let source = |edge: Option<&str>| livemix_common::management_api::NewSource {
+        name: format!("cam-{}", Uuid::new_v4()),
+        segment_len: 2,
+        description: None,
+        owner: None,
+        retention: None,
+        edge: edge.map(Into::into),
+    };
+    let bound = state.db.create_source(&source(Some("edge-a"))).await.unwrap();
+    let unbound = state.db.create_source(&source(None)).await.unwrap();
+    let status = |id: Uuid, token: &str, topic: &str| {
+        let body = json!({"rr_target_id": topic}).to_string();
+        post_json(&format!("/v1/source/{id}/status"), token, body)
+    };
+    assert_eq!(send(&app, status(bound.id, "tok-a", "edge-a")).await.status, StatusCode::OK);
+    send(&app, status(bound.id, "tok-b", "edge-b")).await.assert_error(403, "not bound to this edge (edge-b)");
+    send(&app, status(bound.id, "shared-tok", "old-edge")).await.assert_error(403, "bound to edge edge-a");
+    send(&app, status(unbound.id, "tok-a", "edge-a")).await.assert_error(403, "PUT /v1/source");
+    send(&app, status(Uuid::new_v4(), "tok-a", "edge-a")).await.assert_error(403, "not bound");
+    assert_eq!(send(&app, status(unbound.id, "shared-tok", "old-edge")).await.status, StatusCode::OK);
+    // Commands go to the caller's own topic only.
+    send(&app, status(bound.id, "tok-a", "edge-b")).await.assert_error(403, "own id");
+    for foreign in ["edge-a", "livemix-control", "livemix-control-reply"] {
+        send(&app, status(unbound.id, "shared-tok", foreign)).await.assert_error(403, "another edge");
+    }
+    // Looking a source up by name: another edge's is answered like one that does not exist.
+    let find = |name: &str, token: &str| get(&format!("/v1/source?source_name={name}"), Some(token));
+    assert_eq!(send(&app, find(&bound.name, "tok-a")).await.json()["source"]["id"], bound.id.to_string());
+    send(&app, find(&bound.name, "tok-b")).await.assert_error(404, "\"edge\": \"edge-b\"");
+    send(&app, find(&unbound.name, "tok-b")).await.assert_error(404, "no source named");
+    // Binding on the management API takes effect at once on this replica.
+    let management = super::management::app(state.clone());
+    let bind = Request::put(format!("/v1/source/{}/edge", unbound.id))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::HOST, "127.0.0.1")
+        .body(Body::from(r#"{"edge_id": "edge-b"}"#))
+        .unwrap();
+    assert_eq!(send(&management, bind).await.status, StatusCode::OK);
+    assert_eq!(send(&app, status(unbound.id, "tok-b", "edge-b")).await.status, StatusCode::OK);
+    send(&app, status(unbound.id, "shared-tok", "old-edge")).await.assert_error(403, "bound to edge edge-b");
 }
 
 #[test]
@@ -496,9 +577,15 @@ async fn state_changing_routes_refuse_what_browsers_forge_but_take_curl_bodies()
         }
         req.body(Body::from(body)).unwrap()
     };
-    for wrong in ["text/plain", "text/plain;charset=UTF-8", "multipart/form-data; boundary=x", "application/xml"] {
+    // What a web form on another site can send without a preflight, refused by the door before the body.
+    for (wrong, says) in [
+        ("text/plain", "web form"),
+        ("text/plain;charset=UTF-8", "web form"),
+        ("multipart/form-data; boundary=x", "web form"),
+        ("application/xml", "application/json"),
+    ] {
         let reply = send(&app, create(Some(wrong), None)).await;
-        reply.assert_error(415, "application/json");
+        reply.assert_error(415, says);
         assert_eq!(reply.reason(), "unsupported_media_type");
     }
     // The seed's `curl -X POST ... -d '{json}'` (form-encoded), no type at all, and JSON all reach the database.
@@ -507,7 +594,7 @@ async fn state_changing_routes_refuse_what_browsers_forge_but_take_curl_bodies()
     }
     send(&app, create(Some("application/json"), Some("http://control:8080"))).await.assert_generic_fault(503);
     for origin in ["https://evil.example", "null", "http://control:8081"] {
-        send(&app, create(Some("application/json"), Some(origin))).await.assert_error(403, "cross-origin");
+        send(&app, create(Some("application/json"), Some(origin))).await.assert_error(403, "another origin");
     }
     // start_recording reads its body itself: the same rule holds there.
     let req = Request::post(format!("/v1/source/{}/recording", Uuid::new_v4()))
@@ -544,13 +631,8 @@ const SIGNING_KEY: &str = "0123456789abcdef0123456789abcdef";
 
 #[tokio::test]
 async fn signed_playback_urls_valid_expired_tampered_missing() {
-    let state = state_with(&[&format!("--playback-signing-key={SIGNING_KEY}"), "--management-token=m"]);
-    let source = Uuid::new_v4();
-    state
-        .cache
-        .put(&live_key(source, "seg-1.ts"), Bytes::from_static(b"\x47ts"), Duration::from_secs(60))
-        .await
-        .unwrap();
+    let state = live_state_with(&[&format!("--playback-signing-key={SIGNING_KEY}"), "--management-token=m"]).await;
+    let source = listed_live_segment(&state, "seg-1.ts", b"\x47ts").await;
     let vod = super::vod::app(state.clone());
     let management = super::management::app(state);
     let segment = format!("/v1/vod/live/{source}/seg-1.ts");
@@ -590,4 +672,71 @@ async fn without_a_signing_key_playback_urls_are_plain() {
     let reply = send(&management, get(&format!("/v1/playback-url?path={path}"), Some(MGMT_TOKEN))).await;
     assert_eq!(reply.json()["signed"], false);
     assert_eq!(reply.json()["url"], path.as_str());
+}
+
+/// A body that notes whether anybody read it, and never ends.
+fn watched_body() -> (Body, Arc<std::sync::atomic::AtomicBool>) {
+    let read = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&read);
+    let stream = futures::stream::poll_fn(move |_| {
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        std::task::Poll::<Option<Result<Bytes, std::io::Error>>>::Pending
+    });
+    (Body::from_stream(stream), read)
+}
+
+/// Every refusal of the management and edge-facing doors is made on the head: no body byte is read first.
+#[tokio::test]
+async fn doors_refuse_before_reading_a_body() {
+    let management = super::management::app(state());
+    let edges = super::edge::app(state_with(&["--edge-tokens=edge-a:tok-a"]));
+    let open_edges = super::edge::app(state_with(&[]));
+    let cases: Vec<(&Router, Request<Body>, u16)> = vec![
+        (&management, Request::post("/v1/source").body(Body::empty()).unwrap(), 401),
+        (&edges, Request::post("/v1/new-segment").body(Body::empty()).unwrap(), 401),
+        (&edges, Request::post(format!("/v1/source/{}/status", Uuid::new_v4())).body(Body::empty()).unwrap(), 401),
+        // Without edge credentials the edge-facing API answers loopback names only (DNS rebinding)...
+        (
+            &open_edges,
+            Request::post("/v1/new-segment").header(header::HOST, "rebind.evil.example").body(Body::empty()).unwrap(),
+            403,
+        ),
+        (
+            &open_edges,
+            Request::get("/v1/source?source_name=x")
+                .header(header::HOST, "rebind.evil.example")
+                .body(Body::empty())
+                .unwrap(),
+            403,
+        ),
+        // ...and no web page's form reaches it.
+        (
+            &open_edges,
+            Request::post(format!("/v1/source/{}/status", Uuid::new_v4()))
+                .header(header::HOST, "127.0.0.1:8082")
+                .header(header::ORIGIN, "https://evil.example")
+                .body(Body::empty())
+                .unwrap(),
+            403,
+        ),
+        (
+            &open_edges,
+            Request::post(format!("/v1/source/{}/status", Uuid::new_v4()))
+                .header(header::HOST, "127.0.0.1:8082")
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(Body::empty())
+                .unwrap(),
+            415,
+        ),
+    ];
+    for (app, mut req, status) in cases {
+        let (body, read) = watched_body();
+        let uri = req.uri().clone();
+        if req.method() == axum::http::Method::POST {
+            *req.body_mut() = body;
+        }
+        let reply = send(app, req).await;
+        assert_eq!(reply.status.as_u16(), status, "{uri}: {:?}", reply.body);
+        assert!(!read.load(std::sync::atomic::Ordering::SeqCst), "{uri}: the body was read before the refusal");
+    }
 }

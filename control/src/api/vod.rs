@@ -28,6 +28,7 @@ use crate::{
     db::DbError,
     live_playlists::{LivePlaylist, Rendered},
     playlist,
+    recording_playlists::RenderedRecording,
     segments::Body,
     state::AppState,
 };
@@ -84,6 +85,9 @@ async fn live(
         return live_playlist_for(&state, source_id, &request).await;
     }
     let name = segment_name(&file)?;
+    if !live_listed(&state, source_id, name).await? {
+        return Err(ApiError::not_found(format!("source {source_id} lists no live segment {name}")));
+    }
     match state.hot.live(&state.cache, source_id, name).await {
         Ok(Some(body)) => Ok(segment_reply(&request, &body, LIVE_SEGMENT_CACHE)),
         Ok(None) => {
@@ -91,6 +95,19 @@ async fn live(
         }
         Err(err) => Err(server_fault(StatusCode::SERVICE_UNAVAILABLE, "the segment cache", &*err)),
     }
+}
+
+/// Whether players may get live segment `name`: this replica's playlist lists it, or (the playlist here lags the
+/// database, or the player is a little behind) the live index does. Bytes an edge sent for a segment that was
+/// refused are never listed, so never served.
+async fn live_listed(state: &AppState, source_id: Uuid, name: &str) -> ApiResult<bool> {
+    let playlist = state.playlists.get(source_id, render_live(state, source_id)).await;
+    if let Ok(LivePlaylist::Ready(rendered)) = &playlist
+        && rendered.lists(name)
+    {
+        return Ok(true);
+    }
+    Ok(state.db.is_live_listed(source_id, name).await?)
 }
 
 async fn live_playlist_for(state: &AppState, source_id: Uuid, request: &HeaderMap) -> ApiResult<Response> {
@@ -118,12 +135,23 @@ async fn render_live(state: &AppState, source_id: Uuid) -> Result<LivePlaylist, 
     let window = state.settings.live_window(f64::from(source.segment_length));
     let segments = state.db.newest_live_segments(source_id, i64::from(state.settings.live_segments), window).await?;
     Ok(match playlist::live(&segments) {
-        Some(text) => LivePlaylist::Ready(Arc::new(Rendered::new(text, playlist::live_target_duration(&segments)))),
+        Some(text) => {
+            let names = segments.iter().map(|s| s.name.as_str().into());
+            LivePlaylist::Ready(Arc::new(Rendered::new(text, playlist::live_target_duration(&segments), names)))
+        }
         None => LivePlaylist::Empty {
             name: source.name.into(),
             segment_secs: u32::try_from(source.segment_length).unwrap_or(1),
         },
     })
+}
+
+/// A recording's playlist as the database has it now.
+async fn render_recording(state: &AppState, id: &str, prime: usize) -> Result<Arc<RenderedRecording>, DbError> {
+    let recording = state.db.get_recording(id).await?;
+    let segments = state.db.recording_segments(&recording.id).await?;
+    let first_uris = segments.iter().take(prime).map(|s| s.uri.clone()).collect();
+    Ok(Arc::new(RenderedRecording::new(playlist::recording(&segments), first_uris, recording.active)))
 }
 
 async fn recording(
@@ -135,18 +163,16 @@ async fn recording(
         .map_err(|_| ApiError::bad_request(format!("{recording_id:?} is not a recording id (a ULID)")))?;
     let prime = state.settings.prime_segments;
     if file == PLAYLIST {
-        let recording = state.db.get_recording(&recording_id).await?;
-        let segments = state.db.recording_segments(&recording.id).await?;
-        state.loader.prime(segments.iter().take(prime).map(|s| s.uri.clone()).collect());
-        let text = bytes::Bytes::from(playlist::recording(&segments));
-        let etag = crate::segments::etag_of(&text);
+        let render = render_recording(&state, &recording_id, prime);
+        let rendered = state.recording_playlists.get(&recording_id, render).await.map_err(shared_db_error)?;
+        state.loader.prime(rendered.first_uris.clone());
         let rep = Representation {
-            etag: &etag,
+            etag: &rendered.etag,
             content_type: M3U8_CONTENT_TYPE,
             cache_control: HeaderValue::from_static(RECORDING_PLAYLIST_CACHE),
             ranges: false,
         };
-        return Ok(reply(&request, &text, &rep));
+        return Ok(reply(&request, &rendered.text, &rep));
     }
     let name = segment_name(&file)?;
     let wanted = playlist::parse_served_name(name);

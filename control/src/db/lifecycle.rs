@@ -1,9 +1,8 @@
 //! The recordings' lifecycle in the database: deletes that keep shared segments, retention, the durable queue of
 //! object deletions, storage accounting, and the lock that lets one replica at a time carry deletions out.
 //!
-//! Written once for both databases: [`on_tx!`] and [`on_pool!`] expand each body for PostgreSQL and for SQLite,
-//! and the few places where their SQL really differs (time comparisons, JSON arrays as sets, row locks, bytewise
-//! order) go through [`Dialect`]. Every time is bound as seconds since the epoch, so no text format is compared.
+//! Written once for both databases with `on_tx!` and `on_pool!` ([`super::dialect`]). Every time is bound as
+//! seconds since the epoch, so no text format is compared.
 //!
 //! The rule that keeps evidence safe: a segment row lives while a recording refers to it. The transaction that
 //! removes its last reference also deletes the row and records the object's deletion in `object_deletions`, so a
@@ -19,7 +18,7 @@ use livemix_common::{
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
-use super::{Db, DbError, DbResult, not_found};
+use super::{Db, DbError, DbResult, dialect::Dialect, not_found};
 
 /// Why an object is deleted: the label of `objects_deleted_total` and of every deletion's log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -52,114 +51,6 @@ impl DeletionReason {
     pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|reason| reason.as_str() == text)
     }
-}
-
-/// Where the two databases' SQL differs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dialect {
-    Postgres,
-    Sqlite,
-}
-
-impl Dialect {
-    /// A stored time column, as seconds since the epoch.
-    fn secs(self, column: &str) -> String {
-        match self {
-            Self::Postgres => format!("CAST(extract(epoch FROM {column}) AS DOUBLE PRECISION)"),
-            Self::Sqlite => format!("unixepoch({column}, 'subsec')"),
-        }
-    }
-
-    /// A time to store, from a parameter holding seconds since the epoch.
-    fn time(self, param: &str) -> String {
-        match self {
-            Self::Postgres => format!("to_timestamp({param})"),
-            Self::Sqlite => format!("strftime('%Y-%m-%dT%H:%M:%f+00:00', {param}, 'unixepoch')"),
-        }
-    }
-
-    /// `expr` is one of the texts of a parameter holding a JSON array. On PostgreSQL an array compared with
-    /// `= ANY`, which its planner serves from an index (an `IN (SELECT ...)` of a set-returning function is
-    /// estimated badly and scans the table).
-    fn in_texts(self, expr: &str, param: &str) -> String {
-        match self {
-            Self::Postgres => format!("{expr} = ANY(ARRAY(SELECT jsonb_array_elements_text({param}::jsonb)))"),
-            Self::Sqlite => format!("{expr} IN (SELECT value FROM json_each({param}))"),
-        }
-    }
-
-    /// `expr` is one of the integers of a parameter holding a JSON array.
-    fn in_ints(self, expr: &str, param: &str) -> String {
-        match self {
-            Self::Postgres => format!("{expr} = ANY(ARRAY(SELECT jsonb_array_elements_text({param}::jsonb)::bigint))"),
-            Self::Sqlite => format!("{expr} IN (SELECT value FROM json_each({param}))"),
-        }
-    }
-
-    /// The database's clock, as its time columns store it.
-    fn now(self) -> &'static str {
-        match self {
-            Self::Postgres => "now()",
-            Self::Sqlite => "strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now')",
-        }
-    }
-
-    /// Locks the selected rows of `alias` until the transaction ends (SQLite's write lock covers everything).
-    fn lock(self, alias: &str) -> String {
-        match self {
-            Self::Postgres => format!(" FOR UPDATE OF {alias}"),
-            Self::Sqlite => String::new(),
-        }
-    }
-
-    /// A text expression compared byte by byte, the order object stores list keys in.
-    fn bytewise(self, expr: &str) -> String {
-        match self {
-            Self::Postgres => format!("{expr} COLLATE \"C\""),
-            Self::Sqlite => expr.to_owned(),
-        }
-    }
-}
-
-/// Runs `$body` in a write transaction on whichever database this is, committing when it ends without an error
-/// (a `?` or `return` inside rolls back). `$tx` is the transaction, `$d` the [`Dialect`].
-macro_rules! on_tx {
-    ($db:expr, |$tx:ident, $d:ident| $body:expr) => {
-        match $db {
-            Db::Postgres(db) => {
-                let mut $tx = db.pool().begin().await?;
-                let $d = Dialect::Postgres;
-                let out = $body;
-                $tx.commit().await?;
-                out
-            }
-            Db::Sqlite(db) => {
-                let mut $tx = db.write().await?;
-                let $d = Dialect::Sqlite;
-                let out = $body;
-                $tx.commit().await?;
-                out
-            }
-        }
-    };
-}
-
-/// Runs `$body` with the pool of whichever database this is (reads and single statements).
-macro_rules! on_pool {
-    ($db:expr, |$pool:ident, $d:ident| $body:expr) => {
-        match $db {
-            Db::Postgres(db) => {
-                let $pool = db.pool();
-                let $d = Dialect::Postgres;
-                $body
-            }
-            Db::Sqlite(db) => {
-                let $pool = db.pool();
-                let $d = Dialect::Sqlite;
-                $body
-            }
-        }
-    };
 }
 
 /// Segments of recording `$1` that no other recording refers to.

@@ -32,7 +32,8 @@ const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now')";
 /// The columns of a source plus its reachability; `$1` is the staleness delay in seconds.
 const SOURCE_COLUMNS: &str = "id, name, segment_length, description, streaming, rr_target, local_time, \
     last_seen, COALESCE(unixepoch(last_seen, 'subsec') > unixepoch('now', 'subsec') - $1, FALSE) AS reachable, \
-    owner, retention_max_age_secs, retention_max_bytes, created_at, updated_at";
+    owner, retention_max_age_secs, retention_max_bytes, created_at, updated_at, \
+    (SELECT edge_id FROM source_edges se WHERE se.source = sources.id) AS edge";
 
 const RECORDING_COLUMNS: &str =
     "id, alias, description, source, start_ts, end_ts, active, hold, source_name, created_at, updated_at";
@@ -212,38 +213,6 @@ impl SqliteDb {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| not_found("source", id))
-    }
-
-    // ---- which edge owns a source ----
-
-    pub async fn claim_source(&self, source: Uuid, edge: &str) -> DbResult<Option<String>> {
-        let mut tx = self.write().await?;
-        sqlx::query(
-            "INSERT INTO source_edges (source, edge_id) SELECT id, $2 FROM sources WHERE id = $1 \
-             ON CONFLICT (source) DO NOTHING",
-        )
-        .bind(source)
-        .bind(edge)
-        .execute(&mut *tx)
-        .await?;
-        let owner: Option<String> = sqlx::query_scalar("SELECT edge_id FROM source_edges WHERE source = $1")
-            .bind(source)
-            .fetch_optional(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(owner)
-    }
-
-    pub async fn source_owner(&self, source: Uuid) -> DbResult<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT edge_id FROM source_edges WHERE source = $1")
-            .bind(source)
-            .fetch_optional(&self.pool)
-            .await?)
-    }
-
-    pub async fn release_source(&self, source: Uuid) -> DbResult<bool> {
-        let done = sqlx::query("DELETE FROM source_edges WHERE source = $1").bind(source).execute(&self.pool).await?;
-        Ok(done.rows_affected() > 0)
     }
 
     // ---- recordings ----

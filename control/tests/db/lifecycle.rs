@@ -20,10 +20,11 @@ on_both!(deleting_a_source_needs_a_policy_and_spares_held_recordings);
 on_both!(the_deletion_queue_retries_forgets_and_spares_returning_segments);
 on_both!(retention_by_age_deletes_oldest_first_and_never_held);
 on_both!(the_cap_deletes_just_enough_oldest_segments);
-on_both!(one_worker_at_a_time);
+// The advisory lock is per database: a control node running on the shared one would hold it.
+on_both!(one_worker_at_a_time, crate::fresh_postgres());
 
 async fn source(db: &Db, retention: Option<Retention>) -> Uuid {
-    let new = NewSource { name: unique("cam"), segment_len: 2, description: None, owner: None, retention };
+    let new = NewSource { name: unique("cam"), segment_len: 2, description: None, owner: None, retention, edge: None };
     db.create_source(&new).await.unwrap().id
 }
 

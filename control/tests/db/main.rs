@@ -18,6 +18,17 @@ async fn postgres() -> Db {
     Db::connect(&env("DATABASE_URL"), 4, REACHABLE).await.expect("PostgreSQL")
 }
 
+/// A PostgreSQL database of the test's own, for what is scoped to a database (advisory locks): other processes
+/// on the shared one (a control node another suite started) cannot interfere.
+async fn fresh_postgres() -> Db {
+    use sqlx::Executor;
+    let admin = sqlx::PgPool::connect(&env("DATABASE_URL")).await.expect("PostgreSQL");
+    let name = unique("lm_fresh").replace('-', "_").to_lowercase();
+    admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("a database");
+    let url = format!("{}/{name}", env("DATABASE_URL").rsplit_once('/').expect("a database URL").0);
+    Db::connect(&url, 4, REACHABLE).await.expect("PostgreSQL")
+}
+
 async fn sqlite() -> Db {
     let dir = std::env::temp_dir().join(unique("livemix-db-test"));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -32,16 +43,20 @@ fn new_source(name: &str, segment_len: i32, description: &str) -> NewSource {
         description: Some(description.to_owned()),
         owner: None,
         retention: None,
+        edge: None,
     }
 }
 
 /// Runs `check` on both databases, as two tests.
 macro_rules! on_both {
     ($check:ident) => {
+        on_both!($check, crate::postgres());
+    };
+    ($check:ident, $postgres:expr) => {
         mod $check {
             #[tokio::test]
             async fn postgres() {
-                super::$check(&crate::postgres().await).await;
+                super::$check(&$postgres.await).await;
             }
             #[tokio::test]
             async fn sqlite() {
@@ -58,7 +73,8 @@ on_both!(sources_are_created_found_renamed_and_deleted);
 on_both!(status_reports_make_a_source_reachable);
 on_both!(recorded_segments_are_idempotent_and_play_in_order);
 on_both!(live_segments_are_numbered_once_and_retries_keep_their_number);
-on_both!(a_source_belongs_to_the_first_edge_that_claims_it);
+on_both!(a_source_is_bound_to_its_edge_by_an_admin_only);
+on_both!(the_live_gate_sees_streaming_and_retries_before_anything_is_stored);
 
 async fn sources_are_created_found_renamed_and_deleted(db: &Db) {
     let name = unique("cam");
@@ -219,15 +235,42 @@ async fn live_segments_are_numbered_once_and_retries_keep_their_number(db: &Db) 
     assert_eq!(db.newest_live_segments(source.id, 100, Duration::from_secs(60)).await.unwrap().len(), 13);
 }
 
-async fn a_source_belongs_to_the_first_edge_that_claims_it(db: &Db) {
+async fn a_source_is_bound_to_its_edge_by_an_admin_only(db: &Db) {
     let source = db.create_source(&new_source(&unique("cam"), 2, "")).await.unwrap();
+    assert_eq!(source.edge, None);
     assert_eq!(db.source_owner(source.id).await.unwrap(), None);
-    assert_eq!(db.claim_source(source.id, "edge-a").await.unwrap().as_deref(), Some("edge-a"));
-    assert_eq!(db.claim_source(source.id, "edge-b").await.unwrap().as_deref(), Some("edge-a"));
-    assert_eq!(db.claim_source(Uuid::new_v4(), "edge-b").await.unwrap(), None);
+    db.bind_source(source.id, "edge-a").await.unwrap();
+    assert_eq!(db.source_owner(source.id).await.unwrap().as_deref(), Some("edge-a"));
+    assert_eq!(db.get_source(source.id).await.unwrap().edge.as_deref(), Some("edge-a"));
+    db.bind_source(source.id, "edge-b").await.unwrap();
+    assert_eq!(db.source_owner(source.id).await.unwrap().as_deref(), Some("edge-b"), "moved");
+    assert!(matches!(db.bind_source(Uuid::new_v4(), "edge-a").await, Err(DbError::NotFound { .. })));
     assert!(db.release_source(source.id).await.unwrap());
     assert!(!db.release_source(source.id).await.unwrap());
-    assert_eq!(db.claim_source(source.id, "edge-b").await.unwrap().as_deref(), Some("edge-b"));
+
+    let bound = NewSource { edge: Some("edge-c".into()), ..new_source(&unique("cam"), 2, "") };
+    let bound = db.create_source(&bound).await.unwrap();
+    assert_eq!(bound.edge.as_deref(), Some("edge-c"), "bound at registration");
+    assert_eq!(db.list_sources(Some(&bound.name)).await.unwrap()[0].edge.as_deref(), Some("edge-c"));
+    assert!(db.bind_unbound("edge-d").await.unwrap() >= 1);
+    assert_eq!(db.source_owner(source.id).await.unwrap().as_deref(), Some("edge-d"), "the unbound one adopted");
+    assert_eq!(db.source_owner(bound.id).await.unwrap().as_deref(), Some("edge-c"), "a bound one kept");
+}
+
+async fn the_live_gate_sees_streaming_and_retries_before_anything_is_stored(db: &Db) {
+    let source = db.create_source(&new_source(&unique("cam"), 2, "")).await.unwrap();
+    let gate = db.live_gate(source.id, "s0.ts").await.unwrap();
+    assert!(!gate.streaming && !gate.retried);
+    assert_eq!(gate.source_name, source.name);
+    db.set_streaming(source.id, true).await.unwrap();
+    assert!(db.live_gate(source.id, "s0.ts").await.unwrap().streaming);
+    assert!(!db.is_live_listed(source.id, "s0.ts").await.unwrap());
+    db.add_live_segment(&live(source.id, "s0.ts", Utc::now()), Duration::from_secs(2)).await.unwrap();
+    assert!(db.live_gate(source.id, "s0.ts").await.unwrap().retried, "listed within the retry window");
+    assert!(!db.live_gate(source.id, "s1.ts").await.unwrap().retried);
+    assert!(db.is_live_listed(source.id, "s0.ts").await.unwrap());
+    assert!(!db.is_live_listed(source.id, "s1.ts").await.unwrap());
+    assert!(matches!(db.live_gate(Uuid::new_v4(), "s0.ts").await, Err(DbError::NotFound { .. })));
 }
 
 /// Both migration directories end at the same tables and columns (with the same nullability), read from each

@@ -6,11 +6,11 @@ use serde_json::{Value, json};
 
 use crate::support::{ControlNode, EDGE_TOKEN, forward_segment, http, unique};
 
-async fn report(node: &ControlNode, source: &str, token: &str) -> reqwest::Response {
+async fn report(node: &ControlNode, source: &str, token: &str, topic: &str) -> reqwest::Response {
     http()
         .post(format!("{}/v1/source/{source}/status", node.edge_api))
         .bearer_auth(token)
-        .json(&json!({"rr_target_id": unique("edge"), "local_timestamp": chrono::Utc::now()}))
+        .json(&json!({"rr_target_id": topic, "local_timestamp": chrono::Utc::now()}))
         .send()
         .await
         .unwrap()
@@ -37,46 +37,82 @@ async fn stream(node: &ControlNode, source: &str) {
     assert_eq!(http().put(url).send().await.unwrap().status(), 200);
 }
 
+/// A source is bound to its edge when it is registered (or by an admin), never by an edge's report: another
+/// edge's token, the shared token and first reports get nowhere with it.
 #[tokio::test]
-async fn a_source_belongs_to_the_edge_that_reports_it_first() {
+async fn a_source_is_served_only_by_the_edge_it_is_bound_to() {
     let node = ControlNode::start(&["--edge-tokens=edge-a:tok-a,edge-b:tok-b"]).await;
-    let source = node.create_source(&unique("cam"), 1).await;
-    let sid = source["id"].as_str().unwrap().to_owned();
+    let created = http()
+        .post(node.mgmt("/v1/source"))
+        .json(&json!({"name": unique("cam"), "segment_len": 1, "edge": "edge-a"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    let source: Value = created.json().await.unwrap();
+    assert_eq!(source["source"]["edge"], "edge-a", "bound at registration");
+    let sid = source["source"]["id"].as_str().unwrap().to_owned();
     let owner = || async {
         let body: Value =
             http().get(node.mgmt(&format!("/v1/source/{sid}/edge"))).send().await.unwrap().json().await.unwrap();
         body["edge_id"].clone()
     };
-    assert_eq!(owner().await, Value::Null, "unbound until an edge reports it");
+    assert_eq!(owner().await, "edge-a");
     stream(&node, &sid).await;
 
-    assert_eq!(report(&node, &sid, "tok-a").await.status(), 200);
-    assert_eq!(owner().await, "edge-a");
-    let stolen = report(&node, &sid, "tok-b").await;
+    assert_eq!(report(&node, &sid, "tok-a", "edge-a").await.status(), 200);
+    let stolen = report(&node, &sid, "tok-b", "edge-b").await;
     assert_eq!(stolen.status(), 403);
     let body: Value = stolen.json().await.unwrap();
     assert_eq!(body["error"]["reason"], "forbidden");
     assert!(!body.to_string().contains("edge-a"), "the owner is not revealed: {body}");
     assert_eq!(segment_as(&node, &sid, "tok-b", "a-1.ts").await.status(), 403, "another edge cannot inject video");
     assert_eq!(segment_as(&node, &sid, "tok-a", "a-1.ts").await.status(), 200);
-    // The deprecated shared token still acts for any source, as before.
-    assert_eq!(report(&node, &sid, EDGE_TOKEN).await.status(), 200);
+    // Commands for edge-a go to edge-a's own topic, whatever a report says.
+    assert_eq!(report(&node, &sid, "tok-a", "edge-b").await.status(), 403);
+    // The deprecated shared token no longer reaches a bound source.
+    assert_eq!(report(&node, &sid, EDGE_TOKEN, &unique("edge")).await.status(), 403);
+    assert_eq!(segment_as(&node, &sid, EDGE_TOKEN, "a-2.ts").await.status(), 403);
     for token in ["", "tok-c", "tok-a2"] {
-        assert_eq!(report(&node, &sid, token).await.status(), 401, "{token:?}");
+        assert_eq!(report(&node, &sid, token, "edge-a").await.status(), 401, "{token:?}");
     }
-    // An unknown source is a 404 for an authenticated edge, as before.
-    assert_eq!(report(&node, &uuid::Uuid::new_v4().to_string(), "tok-b").await.status(), 404);
+    // A source bound to nobody (registered without an edge) is nobody's with a per-edge token: no first report
+    // claims it. So is one that does not exist, without saying which it is.
+    let unbound = node.create_source(&unique("cam"), 1).await;
+    let unbound_id = unbound["id"].as_str().unwrap().to_owned();
+    let refused = report(&node, &unbound_id, "tok-b", "edge-b").await;
+    assert_eq!(refused.status(), 403);
+    assert!(refused.text().await.unwrap().contains("PUT /v1/source/"), "says how to bind it");
+    assert_eq!(report(&node, &uuid::Uuid::new_v4().to_string(), "tok-b", "edge-b").await.status(), 403);
+    let lookup = |name: &str, token: &str| {
+        http().get(format!("{}/v1/source?source_name={name}", node.edge_api)).bearer_auth(token).send()
+    };
+    assert_eq!(lookup(unbound["name"].as_str().unwrap(), "tok-b").await.unwrap().status(), 404);
+    assert_eq!(lookup(source["source"]["name"].as_str().unwrap(), "tok-b").await.unwrap().status(), 404);
+    assert_eq!(lookup(source["source"]["name"].as_str().unwrap(), "tok-a").await.unwrap().status(), 200);
 
-    // The camera moved: an admin releases the source and edge-b claims it.
+    // The camera moved: an admin binds the source to edge-b.
+    let resp = http()
+        .put(node.mgmt(&format!("/v1/source/{sid}/edge")))
+        .json(&json!({"edge_id": "edge-b"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(report(&node, &sid, "tok-b", "edge-b").await.status(), 200, "this replica forgets at once");
+    assert_eq!(owner().await, "edge-b");
+    assert_eq!(report(&node, &sid, "tok-a", "edge-a").await.status(), 403);
+    // Released, nobody's per-edge token acts for it.
     let resp = http().delete(node.mgmt(&format!("/v1/source/{sid}/edge"))).send().await.unwrap();
     assert_eq!(resp.status(), 200);
-    // Replicas (this one too) trust what they read for a few seconds.
-    livemix_testkit::eventually("edge-b to claim the released source", || async {
-        (report(&node, &sid, "tok-b").await.status() == 200).then_some(())
-    })
-    .await;
-    assert_eq!(owner().await, "edge-b");
-    assert_eq!(report(&node, &sid, "tok-a").await.status(), 403);
+    assert_eq!(report(&node, &sid, "tok-b", "edge-b").await.status(), 403);
+    let bad = http()
+        .put(node.mgmt(&format!("/v1/source/{sid}/edge")))
+        .json(&json!({"edge_id": "../edge"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
 }
 
 #[tokio::test]

@@ -199,11 +199,19 @@ async fn reports_that_can_never_be_stored_are_acknowledged_once() {
     let msg =
         Message::NewVideoRecordingSegment { recording_ids: vec![rec.clone()], segment: info(alive_id, key.clone()) };
     // And one for a recording that does not exist (nothing of it is kept).
+    let next_key = SegmentId { source: alive_id, run, seq: 1 }.object_key("recordings");
     let unknown = Message::NewVideoRecordingSegment {
         recording_ids: vec![Ulid::new().to_string()],
-        segment: SegmentInfo { seq: 1, ..info(alive_id, format!("{key}.other")) },
+        segment: SegmentInfo { seq: 1, ..info(alive_id, next_key.clone()) },
+    };
+    // And one naming an object that is not its own (another source's): linking it would let deleting this
+    // recording delete that object.
+    let foreign = Message::NewVideoRecordingSegment {
+        recording_ids: vec![rec.clone()],
+        segment: SegmentInfo { seq: 2, ..info(alive_id, key.replace(&alive_id.to_string(), &gone_id.to_string())) },
     };
     publish_to_control(&node, unknown).await;
+    publish_to_control(&node, foreign).await;
     publish_to_control(&node, msg).await;
     wait_for_segments(&node, &rec, 1).await;
     eventually("the report for an unknown recording to be dropped", || async {
@@ -211,7 +219,11 @@ async fn reports_that_can_never_be_stored_are_acknowledged_once() {
     })
     .await;
     assert_eq!(dropped(&node, "unknown_recording").await, 2, "acknowledged, not redelivered");
-    assert_eq!(segments_of(&node, &rec).await.len(), 1);
+    eventually("the report naming another source's object to be dropped", || async {
+        (dropped(&node, "invalid_segment").await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(segments_of(&node, &rec).await.len(), 1, "the foreign object is not linked");
 }
 
 #[tokio::test]

@@ -58,7 +58,14 @@ struct Fixture {
 impl Fixture {
     async fn new(only: usize, shared: usize) -> Self {
         let db = Db::connect(&env("DATABASE_URL"), 4, Duration::from_secs(30)).await.expect("PostgreSQL");
-        let new = NewSource { name: unique("cam"), segment_len: 2, description: None, owner: None, retention: None };
+        let new = NewSource {
+            name: unique("cam"),
+            segment_len: 2,
+            description: None,
+            owner: None,
+            retention: None,
+            edge: None,
+        };
         let source = db.create_source(&new).await.unwrap().id;
         let doomed = db.create_recording(source, None, None, Utc::now()).await.unwrap().id;
         let kept = db.create_recording(source, None, None, Utc::now()).await.unwrap().id;
