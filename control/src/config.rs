@@ -164,7 +164,7 @@ pub struct Settings {
     pub broadcast_topic: String,
     /// Where browsers reach the VOD API, for the web console's player (`https://video.example.com`, no path).
     /// Default: the host the console was loaded from, on the VOD API's port; set it behind a proxy or TLS.
-    #[arg(long, env = "LIVEMIX_PUBLIC_VOD_URL", value_parser = crate::api::console::parse_public_url)]
+    #[arg(long, env = "LIVEMIX_PUBLIC_VOD_URL", value_parser = parse_public_url)]
     pub public_vod_url: Option<String>,
     /// The VOD API's port, for that default; [`crate::serve`] sets it from the VOD listener.
     #[arg(skip)]
@@ -232,6 +232,23 @@ impl LifecycleSettings {
     }
 }
 
+/// Checks `--public-vod-url`: an http(s) origin, optionally with a path prefix, no query; the trailing slash is
+/// dropped so the page can append `/v1/vod/...`.
+pub fn parse_public_url(value: &str) -> Result<String, String> {
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"))
+        .ok_or_else(|| format!("{value:?} must start with http:// or https://"))?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() {
+        return Err(format!("{value:?} names no host"));
+    }
+    if let Some(bad) = value.chars().find(|c| c.is_whitespace() || c.is_control() || "\"'<>?#;\\`".contains(*c)) {
+        return Err(format!("{value:?} may not contain {bad:?}"));
+    }
+    Ok(value.trim_end_matches('/').to_owned())
+}
+
 fn parse_edge_id(raw: &str) -> Result<String, String> {
     livemix_common::model::validate_edge_id(raw)?;
     Ok(raw.to_owned())
@@ -275,5 +292,21 @@ impl Settings {
     /// segment left it can still download every segment it saw.
     pub fn live_ttl(&self, segment_secs: f64) -> Duration {
         self.live_window(segment_secs).saturating_mul(2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_urls_are_origins_without_tricks() {
+        assert_eq!(parse_public_url("https://video.example.com/").unwrap(), "https://video.example.com");
+        assert_eq!(parse_public_url("http://10.0.0.1:8081/hls").unwrap(), "http://10.0.0.1:8081/hls");
+        assert!(parse_public_url("ftp://x").is_err());
+        assert!(parse_public_url("https://").is_err());
+        assert!(parse_public_url("https://x/?a=b").is_err());
+        assert!(parse_public_url("https://x\"onload=").is_err());
+        assert!(parse_public_url("https://x; script-src *").is_err());
     }
 }

@@ -4,13 +4,10 @@
 //! and reaches the edge in the reply to its next status report, so a missed command heals itself.
 
 use livemix_common::{
-    ApiError,
     messages::Message,
     model::{Recording, Source},
     rpc::{Requester, RpcError},
 };
-
-use crate::api::error::server_fault;
 
 /// Whether a command reached the edge now or waits for its next status report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,21 +52,5 @@ impl EdgeLink {
     pub async fn stop_recording(&self, source: &Source, recording: &Recording) -> Result<Delivery, RpcError> {
         let end_ts = recording.end_ts.unwrap_or_else(chrono::Utc::now);
         self.send(source, Message::StopRecording { recording_id: recording.id.clone(), end_ts }).await
-    }
-}
-
-/// A failed command as an API error: 504 when the edge did not answer, 502 when it refused (both say which edge
-/// and why, which is the edge's business, not ours), 503 when our bus failed (detail logged only).
-pub fn command_error(err: RpcError, what_happened: &str) -> ApiError {
-    match err {
-        RpcError::Timeout { .. } => ApiError::gateway_timeout(format!("{err}; {what_happened}")),
-        RpcError::Refused { .. } => {
-            ApiError::new(axum::http::StatusCode::BAD_GATEWAY, format!("{err}; {what_happened}"))
-        }
-        RpcError::Bus(_) => {
-            let mut fault = server_fault(axum::http::StatusCode::SERVICE_UNAVAILABLE, "the message bus", &err);
-            fault.message = format!("{}; {what_happened}", fault.message);
-            fault
-        }
     }
 }

@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod domain;
 pub mod edge_link;
 pub mod inbox;
 pub mod lifecycle;
@@ -16,14 +17,10 @@ pub mod recording_playlists;
 pub mod segments;
 pub mod state;
 
-use std::{future::Future, time::Duration};
+use std::future::Future;
 
 use anyhow::Context;
-use livemix_common::{
-    bus::{BusArgs, SharedBus},
-    cache::SharedCache,
-    store::SharedStore,
-};
+use livemix_common::bus::{BusArgs, SharedBus};
 use tokio::net::TcpListener;
 
 use crate::{
@@ -32,15 +29,6 @@ use crate::{
     inbox::Inbox,
     state::AppState,
 };
-
-/// The backing services a control node runs on.
-#[derive(Clone)]
-pub struct Backends {
-    pub db: Db,
-    pub cache: SharedCache,
-    pub store: SharedStore,
-    pub bus: SharedBus,
-}
 
 /// The sockets of the three APIs.
 pub struct Listeners {
@@ -139,7 +127,7 @@ pub async fn serve(
     settings.vod_port = settings.vod_port.or_else(|| listeners.vod.local_addr().ok().map(|addr| addr.port()));
     let state = AppState::new(settings.clone(), backends);
     let (reply_topic, reply_subscription) = (&settings.reply_topic, settings.reply_subscription());
-    let bus = &state.bus;
+    let bus = state.bus();
     bus.renew_owned_subscription(&reply_subscription, reply_topic)
         .await
         .with_context(|| format!("creating this replica's subscription on the reply topic {reply_topic}"))?;
@@ -152,12 +140,12 @@ pub async fn serve(
         .await
         .with_context(|| format!("subscribing to {}", settings.control_subscription))?;
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(state.edges.requester().clone().run_reply_loop(replies));
-    tasks.spawn(Inbox::new(state.db.clone(), state.lifecycle.clone(), &state.metrics).run(inbox));
-    tasks.spawn(state.lifecycle.clone().run_deletions());
-    tasks.spawn(state.lifecycle.clone().run_retention());
-    tasks.spawn(state.lifecycle.clone().run_gc());
-    tasks.spawn(prune_live_index(state.db.clone(), settings.clone()));
+    tasks.spawn(state.requester().clone().run_reply_loop(replies));
+    tasks.spawn(Inbox::new(state.db().clone(), state.lifecycle().clone(), state.metrics()).run(inbox));
+    tasks.spawn(state.lifecycle().clone().run_deletions());
+    tasks.spawn(state.lifecycle().clone().run_retention());
+    tasks.spawn(state.lifecycle().clone().run_gc());
+    tasks.spawn(state.live().clone().run_pruning());
 
     check_auth(&settings, listeners.management.local_addr()?, listeners.edge.local_addr()?)?;
     let limits = livemix_common::server::Limits {
@@ -192,25 +180,11 @@ pub async fn serve(
     }
     tasks.abort_all();
     // A replica's reply subscription is its own: left behind, it would collect every answer to every replica.
-    if let Err(err) = state.bus.delete_subscription(&reply_subscription).await {
+    if let Err(err) = state.bus().delete_subscription(&reply_subscription).await {
         tracing::warn!(%err, subscription = reply_subscription, "could not delete the reply subscription");
     }
     Ok(())
 }
 
-/// Drops live-index rows whose segments have long left the cache. Safe on every replica at once.
-async fn prune_live_index(db: Db, settings: Settings) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
-    loop {
-        tick.tick().await;
-        // Generous: an hour, or far more than any playlist window.
-        let max_age = settings.live_ttl(3600.0 / f64::from(settings.live_segments + 2)).max(Duration::from_secs(3600));
-        match db.prune_live_segments(max_age).await {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(rows = n, "pruned the live segment index"),
-            Err(err) => tracing::warn!(%err, "pruning the live segment index failed"),
-        }
-    }
-}
-
 pub use livemix_common::signal::shutdown_signal;
+pub use state::Backends;

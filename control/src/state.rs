@@ -1,4 +1,6 @@
-//! What every handler and background task of the control node shares.
+//! What every handler and background task of the control node shares: the domain's operations
+//! ([`crate::domain`]) and the plumbing the server itself needs. Fields are private; handlers reach the
+//! operations, never the database or caches behind them.
 
 use std::{sync::Arc, time::Duration};
 
@@ -7,22 +9,18 @@ use livemix_common::{
     bus::SharedBus,
     cache::SharedCache,
     door::BodyBudget,
+    store::SharedStore,
     rpc::Requester,
     telemetry::{HttpMetrics, Metrics},
 };
 use prometheus_client::metrics::counter::Counter;
 
-use moka::future::Cache;
-use uuid::Uuid;
-
 use crate::{
-    Backends,
-    api::auth::Bindings,
     config::Settings,
     db::Db,
+    domain::{Events, live::Live, recordings::Recordings, sources::Sources},
     edge_link::EdgeLink,
     lifecycle::Lifecycle,
-    live_playlists::LivePlaylists,
     recording_playlists::RecordingPlaylists,
     segments::{HotSegments, SegmentLoader},
 };
@@ -33,35 +31,32 @@ const BODY_BUDGET_WAIT: Duration = Duration::from_secs(1);
 /// Bytes of rendered recording playlists a replica keeps (a day of two-second segments renders to about 3 MB).
 const RECORDING_PLAYLIST_BYTES: u64 = 64 * 1024 * 1024;
 
-/// Sources whose live playlist (and registered segment length) a replica keeps in memory.
-const MAX_LIVE_SOURCES: u64 = 100_000;
+/// The backing services a control node runs on.
+#[derive(Clone)]
+pub struct Backends {
+    pub db: Db,
+    pub cache: SharedCache,
+    pub store: SharedStore,
+    pub bus: SharedBus,
+}
 
 #[derive(Clone)]
 pub struct AppState {
-    pub db: Db,
-    pub cache: SharedCache,
-    pub bus: SharedBus,
-    pub edges: EdgeLink,
+    sources: Sources,
+    recordings: Recordings,
+    live: Live,
     /// Deletes, retention, the object deletion queue and storage accounting.
-    pub lifecycle: Lifecycle,
-    pub loader: Arc<SegmentLoader>,
-    /// The segments players fetch, in this process's memory.
-    pub hot: HotSegments,
-    /// Rendered live playlists, per source.
-    pub playlists: LivePlaylists,
-    /// Rendered recording playlists, per recording.
-    pub recording_playlists: RecordingPlaylists,
-    /// Registered segment lengths (seconds), which never change: a new segment's cache TTL is known before the
-    /// one database statement that indexes it.
-    pub segment_lengths: Cache<Uuid, i32>,
-    /// Which edge each source is bound to, as recently read (see [`crate::api::auth::Bindings`]).
-    pub bindings: Bindings,
+    lifecycle: Lifecycle,
+    requester: Requester,
+    db: Db,
+    cache: SharedCache,
+    bus: SharedBus,
     /// Bytes of request bodies this process holds at once, across its APIs.
-    pub body_budget: BodyBudget,
-    pub settings: Arc<Settings>,
-    pub metrics: Metrics,
+    body_budget: BodyBudget,
+    settings: Arc<Settings>,
+    metrics: Metrics,
     /// Request counts and latencies, registered once for all three APIs.
-    pub http_metrics: HttpMetrics,
+    http_metrics: HttpMetrics,
 }
 
 impl FromRef<AppState> for Metrics {
@@ -75,51 +70,105 @@ impl AppState {
     /// starts no task: [`crate::serve`] runs the loops (replies, inbox, timers) beside it.
     pub fn new(settings: Settings, backends: Backends) -> Self {
         let Backends { db, cache, store, bus } = backends;
+        let settings = Arc::new(settings);
         let metrics = Metrics::new("livemix_control");
         let http_metrics = HttpMetrics::new(&metrics);
         let store_reads =
             metrics.register("object_store_reads", "Recorded segments read from the object store", Counter::default());
         let requester = Requester::new(bus.clone(), settings.reply_topic.clone(), settings.command_timeout());
+        let edges = EdgeLink::new(requester.clone());
+        let events = Events::new(bus.clone(), settings.broadcast_topic.clone());
         let hot = HotSegments::new(settings.hot_segment_bytes);
         let lifecycle = Lifecycle::new(db.clone(), store.clone(), settings.lifecycle.clone(), &metrics);
-        let loader = SegmentLoader::new(
+        let loader = Arc::new(SegmentLoader::new(
             hot.clone(),
             cache.clone(),
             store,
             Duration::from_secs(settings.recording_cache_ttl_secs),
             store_reads,
+        ));
+        let sources =
+            Sources::new(db.clone(), edges.clone(), lifecycle.clone(), events.clone(), settings.default_edge.clone());
+        let recordings = Recordings::new(
+            db.clone(),
+            edges,
+            lifecycle.clone(),
+            events,
+            loader,
+            RecordingPlaylists::new(RECORDING_PLAYLIST_BYTES),
+            settings.prime_segments,
         );
+        let live = Live::new(db.clone(), cache.clone(), hot, sources.clone(), Arc::clone(&settings));
         Self {
+            sources,
+            recordings,
+            live,
+            lifecycle,
+            requester,
             db,
             cache,
             bus,
-            edges: EdgeLink::new(requester),
-            lifecycle,
-            loader: Arc::new(loader),
-            hot,
-            playlists: LivePlaylists::new(MAX_LIVE_SOURCES),
-            recording_playlists: RecordingPlaylists::new(RECORDING_PLAYLIST_BYTES),
-            segment_lengths: Cache::new(MAX_LIVE_SOURCES),
-            bindings: Bindings::default(),
             body_budget: BodyBudget::new(settings.body_budget_bytes, BODY_BUDGET_WAIT),
-            settings: Arc::new(settings),
+            settings,
             metrics,
             http_metrics,
         }
     }
 
-    /// Publishes a system event on the broadcast topic without making the caller wait or fail for it.
-    pub fn broadcast(&self, body: livemix_common::messages::Message) {
-        if self.settings.broadcast_topic.is_empty() {
-            return;
-        }
-        let bus = self.bus.clone();
-        let topic = self.settings.broadcast_topic.clone();
-        tokio::spawn(async move {
-            let envelope = livemix_common::messages::Envelope::new(body);
-            if let Err(err) = bus.publish(&topic, &envelope).await {
-                tracing::warn!(%err, "broadcast failed");
-            }
-        });
+    pub fn sources(&self) -> &Sources {
+        &self.sources
+    }
+
+    pub fn recordings(&self) -> &Recordings {
+        &self.recordings
+    }
+
+    pub fn live(&self) -> &Live {
+        &self.live
+    }
+
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn body_budget(&self) -> &BodyBudget {
+        &self.body_budget
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn http_metrics(&self) -> &HttpMetrics {
+        &self.http_metrics
+    }
+
+    /// The requester whose reply loop must run for commands to edges to get their answers.
+    pub fn requester(&self) -> &Requester {
+        &self.requester
+    }
+
+    /// The backing services, for the server's own wiring (subscriptions, the inbox) and readiness.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn cache(&self) -> &SharedCache {
+        &self.cache
+    }
+
+    pub fn bus(&self) -> &SharedBus {
+        &self.bus
+    }
+
+    /// A copy with other settings (tests of settings-dependent pages).
+    #[cfg(test)]
+    pub fn with_settings(mut self, settings: Settings) -> Self {
+        self.settings = Arc::new(settings);
+        self
     }
 }

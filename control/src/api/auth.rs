@@ -5,11 +5,16 @@
 //! [`crate::auth::check_exposure`]); a state-changing request must carry a JSON-compatible body type. The door
 //! adds the cross-site and loopback-host checks.
 //!
-//! Edge-facing: the token says which edge calls ([`EdgeCaller`]); handlers then ask [`EdgeCaller::authorize`]
-//! whether the source they name is bound to that edge.
+//! Edge-facing: the token says which edge calls ([`EdgeCaller`]); the operations then check that the source
+//! named is bound to that edge ([`crate::domain::sources::Sources::authorize`]).
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
+use crate::{
+    auth::{EdgeTokens, TokenDigest},
+    config::Settings,
+    domain::sources::EdgeIdentity,
+};
 use axum::{
     extract::{FromRequestParts, MatchedPath},
     http::{HeaderMap, Method, request::Parts},
@@ -19,13 +24,6 @@ use livemix_common::{
     api::check_json_content_type,
     credentials::{Presented, bearer_token},
     door::{BodyBudget, Door, Gate},
-};
-use uuid::Uuid;
-
-use crate::{
-    auth::{EdgeTokens, TokenDigest},
-    config::Settings,
-    db::Db,
 };
 
 /// The largest management request body: JSON documents of a few fields.
@@ -83,59 +81,17 @@ impl Gate for ManagementGate {
     }
 }
 
-/// Who is calling the edge-facing API.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EdgeIdentity {
-    /// An edge with its own credentials: it may act only for the sources bound to it.
-    Edge(String),
-    /// The deprecated shared token: only sources bound to no edge.
-    Shared,
-    /// An API without credentials (loopback, or `--insecure-no-auth`): any source.
-    Open,
-}
-
-/// How long a replica trusts what it read about a source's binding; a change made on another replica takes this
-/// long to reach it (the replica that made it forgets at once).
-const BINDING_TTL: Duration = Duration::from_secs(10);
-
-/// The edges each source is bound to, as recently read. Shared by the edge gate and the management API (which
-/// forgets a source here when it binds or releases it).
-#[derive(Clone)]
-pub struct Bindings(moka::future::Cache<Uuid, Option<Arc<str>>>);
-
-impl Default for Bindings {
-    fn default() -> Self {
-        Self(moka::future::Cache::builder().max_capacity(100_000).time_to_live(BINDING_TTL).build())
-    }
-}
-
-impl Bindings {
-    async fn owner(&self, db: &Db, source: Uuid) -> ApiResult<Option<Arc<str>>> {
-        if let Some(owner) = self.0.get(&source).await {
-            return Ok(owner);
-        }
-        let owner: Option<Arc<str>> = db.source_owner(source).await?.map(Into::into);
-        self.0.insert(source, owner.clone()).await;
-        Ok(owner)
-    }
-
-    pub async fn forget(&self, source: Uuid) {
-        self.0.invalidate(&source).await;
-    }
-}
-
 /// The edge-facing API's credentials.
 pub struct EdgeGate {
     tokens: Arc<EdgeTokens>,
     shared: Option<TokenDigest>,
     /// No credentials are configured: every caller is [`EdgeIdentity::Open`].
     open: bool,
-    bindings: Bindings,
     max_segment_bytes: u64,
 }
 
 impl EdgeGate {
-    pub fn door(settings: &Settings, bindings: Bindings, budget: BodyBudget) -> Door<Self> {
+    pub fn door(settings: &Settings, budget: BodyBudget) -> Door<Self> {
         let tokens = settings.edge_credentials().unwrap_or_else(|err| {
             // `crate::serve` refuses to start on this; a gate built anyway admits no per-edge token.
             tracing::error!(%err, "edge credentials are invalid; per-edge tokens are refused");
@@ -146,7 +102,6 @@ impl EdgeGate {
             tokens: Arc::new(tokens),
             shared: settings.edge_token.as_ref().map(TokenDigest::of),
             open,
-            bindings,
             max_segment_bytes: settings.max_segment_bytes as u64,
         };
         Door::new(gate, budget).loopback_only(loopback_only(!open, settings))
@@ -171,7 +126,7 @@ impl EdgeGate {
 impl Gate for EdgeGate {
     async fn admit(&self, parts: &mut Parts) -> ApiResult<Option<u64>> {
         let identity = self.identify(&parts.headers)?;
-        let caller = EdgeCaller { identity, bindings: self.bindings.clone(), tokens: Arc::clone(&self.tokens) };
+        let caller = EdgeCaller { identity, tokens: Arc::clone(&self.tokens) };
         parts.extensions.insert(caller);
         match parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str) {
             // MPEG-TS bytes; the door refuses the body types a web page could send unpreflighted.
@@ -189,7 +144,6 @@ impl Gate for EdgeGate {
 #[derive(Clone)]
 pub struct EdgeCaller {
     pub identity: EdgeIdentity,
-    bindings: Bindings,
     tokens: Arc<EdgeTokens>,
 }
 
@@ -200,35 +154,6 @@ impl std::fmt::Debug for EdgeCaller {
 }
 
 impl EdgeCaller {
-    /// Whether the caller may act for `source`: an edge only for the sources bound to it, the shared token only
-    /// for sources bound to no edge, an API without credentials for any. A source that does not exist is bound to
-    /// nobody, so it is refused to an edge exactly like an unbound one (existence is not revealed).
-    pub async fn authorize(&self, db: &Db, source: Uuid) -> ApiResult<()> {
-        let owner = match &self.identity {
-            EdgeIdentity::Open => return Ok(()),
-            EdgeIdentity::Edge(_) | EdgeIdentity::Shared => self.bindings.owner(db, source).await?,
-        };
-        match (&self.identity, owner) {
-            (EdgeIdentity::Edge(edge), Some(owner)) if *owner == **edge => Ok(()),
-            (EdgeIdentity::Edge(edge), owner) => {
-                tracing::warn!(edge, %source, owner = owner.as_deref(), "an edge acted for a source not bound to it");
-                Err(ApiError::forbidden(format!(
-                    "source {source} is not bound to this edge ({edge}); bind it on the management API with \
-                     PUT /v1/source/{source}/edge {{\"edge_id\": \"{edge}\"}}"
-                )))
-            }
-            (EdgeIdentity::Shared, None) => Ok(()),
-            (EdgeIdentity::Shared, Some(owner)) => {
-                tracing::warn!(%source, %owner, "the shared edge token was used for a source bound to an edge");
-                Err(ApiError::forbidden(format!(
-                    "source {source} is bound to edge {owner}; only that edge's own token may act for it (the \
-                     shared edge token is deprecated)"
-                )))
-            }
-            (EdgeIdentity::Open, _) => Ok(()),
-        }
-    }
-
     /// The topic the control node sends this caller's commands to, from the one it reported: an edge with its
     /// own credentials takes commands on its own id and nothing else; other callers may name no topic of the
     /// control node's (`reserved`) and no edge's id, so no report redirects commands meant for someone else.

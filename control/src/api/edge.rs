@@ -3,7 +3,7 @@
 use axum::{
     Router,
     extract::{DefaultBodyLimit, State},
-    http::{HeaderMap, StatusCode},
+    http::HeaderMap,
     routing::{get, post},
 };
 use chrono::{DateTime, Datelike, Utc};
@@ -12,7 +12,6 @@ use livemix_common::{
     api::{Body, Json, Path, Query, Reply, parse_header, required_header},
     edge_api::{StatusReply, StatusReport, headers as h},
     management_api::SourceReply,
-    messages::Message,
     model::validate_segment_name,
 };
 use serde::Deserialize;
@@ -20,19 +19,15 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::{
-    api::{
-        auth::{self, EdgeCaller, EdgeIdentity},
-        error::{server_fault, shared_db_error},
-    },
-    db::NewLiveSegment,
-    segments::live_key,
+    api::auth::{self, EdgeCaller},
+    domain::live::Forwarded,
     state::AppState,
 };
 
 /// The edge-facing API: each edge presents its own token (or the deprecated shared one) and acts only for the
 /// sources bound to it.
 pub fn app(state: AppState) -> Router {
-    let max_segment_bytes = state.settings.max_segment_bytes;
+    let max_segment_bytes = state.settings().max_segment_bytes;
     super::app("edge", routes(max_segment_bytes), super::Access::Edges, state)
 }
 
@@ -48,31 +43,13 @@ struct ByName {
     source_name: String,
 }
 
-/// Edges know sources by the name ffmpeg sends; this maps it to the source. A source the caller may not act for
-/// is answered like one that does not exist, so no edge learns of another edge's sources.
+/// Edges know sources by the name ffmpeg sends; a source the caller may not act for reads as none.
 async fn find_source(
     State(state): State<AppState>,
     caller: EdgeCaller,
     Query(q): Query<ByName>,
 ) -> ApiResult<Reply<SourceReply>> {
-    let source = state.db.list_sources(Some(&q.source_name)).await?.pop();
-    if let Some(source) = source {
-        match caller.authorize(&state.db, source.id).await {
-            Ok(()) => return Ok(Reply(SourceReply { source })),
-            Err(err) if err.status.is_client_error() => {}
-            Err(err) => return Err(err),
-        }
-    }
-    let bind = match &caller.identity {
-        EdgeIdentity::Edge(edge) => format!(", \"edge\": \"{edge}\""),
-        EdgeIdentity::Shared | EdgeIdentity::Open => String::new(),
-    };
-    Err(ApiError::not_found(format!(
-        "no source named {:?} is registered for this edge; register it on the control node with \
-         POST /v1/source {{\"name\": \"{}\", \"segment_len\": <seconds>{bind}}} (or bind an existing one with \
-         PUT /v1/source/{{id}}/edge)",
-        q.source_name, q.source_name
-    )))
+    Ok(Reply(SourceReply { source: state.sources().find_for(&caller.identity, &q.source_name).await? }))
 }
 
 /// An edge says it serves a source; the reply carries the wanted state so the edge heals after missed commands.
@@ -93,12 +70,10 @@ async fn report_status(
     if let Some(ts) = report.local_timestamp.filter(|ts| !sane_time(*ts)) {
         return Err(insane_time("local_timestamp", &ts.to_rfc3339()));
     }
-    let topic = caller.command_topic(topic, &[&state.settings.control_topic, &state.settings.reply_topic])?;
-    caller.authorize(&state.db, id).await?;
-    let source = state.db.record_status(id, topic, report.local_timestamp).await?;
-    let recordings = state.db.list_recordings(Some(id), true).await?;
-    tracing::debug!(source = %source.name, streaming = source.streaming, recordings = recordings.len(), "status report");
-    state.broadcast(Message::ReportVideoSourceStatus { source: source.clone() });
+    let settings = state.settings();
+    let topic = caller.command_topic(topic, &[&settings.control_topic, &settings.reply_topic])?;
+    let (source, recordings) =
+        state.sources().report_status(&caller.identity, id, topic, report.local_timestamp).await?;
     Ok(Reply(StatusReply { source, recordings }))
 }
 
@@ -182,80 +157,29 @@ fn parse_discontinuity(headers: &HeaderMap) -> ApiResult<bool> {
     }
 }
 
-/// A live segment forwarded by an edge: validated (all of it, before anything is stored), cached with a TTL,
-/// then listed in the live playlist.
-///
-/// Nothing reaches the shared cache before the source is found streaming: a refused segment is never stored, and
-/// an edge's retry of a listed segment leaves the listed bytes alone. The bytes reach the shared cache before
-/// the index lists them, so no replica lists a segment it cannot serve; players get only listed names
-/// ([`super::vod`]).
+/// A live segment forwarded by an edge: every header checked before anything is stored, then taken by the live
+/// stream ([`crate::domain::live::Live::accept`]).
 #[tracing::instrument(skip_all, fields(source, segment))]
 async fn new_segment(
     State(state): State<AppState>,
     caller: EdgeCaller,
     headers: HeaderMap,
-    Body(body): Body,
+    Body(data): Body,
 ) -> ApiResult<Reply<Map<String, Value>>> {
-    let source_id: Uuid = parse_header(&headers, h::SOURCE_ID, "a UUID")?;
+    let source: Uuid = parse_header(&headers, h::SOURCE_ID, "a UUID")?;
     let name = required_header(&headers, h::SEGMENT_NAME)?.to_owned();
     validate_segment_name(&name).map_err(ApiError::bad_request)?;
     let _seq = parse_seq(&headers)?;
     let start_ts = parse_start(&headers)?;
     let length_ms = parse_length(&headers)?;
     let discontinuity = parse_discontinuity(&headers)?;
-    if body.is_empty() {
+    if data.is_empty() {
         return Err(ApiError::bad_request("empty segment body"));
     }
-    tracing::Span::current().record("source", tracing::field::display(source_id)).record("segment", &name);
-    caller.authorize(&state.db, source_id).await?;
-
-    let gate = state.db.live_gate(source_id, &name).await?;
-    if !gate.streaming {
-        return Err(not_streaming(&gate.source_name, source_id));
-    }
-    let segment_length = state
-        .segment_lengths
-        .try_get_with(source_id, state.db.segment_length(source_id))
-        .await
-        .map_err(shared_db_error)?;
-    let segment_secs = (length_ms as f64 / 1000.0).max(f64::from(segment_length));
-    let ttl = state.settings.live_ttl(segment_secs);
-    let size = body.len();
-    let key = live_key(source_id, &name);
-    if !gate.retried {
-        state
-            .cache
-            .put(&key, body.clone(), ttl)
-            .await
-            .map_err(|err| server_fault(StatusCode::SERVICE_UNAVAILABLE, "the segment cache", &err))?;
-    }
-    let gap = std::time::Duration::try_from_secs_f64((segment_secs * 1.5).max(2.0)).unwrap_or(std::time::Duration::MAX);
-    let admission = state
-        .db
-        .add_live_segment(&NewLiveSegment { source: source_id, name, length_ms, start_ts, discontinuity }, gap)
-        .await?;
-    if !admission.streaming {
-        // Turned off between the two reads: the bytes stay unlisted, so no player gets them.
-        return Err(not_streaming(&admission.source_name, source_id));
-    }
-    let Some(live) = admission.segment else {
-        return Err(ApiError::unavailable(format!(
-            "segment {key} was being indexed by another request at the same moment; retry it"
-        )));
-    };
-    if !gate.retried {
-        // Served from this replica's memory from now on, and listed at once by its playlist.
-        state.hot.insert(key, body, ttl).await;
-        state.playlists.invalidate(source_id).await;
-    }
-    tracing::debug!(media_seq = live.media_seq, size, retried = gate.retried, "live segment stored");
+    tracing::Span::current().record("source", tracing::field::display(source)).record("segment", &name);
+    let segment = Forwarded { source, name, length_ms, start_ts, discontinuity, data };
+    let media_seq = state.live().accept(&caller.identity, segment).await?;
     let mut reply = Map::new();
-    reply.insert("media_seq".into(), live.media_seq.into());
+    reply.insert("media_seq".into(), media_seq.into());
     Ok(Reply(reply))
-}
-
-fn not_streaming(name: &str, id: Uuid) -> ApiError {
-    ApiError::conflict(format!(
-        "streaming is off for source {name}; turn it on with PUT /v1/source/{id}/streaming?new_state=true"
-    ))
 }

@@ -5,9 +5,9 @@
 //! and never reaches a client.
 
 use axum::http::StatusCode;
-use livemix_common::{ApiError, api::request_id};
+use livemix_common::{ApiError, api::request_id, rpc::RpcError};
 
-use crate::{db::DbError, lifecycle::LifecycleError, segments::LoadError};
+use crate::{db::DbError, domain, lifecycle::LifecycleError, segments::LoadError};
 
 /// A fault of ours as a reply: `status` with a generic message naming the request id; `detail` is logged.
 pub fn server_fault(status: StatusCode, what: &str, detail: &dyn std::error::Error) -> ApiError {
@@ -55,6 +55,39 @@ impl From<LifecycleError> for ApiError {
         match err {
             LifecycleError::Db(err) => err.into(),
             LifecycleError::Store(_) => server_fault(StatusCode::SERVICE_UNAVAILABLE, "the object store", &err),
+        }
+    }
+}
+
+impl From<domain::Error> for ApiError {
+    fn from(err: domain::Error) -> Self {
+        use domain::Error as E;
+        match err {
+            E::Invalid(message) => ApiError::bad_request(message),
+            E::Conflict { reason, message } => ApiError::conflict(message).with_reason(reason),
+            E::Forbidden(message) => ApiError::forbidden(message),
+            E::NotFound(message) => ApiError::not_found(message),
+            E::Retry(message) => ApiError::unavailable(message),
+            E::Db(err) => err.into(),
+            E::SharedDb(err) => shared_db_error(err),
+            E::Lifecycle(err) => err.into(),
+            E::Load(err) => err.into(),
+            E::Cache(err) => server_fault(StatusCode::SERVICE_UNAVAILABLE, "the segment cache", &*err),
+            E::Command { source, then } => command_error(source, then),
+        }
+    }
+}
+
+/// A failed command as a reply: 504 when the edge did not answer, 502 when it refused (both say which edge and
+/// why, which is the edge's business, not ours), 503 when our bus failed (detail logged only).
+fn command_error(err: RpcError, what_happened: &str) -> ApiError {
+    match err {
+        RpcError::Timeout { .. } => ApiError::gateway_timeout(format!("{err}; {what_happened}")),
+        RpcError::Refused { .. } => ApiError::new(StatusCode::BAD_GATEWAY, format!("{err}; {what_happened}")),
+        RpcError::Bus(_) => {
+            let mut fault = server_fault(StatusCode::SERVICE_UNAVAILABLE, "the message bus", &err);
+            fault.message = format!("{}; {what_happened}", fault.message);
+            fault
         }
     }
 }

@@ -5,22 +5,20 @@ use axum::{
     extract::State,
     routing::{get, post, put},
 };
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use livemix_common::{
     ApiError, ApiResult,
-    api::{Body, Json, Path, Query, Reply, reason},
+    api::{Body, Json, Path, Query, Reply},
     management_api::{
         DeletionReply, EdgeBinding, GcReply, HoldUpdate, NewRecording, NewSource, RecordingReply, RecordingsPolicy,
         RecordingsReply, RetentionReply, SegmentsReply, SourceEdgeReply, SourceReply, SourcesReply, StorageReply,
         StorageSummary, UsageReply,
     },
-    messages::Message,
-    model::{self, Recording, Retention, validate_edge_id},
+    model::Retention,
 };
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::{db::LiveSummary, edge_link::command_error, state::AppState};
+use crate::{db::LiveSummary, state::AppState};
 
 /// The management API: the management token (or loopback only), see [`super::auth::ManagementGuard`].
 pub fn app(state: AppState) -> Router {
@@ -52,51 +50,22 @@ fn routes() -> Router<AppState> {
         .route("/v1/playback-url", get(playback_url))
 }
 
-const MAX_TEXT_LEN: usize = 4096;
-
-fn validate_source_name(name: &str) -> ApiResult<()> {
-    model::validate_source_name(name).map_err(ApiError::bad_request)
-}
-
-fn validate_text(field: &str, text: &str) -> ApiResult<()> {
-    if text.len() > MAX_TEXT_LEN {
-        return Err(ApiError::bad_request(format!("{field} is longer than {MAX_TEXT_LEN} bytes")));
-    }
-    Ok(())
-}
-
 fn parse_id(id: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(id).map_err(|_| ApiError::bad_request(format!("{id:?} is not a source id (a UUID)")))
 }
 
-fn validate_recording_id(id: &str) -> ApiResult<&str> {
-    ulid::Ulid::from_string(id).map_err(|_| ApiError::bad_request(format!("{id:?} is not a recording id (a ULID)")))?;
-    Ok(id)
+/// `true`/`false` query values (absent: `default`).
+fn parse_flag(name: &str, value: Option<&str>, default: bool) -> ApiResult<bool> {
+    match value {
+        None => Ok(default),
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(other) => Err(ApiError::bad_request(format!("{name} must be true or false, not {other:?}"))),
+    }
 }
 
-#[tracing::instrument(skip_all, fields(name = %body.name))]
-async fn create_source(
-    State(state): State<AppState>,
-    Json(mut body): Json<NewSource>,
-) -> ApiResult<Reply<SourceReply>> {
-    validate_source_name(&body.name)?;
-    if !(1..=3600).contains(&body.segment_len) {
-        return Err(ApiError::bad_request("segment_len must be between 1 and 3600 seconds"));
-    }
-    validate_text("description", body.description.as_deref().unwrap_or_default())?;
-    if let Some(owner) = &body.owner {
-        validate_text("owner", owner)?;
-    }
-    if let Some(retention) = &body.retention {
-        retention.validate().map_err(ApiError::bad_request)?;
-    }
-    if let Some(edge) = &body.edge {
-        validate_edge_id(edge).map_err(ApiError::bad_request)?;
-    }
-    body.edge = body.edge.or_else(|| state.settings.default_edge.clone());
-    let source = state.db.create_source(&body).await?;
-    tracing::info!(id = %source.id, "source created");
-    Ok(Reply(SourceReply { source }))
+async fn create_source(State(state): State<AppState>, Json(body): Json<NewSource>) -> ApiResult<Reply<SourceReply>> {
+    Ok(Reply(SourceReply { source: state.sources().create(body).await? }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,13 +74,11 @@ struct SourceFilter {
 }
 
 async fn list_sources(State(state): State<AppState>, Query(q): Query<SourceFilter>) -> ApiResult<Reply<SourcesReply>> {
-    let sources = state.db.list_sources(q.source_name.as_deref()).await?;
-    Ok(Reply(SourcesReply { sources }))
+    Ok(Reply(SourcesReply { sources: state.sources().list(q.source_name.as_deref()).await? }))
 }
 
 async fn get_source(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<SourceReply>> {
-    let source = state.db.get_source(parse_id(&id)?).await?;
-    Ok(Reply(SourceReply { source }))
+    Ok(Reply(SourceReply { source: state.sources().get(parse_id(&id)?).await? }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,10 +86,7 @@ struct DeleteSourceQuery {
     recordings: Option<String>,
 }
 
-/// Deletes a source. A source with recordings needs `?recordings=retain` (they stay listable and playable) or
-/// `?recordings=delete` (they go, objects included); without it the delete is refused, so no routine delete
-/// destroys evidence. Active recordings are stopped first, and the edge told.
-#[tracing::instrument(skip(state))]
+/// Deletes a source; one with recordings needs `?recordings=retain` or `?recordings=delete`.
 async fn delete_source(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -137,51 +101,21 @@ async fn delete_source(
             return Err(ApiError::bad_request(format!("recordings must be retain or delete, not {other:?}")));
         }
     };
-    let source = state.db.get_source(id).await?;
-    let recordings = state.db.list_recordings(Some(id), false).await?;
-    let held = recordings.iter().filter(|r| r.hold).count();
-    // Refused before anything changes (the database checks again, atomically).
-    if let Some(refusal) = crate::db::lifecycle::source_delete_refusal(&source.name, recordings.len(), held, policy) {
-        let why = if policy.is_none() { reason::HAS_RECORDINGS } else { reason::ON_HOLD };
-        return Err(ApiError::conflict(refusal).with_reason(why));
-    }
-    // Tell the edge to stop uploading for the source's recordings before the source goes.
-    for recording in recordings.iter().filter(|r| r.active) {
-        let recording = state.db.stop_recording(&recording.id).await?;
-        if let Err(err) = state.edges.stop_recording(&source, &recording).await {
-            tracing::warn!(%err, recording = %recording.id, "edge did not confirm stopping a recording of a deleted source");
-        }
-    }
-    let deleted = state.lifecycle.delete_source(id, policy).await?;
-    tracing::info!(%id, name = %source.name, "source deleted");
-    Ok(Reply(DeletionReply { deleted }))
+    Ok(Reply(DeletionReply { deleted: state.sources().delete(id, policy).await? }))
 }
 
 /// Sets the source's own retention; a limit left out (or `null`) follows the control node's default.
-#[tracing::instrument(skip(state))]
 async fn set_retention(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Json(retention): Json<Retention>,
 ) -> ApiResult<Reply<SourceReply>> {
-    let id = parse_id(&id)?;
-    retention.validate().map_err(ApiError::bad_request)?;
-    let source = state.db.set_retention(id, retention).await?;
-    tracing::info!(source = %id, ?retention, "retention set");
-    // A lower cap applies now, not at the next pass.
-    state.lifecycle.enforce_cap(id).await?;
-    Ok(Reply(SourceReply { source }))
+    Ok(Reply(SourceReply { source: state.sources().set_retention(parse_id(&id)?, retention).await? }))
 }
 
 /// What the source stores (also after it was deleted with its recordings retained: the id still answers here).
 async fn source_storage(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<UsageReply>> {
-    let id = parse_id(&id)?;
-    let storage = state.lifecycle.source_usage(id).await?;
-    if storage.segments == 0 {
-        // Unknown ids are a 404, not an empty source.
-        state.db.get_source(id).await?;
-    }
-    Ok(Reply(UsageReply { storage }))
+    Ok(Reply(UsageReply { storage: state.sources().storage(parse_id(&id)?).await? }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -194,10 +128,7 @@ async fn rename_source(
     Path(id): Path<String>,
     Query(q): Query<NewName>,
 ) -> ApiResult<Reply<SourceReply>> {
-    let id = parse_id(&id)?;
-    validate_source_name(&q.new_name)?;
-    let source = state.db.rename_source(id, &q.new_name).await?;
-    Ok(Reply(SourceReply { source }))
+    Ok(Reply(SourceReply { source: state.sources().rename(parse_id(&id)?, &q.new_name).await? }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -211,10 +142,7 @@ async fn set_description(
     Path(id): Path<String>,
     Json(body): Json<NewDescription>,
 ) -> ApiResult<Reply<SourceReply>> {
-    let id = parse_id(&id)?;
-    validate_text("description", &body.description)?;
-    let source = state.db.set_description(id, &body.description).await?;
-    Ok(Reply(SourceReply { source }))
+    Ok(Reply(SourceReply { source: state.sources().describe(parse_id(&id)?, &body.description).await? }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -222,9 +150,7 @@ struct NewState {
     new_state: String,
 }
 
-/// Saves the wanted streaming state, then tells a reachable edge and waits for it to confirm. An unreachable
-/// edge gets the state with its next status report.
-#[tracing::instrument(skip(state, q), fields(new_state = %q.new_state))]
+/// Saves the wanted streaming state and tells a reachable edge (an unreachable one gets it at its next report).
 async fn set_streaming(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -234,76 +160,24 @@ async fn set_streaming(
     let wanted = match q.new_state.as_str() {
         "true" => true,
         "false" => false,
-        other => {
-            return Err(ApiError::bad_request(format!("new_state must be true or false, not {other:?}")));
-        }
+        other => return Err(ApiError::bad_request(format!("new_state must be true or false, not {other:?}"))),
     };
-    let source = state.db.set_streaming(id, wanted).await?;
-    match state.edges.change_stream_state(&source).await {
-        Ok(delivery) => {
-            tracing::info!(source = %id, streaming = wanted, ?delivery, "streaming state changed");
-            Ok(Reply(SourceReply { source }))
-        }
-        Err(err) => Err(command_error(err, "the wanted state is saved and is sent again when the edge next reports")),
-    }
+    Ok(Reply(SourceReply { source: state.sources().set_streaming(id, wanted).await? }))
 }
 
-fn start_time(epoch: Option<i64>) -> ApiResult<DateTime<Utc>> {
-    let now = Utc::now();
-    let Some(epoch) = epoch else { return Ok(now) };
-    let ts = Utc
-        .timestamp_opt(epoch, 0)
-        .single()
-        .filter(|ts| epoch > 0 && now.checked_add_signed(TimeDelta::days(1)).is_some_and(|tomorrow| *ts <= tomorrow))
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "start_time_epoch {epoch} is not a time between 1970 and tomorrow, in seconds since the Unix epoch"
-            ))
-        })?;
-    Ok(ts)
-}
-
-/// Starts a recording. A reachable edge must confirm (else nothing is kept and the call can be retried); an
-/// unreachable edge starts it when it next reports.
-#[tracing::instrument(skip(state, body))]
+/// Starts a recording; an empty body means "now, no alias", as `curl -X POST` sends it.
 async fn start_recording(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Body(body): Body,
 ) -> ApiResult<Reply<RecordingReply>> {
     let id = parse_id(&id)?;
-    // An empty body means "now, no alias", as `curl -X POST` sends it.
     let body: NewRecording = if body.iter().all(u8::is_ascii_whitespace) {
         NewRecording::default()
     } else {
         serde_json::from_slice(&body).map_err(|err| ApiError::bad_request(format!("invalid recording JSON: {err}")))?
     };
-    let start = start_time(body.start_time_epoch)?;
-    if let Some(alias) = &body.alias {
-        validate_source_name(alias).map_err(|_| {
-            ApiError::bad_request(format!("invalid alias {alias:?}: use letters, digits, '-', '_' or '.'"))
-        })?;
-    }
-    if let Some(description) = &body.description {
-        validate_text("description", description)?;
-    }
-    let source = state.db.get_source(id).await?;
-    let recording = state.db.create_recording(id, body.alias.as_deref(), body.description.as_deref(), start).await?;
-    match state.edges.start_recording(&source, &recording).await {
-        Ok(delivery) => {
-            tracing::info!(recording = %recording.id, ?delivery, "recording started");
-            state.broadcast(Message::RecordingStarted { recording: recording.clone() });
-            Ok(Reply(RecordingReply { recording }))
-        }
-        Err(err) => {
-            if let Err(cleanup) =
-                state.db.delete_recording(&recording.id, crate::db::lifecycle::DeletionReason::User).await
-            {
-                tracing::error!(%cleanup, recording = %recording.id, "could not remove an unconfirmed recording");
-            }
-            Err(command_error(err, "the recording was not started; try again"))
-        }
-    }
+    Ok(Reply(RecordingReply { recording: state.recordings().start(id, body).await? }))
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -313,10 +187,7 @@ struct LiveReply {
 
 /// How many segments the source's live playlist lists now and when the newest arrived.
 async fn live_summary(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<LiveReply>> {
-    let source = state.db.get_source(parse_id(&id)?).await?;
-    let window = state.settings.live_window(f64::from(source.segment_length));
-    let live = state.db.live_summary(source.id, i64::from(state.settings.live_segments), window).await?;
-    Ok(Reply(LiveReply { live }))
+    Ok(Reply(LiveReply { live: state.live().summary(parse_id(&id)?).await? }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -325,107 +196,60 @@ struct ActiveFilter {
     only_active: Option<String>,
 }
 
-fn only_active(q: &ActiveFilter) -> ApiResult<bool> {
-    match q.only_active.as_deref() {
-        None | Some("false") => Ok(false),
-        Some("true") => Ok(true),
-        Some(other) => Err(ApiError::bad_request(format!("only_active must be true or false, not {other:?}"))),
-    }
-}
-
 async fn list_source_recordings(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<ActiveFilter>,
 ) -> ApiResult<Reply<RecordingsReply>> {
     let id = parse_id(&id)?;
-    let only_active = only_active(&q)?;
-    state.db.get_source(id).await?;
-    let recordings = state.db.list_recordings(Some(id), only_active).await?;
-    Ok(Reply(RecordingsReply { recordings }))
+    let only_active = parse_flag("only_active", q.only_active.as_deref(), false)?;
+    Ok(Reply(RecordingsReply { recordings: state.recordings().list(Some(id), only_active).await? }))
 }
 
 async fn list_recordings(
     State(state): State<AppState>,
     Query(q): Query<ActiveFilter>,
 ) -> ApiResult<Reply<RecordingsReply>> {
-    let recordings = state.db.list_recordings(None, only_active(&q)?).await?;
-    Ok(Reply(RecordingsReply { recordings }))
+    let only_active = parse_flag("only_active", q.only_active.as_deref(), false)?;
+    Ok(Reply(RecordingsReply { recordings: state.recordings().list(None, only_active).await? }))
 }
 
 async fn get_recording(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<RecordingReply>> {
-    let recording = state.db.get_recording(validate_recording_id(&id)?).await?;
-    Ok(Reply(RecordingReply { recording }))
+    Ok(Reply(RecordingReply { recording: state.recordings().get(&id).await? }))
 }
 
-/// Stops a recording. The stop is saved first and is final; an edge that misses the command stops when its next
-/// status reply no longer lists the recording.
-#[tracing::instrument(skip(state))]
 async fn stop_recording(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<RecordingReply>> {
-    let recording = state.db.stop_recording(validate_recording_id(&id)?).await?;
-    notify_stopped(&state, &recording).await;
-    Ok(Reply(RecordingReply { recording }))
+    Ok(Reply(RecordingReply { recording: state.recordings().stop(&id).await? }))
 }
 
-async fn notify_stopped(state: &AppState, recording: &Recording) {
-    match state.db.get_source(recording.source).await {
-        Ok(source) => match state.edges.stop_recording(&source, recording).await {
-            Ok(delivery) => {
-                tracing::info!(recording = %recording.id, ?delivery, "recording stopped")
-            }
-            Err(err) => {
-                tracing::warn!(%err, recording = %recording.id, "edge did not confirm the stop; it stops at its next report")
-            }
-        },
-        Err(err) => {
-            tracing::warn!(%err, recording = %recording.id, "source of a stopped recording not found")
-        }
-    }
-    state.broadcast(Message::RecordingStopped { recording: recording.clone() });
-}
-
-/// Deletes a recording (stopping it first if active) and, once no other recording needs them, its objects. A
-/// recording on hold is refused.
-#[tracing::instrument(skip(state))]
 async fn delete_recording(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<DeletionReply>> {
-    let id = validate_recording_id(&id)?;
-    let recording = state.db.get_recording(id).await?;
-    if recording.hold {
-        return Err(ApiError::conflict(crate::db::lifecycle::hold_refusal(id)).with_reason(reason::ON_HOLD));
-    }
-    if recording.active {
-        let stopped = state.db.stop_recording(id).await?;
-        notify_stopped(&state, &stopped).await;
-    }
-    let deleted = state.lifecycle.delete_recording(id).await?;
-    state.recording_playlists.invalidate(id).await;
-    Ok(Reply(DeletionReply { deleted }))
+    Ok(Reply(DeletionReply { deleted: state.recordings().delete(&id).await? }))
 }
 
 /// Puts a recording on hold (legal hold: no automatic deletion, deletes refused) or lifts the hold.
-#[tracing::instrument(skip(state))]
 async fn set_hold(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Json(body): Json<HoldUpdate>,
 ) -> ApiResult<Reply<RecordingReply>> {
-    let recording = state.db.set_hold(validate_recording_id(&id)?, body.hold).await?;
-    tracing::info!(recording = %recording.id, hold = body.hold, "hold set");
-    Ok(Reply(RecordingReply { recording }))
+    Ok(Reply(RecordingReply { recording: state.recordings().set_hold(&id, body.hold).await? }))
 }
 
 /// What the recording stores and when retention deletes it.
 async fn recording_storage(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<UsageReply>> {
-    let recording = state.db.get_recording(validate_recording_id(&id)?).await?;
-    let storage = state.lifecycle.recording_usage(&recording).await?;
-    Ok(Reply(UsageReply { storage }))
+    Ok(Reply(UsageReply { storage: state.recordings().storage(&id).await? }))
+}
+
+async fn recording_segments(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<SegmentsReply>> {
+    Ok(Reply(SegmentsReply { segments: state.recordings().segments(&id).await? }))
 }
 
 /// The whole store as the control node accounts for it.
 async fn storage_summary(State(state): State<AppState>) -> ApiResult<Reply<StorageReply>> {
-    let (bytes, segments, pending_deletions) = state.db.storage_totals().await?;
+    let lifecycle = state.lifecycle();
+    let (bytes, segments, pending_deletions) = lifecycle.totals().await?;
     let storage =
-        StorageSummary { bytes, segments, pending_deletions, default_retention: state.lifecycle.default_retention() };
+        StorageSummary { bytes, segments, pending_deletions, default_retention: lifecycle.default_retention() };
     Ok(Reply(StorageReply { storage }))
 }
 
@@ -440,32 +264,28 @@ struct GcQuery {
 /// spares younger objects; `prefix` narrows the scan to part of the recordings prefix (e.g. one source's).
 #[tracing::instrument(skip(state))]
 async fn collect_garbage(State(state): State<AppState>, Query(q): Query<GcQuery>) -> ApiResult<Reply<GcReply>> {
-    let dry_run = match q.dry_run.as_deref() {
-        None | Some("true") => true,
-        Some("false") => false,
-        Some(other) => return Err(ApiError::bad_request(format!("dry_run must be true or false, not {other:?}"))),
-    };
+    let dry_run = parse_flag("dry_run", q.dry_run.as_deref(), true)?;
     let grace = match q.grace_secs.as_deref() {
-        None => state.lifecycle.settings().gc_grace_secs,
+        None => state.lifecycle().settings().gc_grace_secs,
         Some(text) => text.parse::<u64>().ok().filter(|secs| *secs <= 100 * 366 * 86_400).ok_or_else(|| {
             ApiError::bad_request(format!(
                 "grace_secs must be a whole number of seconds (0 to 100 years), not {text:?}"
             ))
         })?,
     };
-    let root = state.lifecycle.gc_prefix();
+    let root = state.lifecycle().gc_prefix();
     let prefix = q.prefix.unwrap_or_else(|| root.clone());
     if !prefix.starts_with(&root) || prefix.split('/').any(|part| part == "..") || prefix.len() > 1024 {
         return Err(ApiError::bad_request(format!("prefix must lie under the recordings prefix {root:?}")));
     }
-    let gc = state.lifecycle.collect_garbage(&prefix, std::time::Duration::from_secs(grace), dry_run).await?;
+    let gc = state.lifecycle().collect_garbage(&prefix, std::time::Duration::from_secs(grace), dry_run).await?;
     Ok(Reply(GcReply { gc }))
 }
 
 /// A retention pass now (the timer runs one every `--retention-interval-secs`); empty when another replica is
 /// running one.
 async fn run_retention(State(state): State<AppState>) -> ApiResult<Reply<RetentionReply>> {
-    let retention = state.lifecycle.retention_pass().await?;
+    let retention = state.lifecycle().retention_pass().await?;
     Ok(Reply(RetentionReply { retention }))
 }
 
@@ -483,53 +303,33 @@ struct DeletionsReply {
 
 /// Carries out due object deletions now instead of at the worker's next look.
 async fn run_deletions(State(state): State<AppState>) -> ApiResult<Reply<DeletionsReply>> {
-    let tried = state.lifecycle.delete_due().await?;
-    let (_, _, pending) = state.db.storage_totals().await?;
+    let tried = state.lifecycle().delete_due().await?;
+    let (_, _, pending) = state.lifecycle().totals().await?;
     Ok(Reply(DeletionsReply { deletions: DeletionsRun { tried, pending } }))
-}
-
-async fn recording_segments(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<SegmentsReply>> {
-    let id = validate_recording_id(&id)?;
-    state.db.get_recording(id).await?;
-    let segments = state.db.recording_segments(id).await?;
-    Ok(Reply(SegmentsReply { segments }))
 }
 
 /// Which edge a source is bound to.
 async fn source_edge(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<SourceEdgeReply>> {
-    let id = parse_id(&id)?;
-    state.db.get_source(id).await?;
-    Ok(Reply(SourceEdgeReply { edge_id: state.db.source_owner(id).await? }))
+    Ok(Reply(SourceEdgeReply { edge_id: state.sources().edge(parse_id(&id)?).await? }))
 }
 
 /// Binds a source to the edge that serves it (or moves it to another): from then on only that edge's credentials
 /// may report, look up or forward it. Replicas may keep the old binding for a few seconds.
-#[tracing::instrument(skip(state, body), fields(edge = %body.edge_id))]
 async fn bind_source_edge(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Json(body): Json<EdgeBinding>,
 ) -> ApiResult<Reply<SourceEdgeReply>> {
-    let id = parse_id(&id)?;
-    validate_edge_id(&body.edge_id).map_err(ApiError::bad_request)?;
-    state.db.bind_source(id, &body.edge_id).await?;
-    state.bindings.forget(id).await;
-    tracing::info!(source = %id, "source bound to its edge");
+    state.sources().bind(parse_id(&id)?, &body.edge_id).await?;
     Ok(Reply(SourceEdgeReply { edge_id: Some(body.edge_id) }))
 }
 
 /// Unbinds a source from its edge: no per-edge credential may act for it until it is bound again.
-/// Replicas may keep the old binding for a few seconds.
-#[tracing::instrument(skip(state))]
 async fn release_source_edge(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Reply<SourceEdgeReply>> {
-    let id = parse_id(&id)?;
-    state.db.get_source(id).await?;
-    let released = state.db.release_source(id).await?;
-    state.bindings.forget(id).await;
-    tracing::info!(source = %id, released, "source released from its edge");
+    state.sources().release(parse_id(&id)?).await?;
     Ok(Reply(SourceEdgeReply { edge_id: None }))
 }
 
@@ -563,26 +363,10 @@ async fn playback_url(
     if !(1..=MAX_PLAYBACK_TTL_SECS).contains(&ttl) {
         return Err(ApiError::bad_request(format!("ttl_secs must be between 1 and {MAX_PLAYBACK_TTL_SECS}")));
     }
-    let Some(key) = &state.settings.playback_signing_key else {
+    let Some(key) = &state.settings().playback_signing_key else {
         return Ok(Reply(PlaybackUrlReply { url: q.path, signed: false, expires: None }));
     };
     let signer = super::signed::PlaybackSigner::new(key.expose().as_bytes());
     let (url, expires) = signer.signed_path(&q.path, std::time::Duration::from_secs(ttl));
     Ok(Reply(PlaybackUrlReply { url, signed: true, expires: Some(expires) }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn start_time_defaults_to_now_and_refuses_nonsense() {
-        let now = Utc::now();
-        assert!((start_time(None).unwrap() - now).num_seconds().abs() < 2);
-        assert_eq!(start_time(Some(1_704_596_000)).unwrap().timestamp(), 1_704_596_000);
-        assert!(start_time(Some(0)).is_err());
-        assert!(start_time(Some(-5)).is_err());
-        assert!(start_time(Some(now.timestamp() + 3 * 86_400)).is_err());
-        assert!(start_time(Some(i64::MAX)).is_err());
-    }
 }

@@ -53,17 +53,17 @@ fn app_with_open_routes(
     access: Access,
     state: AppState,
 ) -> Router {
-    let settings = &state.settings;
+    let settings = state.settings();
     // The doors run after routing (they know the route) and before any handler reads a body byte.
     let routes = match access {
         Access::Management => {
-            let door = auth::ManagementGate::door(settings, state.body_budget.clone());
+            let door = auth::ManagementGate::door(settings, state.body_budget().clone());
             routes
                 .route_layer(middleware::from_fn_with_state(door, door::guard))
                 .layer(DefaultBodyLimit::max(auth::MANAGEMENT_BODY_LIMIT))
         }
         Access::Edges => {
-            let door = auth::EdgeGate::door(settings, state.bindings.clone(), state.body_budget.clone());
+            let door = auth::EdgeGate::door(settings, state.body_budget().clone());
             routes.route_layer(middleware::from_fn_with_state(door, door::guard))
         }
         Access::Players => match &settings.playback_signing_key {
@@ -74,7 +74,8 @@ fn app_with_open_routes(
             None => routes,
         },
     };
-    with_conventions(routes.merge(health_routes()).merge(open), service, state.http_metrics.clone()).with_state(state)
+    let metrics = state.http_metrics().clone();
+    with_conventions(routes.merge(health_routes()).merge(open), service, metrics).with_state(state)
 }
 
 /// `/liveness/alive`, `/liveness/ready` and `/metrics`, served on every port.
@@ -108,9 +109,9 @@ async fn ready(State(state): State<AppState>) -> ApiResult<Reply<serde_json::Val
         }
     }
     let (db, cache, bus) = tokio::join!(
-        check("database", state.db.ping()),
-        check("cache", state.cache.ping()),
-        check("bus", state.bus.ping())
+        check("database", state.db().ping()),
+        check("cache", state.cache().ping()),
+        check("bus", state.bus().ping())
     );
     if db != "ok" {
         return Err(ApiError::unavailable(format!(

@@ -85,9 +85,9 @@ async fn listed_live_segment(state: &AppState, name: &str, bytes: &'static [u8])
         retention: None,
         edge: None,
     };
-    let source = state.db.create_source(&new).await.expect("a source").id;
-    state.db.set_streaming(source, true).await.expect("streaming on");
-    state.cache.put(&live_key(source, name), Bytes::from_static(bytes), Duration::from_secs(60)).await.unwrap();
+    let source = state.db().create_source(&new).await.expect("a source").id;
+    state.db().set_streaming(source, true).await.expect("streaming on");
+    state.cache().put(&live_key(source, name), Bytes::from_static(bytes), Duration::from_secs(60)).await.unwrap();
     let segment = crate::db::NewLiveSegment {
         source,
         name: name.into(),
@@ -95,7 +95,7 @@ async fn listed_live_segment(state: &AppState, name: &str, bytes: &'static [u8])
         start_ts: chrono::Utc::now(),
         discontinuity: false,
     };
-    state.db.add_live_segment(&segment, Duration::from_secs(3)).await.expect("indexed");
+    state.db().add_live_segment(&segment, Duration::from_secs(3)).await.expect("indexed");
     source
 }
 
@@ -256,7 +256,7 @@ async fn vod_serves_listed_live_segments_only_and_refuses_bad_paths() {
     let source = listed_live_segment(&state, "seg-1.ts", b"\x47ts").await;
     // Bytes an edge sent for a segment the index refused (or never took) are in the cache, yet not served.
     state
-        .cache
+        .cache()
         .put(&live_key(source, "seg-2.ts"), Bytes::from_static(b"\x47no"), Duration::from_secs(60))
         .await
         .unwrap();
@@ -268,7 +268,7 @@ async fn vod_serves_listed_live_segments_only_and_refuses_bad_paths() {
     send(&vod, get(&format!("/v1/vod/live/{source}/seg-2.ts"), None)).await.assert_error(404, "lists no live segment");
     // Listed, but its bytes have left the cache.
     let gone = listed_live_segment(&state, "seg-3.ts", b"\x47ts").await;
-    state.cache.delete(&live_key(gone, "seg-3.ts")).await.unwrap();
+    state.cache().delete(&live_key(gone, "seg-3.ts")).await.unwrap();
     send(&vod, get(&format!("/v1/vod/live/{gone}/seg-3.ts"), None))
         .await
         .assert_error(404, "not (or no longer) cached");
@@ -495,8 +495,8 @@ async fn edges_act_only_for_the_sources_bound_to_them() {
         retention: None,
         edge: edge.map(Into::into),
     };
-    let bound = state.db.create_source(&source(Some("edge-a"))).await.unwrap();
-    let unbound = state.db.create_source(&source(None)).await.unwrap();
+    let bound = state.db().create_source(&source(Some("edge-a"))).await.unwrap();
+    let unbound = state.db().create_source(&source(None)).await.unwrap();
     let status = |id: Uuid, token: &str, topic: &str| {
         let body = json!({"rr_target_id": topic}).to_string();
         post_json(&format!("/v1/source/{id}/status"), token, body)

@@ -111,6 +111,11 @@ impl Lifecycle {
         Ok(())
     }
 
+    /// Bytes and segments stored, and object deletions pending, over all sources.
+    pub async fn totals(&self) -> Result<(i64, i64, i64), LifecycleError> {
+        Ok(self.inner.db.storage_totals().await?)
+    }
+
     /// What a source stores.
     pub async fn source_usage(&self, source: Uuid) -> Result<Usage, LifecycleError> {
         let (bytes, segments) = self.inner.db.source_usage(source).await?;

@@ -1,8 +1,6 @@
 //! The web console's routes: the page and its assets need no token, carry the right types and caching headers,
 //! and never contain a token; the VOD API lets the page's player in (CORS).
 
-use std::sync::Arc;
-
 use axum::{
     Router,
     body::Body,
@@ -87,10 +85,10 @@ async fn the_page_needs_no_token_and_holds_none() {
 
 #[tokio::test]
 async fn the_vod_address_comes_from_the_setting_or_a_sane_host() {
-    let mut state: AppState = state();
-    let mut settings = (*state.settings).clone();
+    let state: AppState = state();
+    let mut settings = state.settings().clone();
     settings.vod_port = Some(18081);
-    state.settings = Arc::new(settings.clone());
+    let state = state.with_settings(settings.clone());
     let app = crate::api::management::app(state.clone());
     let page = fetch(&app, get(PATH)).await.text();
     assert!(page.contains(r#"content="http://console.example:18081""#), "{page}");
@@ -101,7 +99,7 @@ async fn the_vod_address_comes_from_the_setting_or_a_sane_host() {
     assert!(!page.contains("alert(1)"));
 
     settings.public_vod_url = Some("https://video.example.com/hls".into());
-    state.settings = Arc::new(settings);
+    let state = state.with_settings(settings);
     let page = fetch(&crate::api::management::app(state), get(PATH)).await;
     assert!(page.text().contains(r#"content="https://video.example.com/hls""#));
     assert!(page.header(header::CONTENT_SECURITY_POLICY).contains("connect-src 'self' https://video.example.com/hls"));
