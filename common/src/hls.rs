@@ -71,12 +71,13 @@ pub fn parse_media_playlist(data: &[u8]) -> Result<ListedPlaylist, HlsError> {
     if !text.trim_start().starts_with("#EXTM3U") {
         return Err(HlsError::Malformed("missing #EXTM3U header".into()));
     }
-    if text.contains("#EXT-X-STREAM-INF") {
-        return Err(HlsError::MasterPlaylist);
-    }
     check_extinf_numbers(text)?;
-    let playlist = m3u8_rs::parse_media_playlist_res(data)
-        .map_err(|err| HlsError::Malformed(format!("parse error: {err:?}").chars().take(200).collect()))?;
+    // m3u8-rs tells master from media playlists by their tags (variant streams, renditions, session data).
+    let playlist = match m3u8_rs::parse_playlist_res(data) {
+        Ok(m3u8_rs::Playlist::MediaPlaylist(playlist)) => playlist,
+        Ok(m3u8_rs::Playlist::MasterPlaylist(_)) => return Err(HlsError::MasterPlaylist),
+        Err(err) => return Err(HlsError::Malformed(format!("parse error: {err:?}").chars().take(200).collect())),
+    };
     let segments = playlist.segments.iter().map(listed_segment).collect::<Result<Vec<_>, _>>()?;
     let last = playlist.media_sequence.checked_add(segments.len().saturating_sub(1) as u64);
     if last.is_none_or(|last| last > MAX_MEDIA_SEQUENCE) {

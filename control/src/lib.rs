@@ -158,14 +158,11 @@ pub async fn serve(
         ("edge", api::edge::app(state.clone()), listeners.edge),
     ];
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop = tokio_util::sync::CancellationToken::new();
     let mut servers = tokio::task::JoinSet::new();
     for (service, app, listener) in apps {
-        let mut stop = stop_rx.clone();
+        let stopped = stop.clone().cancelled_owned();
         servers.spawn(async move {
-            let stopped = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
             livemix_common::server::serve_with(listener, app, limits, stopped)
                 .await
                 .with_context(|| format!("{service} API server"))
@@ -174,7 +171,7 @@ pub async fn serve(
     tracing::info!("livemix-control ready");
     shutdown.await;
     tracing::info!("shutting down");
-    let _ = stop_tx.send(true);
+    stop.cancel();
     while let Some(done) = servers.join_next().await {
         done??;
     }

@@ -10,7 +10,7 @@ use kube::{
 };
 use livemix_common::telemetry::Metrics;
 use serde::de::DeserializeOwned;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Settings,
@@ -61,17 +61,15 @@ impl Operator {
         ensure_crd(&sources).await?;
         ensure_crd(&recordings).await?;
 
-        let (stop_tx, stop_rx) = watch::channel(false);
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
-        let stopped = move || {
-            let mut rx = stop_rx.clone();
+        let stop = CancellationToken::new();
+        tokio::spawn({
+            let stop = stop.clone();
             async move {
-                let _ = rx.wait_for(|stop| *stop).await;
+                shutdown.await;
+                stop.cancel();
             }
-        };
+        });
+        let stopped = move || stop.clone().cancelled_owned();
 
         let watch_config = watcher::Config::default().any_semantic();
         let source_controller = Controller::new(sources.clone(), watch_config.clone());

@@ -52,10 +52,8 @@ mod tests {
         drop(reconciles.start("VideoSource"));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, router(registry, reconciles), async {
-            let _ = stopped.await;
-        }));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let server = tokio::spawn(serve(listener, router(registry, reconciles), stop.clone().cancelled_owned()));
         let metrics = reqwest::get(format!("http://{addr}/metrics")).await.unwrap();
         assert_eq!(metrics.status(), 200);
         let text = metrics.text().await.unwrap();
@@ -64,7 +62,7 @@ mod tests {
             reqwest::get(format!("http://{addr}/health")).await.unwrap().json().await.unwrap();
         assert_eq!(health["status"], "ok");
         assert!(health["last_reconcile"].is_string(), "{health}");
-        stop.send(()).unwrap();
+        stop.cancel();
         server.await.unwrap().unwrap();
     }
 }

@@ -8,7 +8,8 @@ use livemix_common::{
     telemetry::{Metrics, init_logging},
 };
 use livemix_operator::{Operator, config::OperatorArgs, http};
-use tokio::{net::TcpListener, sync::watch};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -37,20 +38,18 @@ async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding the metrics and health server to {}", args.http_addr))?;
     tracing::info!(addr = %args.http_addr, "serving /metrics and /health");
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
+    let stop = CancellationToken::new();
+    let server =
+        tokio::spawn(http::serve(listener, http::router(metrics, operator.metrics()), stop.clone().cancelled_owned()));
+    tokio::spawn({
+        let stop = stop.clone();
         async move {
-            let _ = rx.wait_for(|stop| *stop).await;
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            stop.cancel();
         }
-    };
-    let server = tokio::spawn(http::serve(listener, http::router(metrics, operator.metrics()), stopped()));
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        let _ = stop_tx.send(true);
     });
-    operator.run(stopped()).await?;
+    operator.run(stop.cancelled_owned()).await?;
     server.await.context("metrics server task")?.context("metrics server")?;
     Ok(())
 }

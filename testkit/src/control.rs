@@ -27,7 +27,8 @@ use livemix_common::{
 use livemix_control::{Backends, Listeners, config::Settings, db::Db};
 use parking_lot::Mutex;
 use serde_json::Value;
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
 
 use crate::{env, http, unique};
 
@@ -137,7 +138,7 @@ pub struct ControlNode {
     pub store: Arc<CountingStore>,
     pub cache: SharedCache,
     pub bus: SharedBus,
-    stop: Option<oneshot::Sender<()>>,
+    stop: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -185,11 +186,10 @@ impl ControlNode {
         let url = |l: &TcpListener| format!("http://{}", l.local_addr().expect("local address"));
         let (management, vod, edge_api) = (url(&listeners.management), url(&listeners.vod), url(&listeners.edge));
         let backends = Backends { db, cache: cache.clone(), store: store.clone(), bus: bus.clone() };
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(livemix_control::serve(settings.clone(), backends, listeners, async {
-            let _ = stopped.await;
-        }));
-        let node = Self { management, vod, edge_api, settings, store, cache, bus, stop: Some(stop), task: Some(task) };
+        let stop = CancellationToken::new();
+        let task =
+            tokio::spawn(livemix_control::serve(settings.clone(), backends, listeners, stop.clone().cancelled_owned()));
+        let node = Self { management, vod, edge_api, settings, store, cache, bus, stop, task: Some(task) };
         node.wait_ready().await;
         node
     }
@@ -207,9 +207,7 @@ impl ControlNode {
 
     /// Stops the node, waits until it has shut down and returns its settings (to start it again).
     pub async fn stop(mut self) -> Settings {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop.cancel();
         if let Some(task) = self.task.take() {
             task.await.expect("control task").expect("control node exited with an error");
         }
@@ -250,8 +248,6 @@ impl ControlNode {
 
 impl Drop for ControlNode {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop.cancel();
     }
 }
