@@ -3,33 +3,35 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use parking_lot::Mutex;
 
+/// One [`ExponentialBackoff`] per object key, started at its first failure and forgotten when it reconciles.
 #[derive(Clone, Debug)]
 pub struct Backoff {
-    base: Duration,
+    builder: ExponentialBuilder,
     max: Duration,
-    failures: Arc<Mutex<HashMap<String, u32>>>,
+    failing: Arc<Mutex<HashMap<String, ExponentialBackoff>>>,
 }
 
 impl Backoff {
     pub fn new(base: Duration, max: Duration) -> Self {
-        Self { base, max: max.max(base), failures: Arc::default() }
+        let max = max.max(base);
+        let builder = ExponentialBuilder::new().with_min_delay(base).with_max_delay(max).without_max_times();
+        Self { builder, max, failing: Arc::default() }
     }
 
     /// Counts one more failure of `key` and returns how long to wait before retrying: base, 2×base, 4×base…
     /// up to the cap.
     pub fn next_delay(&self, key: &str) -> Duration {
-        let mut failures = self.failures.lock();
-        let count = failures.entry(key.to_owned()).or_insert(0);
-        let exponent = (*count).min(31);
-        *count = count.saturating_add(1);
-        self.base.checked_mul(1u32 << exponent).unwrap_or(self.max).min(self.max)
+        let mut failing = self.failing.lock();
+        let backoff = failing.entry(key.to_owned()).or_insert_with(|| self.builder.build());
+        backoff.next().unwrap_or(self.max)
     }
 
     /// Forgets the failures of `key` after it reconciled.
     pub fn reset(&self, key: &str) {
-        self.failures.lock().remove(key);
+        self.failing.lock().remove(key);
     }
 }
 
