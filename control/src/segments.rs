@@ -22,12 +22,12 @@ use prometheus_client::metrics::counter::Counter;
 use uuid::Uuid;
 
 /// Cache key of a live segment.
-pub fn live_key(source: Uuid, name: &str) -> String {
+pub fn live_cache_key(source: Uuid, name: &str) -> String {
     format!("live:{source}:{name}")
 }
 
 /// Cache key of a recorded object.
-pub fn object_key(uri: &str) -> String {
+pub fn recorded_cache_key(uri: &str) -> String {
     format!("obj:{uri}")
 }
 
@@ -38,13 +38,13 @@ pub const LIVE_FILL_TTL: Duration = Duration::from_secs(10);
 
 /// Segment bytes with their entity tag, computed once when they enter this process.
 #[derive(Debug, Clone)]
-pub struct Body {
+pub struct SegmentBytes {
     pub data: Bytes,
     /// A strong `ETag` (quoted) derived from the bytes, so every replica gives the same bytes the same tag.
     pub etag: Arc<str>,
 }
 
-impl Body {
+impl SegmentBytes {
     pub fn new(data: Bytes) -> Self {
         let etag = etag_of(&data).into();
         Self { data, etag }
@@ -60,7 +60,7 @@ pub fn etag_of(data: &[u8]) -> String {
 
 #[derive(Clone)]
 struct Entry {
-    body: Body,
+    body: SegmentBytes,
     ttl: Duration,
 }
 
@@ -120,8 +120,8 @@ impl HotSegments {
     }
 
     /// Keeps `data` under `key` for `ttl`, replacing what was there; returns it with its tag.
-    pub async fn insert(&self, key: String, data: Bytes, ttl: Duration) -> Body {
-        let body = Body::new(data);
+    pub async fn insert(&self, key: String, data: Bytes, ttl: Duration) -> SegmentBytes {
+        let body = SegmentBytes::new(data);
         self.cache.insert(key, Entry { body: body.clone(), ttl: self.ttl(ttl) }).await;
         body
     }
@@ -132,7 +132,7 @@ impl HotSegments {
 
     /// The bytes under `key`: from memory, or else from `load` (once, however many ask at the same time: the
     /// others wait for that load), kept for `ttl`. Failures are not remembered.
-    pub async fn get_or_load<E, F>(&self, key: &str, ttl: Duration, load: F) -> Result<Body, Arc<E>>
+    pub async fn get_or_load<E, F>(&self, key: &str, ttl: Duration, load: F) -> Result<SegmentBytes, Arc<E>>
     where
         E: Send + Sync + 'static,
         F: Future<Output = Result<Bytes, E>>,
@@ -141,14 +141,14 @@ impl HotSegments {
             return Ok(entry.body);
         }
         let ttl = self.ttl(ttl);
-        let init = async { load.await.map(|data| Entry { body: Body::new(data), ttl }) };
+        let init = async { load.await.map(|data| Entry { body: SegmentBytes::new(data), ttl }) };
         self.cache.try_get_with(key.to_owned(), init).await.map(|entry| entry.body)
     }
 
     /// A live segment: from memory, else from the shared cache (it may have arrived at another replica).
     /// `Ok(None)` when it is in neither.
-    pub async fn live(&self, cache: &SharedCache, source: Uuid, name: &str) -> Result<Option<Body>, FillError> {
-        let key = live_key(source, name);
+    pub async fn live(&self, cache: &SharedCache, source: Uuid, name: &str) -> Result<Option<SegmentBytes>, FillError> {
+        let key = live_cache_key(source, name);
         let load = async { cache.get(&key).await?.ok_or(LiveMiss::Absent) };
         match self.get_or_load(&key, LIVE_FILL_TTL, load).await {
             Ok(body) => Ok(Some(body)),
@@ -182,8 +182,8 @@ impl SegmentLoader {
 
     /// The bytes of a recorded object, from memory, the shared cache or else (once, however many ask at the
     /// same time) from the object store. A replayed recording is read from the shared services once per replica.
-    pub async fn get(&self, uri: &str) -> Result<Body, LoadError> {
-        self.hot.get_or_load(&object_key(uri), self.ttl, self.load(uri)).await.map_err(|err| (*err).clone())
+    pub async fn get(&self, uri: &str) -> Result<SegmentBytes, LoadError> {
+        self.hot.get_or_load(&recorded_cache_key(uri), self.ttl, self.load(uri)).await.map_err(|err| (*err).clone())
     }
 
     /// Loads the objects not yet in memory or the shared cache, in the background, so the next requests of a
@@ -191,12 +191,12 @@ impl SegmentLoader {
     /// just to find out they are there.
     pub fn prime(self: &Arc<Self>, uris: Vec<String>) {
         for uri in uris {
-            if self.hot.contains(&object_key(&uri)) {
+            if self.hot.contains(&recorded_cache_key(&uri)) {
                 continue;
             }
             let this = Arc::clone(self);
             tokio::spawn(async move {
-                if this.cache.touch(&object_key(&uri), this.ttl).await.unwrap_or(false) {
+                if this.cache.touch(&recorded_cache_key(&uri), this.ttl).await.unwrap_or(false) {
                     return;
                 }
                 if let Err(err) = this.get(&uri).await {
@@ -207,7 +207,7 @@ impl SegmentLoader {
     }
 
     async fn cached(&self, uri: &str) -> Option<Bytes> {
-        match self.cache.get(&object_key(uri)).await {
+        match self.cache.get(&recorded_cache_key(uri)).await {
             Ok(hit) => hit,
             Err(err) => {
                 tracing::warn!(%uri, %err, "cache read failed; reading the object store");
@@ -225,7 +225,7 @@ impl SegmentLoader {
             StoreError::NotFound { key } => LoadError::Missing(key),
             other => LoadError::Store(Arc::new(other)),
         })?;
-        if let Err(err) = self.cache.put(&object_key(uri), data.clone(), self.ttl).await {
+        if let Err(err) = self.cache.put(&recorded_cache_key(uri), data.clone(), self.ttl).await {
             tracing::warn!(%uri, %err, "caching a recorded segment failed");
         }
         Ok(data)

@@ -19,7 +19,7 @@ use sqlx::postgres::PgPoolOptions;
 use tower::ServiceExt;
 use uuid::Uuid;
 
-use crate::{Backends, config::Settings, db::Db, segments::live_key, state::AppState};
+use crate::{Backends, config::Settings, db::Db, segments::live_cache_key, state::AppState};
 
 mod console;
 
@@ -87,7 +87,7 @@ async fn listed_live_segment(state: &AppState, name: &str, bytes: &'static [u8])
     };
     let source = state.db().create_source(&new).await.expect("a source").id;
     state.db().set_streaming(source, true).await.expect("streaming on");
-    state.cache().put(&live_key(source, name), Bytes::from_static(bytes), Duration::from_secs(60)).await.unwrap();
+    state.cache().put(&live_cache_key(source, name), Bytes::from_static(bytes), Duration::from_secs(60)).await.unwrap();
     let segment = crate::db::NewLiveSegment {
         source,
         name: name.into(),
@@ -257,7 +257,7 @@ async fn vod_serves_listed_live_segments_only_and_refuses_bad_paths() {
     // Bytes an edge sent for a segment the index refused (or never took) are in the cache, yet not served.
     state
         .cache()
-        .put(&live_key(source, "seg-2.ts"), Bytes::from_static(b"\x47no"), Duration::from_secs(60))
+        .put(&live_cache_key(source, "seg-2.ts"), Bytes::from_static(b"\x47no"), Duration::from_secs(60))
         .await
         .unwrap();
     let vod = super::vod::app(state.clone());
@@ -268,7 +268,7 @@ async fn vod_serves_listed_live_segments_only_and_refuses_bad_paths() {
     send(&vod, get(&format!("/v1/vod/live/{source}/seg-2.ts"), None)).await.assert_error(404, "lists no live segment");
     // Listed, but its bytes have left the cache.
     let gone = listed_live_segment(&state, "seg-3.ts", b"\x47ts").await;
-    state.cache().delete(&live_key(gone, "seg-3.ts")).await.unwrap();
+    state.cache().delete(&live_cache_key(gone, "seg-3.ts")).await.unwrap();
     send(&vod, get(&format!("/v1/vod/live/{gone}/seg-3.ts"), None))
         .await
         .assert_error(404, "not (or no longer) cached");

@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::{
     api::conditional::{Representation, reply},
     live_playlists::LivePlaylist,
-    segments::Body,
+    segments::SegmentBytes,
     state::AppState,
 };
 
@@ -56,7 +56,7 @@ fn segment_name(file: &str) -> ApiResult<&str> {
     Ok(file)
 }
 
-fn segment_reply(request: &HeaderMap, body: &Body, cache_control: &'static str) -> Response {
+fn segment_reply(request: &HeaderMap, body: &SegmentBytes, cache_control: &'static str) -> Response {
     let rep = Representation {
         etag: &body.etag,
         content_type: TS_CONTENT_TYPE,

@@ -18,7 +18,7 @@ use crate::{
     db::{Db, DbError, LiveSummary, NewLiveSegment},
     live_playlists::{LivePlaylist, LivePlaylists, Rendered},
     playlist,
-    segments::{Body, HotSegments, live_key},
+    segments::{HotSegments, SegmentBytes, live_cache_key},
 };
 use livemix_common::cache::SharedCache;
 
@@ -80,7 +80,7 @@ impl Live {
         let segment_secs = (length_ms as f64 / 1000.0).max(f64::from(segment_length));
         let ttl = self.settings.live_ttl(segment_secs);
         let size = data.len();
-        let key = live_key(source, &name);
+        let key = live_cache_key(source, &name);
         if !gate.retried {
             self.cache.put(&key, data.clone(), ttl).await?;
         }
@@ -129,7 +129,7 @@ impl Live {
     /// A live segment for a player: only a listed one (this replica's playlist lists it, or, when the playlist
     /// here lags the database or the player is a little behind, the live index does), from memory or the shared
     /// cache. Bytes an edge sent for a segment that was refused are never listed, so never served.
-    pub async fn segment(&self, source: Uuid, name: &str) -> Result<Body> {
+    pub async fn segment(&self, source: Uuid, name: &str) -> Result<SegmentBytes> {
         let listed_here = matches!(
             self.playlist(source).await,
             Ok(LivePlaylist::Ready(rendered)) if rendered.lists(name)

@@ -22,7 +22,7 @@ use crate::{
     lifecycle::Lifecycle,
     playlist,
     recording_playlists::{RecordingPlaylists, RenderedRecording},
-    segments::{Body, SegmentLoader},
+    segments::{SegmentBytes, SegmentLoader},
 };
 
 #[derive(Clone)]
@@ -168,7 +168,7 @@ impl Recordings {
 
     /// A segment of the recording by the name its playlist gives it, with whether that name is unique for good
     /// (a segment id) or was an old edge's reusable name. The next ones are loaded ahead of the player.
-    pub async fn segment(&self, id: &str, name: &str) -> Result<(Body, bool)> {
+    pub async fn segment(&self, id: &str, name: &str) -> Result<(SegmentBytes, bool)> {
         let id = check_id(id)?;
         let wanted = playlist::parse_served_name(name);
         let following = i64::try_from(self.prime).unwrap_or(i64::MAX);
