@@ -7,7 +7,6 @@
 //! this process and therefore at most one object-store read per replica.
 
 use std::{
-    hash::{DefaultHasher, Hasher},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -19,6 +18,7 @@ use livemix_common::{
 };
 use moka::{Expiry, future::Cache};
 use prometheus_client::metrics::counter::Counter;
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 /// Cache key of a live segment.
@@ -51,11 +51,14 @@ impl SegmentBytes {
     }
 }
 
-/// A strong entity tag of `data`: its length and a 64-bit hash, quoted.
+/// A strong entity tag of `data`: its length and the first 64 bits of its SHA-256, quoted. A specified hash (not
+/// std's `DefaultHasher`, whose algorithm may change between Rust releases), so replicas built apart, as in a
+/// rolling upgrade, give the same bytes the same tag.
 pub fn etag_of(data: &[u8]) -> String {
-    let mut hasher = DefaultHasher::new();
-    hasher.write(data);
-    format!("\"{:x}-{:016x}\"", data.len(), hasher.finish())
+    let digest = Sha256::digest(data);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    format!("\"{:x}-{:016x}\"", data.len(), u64::from_be_bytes(first))
 }
 
 #[derive(Clone)]
