@@ -9,8 +9,8 @@ use livemix_common::{
     bus::SharedBus,
     cache::SharedCache,
     door::BodyBudget,
-    store::SharedStore,
     rpc::Requester,
+    store::SharedStore,
     telemetry::{HttpMetrics, Metrics},
 };
 use prometheus_client::metrics::counter::Counter;
