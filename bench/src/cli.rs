@@ -22,6 +22,8 @@ pub enum Command {
     /// Time the recordings' lifecycle on a running control node: a large delete, a retention pass, a GC scan
     /// (see `bench/lifecycle.sh`).
     Lifecycle(Box<crate::lifecycle::LifecycleArgs>),
+    /// Unauthenticated clients trying to exhaust memory and descriptors (see `bench/exhaustion.sh`).
+    Exhaustion(Box<crate::exhaustion::ExhaustionArgs>),
     /// Print free loopback TCP ports, one per line (for the script that starts the nodes).
     FreePorts {
         #[arg(default_value_t = 1)]

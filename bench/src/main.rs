@@ -4,6 +4,7 @@
 
 mod camera;
 mod cli;
+mod exhaustion;
 mod http;
 mod lifecycle;
 mod live;
@@ -38,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Run(args) => run(*args).await,
         Command::VsNginx(args) => versus::run(*args).await,
         Command::Lifecycle(args) => lifecycle::run(*args).await,
+        Command::Exhaustion(args) => exhaustion::run(*args).await,
     }
 }
 
