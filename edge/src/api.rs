@@ -99,15 +99,16 @@ impl From<IngestError> for ApiError {
 }
 
 /// The seed's push: ffmpeg POSTs its playlist with the source name and where to read the segments from.
-/// The door checked the name and the token.
+/// The door checked the name and the token; a source's own token may name only that source's prefixes.
 async fn post_playlist(
     State(state): State<ApiState>,
+    Extension(admitted): Extension<Admitted>,
     headers: HeaderMap,
     Body(body): Body,
 ) -> ApiResult<Reply<IngestReport>> {
     let name = required_header(&headers, SOURCE_HEADER)?;
     let prefix = required_header(&headers, PREFIX_HEADER)?;
-    let from = state.edge.segment_source(prefix)?;
+    let from = state.edge.segment_source(prefix, name, admitted.grant)?;
     Ok(Reply(state.edge.ingest_playlist(name, &from, &body).await?))
 }
 
@@ -154,7 +155,7 @@ async fn preview(
     Path((source, file)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let mut response = preview_body(&state, &source, &file)?;
-    if admitted.by_token {
+    if admitted.grant.by_token() {
         // Whoever holds the token may play it from any page; a shared cache must not keep it for others.
         response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
         if response.headers().get(header::CACHE_CONTROL).is_some_and(|v| v.as_bytes().starts_with(b"public")) {

@@ -6,6 +6,18 @@
 //! `-headers 'Authorization: Bearer <token>'`) or as a path segment (`/v1/ingest/{source}/{token}/index.m3u8`),
 //! which [`lift_path_token`] moves into the header before routing, so it never reaches the access log.
 //!
+//! A source's own token (`--ingest-tokens cam-a:tok`) is confined to that source's segments, wherever they are
+//! read from: [`EdgeAuth::check`] says which credential granted a request ([`Grant`]), and a playlist POSTed on
+//! a source's own token may name only a `file://` prefix under `{--file-root}/{source}/` (a real directory, not
+//! a link) and only an `http(s)://` host that both `--fetch-allow` and that source's own entries of
+//! `--source-fetch-allow` (`LIVEMIX_SOURCE_FETCH_ALLOW`, `source=host-or-cidr` comma-separated, e.g.
+//! `cam-a=10.0.0.5,cam-a=cam-a.lan,cam-b=10.0.0.6/32`) allow; a source with no entry there may not use http
+//! prefixes at all. So camera A's token cannot make the edge read camera B's directory or camera B's host. The
+//! edge's own ingest token keeps the edge-wide rules (anything under the file root, any `--fetch-allow` host).
+//! Segments pushed with `PUT /v1/ingest/{source}/{file}` are the source's by their path, which the token must
+//! match. A host *name* on a source's list is trusted to resolve to that source's camera (the connection is
+//! checked against `--fetch-allow` only); list addresses or CIDRs to bind a source to its camera strictly.
+//!
 //! Tokens are kept as SHA-256 digests and compared in constant time. Without an ingest token the edge keeps the
 //! old open form, but then listens on loopback only and answers only loopback peers addressing a loopback host
 //! name (DNS rebinding), unless `--insecure-no-auth`. These checks run before any body byte is read
@@ -61,6 +73,26 @@ pub enum Access<'a> {
     View,
 }
 
+/// Which credential granted a request, so a handler can confine what a source's own token reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// The route needs no token on this edge (no ingest token configured, or a preview without one).
+    Open,
+    /// The edge's own ingest token: every source, the edge-wide prefix rules.
+    Edge,
+    /// The preview token (preview, `/v1/source`, `/debug/tasks` only).
+    Preview,
+    /// The source's own token from `--ingest-tokens`: that source only, its own prefixes only.
+    Source,
+}
+
+impl Grant {
+    /// Whether a token granted the request (the preview then allows any web origin to read it).
+    pub fn by_token(self) -> bool {
+        self != Grant::Open
+    }
+}
+
 /// The edge's credentials.
 #[derive(Debug, Clone, Default)]
 pub struct EdgeAuth {
@@ -98,16 +130,16 @@ impl EdgeAuth {
         self.protects_ingest() || self.preview.is_some()
     }
 
-    /// Checks a request's credentials for `access`: 401 without a usable token, 403 with a wrong one. `Ok(true)`
-    /// when a token granted it, `Ok(false)` when the route needs none. The loopback-only host check is the
-    /// door's ([`crate::gate`]), made before this.
-    pub fn check(&self, headers: &HeaderMap, access: Access<'_>) -> Result<bool, ApiError> {
+    /// Checks a request's credentials for `access`: 401 without a usable token, 403 with a wrong one; otherwise
+    /// which credential granted it ([`Grant::Open`] when the route needs none). The loopback-only host check is
+    /// the door's ([`crate::gate`]), made before this.
+    pub fn check(&self, headers: &HeaderMap, access: Access<'_>) -> Result<Grant, ApiError> {
         let protected = match access {
             Access::Ingest(_) => self.protects_ingest(),
             Access::Preview(_) | Access::View => self.protects_preview(),
         };
         if !protected {
-            return Ok(false);
+            return Ok(Grant::Open);
         }
         let presented = bearer_token(headers).map(Presented::new).ok_or_else(|| {
             ApiError::unauthorized(
@@ -115,24 +147,31 @@ impl EdgeAuth {
                  (/v1/ingest/{source}/{token}/{file})",
             )
         })?;
-        if self.admits(access, &presented) {
-            Ok(true)
-        } else {
-            Err(ApiError::forbidden("this token does not grant access to this route"))
-        }
+        self.grant(access, &presented)
+            .ok_or_else(|| ApiError::forbidden("this token does not grant access to this route"))
     }
 }
 
 impl EdgeAuth {
-    /// Whether a presented token (its digest) grants `access`. Every candidate is compared (`|`, not `||`), so the
-    /// time taken does not say which one matched.
-    fn admits(&self, access: Access<'_>, presented: &Presented) -> bool {
+    /// Which credential, if any, grants `access` to a presented token (its digest). Every candidate is compared
+    /// (`|`-style, no early return), so the time taken does not say which one matched. The edge's token wins over
+    /// a source's when an operator gave both the same value: it grants more, and whoever holds it has that much.
+    fn grant(&self, access: Access<'_>, presented: &Presented) -> Option<Grant> {
         let edge = self.ingest.as_ref().is_some_and(|t| t.matches(presented));
         let preview = self.preview.as_ref().is_some_and(|t| t.matches(presented));
-        match access {
-            Access::Ingest(source) => edge | self.per_source.0.admits(source, presented),
-            Access::Preview(source) => edge | preview | self.per_source.0.admits(source, presented),
-            Access::View => edge | preview,
+        let own = match access {
+            Access::Ingest(source) | Access::Preview(source) => self.per_source.0.admits(source, presented),
+            Access::View => false,
+        };
+        let preview = preview && !matches!(access, Access::Ingest(_));
+        if edge {
+            Some(Grant::Edge)
+        } else if preview {
+            Some(Grant::Preview)
+        } else if own {
+            Some(Grant::Source)
+        } else {
+            None
         }
     }
 }
@@ -241,12 +280,36 @@ mod tests {
         assert_eq!(status(&headers(&[("authorization", "Basic ZWRnZS10b2s=")]), Access::View), Some(401));
     }
 
+    /// The playlist handler confines a source's own token by the grant, so the grant must name the credential.
+    #[test]
+    fn the_grant_says_which_credential_granted_access() {
+        let auth = auth();
+        let with = |token: &str| headers(&[("authorization", &format!("Bearer {token}"))]);
+        let grant = |token: &str, access| auth.check(&with(token), access).ok();
+        assert_eq!(grant("edge-tok", Access::Ingest("cam-a")), Some(Grant::Edge));
+        assert_eq!(grant("tok-a", Access::Ingest("cam-a")), Some(Grant::Source));
+        assert_eq!(grant("tok-a", Access::Preview("cam-a")), Some(Grant::Source));
+        assert_eq!(grant("view-tok", Access::Preview("cam-a")), Some(Grant::Preview));
+        assert_eq!(grant("view-tok", Access::View), Some(Grant::Preview));
+        assert_eq!(grant("edge-tok", Access::View), Some(Grant::Edge));
+        assert_eq!(grant("tok-a", Access::Ingest("cam-b")), None);
+        assert!(Grant::Source.by_token() && Grant::Edge.by_token() && !Grant::Open.by_token());
+        // An operator who gave a source the edge's token gave it the edge's reach: the broader grant wins.
+        let same = EdgeAuth::new(
+            Some(&parse_path_token("shared").unwrap()),
+            SourceTokens::parse("cam-a:shared").unwrap(),
+            None,
+            false,
+        );
+        assert_eq!(same.check(&with("shared"), Access::Ingest("cam-a")).ok(), Some(Grant::Edge));
+    }
+
     #[test]
     fn only_an_ingest_token_lifts_the_loopback_host_check() {
         let tok = || parse_path_token("t").unwrap();
         let open = EdgeAuth::new(None, SourceTokens::default(), None, false);
         assert!(!open.protects_ingest() && open.loopback_hosts_only());
-        assert_eq!(open.check(&HeaderMap::new(), Access::Ingest("cam")).ok(), Some(false));
+        assert_eq!(open.check(&HeaderMap::new(), Access::Ingest("cam")).ok(), Some(Grant::Open));
         let preview_only = EdgeAuth::new(None, SourceTokens::default(), Some(&tok()), false);
         assert!(preview_only.loopback_hosts_only(), "a preview token does not protect ingest");
         assert!(preview_only.protects_preview());

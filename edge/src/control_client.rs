@@ -6,6 +6,7 @@ use bytes::Bytes;
 pub use livemix_common::control_client::ControlError;
 use livemix_common::{
     control_client::{ClientOptions, ControlHttp},
+    credentials::Secret,
     edge_api::{StatusReply, StatusReport, headers as h},
     management_api::SourceReply,
     model::Source,
@@ -22,14 +23,15 @@ pub struct ControlClient {
 }
 
 impl ControlClient {
-    /// `base` is the edge-facing API's root, e.g. `https://control.example.com:8082`.
-    pub fn new(base: &str, token: Option<String>) -> Result<Self, ControlError> {
+    /// `base` is the edge-facing API's root, e.g. `https://control.example.com:8082`; `token` is this edge's
+    /// bearer token there.
+    pub fn new(base: &str, token: Option<Secret>) -> Result<Self, ControlError> {
         let options = ClientOptions {
             timeout: Duration::from_secs(20),
             connect_timeout: Duration::from_secs(5),
             user_agent: concat!("livemix-edge/", env!("CARGO_PKG_VERSION")),
         };
-        Ok(Self { http: ControlHttp::new(base, token, options)? })
+        Ok(Self { http: ControlHttp::new(base, token.map(|t| t.expose().to_owned()), options)? })
     }
 
     /// The source registered under `name` (404 `Refused` when there is none).

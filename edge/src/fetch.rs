@@ -42,9 +42,26 @@ pub enum SegmentSource {
     Pushed,
 }
 
+/// Whose rules an `MPEG-TS-URI-Prefix` is checked by: the credential that POSTed the playlist decides.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// The edge's own ingest token (or an edge without tokens): anything under the file root, any host
+    /// `--fetch-allow` allows.
+    Edge,
+    /// A source's own token: only `{file root}/{name}/` and only hosts on both `--fetch-allow` and this source's
+    /// `--source-fetch-allow` entries (`allow`; `None` when it has none, and then no http prefix at all), so one
+    /// camera's token cannot read another camera's segments.
+    Source { name: &'a str, allow: Option<&'a FetchAllow> },
+}
+
 impl SegmentSource {
-    /// Interprets an `MPEG-TS-URI-Prefix` header.
-    pub fn from_prefix(prefix: &str, file_root: Option<&Path>, allow: &FetchAllow) -> Result<Self, FetchError> {
+    /// Interprets an `MPEG-TS-URI-Prefix` header under `scope`'s rules.
+    pub fn from_prefix(
+        prefix: &str,
+        file_root: Option<&Path>,
+        allow: &FetchAllow,
+        scope: Scope<'_>,
+    ) -> Result<Self, FetchError> {
         let prefix = prefix.trim();
         if prefix.chars().any(char::is_control) {
             return Err(FetchError::Invalid("MPEG-TS-URI-Prefix contains control characters".into()));
@@ -55,20 +72,20 @@ impl SegmentSource {
                     "file:// prefixes are disabled on this edge; start it with --file-root DIR".into(),
                 )
             })?;
-            return confine(root, Path::new(path)).map(SegmentSource::Dir);
+            return confine(root, Path::new(path), scope).map(SegmentSource::Dir);
         }
         let lower = prefix.get(..8).unwrap_or(prefix).to_ascii_lowercase();
         if lower.starts_with("http://") || lower.starts_with("https://") {
-            return http_prefix(prefix, allow).map(SegmentSource::Http);
+            return http_prefix(prefix, allow, scope).map(SegmentSource::Http);
         }
         Err(FetchError::Invalid("MPEG-TS-URI-Prefix must start with file:// or http(s)://".into()))
     }
 }
 
 /// Checks an `http(s)://` prefix: no userinfo, query, fragment or backslash, a path (so a segment name cannot
-/// extend the host), and a host `--fetch-allow` allows. Returns the normalised URL (`0x7f000001` written as
-/// `127.0.0.1`).
-fn http_prefix(prefix: &str, allow: &FetchAllow) -> Result<String, FetchError> {
+/// extend the host), and a host `--fetch-allow` allows (and, for a source's own token, that source's
+/// `--source-fetch-allow` entries too). Returns the normalised URL (`0x7f000001` written as `127.0.0.1`).
+fn http_prefix(prefix: &str, allow: &FetchAllow, scope: Scope<'_>) -> Result<String, FetchError> {
     let invalid = |what: &str| FetchError::Invalid(format!("MPEG-TS-URI-Prefix: {what}"));
     if prefix.contains(['#', '?', '\\']) {
         return Err(invalid("no fragment (#), query (?) or backslash is allowed"));
@@ -84,13 +101,14 @@ fn http_prefix(prefix: &str, allow: &FetchAllow) -> Result<String, FetchError> {
     if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
         return Err(invalid("no user name, query or fragment is allowed"));
     }
-    let allowed = match url.host() {
-        Some(Host::Ipv4(ip)) => allow.allows_literal(ip.into()),
-        Some(Host::Ipv6(ip)) => allow.allows_literal(ip.into()),
-        Some(Host::Domain(name)) => allow.allows_name(name),
-        None => false,
-    };
-    if !allowed {
+    if let Scope::Source { name, allow: None } = scope {
+        return Err(FetchError::Forbidden(format!(
+            "source {name:?}'s own token may not use http(s) prefixes: list its camera hosts as `{name}=host` in \
+             --source-fetch-allow (LIVEMIX_SOURCE_FETCH_ALLOW), and in --fetch-allow, or push with the edge's \
+             ingest token"
+        )));
+    }
+    if !host_allowed(&url, allow) {
         return Err(FetchError::Forbidden(if allow.is_empty() {
             "http(s) prefixes are disabled on this edge; list the camera hosts in --fetch-allow (LIVEMIX_FETCH_ALLOW)"
                 .into()
@@ -98,13 +116,41 @@ fn http_prefix(prefix: &str, allow: &FetchAllow) -> Result<String, FetchError> {
             "MPEG-TS-URI-Prefix: this host is not on the edge's --fetch-allow list".into()
         }));
     }
+    if let Scope::Source { name, allow: Some(own) } = scope
+        && !host_allowed(&url, own)
+    {
+        return Err(FetchError::Forbidden(format!(
+            "MPEG-TS-URI-Prefix: this host is not among source {name:?}'s own hosts in --source-fetch-allow \
+             (LIVEMIX_SOURCE_FETCH_ALLOW)"
+        )));
+    }
     Ok(url.into())
 }
 
-/// Resolves `path` and checks it lies under `root`, following symlinks, so neither `..` nor a link escapes. The
-/// refusal is the same whether the path exists or not, and names no path.
-fn confine(root: &Path, path: &Path) -> Result<PathBuf, FetchError> {
-    let refused = || FetchError::Forbidden("the file:// prefix is not a directory under the edge's file root".into());
+/// Whether `url`'s host is on `allow`: an address literal inside a listed CIDR, or a listed name.
+fn host_allowed(url: &Url, allow: &FetchAllow) -> bool {
+    match url.host() {
+        Some(Host::Ipv4(ip)) => allow.allows_literal(ip.into()),
+        Some(Host::Ipv6(ip)) => allow.allows_literal(ip.into()),
+        Some(Host::Domain(name)) => allow.allows_name(name),
+        None => false,
+    }
+}
+
+/// Resolves `path` and checks it lies under `root` (under `root/{source}` for a source's own token), following
+/// symlinks, so neither `..` nor a link escapes. A source's directory must be a real directory of the root, not
+/// a link (a link could lead into another camera's). The refusal is the same whether the path exists or not,
+/// and names no path.
+fn confine(root: &Path, path: &Path, scope: Scope<'_>) -> Result<PathBuf, FetchError> {
+    let refused = || {
+        FetchError::Forbidden(match scope {
+            Scope::Edge => "the file:// prefix is not a directory under the edge's file root".into(),
+            Scope::Source { name, .. } => format!(
+                "the file:// prefix is not a directory under {name}/ in the edge's file root, the only one source \
+                 {name:?}'s own token may read"
+            ),
+        })
+    };
     if !path.is_absolute() || path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
         return Err(refused());
     }
@@ -112,8 +158,13 @@ fn confine(root: &Path, path: &Path) -> Result<PathBuf, FetchError> {
         tracing::error!(root = %root.display(), %err, "the file root cannot be resolved");
         FetchError::Unavailable("the edge's file root is not available".into())
     })?;
+    // Source names are single path components (no `/`, never `.` or `..`): checked before any token was.
+    let within = match scope {
+        Scope::Edge => root,
+        Scope::Source { name, .. } => root.join(name),
+    };
     let resolved = path.canonicalize().map_err(|_| refused())?;
-    if !resolved.starts_with(&root) || !resolved.is_dir() {
+    if !resolved.starts_with(&within) || !resolved.is_dir() {
         return Err(refused());
     }
     Ok(resolved)
@@ -234,6 +285,7 @@ fn read_confined(dir: &Path, name: &str, max_bytes: usize) -> Result<Bytes, Fetc
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fetch_allow::SourceFetchAllow;
 
     #[test]
     fn file_prefixes_stay_under_the_root() {
@@ -243,31 +295,106 @@ mod tests {
         let outside = std::env::temp_dir();
 
         let none = FetchAllow::default();
-        let ok = SegmentSource::from_prefix(&format!("file://{}", inside.display()), Some(&root), &none).unwrap();
+        let ok = SegmentSource::from_prefix(&format!("file://{}", inside.display()), Some(&root), &none, Scope::Edge)
+            .unwrap();
         assert!(matches!(ok, SegmentSource::Dir(_)));
         for bad in [
             format!("file://{}", outside.display()),
             format!("file://{}/cam/../..", root.display()),
             "file:///etc".into(),
         ] {
-            let err = SegmentSource::from_prefix(&bad, Some(&root), &none).unwrap_err();
+            let err = SegmentSource::from_prefix(&bad, Some(&root), &none, Scope::Edge).unwrap_err();
             assert!(matches!(err, FetchError::Forbidden(_)), "{bad}: {err}");
         }
-        assert!(matches!(SegmentSource::from_prefix("file:///tmp", None, &none), Err(FetchError::Forbidden(_))));
-        assert!(matches!(SegmentSource::from_prefix("ftp://x/", Some(&root), &none), Err(FetchError::Invalid(_))));
         assert!(matches!(
-            SegmentSource::from_prefix("http://cam.local/hls/", None, &none),
+            SegmentSource::from_prefix("file:///tmp", None, &none, Scope::Edge),
+            Err(FetchError::Forbidden(_))
+        ));
+        assert!(matches!(
+            SegmentSource::from_prefix("ftp://x/", Some(&root), &none, Scope::Edge),
+            Err(FetchError::Invalid(_))
+        ));
+        assert!(matches!(
+            SegmentSource::from_prefix("http://cam.local/hls/", None, &none, Scope::Edge),
             Err(FetchError::Forbidden(_))
         ));
         let cams = FetchAllow::parse(&["cam.local".into()]).unwrap();
-        assert!(matches!(SegmentSource::from_prefix("http://cam.local/hls/", None, &cams), Ok(SegmentSource::Http(_))));
+        assert!(matches!(
+            SegmentSource::from_prefix("http://cam.local/hls/", None, &cams, Scope::Edge),
+            Ok(SegmentSource::Http(_))
+        ));
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    /// Camera A's own token reads camera A's directory and hosts only; the edge's token reads them all.
+    #[test]
+    fn a_sources_own_token_reaches_only_its_own_prefixes() {
+        let root = std::env::temp_dir().join(format!("livemix-root-{}", uuid::Uuid::new_v4()));
+        for dir in ["cam-a/hls", "cam-b", "cam-ab", "shared"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        std::os::unix::fs::symlink(root.join("cam-b"), root.join("cam-a/to-b")).unwrap();
+        std::os::unix::fs::symlink(root.join("cam-b"), root.join("cam-c")).unwrap();
+        let global = FetchAllow::parse(&["10.0.0.0/24,cam-a.lan,cam-b.lan".into()]).unwrap();
+        let lists = SourceFetchAllow::parse(&["cam-a=10.0.0.5,cam-a=cam-a.lan,cam-b=10.0.0.6/32".into()]).unwrap();
+        let own = |name| Scope::Source { name, allow: lists.of(name) };
+        let check = |prefix: String, scope| SegmentSource::from_prefix(&prefix, Some(&root), &global, scope);
+        let file = |dir: &str| format!("file://{}/{dir}", root.display());
+
+        assert!(matches!(check(file("cam-a"), own("cam-a")), Ok(SegmentSource::Dir(_))));
+        assert!(matches!(check(file("cam-a/hls/"), own("cam-a")), Ok(SegmentSource::Dir(_))));
+        for (prefix, why) in [
+            (file("cam-b"), "another camera's directory"),
+            (file("cam-ab"), "a directory whose name starts with the source's"),
+            (file("shared"), "elsewhere under the root"),
+            (file(""), "the root itself"),
+            (file("cam-a/to-b"), "a link from its directory into another's"),
+            (file("cam-a/../cam-b"), "'..'"),
+        ] {
+            let err = check(prefix, own("cam-a")).unwrap_err();
+            assert!(matches!(err, FetchError::Forbidden(_)), "{why}: {err}");
+            assert!(!err.to_string().contains(root.to_str().unwrap()), "{why}: names no path: {err}");
+        }
+        let err = check(file("cam-c"), own("cam-c")).unwrap_err();
+        assert!(matches!(err, FetchError::Forbidden(_)), "a source directory that is a link: {err}");
+        for dir in ["cam-b", "shared", ""] {
+            assert!(matches!(check(file(dir), Scope::Edge), Ok(SegmentSource::Dir(_))), "the edge's token: {dir}");
+        }
+
+        let http = |host: &str| format!("http://{host}/hls/");
+        assert!(matches!(check(http("10.0.0.5"), own("cam-a")), Ok(SegmentSource::Http(_))));
+        assert!(matches!(check(http("cam-a.lan"), own("cam-a")), Ok(SegmentSource::Http(_))));
+        assert!(matches!(check(http("10.0.0.6"), own("cam-b")), Ok(SegmentSource::Http(_))));
+        for (host, name) in
+            [("10.0.0.6", "cam-a"), ("cam-b.lan", "cam-a"), ("10.0.0.5", "cam-b"), ("10.0.0.7", "cam-a")]
+        {
+            let err = check(http(host), own(name)).unwrap_err();
+            assert!(
+                matches!(&err, FetchError::Forbidden(m) if m.contains("--source-fetch-allow")),
+                "{name} -> {host}: {err}"
+            );
+        }
+        let err = check(http("10.0.0.9"), own("cam-x")).unwrap_err();
+        assert!(
+            matches!(&err, FetchError::Forbidden(m) if m.contains("--source-fetch-allow") && m.contains("cam-x=")),
+            "a source without entries: {err}"
+        );
+        // The global list still applies to a source's own hosts.
+        let narrow = FetchAllow::parse(&["10.0.0.6".into()]).unwrap();
+        let err = SegmentSource::from_prefix(&http("10.0.0.5"), None, &narrow, own("cam-a")).unwrap_err();
+        assert!(matches!(&err, FetchError::Forbidden(m) if m.contains("--fetch-allow list")), "{err}");
+        for host in ["10.0.0.6", "cam-b.lan", "10.0.0.5"] {
+            assert!(matches!(check(http(host), Scope::Edge), Ok(SegmentSource::Http(_))), "the edge's token: {host}");
+        }
+        // Malformed prefixes are 400 whoever sends them.
+        assert!(matches!(check("http://cam-a.lan".into(), own("cam-x")), Err(FetchError::Invalid(_))));
         let _ = std::fs::remove_dir_all(root);
     }
 
     #[test]
     fn http_prefixes_reach_only_allowed_hosts() {
         let allow = FetchAllow::parse(&["192.168.1.0/24,cams.lan".into()]).unwrap();
-        let check = |prefix: &str| SegmentSource::from_prefix(prefix, None, &allow);
+        let check = |prefix: &str| SegmentSource::from_prefix(prefix, None, &allow, Scope::Edge);
         assert!(matches!(check("http://192.168.1.20:8080/hls/"), Ok(SegmentSource::Http(_))));
         assert!(matches!(check("https://cams.lan/hls/cam-"), Ok(SegmentSource::Http(_))));
         for forbidden in [
@@ -320,9 +447,12 @@ mod tests {
         std::os::unix::fs::symlink(&secret, root.join("evil.ts")).unwrap();
         std::fs::write(root.join("good.ts"), b"ts").unwrap();
         let fetcher = Fetcher::new(Duration::from_secs(1), 1000, Arc::default()).unwrap();
-        let Ok(SegmentSource::Dir(dir)) =
-            SegmentSource::from_prefix(&format!("file://{}", root.display()), Some(&root), &FetchAllow::default())
-        else {
+        let Ok(SegmentSource::Dir(dir)) = SegmentSource::from_prefix(
+            &format!("file://{}", root.display()),
+            Some(&root),
+            &FetchAllow::default(),
+            Scope::Edge,
+        ) else {
             panic!("a directory under the root")
         };
         assert_eq!(fetcher.read_file(&dir, "good.ts").await.unwrap(), Bytes::from_static(b"ts"));
@@ -367,7 +497,7 @@ mod tests {
             #[test]
             fn accepted_http_prefixes_stay_on_allowed_hosts(prefix in prefix(), name in "[a-z0-9]{1,8}\\.ts") {
                 let allow = FetchAllow::parse(&["127.0.0.2/32,cams.lan".into()]).unwrap();
-                if let Ok(SegmentSource::Http(base)) = SegmentSource::from_prefix(&prefix, None, &allow) {
+                if let Ok(SegmentSource::Http(base)) = SegmentSource::from_prefix(&prefix, None, &allow, Scope::Edge) {
                     let url = Url::parse(&format!("{base}{name}")).unwrap();
                     let allowed = match url.host() {
                         Some(Host::Ipv4(ip)) => ip == std::net::Ipv4Addr::new(127, 0, 0, 2),

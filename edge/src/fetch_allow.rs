@@ -11,11 +11,13 @@
 //!   metadata service), unspecified, multicast, broadcast and IPv4-embedding IPv6 ranges need an explicit CIDR.
 
 use std::{
+    collections::HashMap,
     fmt,
     net::{IpAddr, SocketAddr},
     sync::Arc,
 };
 
+use livemix_common::model::validate_source_name;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// An address range, `10.0.0.0/8` or `fd00::/8`; a bare address is a single-address range.
@@ -76,24 +78,28 @@ impl FetchAllow {
     pub fn parse(entries: &[String]) -> Result<Self, String> {
         let mut allow = Self::default();
         for entry in entries.iter().flat_map(|e| e.split([',', ' ', '\n', '\t'])).map(str::trim) {
-            if entry.is_empty() {
-                continue;
+            if !entry.is_empty() {
+                allow.add(entry).map_err(|err| format!("--fetch-allow entry {err}"))?;
             }
-            if entry.starts_with(|c: char| c.is_ascii_digit()) || entry.contains(':') {
-                allow.nets.push(entry.parse()?);
-                continue;
-            }
-            let name = entry.strip_prefix('*').unwrap_or(entry).to_ascii_lowercase();
-            let label_ok =
-                |l: &str| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-            let bare = name.strip_prefix('.').unwrap_or(&name);
-            if name.len() > 253 || !bare.split('.').all(label_ok) || (entry.starts_with('*') && !name.starts_with('.'))
-            {
-                return Err(format!("--fetch-allow entry {entry:?} is not a CIDR, an address or a host name"));
-            }
-            allow.names.push(name);
         }
         Ok(allow)
+    }
+
+    /// Adds one entry (a CIDR, an address, a host name or `*.suffix`); the error quotes the entry.
+    fn add(&mut self, entry: &str) -> Result<(), String> {
+        if entry.starts_with(|c: char| c.is_ascii_digit()) || entry.contains(':') {
+            self.nets.push(entry.parse()?);
+            return Ok(());
+        }
+        let name = entry.strip_prefix('*').unwrap_or(entry).to_ascii_lowercase();
+        let label_ok =
+            |l: &str| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        let bare = name.strip_prefix('.').unwrap_or(&name);
+        if name.len() > 253 || !bare.split('.').all(label_ok) || (entry.starts_with('*') && !name.starts_with('.')) {
+            return Err(format!("{entry:?} is not a CIDR, an address or a host name"));
+        }
+        self.names.push(name);
+        Ok(())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -117,6 +123,47 @@ impl FetchAllow {
     /// Whether an address a listed name resolved to may be connected to.
     pub fn allows_resolved(&self, ip: IpAddr) -> bool {
         self.allows_literal(ip) || !is_special(ip)
+    }
+}
+
+/// `--source-fetch-allow`: the hosts each source's own token may name in an `http(s)://` prefix, on top of
+/// `--fetch-allow` (a host must be on both). A source without entries may not use http prefixes on its own token.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SourceFetchAllow(HashMap<String, FetchAllow>);
+
+impl fmt::Debug for SourceFetchAllow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut sources: Vec<_> = self.0.iter().collect();
+        sources.sort_by(|a, b| a.0.cmp(b.0));
+        f.debug_map().entries(sources).finish()
+    }
+}
+
+impl SourceFetchAllow {
+    /// Parses `source=host-or-cidr` entries separated by commas or white space; a source may have many.
+    pub fn parse(entries: &[String]) -> Result<Self, String> {
+        let mut allow = Self::default();
+        let entries = entries.iter().flat_map(|e| e.split([',', ' ', '\n', '\t'])).map(str::trim);
+        for entry in entries.filter(|e| !e.is_empty()) {
+            let bad = |why: String| format!("--source-fetch-allow entry {entry:?}: {why}");
+            let (source, host) = entry.split_once('=').ok_or_else(|| bad("expected `source=host-or-cidr`".into()))?;
+            let (source, host) = (source.trim(), host.trim());
+            validate_source_name(source).map_err(bad)?;
+            if host.is_empty() {
+                return Err(bad("no host or CIDR after '='".into()));
+            }
+            allow.0.entry(source.to_owned()).or_default().add(host).map_err(bad)?;
+        }
+        Ok(allow)
+    }
+
+    /// The hosts `source`'s own token may reach, if any are listed.
+    pub fn of(&self, source: &str) -> Option<&FetchAllow> {
+        self.0.get(source)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -222,5 +269,29 @@ mod tests {
             assert!(FetchAllow::parse(&[bad.to_owned()]).is_err(), "{bad}");
         }
         assert!(FetchAllow::parse(&[String::new()]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn source_lists_keep_each_source_to_its_own_hosts() {
+        let lists = SourceFetchAllow::parse(&[
+            "cam-a=10.0.0.5".into(),
+            "cam-a=cam-a.lan, cam-b=10.0.0.6/32".into(),
+            String::new(),
+        ])
+        .unwrap();
+        let a = lists.of("cam-a").unwrap();
+        assert!(a.allows_literal("10.0.0.5".parse().unwrap()) && a.allows_name("cam-a.lan"));
+        assert!(!a.allows_literal("10.0.0.6".parse().unwrap()), "camera B's address");
+        let b = lists.of("cam-b").unwrap();
+        assert!(b.allows_literal("10.0.0.6".parse().unwrap()) && !b.allows_name("cam-a.lan"));
+        assert!(lists.of("cam-c").is_none());
+        assert_eq!(format!("{lists:?}").matches("cam-").count(), 3, "{lists:?}");
+        for bad in
+            ["cam-a", "cam-a=", "=10.0.0.5", "../x=10.0.0.5", "cam a=10.0.0.5", "cam-a=10.0.0.0/33", "cam-a=a..b"]
+        {
+            let err = SourceFetchAllow::parse(&[bad.to_owned()]).unwrap_err();
+            assert!(err.contains("--source-fetch-allow"), "{bad}: {err}");
+        }
+        assert!(SourceFetchAllow::parse(&[]).unwrap().is_empty());
     }
 }

@@ -15,13 +15,14 @@ use livemix_common::{
 
 use crate::{
     api::{Limits, SOURCE_HEADER},
-    auth::{Access, EdgeAuth},
+    auth::{Access, EdgeAuth, Grant},
 };
 
-/// Whether the request was admitted on a token (the preview then allows any web origin to read it).
+/// Which credential admitted the request: the preview allows any web origin when a token did, and a playlist
+/// POSTed on a source's own token may name only that source's prefixes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Admitted {
-    pub by_token: bool,
+    pub grant: Grant,
 }
 
 /// The edge's [`Gate`]: its credentials and body limits.
@@ -39,8 +40,8 @@ impl EdgeGate {
     }
 
     fn check(&self, parts: &mut Parts, access: Access<'_>) -> Result<(), ApiError> {
-        let by_token = self.auth.check(&parts.headers, access)?;
-        parts.extensions.insert(Admitted { by_token });
+        let grant = self.auth.check(&parts.headers, access)?;
+        parts.extensions.insert(Admitted { grant });
         Ok(())
     }
 }

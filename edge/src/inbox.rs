@@ -1,5 +1,10 @@
 //! The ingest inbox: segments uploaded with `PUT /v1/ingest/{source}/{file}` waiting for the playlist that lists
 //! them. ffmpeg uploads each segment just before the playlist, so a few per source at most wait here.
+//!
+//! The inbox's share of the byte budget is shared fairly between the sources holding uploads: when it is full,
+//! an upload is refused only if its own source holds at least its fair share already (the share divided by the
+//! sources holding uploads, itself counted); otherwise the source holding the most gives up its oldest uploads.
+//! So one camera (or one leaked per-source token) pushing segments it never lists cannot starve the others.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -22,13 +27,20 @@ const UNLISTED_FOR: Duration = Duration::from_secs(60);
 /// The inbox may hold at most this share (1/n) of the edge's byte budget; the cache gives way for the rest.
 const BUDGET_SHARE: usize = 2;
 
-/// The inbox's share of the byte budget is used up.
+/// Why an upload found no room.
 #[derive(Debug, thiserror::Error)]
-#[error("the edge holds {held} bytes of pushed segments not yet listed in a playlist; over its budget")]
-pub struct InboxFull {
-    pub held: usize,
+pub enum InboxFull {
+    /// The uploading source holds its fair share of the inbox already (its uploads not yet listed).
+    #[error(
+        "source {name:?} holds {held} bytes of pushed segments no playlist has listed yet, at least its share of \
+         the edge's upload room ({fair} bytes: {share} bytes shared by the {sources} sources uploading); push the \
+         playlist that lists them (segments never listed are dropped after {unlisted_secs} s)"
+    )]
+    OverShare { name: String, held: usize, fair: usize, share: usize, sources: usize, unlisted_secs: u64 },
+    /// One segment larger than the whole share (a budget too small for the segment size).
+    #[error("a {size}-byte segment is larger than the edge's whole upload room ({share} bytes, half of --cache-bytes)")]
+    TooLarge { size: usize, share: usize },
 }
-
 /// One upload waiting for its playlist.
 struct Upload {
     name: String,
@@ -54,16 +66,28 @@ impl Inbox {
     }
 
     /// Keeps an uploaded segment until a playlist lists it; a second upload under one name replaces the first.
-    /// Refused when the inbox holds its share of the byte budget already.
+    /// When the inbox's share of the byte budget has no room, the upload is refused if `source` holds at least its
+    /// fair share already; otherwise room is made by dropping the oldest uploads of whichever source holds most.
     pub fn put(&self, source: &str, name: &str, data: Bytes) -> Result<(), InboxFull> {
         let mut waiting = self.waiting.lock();
         self.drop_unlisted(&mut waiting);
         if let Some(queue) = waiting.get_mut(source) {
             self.remove_where(queue, |u| u.name == name);
         }
-        let held = self.budget.pushed();
-        if held + data.len() > self.budget.max() / BUDGET_SHARE {
-            return Err(InboxFull { held });
+        let share = self.budget.max() / BUDGET_SHARE;
+        if data.len() > share {
+            return Err(InboxFull::TooLarge { size: data.len(), share });
+        }
+        if self.budget.pushed() + data.len() > share {
+            let held = waiting.get(source).map_or(0, bytes_of);
+            let sources = waiting.keys().filter(|s| s.as_str() != source).count() + 1;
+            let fair = share / sources;
+            if held >= fair {
+                let unlisted_secs = UNLISTED_FOR.as_secs();
+                let name = source.to_owned();
+                return Err(InboxFull::OverShare { name, held, fair, share, sources, unlisted_secs });
+            }
+            self.make_room(&mut waiting, share - data.len(), source);
         }
         self.budget.add_pushed(data.len());
         let queue = waiting.entry(source.to_owned()).or_default();
@@ -77,6 +101,24 @@ impl Inbox {
         drop(waiting);
         self.arrived.notify_waiters();
         Ok(())
+    }
+
+    /// Drops the oldest uploads of the source holding the most bytes, one at a time, until at most `target`
+    /// bytes are held (there is always enough: `target` is at least zero).
+    fn make_room(&self, waiting: &mut HashMap<String, VecDeque<Upload>>, target: usize, uploader: &str) {
+        while self.budget.pushed() > target {
+            let Some((greediest, queue)) = waiting.iter_mut().max_by_key(|(_, queue)| bytes_of(queue)) else { break };
+            let Some(dropped) = queue.pop_front() else { break };
+            self.budget.sub_pushed(dropped.data.len());
+            tracing::warn!(
+                source = %greediest,
+                segment = %dropped.name,
+                bytes = dropped.data.len(),
+                for_source = uploader,
+                "the edge's upload room is full: dropped the oldest unlisted upload of the source holding the most"
+            );
+        }
+        waiting.retain(|_, queue| !queue.is_empty());
     }
 
     fn remove_where(&self, queue: &mut VecDeque<Upload>, drop: impl Fn(&Upload) -> bool) {
@@ -126,6 +168,11 @@ impl Inbox {
     }
 }
 
+/// Bytes a source's waiting uploads hold.
+fn bytes_of(queue: &VecDeque<Upload>) -> usize {
+    queue.iter().map(|u| u.data.len()).sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,10 +214,86 @@ mod tests {
         let inbox = Inbox::new(Arc::clone(&budget));
         inbox.put("a", "1.ts", Bytes::from(vec![0; 30])).unwrap();
         inbox.put("b", "1.ts", Bytes::from(vec![0; 20])).unwrap();
-        assert!(inbox.put("c", "1.ts", Bytes::from(vec![0; 1])).is_err(), "half the budget is the inbox's");
+        assert_eq!(budget.pushed(), 50, "half the budget is the inbox's, and it is full");
         inbox.put("a", "1.ts", Bytes::from(vec![0; 10])).unwrap();
         assert_eq!(budget.pushed(), 30, "a replaced upload gives its bytes back");
         assert!(inbox.take("a", "1.ts").is_some());
         assert_eq!(budget.pushed(), 20);
+        assert!(matches!(inbox.put("a", "big.ts", Bytes::from(vec![0; 51])), Err(InboxFull::TooLarge { .. })));
+    }
+
+    fn held(inbox: &Inbox, source: &str) -> usize {
+        inbox.waiting.lock().get(source).map_or(0, bytes_of)
+    }
+
+    /// A source pushing segments it never lists fills the inbox and is refused; the next camera's uploads still
+    /// go in, at the greedy source's expense, and it keeps being refused.
+    #[test]
+    fn a_greedy_source_cannot_make_another_sources_upload_fail() {
+        let budget = Arc::new(ByteBudget::new(200));
+        let inbox = Inbox::new(Arc::clone(&budget));
+        let seg = |n| Bytes::from(vec![0x47; n]);
+        for i in 0..4 {
+            inbox.put("greedy", &format!("{i}.ts"), seg(25)).unwrap();
+        }
+        assert_eq!(budget.pushed(), 100, "the inbox's share is full");
+        let refused = inbox.put("greedy", "4.ts", seg(25)).unwrap_err();
+        assert!(matches!(refused, InboxFull::OverShare { held: 100, fair: 100, sources: 1, .. }), "{refused:?}");
+        assert!(refused.to_string().contains("\"greedy\"") && refused.to_string().contains("share"), "{refused}");
+
+        // Another camera is under its fair share (0 of 50): the greedy one's oldest uploads make way.
+        inbox.put("cam", "0.ts", seg(30)).unwrap();
+        assert_eq!((held(&inbox, "greedy"), held(&inbox, "cam")), (50, 30));
+        assert!(inbox.waiting.lock()["greedy"].front().is_some_and(|u| u.name == "2.ts"), "oldest dropped first");
+        inbox.put("cam", "1.ts", seg(15)).unwrap();
+        assert_eq!((held(&inbox, "greedy"), held(&inbox, "cam")), (50, 45), "room was still left");
+        inbox.put("cam", "2.ts", seg(10)).unwrap();
+        assert_eq!((held(&inbox, "greedy"), held(&inbox, "cam")), (25, 55), "greedy held the most: it gave way");
+        let refused = inbox.put("cam", "3.ts", seg(30)).unwrap_err();
+        assert!(matches!(refused, InboxFull::OverShare { fair: 50, sources: 2, .. }), "{refused:?}");
+        assert!(inbox.put("greedy", "5.ts", seg(30)).is_ok(), "now under its share, greedy may push again");
+        assert_eq!(budget.pushed(), held(&inbox, "greedy") + held(&inbox, "cam"), "the budget counts what is held");
+        assert!(budget.pushed() <= 100);
+
+        // A third camera arriving while both hold their shares gets in too.
+        inbox.put("cam-3", "0.ts", seg(20)).unwrap();
+        assert_eq!(held(&inbox, "cam-3"), 20);
+        assert!(budget.pushed() <= 100);
+        assert!(inbox.take("cam-3", "0.ts").is_some(), "and its playlist finds it");
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// Whatever the others push, a source holding less than its fair share is never refused, and the
+            /// inbox never holds more than its share.
+            #[test]
+            fn a_source_under_its_fair_share_always_gets_in(
+                pushes in proptest::collection::vec((0..4usize, 1..40usize), 1..80),
+            ) {
+                let budget = Arc::new(ByteBudget::new(200));
+                let inbox = Inbox::new(Arc::clone(&budget));
+                for (n, (source, size)) in pushes.into_iter().enumerate() {
+                    let source = format!("cam-{source}");
+                    let before = held(&inbox, &source);
+                    let holders = {
+                        let waiting = inbox.waiting.lock();
+                        waiting.keys().filter(|s| **s != source).count() + 1
+                    };
+                    let result = inbox.put(&source, &format!("{n}.ts"), Bytes::from(vec![0; size]));
+                    if before < 100 / holders {
+                        prop_assert!(result.is_ok(), "{source} held {before} of {holders} sources: {result:?}");
+                    }
+                    prop_assert!(budget.pushed() <= 100);
+                    let total: usize = inbox.waiting.lock().values().map(bytes_of).sum();
+                    prop_assert_eq!(total, budget.pushed());
+                }
+            }
+        }
     }
 }

@@ -57,12 +57,15 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     if let Some(root) = &args.settings.file_root {
         anyhow::ensure!(root.is_dir(), "--file-root {} is not a directory", root.display());
     }
+    // Settings that cannot work stop the start before any service is dialled.
+    args.settings.control_token()?;
+    args.settings.fetch_allow().map_err(anyhow::Error::msg).context("--fetch-allow")?;
+    args.settings.source_fetch_allow().map_err(anyhow::Error::msg).context("--source-fetch-allow")?;
     let store = args.store.connect().await.context("object store (LIVEMIX_BUCKET, S3_ENDPOINT)")?;
     let bus = args.bus.connect().await.context("message bus (PUBSUB_PROJECT_ID, PUBSUB_EMULATOR_HOST)")?;
     prepare_topics(&args.bus, &bus, &args.settings).await?;
     let addr = args.listen_addr();
     auth::check_exposure(args.settings.auth().protects_ingest(), addr, args.settings.insecure_no_auth)?;
-    args.settings.fetch_allow().map_err(anyhow::Error::msg).context("--fetch-allow")?;
     let listener = TcpListener::bind(addr).await.with_context(|| format!("binding the edge API to {addr}"))?;
     tracing::info!(%addr, "edge API listening");
     let edge_id = args.settings.edge_id();
@@ -121,7 +124,8 @@ pub async fn serve(
     .context("recorder (--spool-dir)")?;
     let edge_id = settings.edge_id();
     let supervisor = Supervisor::new(&metrics, Policy::default());
-    let control = ControlClient::new(&settings.control_url, settings.edge_token.clone())
+    settings.source_fetch_allow().map_err(anyhow::Error::msg).context("--source-fetch-allow")?;
+    let control = ControlClient::new(&settings.control_url, settings.control_token()?)
         .context("control node's edge-facing API (--control-url)")?;
     let marks = RunMarks::open(settings.spool_dir().join("runs")).context("encoder runs (--spool-dir)")?;
     let sources = Arc::new(Sources::with_marks(marks));

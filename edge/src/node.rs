@@ -21,11 +21,12 @@ use tokio::{sync::mpsc::Receiver, task::JoinHandle};
 use uuid::Uuid;
 
 use crate::{
+    auth::Grant,
     cache::{ByteBudget, EdgeCache, Segment},
     config::EdgeSettings,
     control_client::{ControlClient, ControlError},
-    fetch::{FetchError, Fetcher, SegmentSource, check_segment_uri},
-    fetch_allow::FetchAllow,
+    fetch::{FetchError, Fetcher, Scope, SegmentSource, check_segment_uri},
+    fetch_allow::{FetchAllow, SourceFetchAllow},
     forwarder::Forwarder,
     inbox::{Inbox, PUSH_GRACE},
     recorder::Recorder,
@@ -110,6 +111,8 @@ pub struct Edge {
     fetcher: Fetcher,
     /// `--fetch-allow`, for checking `http(s)://` prefixes before anything is fetched.
     fetch_allow: FetchAllow,
+    /// `--source-fetch-allow`: the hosts a source's own token may name, on top of `--fetch-allow`.
+    source_fetch_allow: SourceFetchAllow,
     inbox: Inbox,
     forwarder: Arc<Forwarder>,
     recorder: Recorder,
@@ -128,8 +131,9 @@ impl Edge {
         Arc::new(Self {
             edge_id: settings.edge_id(),
             cache: EdgeCache::new(Arc::clone(&budget), settings.tracking_window()),
-            // `run` refused a bad list at start-up already.
+            // `serve` refused bad lists at start-up already.
             fetch_allow: settings.fetch_allow().unwrap_or_default(),
+            source_fetch_allow: settings.source_fetch_allow().unwrap_or_default(),
             settings,
             control,
             sources,
@@ -169,9 +173,15 @@ impl Edge {
         self.supervisor.spawn("report_loop", move || Arc::clone(&edge).report_loop());
     }
 
-    /// Where a playlist's segments are read from, per its `MPEG-TS-URI-Prefix`.
-    pub fn segment_source(&self, prefix: &str) -> Result<SegmentSource, IngestError> {
-        Ok(SegmentSource::from_prefix(prefix, self.settings.file_root.as_deref(), &self.fetch_allow)?)
+    /// Where a playlist of `source` is read from, per its `MPEG-TS-URI-Prefix`: when the source's own token
+    /// (`grant`) sent it, only from that source's directory and hosts (see [`crate::auth`]).
+    pub fn segment_source(&self, prefix: &str, source: &str, grant: Grant) -> Result<SegmentSource, IngestError> {
+        let scope = match grant {
+            Grant::Open | Grant::Edge => Scope::Edge,
+            // The preview token never passes the ingest door; were it to, it would get the narrow rules.
+            Grant::Source | Grant::Preview => Scope::Source { name: source, allow: self.source_fetch_allow.of(source) },
+        };
+        Ok(SegmentSource::from_prefix(prefix, self.settings.file_root.as_deref(), &self.fetch_allow, scope)?)
     }
 
     pub fn max_playlist_bytes(&self) -> usize {
@@ -527,7 +537,8 @@ mod tests {
         }
 
         async fn ingest(&self, playlist: &str) -> Result<IngestReport, IngestError> {
-            let from = self.edge.segment_source(&format!("file://{}/", self.dir.join("ingest/cam").display()))?;
+            let prefix = format!("file://{}/", self.dir.join("ingest/cam").display());
+            let from = self.edge.segment_source(&prefix, "cam", Grant::Edge)?;
             self.edge.ingest_playlist("cam", &from, playlist.as_bytes()).await
         }
 

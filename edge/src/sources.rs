@@ -268,6 +268,7 @@ mod tests {
                 last_seen: None,
                 reachable: true,
                 owner: None,
+                edge: None,
                 retention: Default::default(),
                 created_at: now,
                 updated_at: now,

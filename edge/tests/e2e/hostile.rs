@@ -5,6 +5,10 @@
 
 use std::{
     net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -15,7 +19,9 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
-use crate::support::{Deployment, INGEST_TOKEN, eventually_within, ffprobe_live, http, unique};
+use crate::support::{
+    Deployment, EDGE_TOKEN, INGEST_TOKEN, eventually_within, ffprobe_live, http, run_to_exit, unique,
+};
 
 /// A file under the root no reply may ever show.
 const KEY_CONTENTS: &str = "SECRET-KEY-MATERIAL";
@@ -635,4 +641,249 @@ async fn a_control_outage_is_a_generic_503_with_the_request_id() {
         assert!(!body.contains(leak), "the reply shows {leak:?}: {body}");
     }
     assert!(!body.contains(&control_port), "{body}");
+}
+
+const CAM_A_TOKEN: &str = "e2e-cam-a-token";
+const CAM_B_TOKEN: &str = "e2e-cam-b-token";
+
+/// A camera's web server on `ip`: every GET gets a small segment. Counts the requests it gets.
+async fn camera_host(ip: &str) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind(format!("{ip}:0")).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&hits);
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let counted = Arc::clone(&counted);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                let body = vec![0x47u8; 188 * 10];
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let _ = conn.write_all(&[head.as_bytes(), &body].concat()).await;
+            });
+        }
+    });
+    (addr, hits)
+}
+
+/// The status and body of a reply.
+async fn answer(resp: reqwest::Result<reqwest::Response>) -> (u16, String) {
+    let resp = resp.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap_or_default())
+}
+
+/// Camera A's own token (`--ingest-tokens`) cannot make the edge read camera B's directory or camera B's host
+/// (nor any other directory of the file root): 403 with a JSON message naming the flag to set, and camera B's
+/// host never gets a request. Its own directory and its own `--source-fetch-allow` host work; camera B, with no
+/// entry there, may use no http prefix on its own token; the edge's ingest token keeps the edge-wide rules.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sources_own_token_reaches_only_its_own_directory_and_hosts() {
+    let (cam_a, cam_b) = (unique("cam-a"), unique("cam-b"));
+    let (host_a, hits_a) = camera_host("127.0.0.2").await;
+    let (host_b, hits_b) = camera_host("127.0.0.3").await;
+    let tokens = format!("--ingest-tokens={cam_a}:{CAM_A_TOKEN},{cam_b}:{CAM_B_TOKEN}");
+    let own_hosts = format!("--source-fetch-allow={cam_a}=127.0.0.2");
+    let d = Deployment::start_with(&[], &["--fetch-allow=127.0.0.2/32,127.0.0.3/32", &tokens, &own_hosts]).await;
+    let root = d.file_root.canonicalize().unwrap();
+    for dir in [cam_a.as_str(), cam_b.as_str(), "shared"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+        for n in 0..20 {
+            std::fs::write(root.join(dir).join(format!("seg{n}.ts")), vec![0x47u8; 188 * 10]).unwrap();
+        }
+    }
+    d.register(&cam_a).await;
+    d.register(&cam_b).await;
+
+    let mut n = 0;
+    let mut post = |source: &str, token: &str, prefix: String| {
+        n += 1;
+        let body = playlist(&[&format!("seg{n}.ts")]).replace("SEQUENCE:0", &format!("SEQUENCE:{n}"));
+        http()
+            .post(format!("{}/v1/playlist", d.edge))
+            .bearer_auth(token)
+            .header("Video-Source-Name", source)
+            .header("MPEG-TS-URI-Prefix", prefix)
+            .body(body)
+            .send()
+    };
+    let file = |dir: &str| format!("file://{}/{dir}", root.display());
+    let web = |host: SocketAddr| format!("http://{host}/hls/");
+
+    let mut failures = Vec::new();
+    let mut expect = |what: &str, (status, body): (u16, String), want: u16, says: &[&str]| {
+        if status != want {
+            failures.push(format!("{what}: expected {want}, got {status}: {body}"));
+        }
+        if want >= 400 {
+            let message = serde_json::from_str::<Value>(&body)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned));
+            match message {
+                Some(m) if says.iter().all(|s| m.contains(s)) => {}
+                _ => failures.push(format!("{what}: a JSON error saying {says:?} expected: {body}")),
+            }
+        }
+        if body.contains(root.to_str().unwrap()) {
+            failures.push(format!("{what}: the reply shows the file root: {body}"));
+        }
+    };
+    for (what, prefix) in [
+        ("camera B's directory", file(&cam_b)),
+        ("the file root itself", file("")),
+        ("another directory of the root", file("shared")),
+        ("'..' out of its own directory", file(&format!("{cam_a}/../{cam_b}"))),
+    ] {
+        let reply = answer(post(&cam_a, CAM_A_TOKEN, prefix).await).await;
+        expect(&format!("camera A's token, {what}"), reply, 403, &["file://", cam_a.as_str()]);
+    }
+    let reply = answer(post(&cam_a, CAM_A_TOKEN, web(host_b)).await).await;
+    expect("camera A's token, camera B's host", reply, 403, &["--source-fetch-allow"]);
+    let reply = answer(post(&cam_b, CAM_A_TOKEN, file(&cam_b)).await).await;
+    expect("camera A's token, as camera B", reply, 403, &["token"]);
+    let reply = answer(post(&cam_b, CAM_B_TOKEN, web(host_b)).await).await;
+    let entry = format!("{cam_b}=");
+    expect("camera B's token, no --source-fetch-allow entry", reply, 403, &["--source-fetch-allow", entry.as_str()]);
+    assert_eq!(hits_b.load(Ordering::SeqCst), 0, "camera B's host was never asked");
+
+    let reply = answer(post(&cam_a, CAM_A_TOKEN, file(&cam_a)).await).await;
+    expect("camera A's token, its own directory", reply, 200, &[]);
+    let reply = answer(post(&cam_a, CAM_A_TOKEN, web(host_a)).await).await;
+    expect("camera A's token, its own host", reply, 200, &[]);
+    let reply = answer(post(&cam_b, CAM_B_TOKEN, file(&cam_b)).await).await;
+    expect("camera B's token, its own directory", reply, 200, &[]);
+    let reply = answer(post(&cam_b, INGEST_TOKEN, file("shared")).await).await;
+    expect("the edge's token, anywhere under the root", reply, 200, &[]);
+    let reply = answer(post(&cam_b, INGEST_TOKEN, web(host_b)).await).await;
+    expect("the edge's token, any --fetch-allow host", reply, 200, &[]);
+    assert!(failures.is_empty(), "{} requests misbehaved:\n{}", failures.len(), failures.join("\n"));
+    assert!(hits_a.load(Ordering::SeqCst) >= 1 && hits_b.load(Ordering::SeqCst) >= 1);
+    assert_eq!(d.edge_ingested(&cam_a).await, 2);
+    assert_eq!(d.edge_ingested(&cam_b).await, 3);
+}
+
+/// One camera pushing 1 MB segments it never lists fills its share of a small edge's upload room and gets 507
+/// (naming its share); another camera's upload and playlist still go in, and so does a real ffmpeg push.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_greedy_uploader_cannot_take_every_cameras_upload_room() {
+    // 8 MB of budget, half of it for uploads: four of the greedy camera's 1 MB segments fill it.
+    let d = Deployment::start_with(&[], &["--cache-bytes=8000000"]).await;
+    let (greedy, other) = (unique("greedy"), unique("cam"));
+    d.register(&greedy).await;
+    d.register(&other).await;
+    let put = |source: &str, file: String, body: Vec<u8>| {
+        http().put(format!("{}/v1/ingest/{source}/{file}", d.edge)).bearer_auth(INGEST_TOKEN).body(body).send()
+    };
+    let mut refused = None;
+    for n in 0..10 {
+        let (status, body) = answer(put(&greedy, format!("never-{n}.ts"), vec![0x47u8; 1_000_000]).await).await;
+        match status {
+            201 => continue,
+            507 => {
+                refused = Some((n, body));
+                break;
+            }
+            other => panic!("upload {n}: {other}: {body}"),
+        }
+    }
+    let (n, refusal) = refused.expect("the greedy camera is refused at its share");
+    assert_eq!(n, 4, "refused once it held its share: {refusal}");
+    // The other camera gets in, at the greedy camera's expense...
+    let (status, body) = answer(put(&other, "seg0.ts".into(), vec![0x47u8; 188 * 10]).await).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = answer(put(&other, "index.m3u8".into(), playlist(&["seg0.ts"]).into_bytes()).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("seg0.ts"), "{body}");
+    let message: Value = serde_json::from_str(&refusal).unwrap();
+    let message = message["error"]["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains(&greedy) && message.contains("share"), "the greedy camera's refusal: {refusal}");
+    // ...and while both hold uploads, the greedy one (3 MB, over its 2 MB) is still refused.
+    let (status, body) = answer(put(&other, "seg1.ts".into(), vec![0x47u8; 188 * 10]).await).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = answer(put(&greedy, "never-x.ts".into(), vec![0x47u8; 1_000_000]).await).await;
+    assert_eq!(status, 507, "{body}");
+    assert!(body.contains("2 sources"), "{body}");
+
+    // A real camera's ffmpeg push plays.
+    let (name, id, _ffmpeg, _) = d.http_stream().await;
+    let (frames, _) = ffprobe_live(&d.live_url(&id)).await;
+    assert!(frames > 0, "{name} plays");
+    assert!(d.edge_ingested(&name).await > 0);
+}
+
+/// `--edge-token-file` (`LIVEMIX_EDGE_TOKEN_FILE`, a mounted Secret's key per pod) gives the edge its control
+/// token; both ways at once, an empty or a missing file stop the start with a message naming the path; a refused
+/// token value, from a flag, the environment or a config file, never appears in the output.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_control_token_comes_from_a_file_and_refused_tokens_are_never_echoed() {
+    let mut d = Deployment::start().await;
+    let source = unique("cam");
+    d.register(&source).await;
+    let secrets = d.dir.join("edge-token");
+    std::fs::create_dir_all(&secrets).unwrap();
+    let pod = secrets.join("livemix-edge-0");
+    std::fs::write(&pod, format!("{EDGE_TOKEN}\n")).unwrap();
+    d.set_edge_env("LIVEMIX_EDGE_TOKEN", None);
+    d.set_edge_env("LIVEMIX_EDGE_TOKEN_FILE", Some(pod.display().to_string()));
+    d.restart_edge_with(&[]).await;
+    let edge_url = d.edge.clone();
+    let put = |n: u32| {
+        http()
+            .put(format!("{edge_url}/v1/ingest/{source}/seg{n}.ts"))
+            .bearer_auth(INGEST_TOKEN)
+            .body(vec![0x47u8; 188 * 10])
+            .send()
+    };
+    let (status, body) = answer(put(0).await).await;
+    assert_eq!(status, 201, "the control node took the token from the file: {body}");
+
+    let wrong = secrets.join("livemix-edge-1");
+    std::fs::write(&wrong, "not-the-edge-token\n").unwrap();
+    d.restart_edge_with(&[&format!("--edge-token-file={}", wrong.display())]).await;
+    let (status, body) = answer(put(1).await).await;
+    assert_eq!(status, 503, "the control node refused the file's other token: {body}");
+    assert!(!body.contains("not-the-edge-token"), "{body}");
+
+    let empty = secrets.join("livemix-edge-2");
+    std::fs::write(&empty, "\n").unwrap();
+    let config = d.dir.join("edge.yaml");
+    std::fs::write(&config, "LIVEMIX_PREVIEW_TOKEN: \"leaky config value\"\n").unwrap();
+    let edge = crate::support::binary("livemix-edge");
+    let mut env = d.edge_envs();
+    env.retain(|(name, _)| *name != "LIVEMIX_EDGE_TOKEN_FILE");
+    let with = |extra: &[(&'static str, String)]| [env.clone(), extra.to_vec()].concat();
+    let file_env = |path: &std::path::Path| ("LIVEMIX_EDGE_TOKEN_FILE", path.display().to_string());
+    // The edge's command line without the flag the restart above added.
+    let args = |extra: &[&str]| d.edge_args_with(&[&["!--edge-token-file"], extra].concat());
+    let missing = secrets.join("livemix-edge-9");
+    let (pod_path, empty_path, missing_path) =
+        (pod.display().to_string(), empty.display().to_string(), missing.display().to_string());
+    let config_flag = format!("--config={}", config.display());
+    let both = with(&[file_env(&pod), ("LIVEMIX_EDGE_TOKEN", EDGE_TOKEN.into())]);
+    let bad_tokens = with(&[("LIVEMIX_INGEST_TOKENS", "cam-a:leaky value,cam-b:leaky-2".into())]);
+    let cases = [
+        ("token and token file", args(&[]), both, vec!["--edge-token-file", "one way only", &pod_path]),
+        ("empty token file", args(&[]), with(&[file_env(&empty)]), vec!["empty", &empty_path]),
+        ("missing token file", args(&[]), with(&[file_env(&missing)]), vec!["cannot read", &missing_path]),
+        ("bad per-source token in the environment", args(&[]), bad_tokens, vec!["LIVEMIX_INGEST_TOKENS", "secret"]),
+        ("bad ingest token flag", args(&["--ingest-token=leaky/slash"]), env.clone(), vec!["--ingest-token", "secret"]),
+        ("bad preview token in a config file", args(&[&config_flag]), env.clone(), vec!["--preview-token", "secret"]),
+    ];
+    for (what, args, envs, says) in cases {
+        let (code, output) = run_to_exit(&edge, &args, &envs, Duration::from_secs(20)).await;
+        assert_ne!(code, 0, "{what}: {output}");
+        for said in says {
+            assert!(output.contains(said), "{what}: {said:?} expected in {output}");
+        }
+        for leak in ["leaky", EDGE_TOKEN, "not-the-edge-token"] {
+            assert!(!output.contains(leak), "{what}: the output shows {leak:?}: {output}");
+        }
+    }
 }

@@ -93,6 +93,22 @@ pub fn spawn_limited(
     Proc { child }
 }
 
+/// Runs a program that should stop by itself (a refused start, say) and returns its exit code and output
+/// (stdout and stderr together), killing it after `within`.
+pub async fn run_to_exit(program: &Path, args: &[String], envs: &[(&str, String)], within: Duration) -> (i32, String) {
+    let mut cmd = Command::new(program);
+    cmd.args(args).stdin(Stdio::null()).kill_on_drop(true);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(within, cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("{} did not stop within {within:?}", program.display()))
+        .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
 async fn kill(mut proc: Proc) {
     proc.child.start_kill().unwrap();
     proc.child.wait().await.unwrap();
@@ -113,6 +129,8 @@ pub struct Deployment {
     pub edge_proc: Option<Proc>,
     /// The descriptor limit the edge starts with (soft, hard); `None`: this process's.
     pub edge_fd_limit: Option<(u64, u64)>,
+    /// The edge's environment beside the control node's: a value replaces one, `None` leaves one out.
+    edge_env: Vec<(&'static str, Option<String>)>,
 }
 
 impl Deployment {
@@ -166,6 +184,7 @@ impl Deployment {
             control_proc: None,
             edge_proc: None,
             edge_fd_limit: None,
+            edge_env: Vec::new(),
         };
         d.start_control().await;
         d.start_edge().await;
@@ -188,9 +207,27 @@ impl Deployment {
 
     pub async fn start_edge(&mut self) {
         let log = self.next_log("edge");
-        self.edge_proc =
-            Some(spawn_limited(&binary("livemix-edge"), &self.edge_args, &self.envs, log, self.edge_fd_limit));
+        let envs = self.edge_envs();
+        self.edge_proc = Some(spawn_limited(&binary("livemix-edge"), &self.edge_args, &envs, log, self.edge_fd_limit));
         self.wait_ready(&self.edge.clone(), "edge").await;
+    }
+
+    /// From the next edge start on, the edge's `name` is `value` (`None`: not set), unlike the control node's.
+    pub fn set_edge_env(&mut self, name: &'static str, value: Option<String>) {
+        self.edge_env.retain(|(other, _)| *other != name);
+        self.edge_env.push((name, value));
+    }
+
+    /// The edge's environment: the deployment's, with [`Self::set_edge_env`]'s changes.
+    pub fn edge_envs(&self) -> Vec<(&'static str, String)> {
+        let changed = |name: &str| self.edge_env.iter().any(|(other, _)| *other == name);
+        let kept = self.envs.iter().filter(|(name, _)| !changed(name)).cloned();
+        kept.chain(self.edge_env.iter().filter_map(|(name, value)| Some((*name, value.clone()?)))).collect()
+    }
+
+    /// The edge's command line as [`Self::start_edge`] would run it, with these flags changed.
+    pub fn edge_args_with(&self, flags: &[&str]) -> Vec<String> {
+        with_overrides(self.edge_args.clone(), flags)
     }
 
     /// Stops the edge and starts it again with these flags changed (`!--flag` drops a default flag).
