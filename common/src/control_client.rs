@@ -84,12 +84,21 @@ pub struct ClientOptions {
     pub user_agent: &'static str,
 }
 
-/// Base URL, bearer token and connection pool. Cheap to clone.
-#[derive(Clone, Debug)]
+/// Base URL, bearer token and connection pool. Cheap to clone; `Debug` shows the URL only.
+#[derive(Clone)]
 pub struct ControlHttp {
     base: Url,
     token: Option<String>,
     http: reqwest::Client,
+}
+
+impl std::fmt::Debug for ControlHttp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlHttp")
+            .field("base", &self.base.as_str())
+            .field("token", &self.token.as_ref().map(|_| "<token>"))
+            .finish()
+    }
 }
 
 impl ControlHttp {

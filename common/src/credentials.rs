@@ -115,7 +115,8 @@ impl NamedTokens {
             let (name, token) =
                 entry.split_once(':').ok_or_else(|| format!("entry #{}: expected `{what}:token`", n + 1))?;
             let name = name.trim();
-            (format.valid_name)(name).map_err(|err| format!("entry #{}: {err}", n + 1))?;
+            // The reason only, not the name: an entry written backwards (`token:name`) would show the token.
+            (format.valid_name)(name).map_err(|_| format!("entry #{}: the {what} before ':' is not valid", n + 1))?;
             let token = (format.token)(token).map_err(|err| format!("the token of {what} {name:?}: {err}"))?;
             tokens.push(name, TokenDigest::of(&token), what)?;
         }
