@@ -44,6 +44,15 @@ impl Dialect {
         }
     }
 
+    /// A stored time `column` compared (`op`: `>`, `<=`...) with the moment `param` seconds ago, by the
+    /// database's clock. PostgreSQL compares times (an index on `column` may serve it), SQLite epoch seconds.
+    pub fn ago(self, column: &str, op: &str, param: &str) -> String {
+        match self {
+            Self::Postgres => format!("{column} {op} now() - make_interval(secs => {param})"),
+            Self::Sqlite => format!("unixepoch({column}, 'subsec') {op} unixepoch('now', 'subsec') - {param}"),
+        }
+    }
+
     /// The database's clock, as its time columns store it.
     pub fn now(self) -> &'static str {
         match self {

@@ -18,7 +18,7 @@ use livemix_common::{
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
-use super::{Db, DbError, DbResult, dialect::Dialect, not_found};
+use super::{Db, DbError, DbResult, dialect::Dialect, json, not_found};
 
 /// Why an object is deleted: the label of `objects_deleted_total` and of every deletion's log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -173,10 +173,6 @@ impl Drop for Leadership {
             conn.close_on_drop();
         }
     }
-}
-
-fn json<T: serde::Serialize>(values: &[T]) -> DbResult<String> {
-    serde_json::to_string(values).map_err(|err| DbError::Internal(sqlx::Error::Encode(err.into())))
 }
 
 fn epoch(time: DateTime<Utc>) -> f64 {

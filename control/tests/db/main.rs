@@ -83,6 +83,8 @@ async fn sources_are_created_found_renamed_and_deleted(db: &Db) {
     assert!(!source.reachable && source.last_seen.is_none() && source.rr_target.is_none());
     assert_eq!(db.get_source(source.id).await.unwrap(), source);
     assert_eq!(db.list_sources(Some(&name)).await.unwrap(), vec![source.clone()]);
+    assert!(db.list_sources(None).await.unwrap().contains(&source), "without a name, every source");
+    assert!(db.list_sources(Some(&unique("nobody"))).await.unwrap().is_empty());
     assert!(matches!(db.create_source(&new_source(&name, 4, "")).await, Err(DbError::Conflict(_))));
 
     let other = unique("cam");
@@ -102,6 +104,23 @@ async fn sources_are_created_found_renamed_and_deleted(db: &Db) {
     // A segment length the schema refuses is a rejection, never retried.
     let bad = db.create_source(&new_source(&unique("cam"), 0, "")).await.unwrap_err();
     assert!(matches!(bad, DbError::Rejected { reason: "check", .. }) && !bad.is_transient(), "{bad:?}");
+}
+
+/// Reachability is judged against the delay the node was configured with (`$1` of every source query, seconds
+/// with a fraction): a source whose edge stopped reporting stops being reachable.
+#[tokio::test]
+async fn reachability_follows_the_configured_delay() {
+    let dir = std::env::temp_dir().join(unique("livemix-db-test"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let sqlite = format!("sqlite://{}?mode=rwc", dir.join("livemix.db").display());
+    for url in [env("DATABASE_URL"), sqlite] {
+        let db = Db::connect(&url, 2, Duration::from_millis(500)).await.expect("a database");
+        let source = db.create_source(&new_source(&unique("cam"), 2, "")).await.unwrap();
+        assert!(db.record_status(source.id, "edge-a", None).await.unwrap().reachable, "{url}");
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert!(!db.get_source(source.id).await.unwrap().reachable, "{url}: no report for longer than the delay");
+        assert!(!db.list_sources(Some(&source.name)).await.unwrap()[0].reachable, "{url}");
+    }
 }
 
 async fn status_reports_make_a_source_reachable(db: &Db) {
@@ -154,17 +173,22 @@ async fn recorded_segments_are_idempotent_and_play_in_order(db: &Db) {
     db.add_recorded_segment(&ids, &first).await.unwrap();
     db.add_recorded_segment(&ids, &first).await.unwrap(); // the bus delivered it twice
     db.add_recorded_segment(&ids, &info(source.id, None, 7, "legacy.ts", -100)).await.unwrap();
+    // Legacy segments play in time order, whatever their sequence numbers.
+    db.add_recorded_segment(&ids, &info(source.id, None, 9, "older.ts", -200)).await.unwrap();
 
     let played: Vec<(Option<String>, i64)> =
         db.recording_segments(&rec.id).await.unwrap().into_iter().map(|s| (s.run, s.seq)).collect();
     let (a, b) = (Some(run_a.to_string()), Some(run_b.to_string()));
-    assert_eq!(played, vec![(None, 7), (a.clone(), 0), (a.clone(), 1), (b.clone(), 0)]);
+    assert_eq!(played, vec![(None, 9), (None, 7), (a.clone(), 0), (a.clone(), 1), (b.clone(), 0)]);
 
     let next = db.recording_segment_and_next(&rec.id, SegmentRef::Run { run: run_a, seq: 1 }, 5).await.unwrap();
-    assert_eq!(next.iter().map(|s| (s.run.clone(), s.seq)).collect::<Vec<_>>(), vec![(a, 1), (b, 0)]);
+    assert_eq!(next.iter().map(|s| (s.run.clone(), s.seq)).collect::<Vec<_>>(), vec![(a.clone(), 1), (b, 0)]);
     let legacy = db.recording_segment_and_next(&rec.id, SegmentRef::Legacy("legacy.ts"), 1).await.unwrap();
     assert_eq!(legacy.len(), 2);
     assert_eq!(legacy[0].name, "legacy.ts");
+    let older = db.recording_segment_and_next(&rec.id, SegmentRef::Legacy("older.ts"), 2).await.unwrap();
+    let older: Vec<(Option<String>, i64)> = older.into_iter().map(|s| (s.run, s.seq)).collect();
+    assert_eq!(older, vec![(None, 9), (None, 7), (a.clone(), 0)], "from a legacy segment on into the runs");
     let missing = db.recording_segment_and_next(&rec.id, SegmentRef::Legacy("nope.ts"), 3).await.unwrap();
     assert!(missing.is_empty());
 
@@ -174,7 +198,21 @@ async fn recorded_segments_are_idempotent_and_play_in_order(db: &Db) {
         db.add_recorded_segment(&["01GONE0000000000000000000".to_owned()], &orphan).await,
         Err(DbError::NotFound { .. })
     ));
-    assert_eq!(db.recording_segments(&rec.id).await.unwrap().len(), 4);
+    assert_eq!(db.recording_segments(&rec.id).await.unwrap().len(), 5);
+
+    // Only recordings of the segment's own source are linked.
+    let elsewhere = db.create_source(&new_source(&unique("cam"), 2, "")).await.unwrap();
+    let foreign = db.create_recording(elsewhere.id, None, None, Utc::now()).await.unwrap();
+    let both = [rec.id.clone(), foreign.id.clone()];
+    let shared = info(source.id, Some(run_a), 2, "index2.ts", 4);
+    assert_eq!(db.add_recorded_segment(&both, &shared).await.unwrap(), vec![rec.id.clone()]);
+    assert!(db.recording_segments(&foreign.id).await.unwrap().is_empty());
+    assert_eq!(db.recording_segments(&rec.id).await.unwrap().len(), 6);
+    let all = db.list_recordings(None, false).await.unwrap();
+    assert!(all.iter().any(|r| r.id == rec.id) && all.iter().any(|r| r.id == foreign.id), "every source's");
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
+    assert!(db.list_recordings(None, true).await.unwrap().iter().any(|r| r.id == foreign.id));
+    db.stop_recording(&foreign.id).await.unwrap();
 
     let stopped = db.stop_recording(&rec.id).await.unwrap();
     assert!(!stopped.active);
@@ -188,7 +226,7 @@ async fn recorded_segments_are_idempotent_and_play_in_order(db: &Db) {
     let kept = db.delete_source(source.id, Some(RecordingsPolicy::Retain)).await.unwrap();
     assert_eq!(kept.recordings_retained, 1);
     assert_eq!(db.get_recording(&rec.id).await.unwrap(), stopped, "kept after its source");
-    assert_eq!(db.recording_segments(&rec.id).await.unwrap().len(), 4);
+    assert_eq!(db.recording_segments(&rec.id).await.unwrap().len(), 6);
 }
 
 fn live(source: Uuid, name: &str, start: chrono::DateTime<Utc>) -> NewLiveSegment {
