@@ -22,11 +22,10 @@ use serde_json::json;
 
 use crate::{
     fetch::{FetchError, SegmentSource},
-    gate::{Admitted, EdgeGate},
+    gate::{Admitted, BodyLimits, EdgeGate, SOURCE_HEADER},
     node::{Edge, EdgeView, IngestError, IngestReport},
 };
 
-pub const SOURCE_HEADER: &str = "Video-Source-Name";
 pub const PREFIX_HEADER: &str = "MPEG-TS-URI-Prefix";
 
 #[derive(Clone)]
@@ -39,13 +38,6 @@ pub struct ApiState {
     pub preview_protected: bool,
 }
 
-/// Body size limits of the ingest routes.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_playlist_bytes: usize,
-    pub max_segment_bytes: usize,
-}
-
 impl FromRef<ApiState> for Metrics {
     fn from_ref(state: &ApiState) -> Metrics {
         state.metrics.clone()
@@ -55,7 +47,7 @@ impl FromRef<ApiState> for Metrics {
 /// Every route and who may call it: ingest needs an ingest token, the preview, `/v1/source` and `/debug/tasks` a
 /// preview (or ingest) token (see [`crate::auth`]); probes and `/metrics` are open. `door` checks all that (and
 /// the loopback host names of an edge without an ingest token) before any handler reads a body.
-pub fn routes(limits: Limits, door: Door<EdgeGate>) -> Router<ApiState> {
+pub fn routes(limits: BodyLimits, door: Door<EdgeGate>) -> Router<ApiState> {
     let ingest_max = limits.max_segment_bytes.max(limits.max_playlist_bytes);
     Router::new()
         .route("/v1/playlist", post(post_playlist).layer(DefaultBodyLimit::max(limits.max_playlist_bytes)))

@@ -25,7 +25,7 @@ use parking_lot::Mutex;
 
 /// A segment the edge has accepted.
 #[derive(Debug)]
-pub struct Segment {
+pub struct CachedSegment {
     /// Decided once, when the edge accepted it (see [`crate::identity`]).
     pub id: SegmentId,
     pub source_name: String,
@@ -41,7 +41,7 @@ pub struct Segment {
     pub cached_at: Instant,
 }
 
-impl Segment {
+impl CachedSegment {
     /// A segment accepted now.
     pub fn new(
         id: SegmentId,
@@ -86,7 +86,7 @@ impl Segment {
 }
 
 /// The edge's one byte budget (`--cache-bytes`): cached segments plus pushed segments waiting in the
-/// [`crate::inbox::Inbox`] for their playlist.
+/// [`crate::uploads::Uploads`] for their playlist.
 #[derive(Debug)]
 pub struct ByteBudget {
     max: usize,
@@ -102,7 +102,7 @@ impl ByteBudget {
         self.max
     }
 
-    /// Bytes held by the inbox.
+    /// Bytes held by pushed uploads.
     pub fn pushed(&self) -> usize {
         self.pushed.load(Ordering::Relaxed)
     }
@@ -125,7 +125,7 @@ pub struct EdgeCache {
 #[derive(Default)]
 struct Inner {
     /// Every cached segment in arrival order: the front expires, and is evicted, first.
-    arrivals: VecDeque<Arc<Segment>>,
+    arrivals: VecDeque<Arc<CachedSegment>>,
     sources: HashMap<String, PerSource>,
     bytes: usize,
 }
@@ -133,15 +133,15 @@ struct Inner {
 #[derive(Default)]
 struct PerSource {
     /// This source's segments in arrival order, each with its position (how many arrived before it).
-    segments: VecDeque<(u64, Arc<Segment>)>,
+    segments: VecDeque<(u64, Arc<CachedSegment>)>,
     /// The newest segment under each name (a restarted encoder reuses names).
-    by_name: HashMap<String, Arc<Segment>>,
+    by_name: HashMap<String, Arc<CachedSegment>>,
     arrived: u64,
 }
 
 impl Inner {
     /// Drops the oldest segment of all; it is also the oldest of its source.
-    fn pop_oldest(&mut self) -> Option<Arc<Segment>> {
+    fn pop_oldest(&mut self) -> Option<Arc<CachedSegment>> {
         let oldest = self.arrivals.pop_front()?;
         self.bytes -= oldest.data.len();
         if let Some(source) = self.sources.get_mut(&oldest.source_name) {
@@ -178,7 +178,7 @@ impl EdgeCache {
     }
 
     /// Adds a segment, evicting expired ones and then the oldest of all sources until it fits.
-    pub fn insert(&self, segment: Arc<Segment>) {
+    pub fn insert(&self, segment: Arc<CachedSegment>) {
         let mut inner = self.lock();
         let size = segment.data.len();
         inner.purge(self.window);
@@ -191,7 +191,7 @@ impl EdgeCache {
         source.arrived += 1;
     }
 
-    /// Evicts the oldest segments until `extra` more bytes fit beside the cache and the inbox.
+    /// Evicts the oldest segments until `extra` more bytes fit beside the cache and the uploads.
     fn evict_beyond(&self, inner: &mut Inner, extra: usize) {
         while inner.bytes + self.budget.pushed() + extra > self.budget.max() {
             let Some(evicted) = inner.pop_oldest() else { break };
@@ -199,7 +199,7 @@ impl EdgeCache {
         }
     }
 
-    /// Evicts what no longer fits now that the inbox holds more.
+    /// Evicts what no longer fits now that the uploads hold more.
     pub fn make_room(&self) {
         self.evict_beyond(&mut self.lock(), 0);
     }
@@ -213,7 +213,7 @@ impl EdgeCache {
 
     /// The newest `count` segments of a source, oldest first, and the position of the first (how many of the
     /// source's segments arrived in this cache before it: a media sequence number that only grows).
-    pub fn newest(&self, source: &str, count: usize) -> (u64, Vec<Arc<Segment>>) {
+    pub fn newest(&self, source: &str, count: usize) -> (u64, Vec<Arc<CachedSegment>>) {
         let inner = self.lock();
         let Some(source) = inner.sources.get(source) else { return (0, Vec::new()) };
         let skip = source.segments.len().saturating_sub(count);
@@ -222,7 +222,7 @@ impl EdgeCache {
     }
 
     /// Every cached segment of a source, oldest first.
-    pub fn all(&self, source: &str) -> Vec<Arc<Segment>> {
+    pub fn all(&self, source: &str) -> Vec<Arc<CachedSegment>> {
         self.lock()
             .sources
             .get(source)
@@ -231,7 +231,7 @@ impl EdgeCache {
     }
 
     /// The newest cached segment of a source under this name.
-    pub fn get(&self, source: &str, name: &str) -> Option<Arc<Segment>> {
+    pub fn get(&self, source: &str, name: &str) -> Option<Arc<CachedSegment>> {
         self.lock().sources.get(source)?.by_name.get(name).cloned()
     }
 
@@ -244,9 +244,9 @@ impl EdgeCache {
 mod tests {
     use super::*;
 
-    fn seg(source: &str, name: &str, size: usize) -> Arc<Segment> {
+    fn seg(source: &str, name: &str, size: usize) -> Arc<CachedSegment> {
         let id = SegmentId { source: uuid::Uuid::nil(), run: ulid::Ulid::nil(), seq: 0 };
-        Segment::new(id, source, name, Utc::now(), 2.0, false, Bytes::from(vec![0; size]))
+        CachedSegment::new(id, source, name, Utc::now(), 2.0, false, Bytes::from(vec![0; size]))
     }
 
     #[test]

@@ -14,7 +14,7 @@ use livemix_common::{
 use reqwest::Method;
 use uuid::Uuid;
 
-use crate::cache::Segment;
+use crate::cache::CachedSegment;
 
 /// The edge-facing API's client with the edge's bearer token. Cheap to clone.
 #[derive(Clone)]
@@ -47,7 +47,7 @@ impl ControlClient {
         self.http.send("reporting status", request).await
     }
 
-    pub async fn forward_segment(&self, source: Uuid, segment: &Segment) -> Result<(), ControlError> {
+    pub async fn forward_segment(&self, source: Uuid, segment: &CachedSegment) -> Result<(), ControlError> {
         let req = self.http.request(Method::POST, &["v1", "new-segment"]);
         let start = segment.start_ts.timestamp_millis() as f64 / 1000.0;
         let req = req

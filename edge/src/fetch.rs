@@ -1,5 +1,5 @@
 //! Where segment bytes come from: the `MPEG-TS-URI-Prefix` (a confined `file://` directory or an `http(s)://`
-//! base) or segments pushed to `/v1/ingest` (kept by the [`crate::inbox::Inbox`]).
+//! base) or segments pushed to `/v1/ingest` (kept by the [`crate::uploads::Uploads`]).
 
 use std::{
     fs::OpenOptions,

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::{
-    cache::Segment,
+    cache::CachedSegment,
     control_client::{ControlClient, ControlError},
     sources::Sources,
 };
@@ -27,7 +27,7 @@ pub struct ForwardMetrics {
 }
 
 struct Queue {
-    segments: Mutex<VecDeque<Arc<Segment>>>,
+    segments: Mutex<VecDeque<Arc<CachedSegment>>>,
     wake: Notify,
 }
 
@@ -62,7 +62,7 @@ impl Forwarder {
     }
 
     /// Queues a segment for the control node, starting the source's supervised worker on first use.
-    pub fn enqueue(self: &Arc<Self>, segment: Arc<Segment>) {
+    pub fn enqueue(self: &Arc<Self>, segment: Arc<CachedSegment>) {
         let source = segment.id.source;
         let queue = {
             let mut queues = self.queues.lock();
@@ -104,7 +104,7 @@ impl Forwarder {
     }
 
     #[tracing::instrument(skip_all, fields(segment = %segment.id, name = %segment.name))]
-    async fn forward(&self, segment: &Segment) {
+    async fn forward(&self, segment: &CachedSegment) {
         let started = tokio::time::Instant::now();
         let attempt = || async {
             if !self.sources.streaming(&segment.source_name) {

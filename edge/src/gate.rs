@@ -13,10 +13,17 @@ use livemix_common::{
     model::validate_source_name,
 };
 
-use crate::{
-    api::{Limits, SOURCE_HEADER},
-    auth::{Access, EdgeAuth, Grant},
-};
+use crate::auth::{Access, EdgeAuth, Grant};
+
+/// The header ffmpeg names the source in on `POST /v1/playlist`.
+pub const SOURCE_HEADER: &str = "Video-Source-Name";
+
+/// Body size limits of the ingest routes.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub max_playlist_bytes: usize,
+    pub max_segment_bytes: usize,
+}
 
 /// Which credential admitted the request: the preview allows any web origin when a token did, and a playlist
 /// POSTed on a source's own token may name only that source's prefixes.
@@ -28,13 +35,13 @@ pub struct Admitted {
 /// The edge's [`Gate`]: its credentials and body limits.
 pub struct EdgeGate {
     auth: EdgeAuth,
-    limits: Limits,
+    limits: BodyLimits,
 }
 
 impl EdgeGate {
     /// The door of the edge API: this gate, loopback host names only when ingest has no token (whatever the
     /// preview's), and `budget` for bodies.
-    pub fn door(auth: EdgeAuth, limits: Limits, budget: BodyBudget) -> Door<Self> {
+    pub fn door(auth: EdgeAuth, limits: BodyLimits, budget: BodyBudget) -> Door<Self> {
         let loopback_only = auth.loopback_hosts_only();
         Door::new(Self { auth, limits }, budget).loopback_only(loopback_only)
     }

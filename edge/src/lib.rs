@@ -13,11 +13,11 @@ pub mod fetch_allow;
 pub mod forwarder;
 pub mod gate;
 pub mod identity;
-pub mod inbox;
 pub mod node;
 pub mod recorder;
 pub mod sources;
 pub mod timing;
+pub mod uploads;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -153,8 +153,10 @@ pub async fn serve(
     });
     edge.start(commands);
 
-    let limits =
-        api::Limits { max_playlist_bytes: settings.max_playlist_bytes, max_segment_bytes: settings.max_segment_bytes };
+    let limits = gate::BodyLimits {
+        max_playlist_bytes: settings.max_playlist_bytes,
+        max_segment_bytes: settings.max_segment_bytes,
+    };
     let auth = settings.auth();
     let preview_protected = auth.protects_preview();
     let door = gate::EdgeGate::door(auth, limits, BodyBudget::new(settings.body_budget_bytes, BODY_BUDGET_WAIT));

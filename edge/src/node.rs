@@ -22,16 +22,16 @@ use uuid::Uuid;
 
 use crate::{
     auth::Grant,
-    cache::{ByteBudget, EdgeCache, Segment},
+    cache::{ByteBudget, CachedSegment, EdgeCache},
     config::EdgeSettings,
     control_client::{ControlClient, ControlError},
     fetch::{FetchError, Fetcher, Scope, SegmentSource, check_segment_uri},
     fetch_allow::{FetchAllow, SourceFetchAllow},
     forwarder::Forwarder,
-    inbox::{Inbox, PUSH_GRACE},
     recorder::Recorder,
     sources::{SourceView, Sources},
     timing,
+    uploads::{PUSH_GRACE, Uploads},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +113,7 @@ pub struct Edge {
     fetch_allow: FetchAllow,
     /// `--source-fetch-allow`: the hosts a source's own token may name, on top of `--fetch-allow`.
     source_fetch_allow: SourceFetchAllow,
-    inbox: Inbox,
+    uploads: Uploads,
     forwarder: Arc<Forwarder>,
     recorder: Recorder,
     bus: SharedBus,
@@ -138,7 +138,7 @@ impl Edge {
             control,
             sources,
             fetcher,
-            inbox: Inbox::new(budget),
+            uploads: Uploads::new(budget),
             forwarder,
             recorder,
             bus,
@@ -196,18 +196,18 @@ impl Edge {
     /// node does not know are refused now, rather than buffered for a playlist that will fail.
     pub async fn accept_upload(&self, source: &str, file: &str, data: Bytes) -> Result<(), IngestError> {
         self.resolve(source).await?;
-        self.inbox.put(source, file, data).map_err(|full| IngestError::Full(full.to_string()))?;
+        self.uploads.put(source, file, data).map_err(|full| IngestError::Full(full.to_string()))?;
         self.cache.make_room();
         Ok(())
     }
 
     /// The newest cached segments of a source for the local preview, and the preview's media sequence.
-    pub fn preview(&self, source: &str) -> (u64, Vec<Arc<Segment>>) {
+    pub fn preview(&self, source: &str) -> (u64, Vec<Arc<CachedSegment>>) {
         self.cache.newest(source, self.settings.preview_segments.max(1))
     }
 
     /// A cached segment of a source, by name (the newest, when a restarted encoder reused the name).
-    pub fn cached_segment(&self, source: &str, name: &str) -> Option<Arc<Segment>> {
+    pub fn cached_segment(&self, source: &str, name: &str) -> Option<Arc<CachedSegment>> {
         self.cache.get(source, name)
     }
 
@@ -283,7 +283,7 @@ impl Edge {
                 }
             };
             let (duration, discontinuity) = (listed.duration_secs, claim.discontinuity);
-            let segment = Segment::new(claim.id, name, &listed.uri, start_ts, duration, discontinuity, data);
+            let segment = CachedSegment::new(claim.id, name, &listed.uri, start_ts, duration, discontinuity, data);
             spooling.extend(self.accept(segment));
             report.new_segments.push(listed.uri.clone());
         }
@@ -318,7 +318,7 @@ impl Edge {
             SegmentSource::Http(base) => self.fetcher.get(base, name).await,
             SegmentSource::Pushed => {
                 let grace = if newest { PUSH_GRACE } else { std::time::Duration::ZERO };
-                self.inbox
+                self.uploads
                     .take_within(source, name, grace)
                     .await
                     .ok_or_else(|| FetchError::Unavailable(format!("segment {name} was listed but not uploaded (yet)")))
@@ -328,7 +328,7 @@ impl Edge {
 
     /// Takes an accepted segment in: cache, forward while streaming, record while a recording covers it. Returns
     /// the recorder's handle for the spool write, if the segment is recorded.
-    fn accept(&self, segment: Arc<Segment>) -> Option<JoinHandle<()>> {
+    fn accept(&self, segment: Arc<CachedSegment>) -> Option<JoinHandle<()>> {
         self.cache.insert(Arc::clone(&segment));
         if self.sources.streaming(&segment.source_name) {
             self.forwarder.enqueue(Arc::clone(&segment));
@@ -339,7 +339,7 @@ impl Edge {
     }
 
     /// The one place segments go to the recorder; everything it needs is derived from the segment's id.
-    fn record(&self, segment: Arc<Segment>, recording_ids: Vec<String>) -> Option<JoinHandle<()>> {
+    fn record(&self, segment: Arc<CachedSegment>, recording_ids: Vec<String>) -> Option<JoinHandle<()>> {
         self.recorder.record(segment, recording_ids)
     }
 

@@ -37,7 +37,7 @@ use uuid::Uuid;
 pub use spool::SpoolError;
 use spool::{Sidecar, SpoolDir};
 
-use crate::cache::Segment;
+use crate::cache::CachedSegment;
 
 /// How often a spool that stays full is warned about again.
 const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
@@ -235,7 +235,7 @@ impl Recorder {
     /// Records `segment` for these recordings (no-op for none): spools it. The same segment recorded again while
     /// still spooled is one job whose recording ids are merged. The returned handle completes once the job is on
     /// disk, so an ingest can wait for it before it tells the encoder the segment was accepted.
-    pub fn record(&self, segment: Arc<Segment>, recording_ids: Vec<String>) -> Option<JoinHandle<()>> {
+    pub fn record(&self, segment: Arc<CachedSegment>, recording_ids: Vec<String>) -> Option<JoinHandle<()>> {
         if recording_ids.is_empty() {
             return None;
         }
@@ -300,7 +300,7 @@ impl Shared {
     }
 
     /// What the control node is told about a recorded segment.
-    fn info(&self, id: SegmentId, segment: &Segment) -> SegmentInfo {
+    fn info(&self, id: SegmentId, segment: &CachedSegment) -> SegmentInfo {
         SegmentInfo {
             name: segment.name.clone(),
             source: id.source,
@@ -348,7 +348,7 @@ impl Shared {
     }
 
     /// Writes a new job to disk (blocking). The segment's bytes are released once written.
-    fn spool_job(&self, id: SegmentId, segment: Arc<Segment>) {
+    fn spool_job(&self, id: SegmentId, segment: Arc<CachedSegment>) {
         let written = self.spool.write_segment(&id, &segment.data);
         drop(segment);
         if let Err(err) = written.and_then(|()| self.persist(id)) {

@@ -142,9 +142,17 @@ impl Drop for Fixture {
     }
 }
 
-fn segment(id: SegmentId, size: usize) -> Arc<Segment> {
+fn segment(id: SegmentId, size: usize) -> Arc<CachedSegment> {
     let seq = id.seq;
-    Segment::new(id, "cam", &format!("index{seq}.ts"), Utc::now(), 2.0, seq == 0, Bytes::from(vec![seq as u8; size]))
+    CachedSegment::new(
+        id,
+        "cam",
+        &format!("index{seq}.ts"),
+        Utc::now(),
+        2.0,
+        seq == 0,
+        Bytes::from(vec![seq as u8; size]),
+    )
 }
 
 /// Polls `check` until it holds, failing after 10 s.

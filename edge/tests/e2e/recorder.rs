@@ -13,7 +13,7 @@ use livemix_common::{
     },
 };
 use livemix_edge::{
-    cache::Segment,
+    cache::CachedSegment,
     recorder::{RecordMetrics, Recorder, RecorderConfig},
 };
 use livemix_testkit::control::{pubsub, s3};
@@ -22,10 +22,10 @@ use uuid::Uuid;
 
 use crate::support::{env, eventually, unique};
 
-fn segment(id: SegmentId) -> Arc<Segment> {
+fn segment(id: SegmentId) -> Arc<CachedSegment> {
     let seq = id.seq;
     let data = Bytes::from(format!("segment {seq} ").repeat(1000));
-    Segment::new(id, "cam", &format!("index{seq}.ts"), Utc::now(), 1.0, false, data)
+    CachedSegment::new(id, "cam", &format!("index{seq}.ts"), Utc::now(), 1.0, false, data)
 }
 
 fn config(topic: &str) -> RecorderConfig {
