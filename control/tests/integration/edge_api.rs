@@ -169,3 +169,37 @@ async fn bad_segments_are_refused_and_change_nothing() {
     assert_eq!(seg.status(), 200);
     assert_eq!(seg.bytes().await.unwrap(), good);
 }
+
+/// Bytes become public only once admitted: a segment refused because streaming is off is never served (it used to
+/// reach the shared cache first, and the VOD API served any cached name), and an edge's second copy of a listed
+/// segment does not replace the bytes players already got.
+#[tokio::test]
+async fn only_admitted_bytes_are_served_and_listed_bytes_stay() {
+    let node = ControlNode::start(&[]).await;
+    let source = node.create_source(&unique("cam"), 1).await;
+    let sid = source["id"].as_str().unwrap().to_owned();
+    let vod = |name: &str| http().get(format!("{}/v1/vod/live/{sid}/{name}", node.vod)).send();
+
+    let refused = forward_segment(&node, &sid, "early.ts", 0, Bytes::from_static(b"\x47refused")).await;
+    assert_eq!(refused.status(), 409, "streaming is off");
+    assert_eq!(vod("early.ts").await.unwrap().status(), 404, "a refused segment is not public");
+
+    let url = node.mgmt(&format!("/v1/source/{sid}/streaming?new_state=true"));
+    assert_eq!(http().put(url).send().await.unwrap().status(), 200);
+    let first = Bytes::from_static(b"\x47first copy");
+    assert_eq!(forward_segment(&node, &sid, "a-1.ts", 1, first.clone()).await.status(), 200);
+    let served = vod("a-1.ts").await.unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.bytes().await.unwrap(), first);
+    // The same name again within the retry window is the edge's retry: acknowledged, bytes kept.
+    let retry = forward_segment(&node, &sid, "a-1.ts", 1, Bytes::from_static(b"\x47other bytes")).await;
+    assert_eq!(retry.status(), 200);
+    assert_eq!(node.cache.get(&format!("live:{sid}:a-1.ts")).await.unwrap(), Some(first.clone()), "shared cache");
+    assert_eq!(vod("a-1.ts").await.unwrap().bytes().await.unwrap(), first);
+    // A name never forwarded is not served even when something put bytes under it.
+    node.cache
+        .put(&format!("live:{sid}:planted.ts"), Bytes::from_static(b"\x47planted"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(vod("planted.ts").await.unwrap().status(), 404);
+}
