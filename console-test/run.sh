@@ -37,7 +37,7 @@ eval "$(bash scripts/services.sh env)"
 export DATABASE_URL=${CONSOLE_TEST_DATABASE_URL:-$DATABASE_URL}
 
 step "build livemix-control and livemix-edge"
-cargo build --locked --quiet --bin livemix-control --bin livemix-edge
+cargo build --locked --quiet --workspace --bin livemix-control --bin livemix-edge
 bin=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug
 
 work=$(mktemp -d /tmp/livemix-console-test.XXXXXX)

@@ -32,7 +32,7 @@ wait_for() { # url what
 bash scripts/services.sh up
 eval "$(bash scripts/services.sh env)"
 echo "[demo] building"
-cargo build --bins --quiet
+cargo build --workspace --bins --quiet
 bin=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug
 
 export LIVEMIX_CREATE_TOPICS=true LIVEMIX_CREATE_BUCKET=true

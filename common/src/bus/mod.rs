@@ -1,12 +1,14 @@
 //! The message bus between edges and control nodes.
 //!
-//! Production uses Google Cloud Pub/Sub ([`pubsub::PubSubBus`]); [`memory::MemoryBus`] has the same semantics
-//! (topics fan out to subscriptions, unacknowledged messages come back) inside one process, for unit tests.
+//! Production uses Google Cloud Pub/Sub (`pubsub::PubSubBus`, with the `pubsub` feature); [`memory::MemoryBus`] has
+//! the same semantics (topics fan out to subscriptions, unacknowledged messages come back) inside one process, for
+//! unit tests and the standalone binary.
 
 pub mod memory;
+#[cfg(feature = "pubsub")]
 pub mod pubsub;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -27,6 +29,9 @@ pub enum BusError {
     Delete { subscription: String, source: BoxError },
     #[error("message bus unreachable: {0}")]
     Unreachable(BoxError),
+    /// The configuration asks for a backend this binary was built without (a cargo feature left off).
+    #[error("this binary was built without {backend} support; build with --features cloud or {instead}")]
+    NotBuiltIn { backend: &'static str, instead: &'static str },
 }
 
 /// A received message; acknowledge it once handled, or it is delivered again.
@@ -112,10 +117,17 @@ pub struct BusArgs {
 }
 
 impl BusArgs {
+    /// The in-process bus when asked for, else Pub/Sub. A binary built without the `pubsub` feature refuses the
+    /// latter with [`BusError::NotBuiltIn`].
     pub async fn connect(&self) -> Result<SharedBus, BusError> {
         if self.in_process_bus {
             return Ok(Arc::new(memory::MemoryBus::default()));
         }
+        self.connect_pubsub().await
+    }
+
+    #[cfg(feature = "pubsub")]
+    async fn connect_pubsub(&self) -> Result<SharedBus, BusError> {
         let bus = pubsub::PubSubBus::connect(pubsub::PubSubConfig {
             project: self.pubsub_project.clone(),
             emulator_host: self.pubsub_emulator_host.clone(),
@@ -123,6 +135,14 @@ impl BusArgs {
         })
         .await?;
         Ok(Arc::new(bus))
+    }
+
+    #[cfg(not(feature = "pubsub"))]
+    async fn connect_pubsub(&self) -> Result<SharedBus, BusError> {
+        Err(BusError::NotBuiltIn {
+            backend: "Pub/Sub",
+            instead: "set LIVEMIX_IN_PROCESS_BUS=true (--in-process-bus: one process only)",
+        })
     }
 
     /// Whether this process creates (and so owns) its topics and subscriptions.
@@ -143,6 +163,7 @@ impl BusArgs {
 }
 
 /// How long to wait before re-subscribing after a subscription stream failed.
-pub(crate) fn resubscribe_delay(attempt: u32) -> Duration {
-    Duration::from_millis(200u64.saturating_mul(1 << attempt.min(6)).min(10_000))
+#[cfg(feature = "pubsub")]
+pub(crate) fn resubscribe_delay(attempt: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(200u64.saturating_mul(1 << attempt.min(6)).min(10_000))
 }

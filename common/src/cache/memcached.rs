@@ -46,7 +46,7 @@ impl MemcachedCache {
     /// first connections right away, so an unreachable server is an error here (after [`CONNECTION_TIMEOUT`]).
     /// Blocks the calling thread meanwhile: meant for start-up.
     pub fn connect(url: &str) -> Result<Self, CacheError> {
-        let connect_error = |source| CacheError::Connect { url: url.to_owned(), source };
+        let connect_error = |source: MemcacheError| CacheError::Connect { url: url.to_owned(), source: source.into() };
         let client = memcache::Client::builder()
             .add_server(with_io_timeout(url).map_err(connect_error)?)
             .map_err(connect_error)?
@@ -76,7 +76,7 @@ impl MemcachedCache {
         tokio::task::spawn_blocking(move || call(&client))
             .await
             .map_err(|e| CacheError::Worker(format!("cache {op} of {key}: {e}")))?
-            .map_err(|source| CacheError::Op { op, key: key.to_owned(), source })
+            .map_err(|source| CacheError::Op { op, key: key.to_owned(), source: source.into() })
     }
 }
 
@@ -122,7 +122,7 @@ impl SegmentCache for MemcachedCache {
         let exp = expiration(ttl);
         let owned_key = memcached_key(key).into_owned();
         match self.run("put", key, move |c| c.set(&owned_key, data.as_ref(), exp)).await {
-            Err(CacheError::Op { source, .. }) if is_too_large(&source) => Err(too_large()),
+            Err(CacheError::Op { source, .. }) if source.downcast_ref().is_some_and(is_too_large) => Err(too_large()),
             Err(e) => Err(e),
             Ok(()) => {
                 debug!(key, size, ttl_secs = exp, "cached");

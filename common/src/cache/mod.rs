@@ -1,6 +1,7 @@
-//! Short-lived storage of segment bytes: memcached in production ([`memcached::MemcachedCache`]), a bounded
-//! in-process map for quick local runs ([`memory::MemoryCache`]).
+//! Short-lived storage of segment bytes: memcached in production (`memcached::MemcachedCache`, with the `memcached`
+//! feature), a bounded in-process map for quick local runs ([`memory::MemoryCache`]).
 
+#[cfg(feature = "memcached")]
 pub mod memcached;
 pub mod memory;
 
@@ -10,16 +11,21 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use crate::bus::BoxError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     #[error("connecting to memcached at {url}: {source}")]
-    Connect { url: String, source: memcache::MemcacheError },
+    Connect { url: String, source: BoxError },
     #[error("cache {op} of {key}: {source}")]
-    Op { op: &'static str, key: String, source: memcache::MemcacheError },
+    Op { op: &'static str, key: String, source: BoxError },
     #[error("cache {op} of {key}: {size} bytes exceeds the cache's item size limit of {limit} bytes")]
     TooLarge { op: &'static str, key: String, size: usize, limit: usize },
     #[error("cache worker failed: {0}")]
     Worker(String),
+    /// The configuration asks for a backend this binary was built without (a cargo feature left off).
+    #[error("this binary was built without {backend} support; build with --features cloud or {instead}")]
+    NotBuiltIn { backend: &'static str, instead: &'static str },
 }
 
 #[async_trait]
@@ -49,12 +55,27 @@ pub struct CacheArgs {
 }
 
 impl CacheArgs {
+    /// memcached when a URL is configured, else the in-process cache. A binary built without the `memcached`
+    /// feature refuses a URL with [`CacheError::NotBuiltIn`].
     pub fn connect(&self) -> Result<SharedCache, CacheError> {
         Ok(match &self.memcached_url {
-            Some(url) => Arc::new(memcached::MemcachedCache::connect(url)?),
+            Some(url) => connect_memcached(url)?,
             None => Arc::new(memory::MemoryCache::new(self.memory_cache_bytes)),
         })
     }
+}
+
+#[cfg(feature = "memcached")]
+fn connect_memcached(url: &str) -> Result<SharedCache, CacheError> {
+    Ok(Arc::new(memcached::MemcachedCache::connect(url)?))
+}
+
+#[cfg(not(feature = "memcached"))]
+fn connect_memcached(_url: &str) -> Result<SharedCache, CacheError> {
+    Err(CacheError::NotBuiltIn {
+        backend: "memcached",
+        instead: "unset MEMCACHED_URL (--memcached-url) to cache segments in this process",
+    })
 }
 
 /// Longest key memcached accepts, in bytes.

@@ -1,7 +1,8 @@
-//! Durable storage of recorded segments: S3 in production ([`s3::S3Store`]), a local directory for quick local
-//! runs ([`local::LocalStore`]).
+//! Durable storage of recorded segments: S3 in production (`s3::S3Store`, with the `s3` feature), a local directory
+//! for quick local runs ([`local::LocalStore`]).
 
 pub mod local;
+#[cfg(feature = "s3")]
 pub mod s3;
 
 use std::{path::PathBuf, sync::Arc};
@@ -24,12 +25,15 @@ pub enum StoreError {
     Rejected { op: &'static str, key: String, source: BoxError },
     #[error("object store unreachable: {0}")]
     Unreachable(BoxError),
+    /// The configuration asks for a backend this binary was built without (a cargo feature left off).
+    #[error("this binary was built without {backend} support; build with --features cloud or {instead}")]
+    NotBuiltIn { backend: &'static str, instead: &'static str },
 }
 
 impl StoreError {
     /// Whether trying the same request again cannot help.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, Self::Rejected { .. } | Self::NotFound { .. })
+        matches!(self, Self::Rejected { .. } | Self::NotFound { .. } | Self::NotBuiltIn { .. })
     }
 }
 
@@ -92,18 +96,33 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
+    /// S3 when a bucket is configured, else the local directory. A binary built without the `s3` feature refuses a
+    /// bucket with [`StoreError::NotBuiltIn`] rather than quietly recording somewhere else.
     pub async fn connect(&self) -> Result<SharedStore, StoreError> {
         Ok(match &self.bucket {
-            Some(bucket) => Arc::new(
-                s3::S3Store::connect(s3::S3Config {
-                    bucket: bucket.clone(),
-                    endpoint: self.s3_endpoint.clone(),
-                    region: self.s3_region.clone(),
-                    create_bucket: self.create_bucket,
-                })
-                .await?,
-            ),
+            Some(bucket) => self.connect_s3(bucket).await?,
             None => Arc::new(local::LocalStore::new(self.local_store_dir.clone())),
+        })
+    }
+
+    #[cfg(feature = "s3")]
+    async fn connect_s3(&self, bucket: &str) -> Result<SharedStore, StoreError> {
+        Ok(Arc::new(
+            s3::S3Store::connect(s3::S3Config {
+                bucket: bucket.to_owned(),
+                endpoint: self.s3_endpoint.clone(),
+                region: self.s3_region.clone(),
+                create_bucket: self.create_bucket,
+            })
+            .await?,
+        ))
+    }
+
+    #[cfg(not(feature = "s3"))]
+    async fn connect_s3(&self, _bucket: &str) -> Result<SharedStore, StoreError> {
+        Err(StoreError::NotBuiltIn {
+            backend: "S3",
+            instead: "unset LIVEMIX_BUCKET (--bucket) to record to --local-store-dir",
         })
     }
 
