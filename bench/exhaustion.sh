@@ -38,22 +38,24 @@ wait_alive() { # URL NAME
     return 1
 }
 
-# The soft limit many hosts give a service; each binary raises it to the hard limit at start.
-ulimit -Sn 1024
-LIVEMIX_MANAGEMENT_TOKEN=$BENCH_MANAGEMENT_TOKEN LIVEMIX_EDGE_TOKENS="$EDGE_ID:$EDGE_TOKEN" "$BIN/livemix-control" \
+# Each server starts under the soft limit many hosts give a service (1,024) and raises it to the hard limit itself;
+# the bench client keeps this shell's limit (it opens thousands of sockets).
+LIVEMIX_MANAGEMENT_TOKEN=$BENCH_MANAGEMENT_TOKEN LIVEMIX_EDGE_TOKENS="$EDGE_ID:$EDGE_TOKEN" \
+    bash -c 'ulimit -Sn 1024 && exec "$@"' livemix-control "$BIN/livemix-control" \
     --management-addr "127.0.0.1:$MGMT" --vod-addr "0.0.0.0:$VOD" --edge-api-addr "127.0.0.1:$EDGE_API" \
     --control-subscription "$TAG-ctl" --reply-topic "$TAG-reply" --reply-subscription "$TAG-reply" \
     --broadcast-topic= >"$WORK/control.log" 2>&1 &
 CONTROL_PID=$!
 PIDS+=("$CONTROL_PID")
 wait_alive "http://127.0.0.1:$MGMT" control
-LIVEMIX_EDGE_TOKEN=$EDGE_TOKEN LIVEMIX_INGEST_TOKEN=$BENCH_INGEST_TOKEN "$BIN/livemix-edge" \
+LIVEMIX_EDGE_TOKEN=$EDGE_TOKEN LIVEMIX_INGEST_TOKEN=$BENCH_INGEST_TOKEN \
+    bash -c 'ulimit -Sn 1024 && exec "$@"' livemix-edge "$BIN/livemix-edge" \
     --listen-addr "127.0.0.1:$EDGE" --edge-id "$EDGE_ID" --control-url "http://127.0.0.1:$EDGE_API" \
     >"$WORK/edge.log" 2>&1 &
 EDGE_PID=$!
 PIDS+=("$EDGE_PID")
 wait_alive "http://127.0.0.1:$EDGE" edge
-log "control (pid $CONTROL_PID) and edge (pid $EDGE_PID) ready; limits: $(grep 'Max open files' /proc/$CONTROL_PID/limits)"
+log "control (pid $CONTROL_PID) and edge (pid $EDGE_PID) ready; descriptor limits after start (soft hard): control $(awk '/Max open files/ {print $4, $5}' "/proc/$CONTROL_PID/limits"), edge $(awk '/Max open files/ {print $4, $5}' "/proc/$EDGE_PID/limits")"
 
 "$BIN/livemix-bench" exhaustion --edge "http://127.0.0.1:$EDGE" --edge-pid "$EDGE_PID" \
     --management "http://127.0.0.1:$MGMT" --vod "http://127.0.0.1:$VOD" --control-pid "$CONTROL_PID" \
