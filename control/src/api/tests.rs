@@ -685,6 +685,15 @@ fn watched_body() -> (Body, Arc<std::sync::atomic::AtomicBool>) {
     (Body::from_stream(stream), read)
 }
 
+/// A status report addressed to 127.0.0.1, with one more header.
+fn loopback_status(name: header::HeaderName, value: &str) -> Request<Body> {
+    Request::post(format!("/v1/source/{}/status", Uuid::new_v4()))
+        .header(header::HOST, "127.0.0.1:8082")
+        .header(name, value)
+        .body(Body::empty())
+        .unwrap()
+}
+
 /// Every refusal of the management and edge-facing doors is made on the head: no body byte is read first.
 #[tokio::test]
 async fn doors_refuse_before_reading_a_body() {
@@ -710,24 +719,8 @@ async fn doors_refuse_before_reading_a_body() {
             403,
         ),
         // ...and no web page's form reaches it.
-        (
-            &open_edges,
-            Request::post(format!("/v1/source/{}/status", Uuid::new_v4()))
-                .header(header::HOST, "127.0.0.1:8082")
-                .header(header::ORIGIN, "https://evil.example")
-                .body(Body::empty())
-                .unwrap(),
-            403,
-        ),
-        (
-            &open_edges,
-            Request::post(format!("/v1/source/{}/status", Uuid::new_v4()))
-                .header(header::HOST, "127.0.0.1:8082")
-                .header(header::CONTENT_TYPE, "text/plain")
-                .body(Body::empty())
-                .unwrap(),
-            415,
-        ),
+        (&open_edges, loopback_status(header::ORIGIN, "https://evil.example"), 403),
+        (&open_edges, loopback_status(header::CONTENT_TYPE, "text/plain"), 415),
     ];
     for (app, mut req, status) in cases {
         let (body, read) = watched_body();
