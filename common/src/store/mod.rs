@@ -125,11 +125,6 @@ impl StoreArgs {
             instead: "unset LIVEMIX_BUCKET (--bucket) to record to --local-store-dir",
         })
     }
-
-    /// The object key of a recorded segment.
-    pub fn segment_key(&self, source_id: uuid::Uuid, segment_name: &str) -> String {
-        segment_key(&self.object_prefix, source_id, segment_name)
-    }
 }
 
 /// `{prefix}/{source_id}/{segment_name}`: the layout of recordings made before segment ids; new ones use
