@@ -162,8 +162,13 @@ impl BusArgs {
     }
 }
 
-/// How long to wait before re-subscribing after a subscription stream failed.
+/// The waits before re-subscribing after subscription streams failed in a row: 200 ms doubling to 10 s.
 #[cfg(feature = "pubsub")]
-pub(crate) fn resubscribe_delay(attempt: u32) -> std::time::Duration {
-    std::time::Duration::from_millis(200u64.saturating_mul(1 << attempt.min(6)).min(10_000))
+pub(crate) fn resubscribe_delays() -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::new()
+        .with_min_delay(std::time::Duration::from_millis(200))
+        .with_max_delay(std::time::Duration::from_secs(10))
+        .without_max_times()
+        .build()
 }

@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::{BoxError, BusError, Delivery, MessageBus, resubscribe_delay};
+use super::{BoxError, BusError, Delivery, MessageBus, resubscribe_delays};
 use crate::messages::Envelope;
 
 /// How long a publish may keep retrying transient failures before the caller sees an error. Requests on the bus
@@ -304,6 +304,7 @@ impl MessageBus for PubSubBus {
 /// or fails: a consumer of the bus should never have to re-subscribe itself.
 async fn pump(subscriber: Subscriber, subscription: String, path: String, tx: mpsc::Sender<Delivery>) {
     let mut attempt: u32 = 0;
+    let mut delays = resubscribe_delays();
     loop {
         let mut stream = subscriber
             .subscribe(path.as_str())
@@ -324,7 +325,10 @@ async fn pump(subscriber: Subscriber, subscription: String, path: String, tx: mp
                 Some(Err(e)) => break e.to_string(),
                 None => break "the stream ended".to_owned(),
             };
-            attempt = 0;
+            if attempt > 0 {
+                attempt = 0;
+                delays = resubscribe_delays();
+            }
             let envelope = match Envelope::from_json(&message.data) {
                 Ok(envelope) => envelope,
                 Err(e) => {
@@ -344,7 +348,7 @@ async fn pump(subscriber: Subscriber, subscription: String, path: String, tx: mp
             }
         };
         drop(stream);
-        let delay = resubscribe_delay(attempt);
+        let delay = delays.next().unwrap_or(std::time::Duration::from_secs(10));
         warn!(subscription, error = %failure, retry_in = ?delay, "subscription stream stopped; re-subscribing");
         attempt = attempt.saturating_add(1);
         tokio::select! {
