@@ -25,10 +25,13 @@ pub struct StatusReply {
     pub recordings: Vec<Recording>,
 }
 
-/// Headers of `POST /v1/new-segment`.
+/// Headers of `POST /v1/new-segment`, written and read only by [`crate::segment`].
 pub mod headers {
     pub const SOURCE_ID: &str = "Source-ID";
     pub const SEGMENT_NAME: &str = "Segment-Name";
+    /// The encoder run (a ULID; see [`crate::segment_id`]). Absent from edges that predate it (the legacy path).
+    pub const SEGMENT_RUN: &str = "Segment-Run";
+    /// The sequence number within the run.
     pub const SEGMENT_SEQ: &str = "Segment-Seq";
     /// Seconds since the Unix epoch (fractions allowed) or RFC 3339.
     pub const SEGMENT_START_TS: &str = "Segment-Start-TS";

@@ -18,6 +18,7 @@ pub mod memory;
 pub mod messages;
 pub mod model;
 pub mod rpc;
+pub mod segment;
 pub mod segment_id;
 pub mod server;
 pub mod signal;

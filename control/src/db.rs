@@ -22,7 +22,7 @@ pub mod segments;
 pub mod sources;
 pub mod sqlite;
 
-pub use live_index::{LiveAdmission, LiveSegment, LiveSummary, NewLiveSegment};
+pub use live_index::{LiveAdmission, LiveSegment, LiveSummary};
 pub use postgres::PgDb;
 pub use segments::SegmentRef;
 pub use sqlite::SqliteDb;

@@ -166,8 +166,10 @@ fn preview_body(state: &ApiState, source: &str, file: &str) -> ApiResult<Respons
         if segments.is_empty() {
             return Err(ApiError::not_found(format!("no segments of {source} cached on this edge")));
         }
-        let served: Vec<ServedSegment> =
-            segments.iter().map(|s| ServedSegment::new(&s.name, s.duration_secs, s.discontinuity)).collect();
+        let served: Vec<ServedSegment> = segments
+            .iter()
+            .map(|s| ServedSegment::new(&s.record.name, s.duration_secs, s.record.discontinuity))
+            .collect();
         return Ok(playlist_response(live_playlist(&served, media_sequence, 0)));
     }
     validate_segment_name(file).map_err(ApiError::bad_request)?;

@@ -20,68 +20,40 @@ use std::{
 
 use bytes::Bytes;
 use chrono::{DateTime, TimeDelta, Utc};
-use livemix_common::segment_id::SegmentId;
+use livemix_common::segment::SegmentRecord;
 use parking_lot::Mutex;
 
 /// A segment the edge has accepted.
 #[derive(Debug)]
 pub struct CachedSegment {
-    /// Decided once, when the edge accepted it (see [`crate::identity`]).
-    pub id: SegmentId,
+    /// What the edge decided about it, once, when it accepted it (see [`crate::identity`]): its id, the name the
+    /// encoder gave it (reused when the encoder restarts), its start by the edge's clock (see [`crate::timing`]),
+    /// its length and whether a discontinuity precedes it. Forwarded and recorded as it is.
+    pub record: SegmentRecord,
     pub source_name: String,
-    /// The name the encoder gave it (reused when the encoder restarts).
-    pub name: String,
-    /// By the edge's clock (see [`crate::timing`]).
-    pub start_ts: DateTime<Utc>,
-    /// Finite, > 0 and bounded (checked when the playlist was parsed).
+    /// As listed (finite, > 0 and bounded, checked when the playlist was parsed); the edge's own preview
+    /// playlist lists it so.
     pub duration_secs: f64,
-    /// The first segment of a run, or marked in the playlist.
-    pub discontinuity: bool,
     pub data: Bytes,
     pub cached_at: Instant,
 }
 
 impl CachedSegment {
     /// A segment accepted now.
-    pub fn new(
-        id: SegmentId,
-        source_name: &str,
-        name: &str,
-        start_ts: DateTime<Utc>,
-        duration_secs: f64,
-        discontinuity: bool,
-        data: Bytes,
-    ) -> Arc<Self> {
-        let (source_name, name) = (source_name.to_owned(), name.to_owned());
-        Arc::new(Self {
-            id,
-            source_name,
-            name,
-            start_ts,
-            duration_secs,
-            discontinuity,
-            data,
-            cached_at: Instant::now(),
-        })
-    }
-
-    pub fn length_ms(&self) -> i64 {
-        (self.duration_secs * 1000.0).round().max(1.0) as i64
+    pub fn new(record: SegmentRecord, source_name: &str, duration_secs: f64, data: Bytes) -> Arc<Self> {
+        Arc::new(Self { record, source_name: source_name.to_owned(), duration_secs, data, cached_at: Instant::now() })
     }
 
     /// `start_ts` plus `ms`; durations are bounded at parse time, so the fallback (the start) is never taken.
     fn after(&self, ms: i64) -> DateTime<Utc> {
-        TimeDelta::try_milliseconds(ms).and_then(|d| self.start_ts.checked_add_signed(d)).unwrap_or(self.start_ts)
-    }
-
-    pub fn end_ts(&self) -> DateTime<Utc> {
-        self.after(self.length_ms())
+        let start = self.record.start_ts;
+        TimeDelta::try_milliseconds(ms).and_then(|d| start.checked_add_signed(d)).unwrap_or(start)
     }
 
     /// The instant a segment is attributed to when deciding whether it belongs to a recording: its middle, so a
     /// recording's duration is right to within one segment.
     pub fn midpoint(&self) -> DateTime<Utc> {
-        self.after(self.length_ms() / 2)
+        self.after(self.record.length_ms / 2)
     }
 }
 
@@ -148,8 +120,8 @@ impl Inner {
             if source.segments.front().is_some_and(|(_, s)| Arc::ptr_eq(s, &oldest)) {
                 source.segments.pop_front();
             }
-            if source.by_name.get(&oldest.name).is_some_and(|s| Arc::ptr_eq(s, &oldest)) {
-                source.by_name.remove(&oldest.name);
+            if source.by_name.get(&oldest.record.name).is_some_and(|s| Arc::ptr_eq(s, &oldest)) {
+                source.by_name.remove(&oldest.record.name);
             }
             if source.segments.is_empty() {
                 self.sources.remove(&oldest.source_name);
@@ -186,7 +158,7 @@ impl EdgeCache {
         inner.bytes += size;
         inner.arrivals.push_back(Arc::clone(&segment));
         let source = inner.sources.entry(segment.source_name.clone()).or_default();
-        source.by_name.insert(segment.name.clone(), Arc::clone(&segment));
+        source.by_name.insert(segment.record.name.clone(), Arc::clone(&segment));
         source.segments.push_back((source.arrived, segment));
         source.arrived += 1;
     }
@@ -195,7 +167,7 @@ impl EdgeCache {
     fn evict_beyond(&self, inner: &mut Inner, extra: usize) {
         while inner.bytes + self.budget.pushed() + extra > self.budget.max() {
             let Some(evicted) = inner.pop_oldest() else { break };
-            tracing::debug!(segment = %evicted.id, name = %evicted.name, "evicted to stay within the byte budget");
+            tracing::debug!(segment = %evicted.record.id, name = %evicted.record.name, "evicted to stay within the byte budget");
         }
     }
 
@@ -245,8 +217,10 @@ mod tests {
     use super::*;
 
     fn seg(source: &str, name: &str, size: usize) -> Arc<CachedSegment> {
-        let id = SegmentId { source: uuid::Uuid::nil(), run: ulid::Ulid::nil(), seq: 0 };
-        CachedSegment::new(id, source, name, Utc::now(), 2.0, false, Bytes::from(vec![0; size]))
+        let id = livemix_common::segment_id::SegmentId { source: uuid::Uuid::nil(), run: ulid::Ulid::nil(), seq: 0 };
+        let record =
+            SegmentRecord { id, name: name.into(), start_ts: Utc::now(), length_ms: 2000, discontinuity: false };
+        CachedSegment::new(record, source, 2.0, Bytes::from(vec![0; size]))
     }
 
     #[test]
@@ -258,7 +232,7 @@ mod tests {
         assert!(cache.bytes() <= 100);
         assert!(cache.get("a", "a0").is_none(), "oldest evicted");
         assert!(cache.get("b", "b0").is_some());
-        assert_eq!(cache.newest("a", 5).1.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), vec!["a1"]);
+        assert_eq!(cache.newest("a", 5).1.iter().map(|s| s.record.name.as_str()).collect::<Vec<_>>(), vec!["a1"]);
     }
 
     #[test]

@@ -7,14 +7,13 @@ pub use livemix_common::control_client::ControlError;
 use livemix_common::{
     control_client::{ClientOptions, ControlHttp},
     credentials::Secret,
-    edge_api::{StatusReply, StatusReport, headers as h},
+    edge_api::{StatusReply, StatusReport},
     management_api::SourceReply,
     model::Source,
+    segment::SegmentRecord,
 };
 use reqwest::Method;
 use uuid::Uuid;
-
-use crate::cache::CachedSegment;
 
 /// The edge-facing API's client with the edge's bearer token. Cheap to clone.
 #[derive(Clone)]
@@ -47,18 +46,23 @@ impl ControlClient {
         self.http.send("reporting status", request).await
     }
 
-    pub async fn forward_segment(&self, source: Uuid, segment: &CachedSegment) -> Result<(), ControlError> {
-        let req = self.http.request(Method::POST, &["v1", "new-segment"]);
-        let start = segment.start_ts.timestamp_millis() as f64 / 1000.0;
-        let req = req
-            .header(h::SOURCE_ID, source.to_string())
-            .header(h::SEGMENT_NAME, &segment.name)
-            .header(h::SEGMENT_SEQ, segment.id.seq.to_string())
-            .header(h::SEGMENT_START_TS, format!("{start:.3}"))
-            .header(h::SEGMENT_LENGTH_MSEC, segment.length_ms().to_string())
-            .header(h::SEGMENT_DISCONTINUITY, segment.discontinuity.to_string())
+    /// Forwards a live segment: its record in the headers of `POST /v1/new-segment` (the one encoding, in
+    /// [`SegmentRecord::to_headers`]), its bytes as the body.
+    pub async fn forward_segment(&self, record: &SegmentRecord, data: Bytes) -> Result<(), ControlError> {
+        let what = format!("forwarding segment {}", record.name);
+        let headers = record.to_headers().map_err(|message| ControlError::Api {
+            what: what.clone(),
+            status: 400,
+            reason: Some("bad_request".into()),
+            message,
+            request_id: None,
+        })?;
+        let req = self
+            .http
+            .request(Method::POST, &["v1", "new-segment"])
+            .headers(headers)
             .header(reqwest::header::CONTENT_TYPE, "video/mp2t")
-            .body(Bytes::clone(&segment.data));
-        self.http.send::<serde_json::Value>(format!("forwarding segment {}", segment.name), req).await.map(|_| ())
+            .body(data);
+        self.http.send::<serde_json::Value>(what, req).await.map(|_| ())
     }
 }

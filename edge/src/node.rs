@@ -14,6 +14,7 @@ use livemix_common::{
     messages::Message,
     model::Recording,
     rpc::respond,
+    segment::SegmentRecord,
     supervise::{Supervisor, TaskStatus},
 };
 use serde::Serialize;
@@ -28,6 +29,7 @@ use crate::{
     fetch::{FetchError, Fetcher, Scope, SegmentSource, check_segment_uri},
     fetch_allow::{FetchAllow, SourceFetchAllow},
     forwarder::Forwarder,
+    identity::{Span, length_ms},
     recorder::Recorder,
     sources::{SourceView, Sources},
     timing,
@@ -268,7 +270,8 @@ impl Edge {
         let mut spooling = Vec::new();
         let deadline = tokio::time::Instant::now() + self.settings.ingest_deadline();
         for (index, ((seq, listed), start_ts)) in playlist.numbered().zip(starts).enumerate().skip(considered) {
-            let Some(claim) = self.sources.claim(name, seq, &listed.uri, listed.discontinuity) else { continue };
+            let span = Span { start_ts, length_ms: length_ms(listed.duration_secs) };
+            let Some(claim) = self.sources.claim(name, seq, &listed.uri, listed.discontinuity, span) else { continue };
             let read = tokio::time::timeout_at(deadline, self.read_segment(from, name, &listed.uri, index == newest));
             let read = read.await.unwrap_or_else(|_| {
                 Err(FetchError::Unavailable("the ingest deadline passed before it was read".into()))
@@ -282,8 +285,14 @@ impl Edge {
                     continue;
                 }
             };
-            let (duration, discontinuity) = (listed.duration_secs, claim.discontinuity);
-            let segment = CachedSegment::new(claim.id, name, &listed.uri, start_ts, duration, discontinuity, data);
+            let record = SegmentRecord {
+                id: claim.id,
+                name: listed.uri.clone(),
+                start_ts,
+                length_ms: span.length_ms,
+                discontinuity: claim.discontinuity,
+            };
+            let segment = CachedSegment::new(record, name, listed.duration_secs, data);
             spooling.extend(self.accept(segment));
             report.new_segments.push(listed.uri.clone());
         }
@@ -334,7 +343,7 @@ impl Edge {
             self.forwarder.enqueue(Arc::clone(&segment));
         }
         let recordings = self.sources.recordings_covering(&segment.source_name, segment.midpoint());
-        tracing::debug!(segment = %segment.id, name = %segment.name, bytes = segment.data.len(), "segment accepted");
+        tracing::debug!(segment = %segment.record.id, name = %segment.record.name, bytes = segment.data.len(), "segment accepted");
         self.record(segment, recordings)
     }
 
@@ -606,15 +615,35 @@ mod tests {
         let all = h.edge.cache.all("cam");
         assert_eq!(all.len(), 4);
         let (old, new) = (&all[..3], &all[3]);
-        assert!(old.iter().all(|s| s.id.run == old[0].id.run && s.id.source == h.source));
-        assert_eq!(old.iter().map(|s| s.id.seq).collect::<Vec<_>>(), vec![0, 1, 2]);
-        assert!(new.id.run > old[0].id.run, "a new, later run");
-        assert_eq!(new.id.seq, 0);
-        assert!(new.discontinuity, "the new run's first segment follows a discontinuity");
-        assert!(!old[1].discontinuity && !old[2].discontinuity);
+        assert!(old.iter().all(|s| s.record.id.run == old[0].record.id.run && s.record.id.source == h.source));
+        assert_eq!(old.iter().map(|s| s.record.id.seq).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert!(new.record.id.run > old[0].record.id.run, "a new, later run");
+        assert_eq!(new.record.id.seq, 0);
+        assert!(new.record.discontinuity, "the new run's first segment follows a discontinuity");
+        assert!(!old[1].record.discontinuity && !old[2].record.discontinuity);
         assert_eq!(&old[0].data[..], b"first run 0", "the old run's bytes are untouched");
         assert_eq!(&new.data[..], b"second run 0");
-        assert!(!old.iter().any(|s| s.id == new.id), "no collision");
+        assert!(!old.iter().any(|s| s.record.id == new.record.id), "no collision");
+    }
+
+    #[tokio::test]
+    async fn an_encoder_that_paused_leaves_a_gap_the_edge_flags() {
+        let h = Harness::start().await;
+        for i in 0..4 {
+            h.write(&format!("index{i}.ts"), &format!("ts {i}"));
+        }
+        h.ingest(&playlist(0, &["index0.ts", "index1.ts"])).await.unwrap();
+        h.ingest(&playlist(1, &["index1.ts", "index2.ts"])).await.unwrap();
+        // The encoder paused for half a minute: its clock (trusted when near the edge's) says so.
+        let resumed = (Utc::now() + TimeDelta::seconds(30)).format("%Y-%m-%dT%H:%M:%S%.3f+0000");
+        let text = format!(
+            "{}#EXT-X-PROGRAM-DATE-TIME:{resumed}\n#EXTINF:1.000000,\nindex3.ts\n",
+            playlist(2, &["index2.ts"])
+        );
+        assert_eq!(h.ingest(&text).await.unwrap().new_segments, vec!["index3.ts".to_string()]);
+        let flags: Vec<(u64, bool)> =
+            h.edge.cache.all("cam").iter().map(|s| (s.record.id.seq, s.record.discontinuity)).collect();
+        assert_eq!(flags, [(0, true), (1, false), (2, false), (3, true)], "one run; the pause is a discontinuity");
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use serde::Serialize;
 use ulid::Ulid;
 use uuid::Uuid;
 
-use crate::identity::{Claim, EncoderRun, RunMarks};
+use crate::identity::{Claim, EncoderRun, RunMarks, Span};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SourceView {
@@ -114,12 +114,12 @@ impl Sources {
         restarted
     }
 
-    /// Claims the segment `uri` listed at media sequence `seq`: its identity, or `None` when it was claimed already
-    /// (or the source is unknown).
-    pub fn claim(&self, name: &str, seq: u64, uri: &str, listed_discontinuity: bool) -> Option<Claim> {
+    /// Claims the segment `uri` listed at media sequence `seq`, playing over `span`: its identity and
+    /// discontinuity (see [`EncoderRun::claim`]), or `None` when it was claimed already (or the source is unknown).
+    pub fn claim(&self, name: &str, seq: u64, uri: &str, listed_discontinuity: bool, span: Span) -> Option<Claim> {
         let mut sources = self.lock();
         let state = sources.get_mut(name)?;
-        let claim = state.encoder.claim(seq, listed_discontinuity)?;
+        let claim = state.encoder.claim(seq, listed_discontinuity, span)?;
         self.save_mark(state);
         state.ingested += 1;
         state.last_segment = Some(uri.to_owned());
@@ -236,6 +236,12 @@ impl Sources {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The span of a 2 s segment that continues the one before it, at media sequence `seq`.
+    fn at(seq: u64) -> Span {
+        let start = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        Span { start_ts: start + chrono::TimeDelta::seconds(2 * seq as i64), length_ms: 2000 }
+    }
     use livemix_common::model::Source;
 
     fn recording(id: &str, source: Uuid, start: DateTime<Utc>) -> Recording {
@@ -282,13 +288,13 @@ mod tests {
         let sources = Sources::default();
         let id = Uuid::new_v4();
         sources.register("cam", id, false);
-        let a = sources.claim("cam", 0, "a.ts", false).unwrap();
+        let a = sources.claim("cam", 0, "a.ts", false, at(0)).unwrap();
         assert_eq!(a.id.source, id);
-        assert_eq!(sources.claim("cam", 0, "a.ts", false), None);
-        let b = sources.claim("cam", 1, "b.ts", false).unwrap();
+        assert_eq!(sources.claim("cam", 0, "a.ts", false, at(0)), None);
+        let b = sources.claim("cam", 1, "b.ts", false, at(1)).unwrap();
         sources.unclaim("cam", &b);
-        assert_eq!(sources.claim("cam", 1, "b.ts", false), Some(b), "retried with the same identity");
-        assert_eq!(sources.claim("other", 0, "a.ts", false), None, "unknown source");
+        assert_eq!(sources.claim("cam", 1, "b.ts", false, at(1)), Some(b), "retried with the same identity");
+        assert_eq!(sources.claim("other", 0, "a.ts", false, at(0)), None, "unknown source");
         let view = &sources.view()[0];
         assert_eq!((view.segments_ingested, view.last_segment.as_deref(), view.run), (2, Some("b.ts"), a.id.run));
     }
@@ -298,11 +304,11 @@ mod tests {
         let sources = Sources::default();
         sources.register("cam", Uuid::new_v4(), false);
         assert!(!sources.observe_playlist("cam", 0, Some(0)));
-        let old = sources.claim("cam", 0, "index0.ts", false).unwrap();
+        let old = sources.claim("cam", 0, "index0.ts", false, at(0)).unwrap();
         assert!(!sources.observe_playlist("cam", 7, Some(9)));
-        assert_eq!(sources.claim("cam", 0, "index0.ts", false), None, "same run: already seen");
+        assert_eq!(sources.claim("cam", 0, "index0.ts", false, at(0)), None, "same run: already seen");
         assert!(sources.observe_playlist("cam", 0, Some(0)), "went backwards: restart");
-        let new = sources.claim("cam", 0, "index0.ts", false).expect("a new segment with an old name");
+        let new = sources.claim("cam", 0, "index0.ts", false, at(0)).expect("a new segment with an old name");
         assert_ne!(new.id, old.id);
         assert!(new.discontinuity);
     }

@@ -88,13 +88,13 @@ async fn listed_live_segment(state: &AppState, name: &str, bytes: &'static [u8])
     let source = state.db().create_source(&new).await.expect("a source").id;
     state.db().set_streaming(source, true).await.expect("streaming on");
     state.cache().put(&live_cache_key(source, name), Bytes::from_static(bytes), Duration::from_secs(60)).await.unwrap();
-    let segment = crate::db::NewLiveSegment {
-        source,
+    let segment = livemix_common::segment::NewSegment::Record(livemix_common::segment::SegmentRecord {
+        id: livemix_common::segment_id::SegmentId { source, run: ulid::Ulid::new(), seq: 0 },
         name: name.into(),
         length_ms: 2000,
         start_ts: chrono::Utc::now(),
         discontinuity: false,
-    };
+    });
     state.db().add_live_segment(&segment, Duration::from_secs(3)).await.expect("indexed");
     source
 }
@@ -339,6 +339,8 @@ async fn hostile_segment_headers_are_refused_naming_the_header() {
         ("Segment-Length-MSec", Some("99999999999999999999999"), "Segment-Length-MSec"),
         ("Segment-Length-MSec", Some("2.5"), "Segment-Length-MSec"),
         ("Segment-Discontinuity", Some("perhaps"), "Segment-Discontinuity"),
+        ("Segment-Run", Some("not-a-ulid"), "header Segment-Run: \"not-a-ulid\" is not a ULID"),
+        ("Segment-Run", Some(""), "Segment-Run"),
     ];
     for (name, value, needle) in cases {
         let reply = send(&app, new_segment(&[(name, *value)], b"\x47")).await;

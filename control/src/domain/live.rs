@@ -5,7 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use livemix_common::segment::NewSegment;
 use moka::future::Cache;
 use uuid::Uuid;
 
@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     config::Settings,
-    db::{Db, DbError, LiveSummary, NewLiveSegment},
+    db::{Db, DbError, LiveSummary},
     live_playlists::{LivePlaylist, LivePlaylists, Rendered},
     playlist,
     segments::{HotSegments, SegmentBytes, live_cache_key},
@@ -24,17 +24,6 @@ use livemix_common::cache::SharedCache;
 
 /// Sources whose registered segment length a replica keeps in memory.
 const MAX_LIVE_SOURCES: u64 = 100_000;
-
-/// A live segment as an edge forwards it (its fields checked by the caller: a safe name, sane times).
-#[derive(Debug, Clone)]
-pub struct Forwarded {
-    pub source: Uuid,
-    pub name: String,
-    pub length_ms: i64,
-    pub start_ts: DateTime<Utc>,
-    pub discontinuity: bool,
-    pub data: Bytes,
-}
 
 #[derive(Clone)]
 pub struct Live {
@@ -62,16 +51,17 @@ impl Live {
         }
     }
 
-    /// Takes a forwarded segment: cached with a TTL, then listed; returns its media sequence number.
+    /// Takes a forwarded segment (its record decoded and checked by the caller: a safe name, sane times): cached
+    /// with a TTL, then listed as the edge decided it; returns its media sequence number.
     ///
     /// Nothing reaches the shared cache before the source is found streaming: a refused segment is never stored,
     /// and an edge's retry of a listed segment leaves the listed bytes alone. The bytes reach the shared cache
     /// before the index lists them, so no replica lists a segment it cannot serve.
-    #[tracing::instrument(skip_all, fields(source = %segment.source, segment = %segment.name))]
-    pub async fn accept(&self, caller: &EdgeIdentity, segment: Forwarded) -> Result<i64> {
-        let Forwarded { source, name, length_ms, start_ts, discontinuity, data } = segment;
+    #[tracing::instrument(skip_all, fields(source = %segment.source(), segment = %segment.name()))]
+    pub async fn accept(&self, caller: &EdgeIdentity, segment: NewSegment, data: Bytes) -> Result<i64> {
+        let (source, length_ms) = (segment.source(), segment.length_ms());
         self.sources.authorize(caller, source).await?;
-        let gate = self.db.live_gate(source, &name).await?;
+        let gate = self.db.live_gate(&segment).await?;
         if !gate.streaming {
             return Err(not_streaming(&gate.source_name, source));
         }
@@ -80,13 +70,13 @@ impl Live {
         let segment_secs = (length_ms as f64 / 1000.0).max(f64::from(segment_length));
         let ttl = self.settings.live_ttl(segment_secs);
         let size = data.len();
-        let key = live_cache_key(source, &name);
+        let key = live_cache_key(source, segment.name());
         if !gate.retried {
             self.cache.put(&key, data.clone(), ttl).await?;
         }
+        // LEGACY (forwards without a run, from edges that predate it): the index judges their time gaps itself.
         let gap = Duration::try_from_secs_f64((segment_secs * 1.5).max(2.0)).unwrap_or(Duration::MAX);
-        let new = NewLiveSegment { source, name, length_ms, start_ts, discontinuity };
-        let admission = self.db.add_live_segment(&new, gap).await?;
+        let admission = self.db.add_live_segment(&segment, gap).await?;
         if !admission.streaming {
             // Turned off between the two reads: the bytes stay unlisted, so no player gets them.
             return Err(not_streaming(&admission.source_name, source));

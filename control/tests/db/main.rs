@@ -7,8 +7,10 @@ use chrono::{TimeDelta, Utc};
 use livemix_common::{
     management_api::{Deletion, NewSource, RecordingsPolicy},
     model::SegmentInfo,
+    segment::{LegacySegment, NewSegment, SegmentRecord},
+    segment_id::SegmentId,
 };
-use livemix_control::db::{Db, DbError, NewLiveSegment, SegmentRef};
+use livemix_control::db::{Db, DbError, SegmentRef};
 use livemix_testkit::{env, unique};
 use uuid::Uuid;
 
@@ -75,6 +77,7 @@ on_both!(recorded_segments_are_idempotent_and_play_in_order);
 on_both!(live_segments_are_numbered_once_and_retries_keep_their_number);
 on_both!(a_source_is_bound_to_its_edge_by_an_admin_only);
 on_both!(the_live_gate_sees_streaming_and_retries_before_anything_is_stored);
+on_both!(live_segments_with_a_run_are_the_edges_record);
 
 async fn sources_are_created_found_renamed_and_deleted(db: &Db) {
     let name = unique("cam");
@@ -229,8 +232,104 @@ async fn recorded_segments_are_idempotent_and_play_in_order(db: &Db) {
     assert_eq!(db.recording_segments(&rec.id).await.unwrap().len(), 6);
 }
 
-fn live(source: Uuid, name: &str, start: chrono::DateTime<Utc>) -> NewLiveSegment {
-    NewLiveSegment { source, name: name.to_owned(), length_ms: 2000, start_ts: start, discontinuity: false }
+/// LEGACY: a segment forwarded without a run (an edge that predates `Segment-Run`).
+fn live(source: Uuid, name: &str, start: chrono::DateTime<Utc>) -> NewSegment {
+    NewSegment::Legacy(LegacySegment {
+        source,
+        seq: 0,
+        name: name.to_owned(),
+        length_ms: 2000,
+        start_ts: start,
+        discontinuity: false,
+    })
+}
+
+/// A segment forwarded with its run: the edge's record.
+fn record(source: Uuid, run: ulid::Ulid, seq: u64, start: chrono::DateTime<Utc>, discontinuity: bool) -> NewSegment {
+    NewSegment::Record(SegmentRecord {
+        id: SegmentId { source, run, seq },
+        name: format!("index{seq}.ts"),
+        length_ms: 2000,
+        start_ts: start,
+        discontinuity,
+    })
+}
+
+/// Makes every live index entry of `source` look received `secs` seconds ago.
+async fn age_live_segments(db: &Db, source: Uuid, secs: i64) {
+    match db {
+        Db::Postgres(pg) => {
+            sqlx::query("UPDATE live_segments SET received_at = now() - make_interval(secs => $2) WHERE source = $1")
+                .bind(source)
+                .bind(secs as f64)
+                .execute(pg.pool())
+                .await
+                .unwrap();
+        }
+        Db::Sqlite(lite) => {
+            sqlx::query(
+                "UPDATE live_segments SET received_at = strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now', $2) \
+                 WHERE source = $1",
+            )
+            .bind(source)
+            .bind(format!("-{secs} seconds"))
+            .execute(lite.pool())
+            .await
+            .unwrap();
+        }
+    }
+}
+
+/// The edge decided identity and discontinuity: a retry is the same (run, seq) however late it comes, a reused
+/// name of another run replaces the old entry at once, and the edge's flag is the discontinuity (no gap is
+/// judged here). The legacy path (no run) keeps recognising retries by name within the window.
+async fn live_segments_with_a_run_are_the_edges_record(db: &Db) {
+    let gap = Duration::from_secs(3);
+    let source = db.create_source(&new_source(&unique("cam"), 2, "")).await.unwrap();
+    db.set_streaming(source.id, true).await.unwrap();
+    let (run, t0) = (ulid::Ulid::new(), Utc::now());
+    let at = |seq: i64| t0 + TimeDelta::seconds(2 * seq);
+    let add = |seg: NewSegment| async move { db.add_live_segment(&seg, gap).await.unwrap().segment.unwrap() };
+
+    let first = add(record(source.id, run, 0, at(0), true)).await;
+    assert_eq!((first.media_seq, first.discontinuity, first.disc_seq), (0, true, 1), "the edge's flag, as is");
+    let second = add(record(source.id, run, 1, at(1), false)).await;
+    assert_eq!((second.media_seq, second.discontinuity), (1, false));
+    // Times that jump by a minute: the edge did not flag it, so the index does not either.
+    let jump = add(record(source.id, run, 2, at(30), false)).await;
+    assert_eq!((jump.media_seq, jump.discontinuity, jump.disc_seq), (2, false, 1), "no gap judged here");
+    // Flagged by the edge although the times continue.
+    let flagged = add(record(source.id, run, 3, at(31), true)).await;
+    assert_eq!((flagged.discontinuity, flagged.disc_seq), (true, 2));
+
+    // The edge's retry, long after the name-based retry window: recognised by (run, seq), keeping its number.
+    age_live_segments(db, source.id, 600).await;
+    let gate = db.live_gate(&record(source.id, run, 1, at(1), false)).await.unwrap();
+    assert!(gate.streaming && gate.retried, "a retry, ten minutes on");
+    let retried = add(record(source.id, run, 1, at(1), false)).await;
+    assert_eq!((retried.media_seq, retried.name.as_str()), (1, "index1.ts"), "the same entry");
+    assert!(!db.live_gate(&record(source.id, run, 4, at(32), false)).await.unwrap().retried);
+
+    // The encoder restarted at once: its new run reuses index0.ts, and that is a new segment, not a retry.
+    let restarted = ulid::Ulid::new();
+    assert!(!db.live_gate(&record(source.id, restarted, 0, at(40), true)).await.unwrap().retried);
+    let again = add(record(source.id, restarted, 0, at(40), true)).await;
+    assert_eq!((again.media_seq, again.name.as_str(), again.discontinuity), (4, "index0.ts", true));
+    age_live_segments(db, source.id, 0).await;
+    let listed = db.newest_live_segments(source.id, 100, Duration::from_secs(60)).await.unwrap();
+    let names: Vec<(i64, &str)> = listed.iter().map(|s| (s.media_seq, s.name.as_str())).collect();
+    assert_eq!(names, [(1, "index1.ts"), (2, "index2.ts"), (3, "index3.ts"), (4, "index0.ts")], "one entry a name");
+    assert!(db.live_gate(&record(source.id, restarted, 0, at(40), true)).await.unwrap().retried);
+    assert!(!db.live_gate(&record(source.id, run, 0, at(0), true)).await.unwrap().retried, "replaced");
+
+    // LEGACY, during a rolling upgrade: a forward without a run, retried by name within the window only.
+    let legacy = add(live(source.id, "old-edge-7.ts", at(50))).await;
+    assert_eq!(legacy.media_seq, 5);
+    assert_eq!(add(live(source.id, "old-edge-7.ts", at(50))).await.media_seq, 5, "a retry within the window");
+    age_live_segments(db, source.id, 120).await;
+    assert!(!db.live_gate(&live(source.id, "old-edge-7.ts", at(50))).await.unwrap().retried);
+    let late = add(live(source.id, "old-edge-7.ts", at(50))).await;
+    assert_eq!(late.media_seq, 6, "after the window, the same name is a new segment (an encoder restart)");
 }
 
 async fn live_segments_are_numbered_once_and_retries_keep_their_number(db: &Db) {
@@ -297,18 +396,19 @@ async fn a_source_is_bound_to_its_edge_by_an_admin_only(db: &Db) {
 
 async fn the_live_gate_sees_streaming_and_retries_before_anything_is_stored(db: &Db) {
     let source = db.create_source(&new_source(&unique("cam"), 2, "")).await.unwrap();
-    let gate = db.live_gate(source.id, "s0.ts").await.unwrap();
+    let gate = db.live_gate(&live(source.id, "s0.ts", Utc::now())).await.unwrap();
     assert!(!gate.streaming && !gate.retried);
     assert_eq!(gate.source_name, source.name);
     db.set_streaming(source.id, true).await.unwrap();
-    assert!(db.live_gate(source.id, "s0.ts").await.unwrap().streaming);
+    assert!(db.live_gate(&live(source.id, "s0.ts", Utc::now())).await.unwrap().streaming);
     assert!(!db.is_live_listed(source.id, "s0.ts").await.unwrap());
     db.add_live_segment(&live(source.id, "s0.ts", Utc::now()), Duration::from_secs(2)).await.unwrap();
-    assert!(db.live_gate(source.id, "s0.ts").await.unwrap().retried, "listed within the retry window");
-    assert!(!db.live_gate(source.id, "s1.ts").await.unwrap().retried);
+    assert!(db.live_gate(&live(source.id, "s0.ts", Utc::now())).await.unwrap().retried, "listed within the window");
+    assert!(!db.live_gate(&live(source.id, "s1.ts", Utc::now())).await.unwrap().retried);
     assert!(db.is_live_listed(source.id, "s0.ts").await.unwrap());
     assert!(!db.is_live_listed(source.id, "s1.ts").await.unwrap());
-    assert!(matches!(db.live_gate(Uuid::new_v4(), "s0.ts").await, Err(DbError::NotFound { .. })));
+    let unknown = live(Uuid::new_v4(), "s0.ts", Utc::now());
+    assert!(matches!(db.live_gate(&unknown).await, Err(DbError::NotFound { .. })));
 }
 
 /// Both migration directories end at the same tables and columns (with the same nullability), read from each

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use livemix_common::messages::Message;
 use serde_json::Value;
 
-use crate::support::{ControlNode, EDGE_TOKEN, FakeEdge, forward_segment, http, unique};
+use crate::support::{ControlNode, EDGE_TOKEN, FakeEdge, forward_record, forward_segment, http, unique};
 
 #[tokio::test]
 async fn status_reports_make_a_source_reachable_and_return_wanted_state() {
@@ -202,4 +202,56 @@ async fn only_admitted_bytes_are_served_and_listed_bytes_stay() {
         .await
         .unwrap();
     assert_eq!(vod("planted.ts").await.unwrap().status(), 404);
+}
+
+/// An edge that sends `Segment-Run` decides, and the control node renders: discontinuities where the edge flagged
+/// them and nowhere else (a time jump it did not flag is not judged again), a retry is its (run, seq), and a new
+/// run reusing a listed name is a new segment at once. A forward without a run (LEGACY) still works beside it.
+#[tokio::test]
+async fn the_edges_record_is_listed_as_it_says() {
+    use livemix_common::{hls::parse_media_playlist, segment::SegmentRecord, segment_id::SegmentId};
+
+    let node = ControlNode::start(&[]).await;
+    let source = node.create_source(&unique("cam"), 1).await;
+    let sid = source["id"].as_str().unwrap().to_owned();
+    let url = node.mgmt(&format!("/v1/source/{sid}/streaming?new_state=true"));
+    assert_eq!(http().put(url).send().await.unwrap().status(), 200);
+    let (run, t0) = (ulid::Ulid::new(), chrono::Utc::now());
+    let record = |run, seq: u64, secs: i64, discontinuity| SegmentRecord {
+        id: SegmentId { source: sid.parse().unwrap(), run, seq },
+        name: format!("index{seq}.ts"),
+        start_ts: t0 + chrono::TimeDelta::seconds(secs),
+        length_ms: 1000,
+        discontinuity,
+    };
+    let bytes = |seq: u64| Bytes::from(format!("\x47segment {seq}"));
+    for (seq, secs, flag) in [(0, 0, true), (1, 1, false), (2, 60, false), (3, 61, true)] {
+        assert_eq!(forward_record(&node, &record(run, seq, secs, flag), bytes(seq)).await.status(), 200);
+    }
+    let playlist = || async {
+        let text = http().get(format!("{}/v1/vod/live/{sid}/vid.m3u8", node.vod)).send().await.unwrap();
+        parse_media_playlist(&text.bytes().await.unwrap()).unwrap()
+    };
+    let listed = playlist().await;
+    let breaks: Vec<(&str, bool)> = listed.segments.iter().map(|s| (s.uri.as_str(), s.discontinuity)).collect();
+    assert_eq!(breaks.last().unwrap(), &("index3.ts", true), "flagged by the edge");
+    assert!(breaks.contains(&("index2.ts", false)), "a jump the edge did not flag: {breaks:?}");
+
+    // The edge's retry: the same run and sequence number, acknowledged with its number, bytes kept.
+    let first = node.cache.get(&format!("live:{sid}:index1.ts")).await.unwrap();
+    let retry = forward_record(&node, &record(run, 1, 1, false), Bytes::from_static(b"\x47other")).await;
+    assert_eq!(retry.status(), 200);
+    assert_eq!(retry.json::<Value>().await.unwrap()["media_seq"], 1);
+    assert_eq!(node.cache.get(&format!("live:{sid}:index1.ts")).await.unwrap(), first);
+
+    // The encoder restarted: a new run's index0.ts is a new segment with new bytes, even seconds later.
+    let restarted = ulid::Ulid::new();
+    let again = forward_record(&node, &record(restarted, 0, 62, true), Bytes::from_static(b"\x47new run")).await;
+    assert_eq!(again.json::<Value>().await.unwrap()["media_seq"], 4);
+    let served = http().get(format!("{}/v1/vod/live/{sid}/index0.ts", node.vod)).send().await.unwrap();
+    assert_eq!(served.bytes().await.unwrap(), Bytes::from_static(b"\x47new run"));
+
+    // LEGACY: an edge of the previous version, without `Segment-Run`, beside it.
+    assert_eq!(forward_segment(&node, &sid, "old-edge.ts", 9, bytes(9)).await.status(), 200);
+    assert_eq!(playlist().await.segments.last().unwrap().uri, "old-edge.ts");
 }

@@ -7,6 +7,7 @@ use livemix_common::{
     bus::Delivery,
     messages::{Envelope, Message},
     rpc::respond,
+    segment::SegmentRecord,
 };
 pub use livemix_testkit::{
     control::{ControlNode, EDGE_TOKEN},
@@ -90,6 +91,18 @@ pub async fn forward_segment(
         .header("Segment-Seq", seq.to_string())
         .header("Segment-Start-TS", format!("{:.3}", chrono::Utc::now().timestamp_millis() as f64 / 1000.0))
         .header("Segment-Length-MSec", "1000")
+        .body(data)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Forwards one live segment as the current edge does: its record in the headers (`Segment-Run` included).
+pub async fn forward_record(node: &ControlNode, record: &SegmentRecord, data: Bytes) -> reqwest::Response {
+    http()
+        .post(format!("{}/v1/new-segment", node.edge_api))
+        .bearer_auth(EDGE_TOKEN)
+        .headers(record.to_headers().unwrap())
         .body(data)
         .send()
         .await

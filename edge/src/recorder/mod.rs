@@ -239,7 +239,7 @@ impl Recorder {
         if recording_ids.is_empty() {
             return None;
         }
-        let id = segment.id;
+        let id = segment.record.id;
         let shared = &self.shared;
         let mut state = shared.state.lock();
         if let Some(job) = state.job_mut(&id) {
@@ -272,7 +272,7 @@ impl Recorder {
             tracing::info!(refused = episode.refused, "recording spool has room again");
         }
         state.bytes += size;
-        let sidecar = Sidecar { id, segment: shared.info(id, &segment), recording_ids };
+        let sidecar = Sidecar { id, segment: shared.info(&segment), recording_ids };
         shared.queue(&mut state, id.source).jobs.insert(id, Job { sidecar, size, spooled: false, dirty: false });
         shared.update_gauges(&state);
         drop(state);
@@ -299,20 +299,10 @@ impl Shared {
         })
     }
 
-    /// What the control node is told about a recorded segment.
-    fn info(&self, id: SegmentId, segment: &CachedSegment) -> SegmentInfo {
-        SegmentInfo {
-            name: segment.name.clone(),
-            source: id.source,
-            run: Some(id.run),
-            seq: i64::try_from(id.seq).unwrap_or(i64::MAX),
-            discontinuity: segment.discontinuity,
-            start_ts: segment.start_ts,
-            end_ts: segment.end_ts(),
-            length_ms: segment.length_ms(),
-            size: i64::try_from(segment.data.len()).unwrap_or(i64::MAX),
-            uri: id.object_key(&self.prefix),
-        }
+    /// What the control node is told about a recorded segment: its record, uploaded at its own object key.
+    fn info(&self, segment: &CachedSegment) -> SegmentInfo {
+        let record = &segment.record;
+        record.to_info(segment.data.len() as u64, record.id.object_key(&self.prefix))
     }
 
     fn update_gauges(&self, state: &State) {

@@ -17,6 +17,7 @@ use livemix_common::{
     bus::{Delivery, MessageBus, memory::MemoryBus},
     messages::Message,
     model::SegmentInfo,
+    segment::SegmentRecord,
     store::{ObjectInfo, ObjectStore, StoreError, local::LocalStore},
 };
 use tokio::sync::mpsc;
@@ -144,15 +145,14 @@ impl Drop for Fixture {
 
 fn segment(id: SegmentId, size: usize) -> Arc<CachedSegment> {
     let seq = id.seq;
-    CachedSegment::new(
+    let record = SegmentRecord {
         id,
-        "cam",
-        &format!("index{seq}.ts"),
-        Utc::now(),
-        2.0,
-        seq == 0,
-        Bytes::from(vec![seq as u8; size]),
-    )
+        name: format!("index{seq}.ts"),
+        start_ts: Utc::now(),
+        length_ms: 2000,
+        discontinuity: seq == 0,
+    };
+    CachedSegment::new(record, "cam", 2.0, Bytes::from(vec![seq as u8; size]))
 }
 
 /// Polls `check` until it holds, failing after 10 s.

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use livemix_common::{
     messages::Message,
+    segment::SegmentRecord,
     segment_id::SegmentId,
     store::{
         SharedStore,
@@ -25,7 +26,14 @@ use crate::support::{env, eventually, unique};
 fn segment(id: SegmentId) -> Arc<CachedSegment> {
     let seq = id.seq;
     let data = Bytes::from(format!("segment {seq} ").repeat(1000));
-    CachedSegment::new(id, "cam", &format!("index{seq}.ts"), Utc::now(), 1.0, false, data)
+    let record = SegmentRecord {
+        id,
+        name: format!("index{seq}.ts"),
+        start_ts: Utc::now(),
+        length_ms: 1000,
+        discontinuity: false,
+    };
+    CachedSegment::new(record, "cam", 1.0, data)
 }
 
 fn config(topic: &str) -> RecorderConfig {
