@@ -94,10 +94,27 @@ fn mib(kib: u64) -> String {
     format!("{:.1}", kib as f64 / 1024.0)
 }
 
+/// The report, section by section.
 pub fn markdown(r: &Results) -> String {
+    let mut out = String::new();
+    // The measured phases (the warm-up is not reported).
+    let phases: Vec<(usize, &PhaseStats)> = r.phases.stats.iter().enumerate().skip(1).collect();
+    run_facts(&mut out, r);
+    setup(&mut out, r);
+    targets(&mut out, r, &phases);
+    live_latency(&mut out, r, &phases);
+    throughput(&mut out, r, &phases);
+    errors(&mut out, r);
+    resources(&mut out, r, &phases);
+    management_latency(&mut out, r);
+    replay(&mut out, r);
+    out
+}
+
+/// The run's identity: date, commit, command and the machine it ran on.
+fn run_facts(out: &mut String, r: &Results) {
     let a = &r.args;
     let m = &r.machine;
-    let mut out = String::new();
     let _ = writeln!(out, "# LiveMix benchmark results\n");
     let _ = writeln!(
         out,
@@ -105,16 +122,16 @@ pub fn markdown(r: &Results) -> String {
          compare numbers across runs on the same machine only, and mind the load average — the machine may be \
          shared.\n"
     );
-    header(&mut out, &["", ""]);
-    row(&mut out, &["date".into(), r.started.format("%Y-%m-%d %H:%M:%S UTC").to_string()]);
-    row(&mut out, &["commit".into(), format!("`{}`", a.commit)]);
+    header(out, &["", ""]);
+    row(out, &["date".into(), r.started.format("%Y-%m-%d %H:%M:%S UTC").to_string()]);
+    row(out, &["commit".into(), format!("`{}`", a.commit)]);
     row(
-        &mut out,
+        out,
         &["command".into(), format!("`{}`", if a.command.is_empty() { "livemix-bench run ..." } else { &a.command })],
     );
-    row(&mut out, &["nproc".into(), m.nproc.to_string()]);
+    row(out, &["nproc".into(), m.nproc.to_string()]);
     row(
-        &mut out,
+        out,
         &[
             "memory".into(),
             format!(
@@ -124,11 +141,15 @@ pub fn markdown(r: &Results) -> String {
             ),
         ],
     );
-    row(&mut out, &["CPU".into(), m.cpu_model.clone()]);
-    row(&mut out, &["kernel".into(), format!("Linux {}", m.kernel)]);
-    row(&mut out, &["load average at start".into(), m.load_avg.clone()]);
-    row(&mut out, &["wall time of the bench".into(), format!("{:.0} s", r.wall.as_secs_f64())]);
+    row(out, &["CPU".into(), m.cpu_model.clone()]);
+    row(out, &["kernel".into(), format!("Linux {}", m.kernel)]);
+    row(out, &["load average at start".into(), m.load_avg.clone()]);
+    row(out, &["wall time of the bench".into(), format!("{:.0} s", r.wall.as_secs_f64())]);
+}
 
+/// What the bench does, so the figures can be read.
+fn setup(out: &mut String, r: &Results) {
+    let a = &r.args;
     let _ = writeln!(out, "\n## Setup\n");
     let _ = writeln!(
         out,
@@ -173,14 +194,14 @@ pub fn markdown(r: &Results) -> String {
     for note in &a.note {
         let _ = writeln!(out, "- {note}");
     }
+}
 
-    let phases: Vec<(usize, &PhaseStats)> = r.phases.stats.iter().enumerate().skip(1).collect();
-
-    targets(&mut out, r, &phases);
-
+/// Latency of each request of the live scenario, per phase.
+fn live_latency(out: &mut String, r: &Results, phases: &[(usize, &PhaseStats)]) {
+    let a = &r.args;
     let _ = writeln!(out, "\n## Live scenario: {} cameras, {} players\n", a.sources, a.players);
     let _ = writeln!(out, "### Latency (ms)\n");
-    header(&mut out, &["request", "phase", "count", "p50", "p95", "p99", "max"]);
+    header(out, &["request", "phase", "count", "p50", "p95", "p99", "max"]);
     let kinds: [(&str, SummaryOf); 5] = [
         ("camera → edge: segment PUT", |s| s.segment_put.summary()),
         ("camera → edge: playlist PUT (edge ingests)", |s| s.playlist_put.summary()),
@@ -189,8 +210,8 @@ pub fn markdown(r: &Results) -> String {
         ("player → control: live segment GET", |s| s.player_segment.summary()),
     ];
     for (label, get) in kinds {
-        for &(i, stats) in &phases {
-            latency_row(&mut out, &[label, r.extras[i].name], &get(stats));
+        for &(i, stats) in phases {
+            latency_row(out, &[label, r.extras[i].name], &get(stats));
         }
     }
     if r.never_listed > 0 {
@@ -202,11 +223,15 @@ pub fn markdown(r: &Results) -> String {
     } else {
         let _ = writeln!(out, "\nEvery sampled segment (older than 10 s at the end) appeared in the live playlist.");
     }
+}
 
+/// Requests and bytes per second, per phase.
+fn throughput(out: &mut String, r: &Results, phases: &[(usize, &PhaseStats)]) {
+    let a = &r.args;
     let _ = writeln!(out, "\n### Throughput\n");
     let mut cols = vec!["".to_owned()];
     cols.extend(phases.iter().map(|&(i, _)| r.extras[i].name.to_owned()));
-    header(&mut out, &cols);
+    header(out, &cols);
     let per_sec = |v: f64, i: usize| v / r.extras[i].secs.max(1e-9);
     let lines: Vec<(&str, Cell)> = vec![
         ("seconds", Box::new(|i, _| format!("{:.0}", r.extras[i].secs))),
@@ -275,18 +300,21 @@ pub fn markdown(r: &Results) -> String {
     for (label, f) in &lines {
         let mut cells = vec![(*label).to_owned()];
         cells.extend(phases.iter().map(|&(i, s)| f(i, s)));
-        row(&mut out, &cells);
+        row(out, &cells);
     }
+}
 
+/// Non-2xx replies seen by clients and counted by the servers.
+fn errors(out: &mut String, r: &Results) {
     let _ = writeln!(out, "\n### Errors by request and status\n");
     let mut any = false;
     for (i, stats) in r.phases.stats.iter().enumerate() {
         for ((what, how), count) in stats.errors.snapshot() {
             if !any {
-                header(&mut out, &["phase", "request", "failure", "count"]);
+                header(out, &["phase", "request", "failure", "count"]);
                 any = true;
             }
-            row(&mut out, &[r.extras[i].name.to_owned(), what, how, count.to_string()]);
+            row(out, &[r.extras[i].name.to_owned(), what, how, count.to_string()]);
         }
     }
     if !any {
@@ -294,34 +322,38 @@ pub fn markdown(r: &Results) -> String {
     }
     if !r.server_non_2xx.is_empty() {
         let _ = writeln!(out, "\nNon-2xx answers counted by the servers themselves (`/metrics`, whole run):\n");
-        header(&mut out, &["server", "labels", "count"]);
+        header(out, &["server", "labels", "count"]);
         for (who, labels, count) in &r.server_non_2xx {
-            row(&mut out, &[who.clone(), format!("`{labels}`"), format!("{count:.0}")]);
+            row(out, &[who.clone(), format!("`{labels}`"), format!("{count:.0}")]);
         }
     }
+}
 
+/// Memory and CPU of the processes under test.
+fn resources(out: &mut String, r: &Results, phases: &[(usize, &PhaseStats)]) {
+    let m = &r.machine;
     if !r.procs.is_empty() {
         let _ = writeln!(out, "\n### Memory\n");
         let mut cols = vec!["process".to_owned(), "RSS after setup (MiB)".to_owned()];
-        for &(i, _) in &phases {
+        for &(i, _) in phases {
             cols.push(format!("RSS end of {} (MiB)", r.extras[i].name));
         }
         cols.extend(["peak RSS, VmHWM (MiB)".to_owned(), "final RSS, after replay (MiB)".to_owned()]);
-        header(&mut out, &cols);
+        header(out, &cols);
         for (p, proc_) in r.procs.iter().enumerate().filter(|(_, p)| p.memory) {
             let mut cells = vec![format!("{} (pid {})", proc_.name, proc_.pid)];
             cells.push(r.extras.first().map_or("–".into(), |e| mib(e.procs[p].0.rss_kib)));
-            for &(i, _) in &phases {
+            for &(i, _) in phases {
                 cells.push(mib(r.extras[i].procs[p].1.rss_kib));
             }
             cells.push(mib(r.final_procs[p].hwm_kib));
             cells.push(mib(r.final_procs[p].rss_kib));
-            row(&mut out, &cells);
+            row(out, &cells);
         }
         let _ = writeln!(out, "\nRSS over time (MiB, every 10 s; the final row is after the replay scenario):\n");
         let mut cols = vec!["t (s)".to_owned(), "phase".to_owned()];
         cols.extend(r.procs.iter().filter(|p| p.memory).map(|p| p.name.clone()));
-        header(&mut out, &cols);
+        header(out, &cols);
         let last = r.timeline.len().saturating_sub(1);
         for (k, (t, phase, rss)) in r.timeline.iter().enumerate() {
             if k % 10 != 0 && k != last {
@@ -330,7 +362,7 @@ pub fn markdown(r: &Results) -> String {
             let name = r.extras.get(*phase).map_or("replay", |e| e.name);
             let mut cells = vec![format!("{t:.0}"), name.to_owned()];
             cells.extend(rss.iter().map(|&kib| mib(kib)));
-            row(&mut out, &cells);
+            row(out, &cells);
         }
     }
 
@@ -338,22 +370,22 @@ pub fn markdown(r: &Results) -> String {
         let _ = writeln!(out, "\n### CPU (cores busy: CPU seconds / wall seconds)\n");
         let mut cols = vec!["process".to_owned()];
         cols.extend(phases.iter().map(|&(i, _)| r.extras[i].name.to_owned()));
-        header(&mut out, &cols);
+        header(out, &cols);
         for (p, proc_) in r.procs.iter().enumerate() {
             let what = if proc_.tree { " and its children" } else { "" };
             let mut cells = vec![format!("{} (pid {}{what})", proc_.name, proc_.pid)];
-            for &(i, _) in &phases {
+            for &(i, _) in phases {
                 let (before, after) = r.extras[i].procs[p];
                 cells.push(format!("{:.2}", (after.cpu_secs - before.cpu_secs) / r.extras[i].secs.max(1e-9)));
             }
-            row(&mut out, &cells);
+            row(out, &cells);
         }
         let mut cells = vec![format!("whole machine, every tenant ({} cores)", m.nproc)];
-        for &(i, _) in &phases {
+        for &(i, _) in phases {
             cells.push(format!("{:.2}", machine_busy(&r.extras[i]) * m.nproc as f64));
         }
-        row(&mut out, &cells);
-        for &(i, _) in &phases {
+        row(out, &cells);
+        for &(i, _) in phases {
             let busy = machine_busy(&r.extras[i]);
             if busy >= 0.9 {
                 let _ = writeln!(
@@ -373,16 +405,23 @@ pub fn markdown(r: &Results) -> String {
             }
         }
     }
+}
 
+/// The management API while the bench registered its sources.
+fn management_latency(out: &mut String, r: &Results) {
     let _ = writeln!(out, "\n## Management API during setup (ms)\n");
-    header(&mut out, &["request", "count", "p50", "p95", "p99", "max"]);
+    header(out, &["request", "count", "p50", "p95", "p99", "max"]);
     for (label, s) in [
         ("`POST /v1/source` (register)", &r.setup.register),
         ("`PUT /v1/source/{id}/streaming?new_state=true` (edge not yet known: deferred)", &r.setup.streaming),
     ] {
-        latency_row(&mut out, &[label], s);
+        latency_row(out, &[label], s);
     }
+}
 
+/// The replay scenario: one recording, many players.
+fn replay(out: &mut String, r: &Results) {
+    let a = &r.args;
     if let Some(replay) = &r.replay {
         let _ = writeln!(out, "\n## Replay scenario: a recording, {} concurrent players\n", a.replay_players);
         let what = if replay.recordings == 1 {
@@ -407,12 +446,12 @@ pub fn markdown(r: &Results) -> String {
             },
             a.replay_players,
         );
-        header(&mut out, &["recording", "count", "p50 (ms)", "p95 (ms)", "p99 (ms)", "max (ms)"]);
+        header(out, &["recording", "count", "p50 (ms)", "p95 (ms)", "p99 (ms)", "max (ms)"]);
         for (label, s) in [
             ("`POST /v1/source/{id}/recording` (Pub/Sub round trip to the edge)", &replay.start_latency),
             ("`POST /v1/recording/{id}/stop` (Pub/Sub round trip to the edge)", &replay.stop_latency),
         ] {
-            latency_row(&mut out, &[label], s);
+            latency_row(out, &[label], s);
         }
         let _ = writeln!(
             out,
@@ -428,7 +467,7 @@ pub fn markdown(r: &Results) -> String {
             },
             replay.camera_errors,
         );
-        header(&mut out, &["round", "request", "count", "p50 (ms)", "p95 (ms)", "p99 (ms)", "max (ms)"]);
+        header(out, &["round", "request", "count", "p50 (ms)", "p95 (ms)", "p99 (ms)", "max (ms)"]);
         for round in &replay.rounds {
             let stats = &round.stats;
             for (label, s) in [
@@ -436,12 +475,12 @@ pub fn markdown(r: &Results) -> String {
                 ("segment GET", stats.segment.summary()),
                 ("whole recording, per player", stats.whole.summary()),
             ] {
-                latency_row(&mut out, &[round.name, label], &s);
+                latency_row(out, &[round.name, label], &s);
             }
         }
         let _ = writeln!(out);
         header(
-            &mut out,
+            out,
             &[
                 "round",
                 "wall (s)",
@@ -459,7 +498,7 @@ pub fn markdown(r: &Results) -> String {
             let served = stats.bytes.load(Relaxed) as f64;
             let (b, a_) = &round.memcached;
             row(
-                &mut out,
+                out,
                 &[
                     round.name.to_owned(),
                     format!("{secs:.2}"),
@@ -482,13 +521,12 @@ pub fn markdown(r: &Results) -> String {
             .collect();
         if !errors.is_empty() {
             let _ = writeln!(out);
-            header(&mut out, &["round", "request", "failure", "count"]);
+            header(out, &["round", "request", "failure", "count"]);
             for (round, ((what, how), count)) in errors {
-                row(&mut out, &[round.to_owned(), what, how, count.to_string()]);
+                row(out, &[round.to_owned(), what, how, count.to_string()]);
             }
         }
     }
-    out
 }
 
 /// How long the control node's RSS must stay flat at the end of the live phase (issue 12: the last 5 minutes of a
