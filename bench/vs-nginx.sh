@@ -123,7 +123,7 @@ cleanup_source() { curl -fsS -o /dev/null -X DELETE "http://127.0.0.1:$MGMT/v1/s
 curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$MGMT/v1/source/$SID/streaming?new_state=true"
 for n in 0 1 2; do
     curl -fsS -o /dev/null -X POST "http://127.0.0.1:$EDGE_API/v1/new-segment" -H "Authorization: Bearer $LIVEMIX_EDGE_TOKEN" \
-        -H "Source-ID: $SID" -H "Segment-Name: seg$n.ts" -H "Segment-Seq: $n" \
+        -H "Source-ID: $SID" -H "Segment-Run: 01JBENCH000000000000000000" -H "Segment-Name: seg$n.ts" -H "Segment-Seq: $n" \
         -H "Segment-Start-TS: $(date +%s).$n" -H "Segment-Length-MSec: 1000" --data-binary "@$WORK/segment/seg$n.ts"
 done
 LIVE=http://127.0.0.1:$VOD/v1/vod/live/$SID
