@@ -13,12 +13,31 @@ fn cells(line: &str) -> Vec<String> {
     line.split("  ").map(str::trim).filter(|cell| !cell.is_empty()).map(str::to_owned).collect()
 }
 
-/// The header and the row of `name` in kubectl's table output.
+/// kubectl's table as (header, the row of `name`). Cells are cut at the header's column starts, as kubectl aligns
+/// them, so an empty cell (a field not set) stays in its column.
 fn table(output: &str, name: &str) -> (Vec<String>, Vec<String>) {
     let mut lines = output.lines();
-    let header = cells(lines.next().unwrap_or_default());
+    let header_line = lines.next().unwrap_or_default();
+    let header = cells(header_line);
+    let mut starts = Vec::new();
+    let mut from = 0;
+    for title in &header {
+        let at = header_line[from..].find(title.as_str()).map_or(from, |i| from + i);
+        starts.push(at);
+        from = at + title.len();
+    }
+    let cut = |line: &str| -> Vec<String> {
+        starts
+            .iter()
+            .enumerate()
+            .map(|(i, &start)| {
+                let end = starts.get(i + 1).copied().unwrap_or(line.len()).min(line.len());
+                line.get(start.min(end)..end).unwrap_or_default().trim().to_owned()
+            })
+            .collect()
+    };
     let row = lines
-        .map(cells)
+        .map(cut)
         .find(|row| row.first().map(String::as_str) == Some(name))
         .unwrap_or_else(|| panic!("no row for {name} in:\n{output}"));
     (header, row)
@@ -73,7 +92,7 @@ async fn kubectl_get_shows_the_printer_columns() {
         "{out}"
     );
     assert_eq!(row[5], id.to_string(), "{out}");
-    assert_eq!(row[6], "<none>", "bound to no edge: {out}");
+    assert_eq!(row[6], "", "bound to no edge: {out}");
     assert_eq!(row[7], "0", "{out}");
     assert_eq!(row[8], format!("https://vod.example.com/v1/vod/live/{id}/vid.m3u8"), "{out}");
 
