@@ -87,9 +87,9 @@ test('with the right token the page lists the source', async () => {
   // By keyboard: Enter in the token field signs in.
   await page.getByLabel('Management API token').fill(token);
   await page.getByLabel('Management API token').press('Enter');
-  await sourceRow().waitFor({ state: 'visible' });
-  // Other tests' sources may share the database: show this one only.
+  // Other tests' sources may share the database (more than the page lists at once): show this one only.
   await page.getByLabel('Filter by source name').fill(sourceName);
+  await sourceRow().waitFor({ state: 'visible' });
   await eventually('the filter applied', async () => (await page.locator('#sources tbody tr').count()) === 1);
   assert.equal(await page.getByRole('alert').isVisible(), false, 'the sign-in error is gone');
   assert.equal(page.url(), consoleUrl);

@@ -9,6 +9,10 @@
 
   const TOKEN_KEY = 'livemix-management-token';
   const REFRESH_MS = 4000;
+  /** The newest recordings the page lists (and asks the storage of); a fleet keeps thousands. */
+  const MAX_RECORDINGS = 200;
+  /** The sources the page lists at once (and asks the live state and storage of); the filter narrows them. */
+  const MAX_SOURCES = 100;
   const SVG = 'http://www.w3.org/2000/svg';
   const vodUrl = document.querySelector('meta[name="livemix-vod-url"]').content;
   /** How long a minted playback URL stays valid: a long viewing session. */
@@ -168,17 +172,22 @@
 
   async function refresh() {
     try {
-      const [{ sources }, { recordings }] = await Promise.all([
+      const [{ sources }, { recordings: all }] = await Promise.all([
         api('GET', '/v1/source'),
         api('GET', '/v1/recording'),
       ]);
-      // A source deleted meanwhile has no summary: show what is known rather than fail the whole page.
+      // Recording ids are ULIDs: their order is their start order.
+      const recordings = [...all].sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0)).slice(0, MAX_RECORDINGS);
+      // A source deleted meanwhile has no summary: show what is known rather than fail the whole page. Only the
+      // sources the page shows are asked about.
+      const listed = shownSources(sources);
       const [lives, stored, recordingsStored] = await Promise.all([
-        Promise.all(sources.map((s) => api('GET', `/v1/source/${s.id}/live`).then((r) => r.live, () => null))),
-        Promise.all(sources.map((s) => api('GET', `/v1/source/${s.id}/storage`).then((r) => r.storage, () => null))),
+        Promise.all(listed.map((s) => api('GET', `/v1/source/${s.id}/live`).then((r) => r.live, () => null))),
+        Promise.all(listed.map((s) => api('GET', `/v1/source/${s.id}/storage`).then((r) => r.storage, () => null))),
         Promise.all(recordings.map(recordingStorage)),
       ]);
-      last = { sources, lives, stored, recordings, recordingsStored };
+      const details = new Map(listed.map((s, i) => [s.id, { live: lives[i], stored: stored[i] }]));
+      last = { sources, details, recordings, recordingsStored, recordingsTotal: all.length };
       render();
       clearError('refresh');
     } catch (err) {
@@ -219,11 +228,16 @@
 
   /** Shows the sources whose name contains the filter's text (any case), and their recordings (also those kept
    * after their source was deleted, by the name they were made under). */
+  function shownSources(sources) {
+    const needle = $('filter').value.trim().toLowerCase();
+    return sources.filter((s) => s.name.toLowerCase().includes(needle)).slice(0, MAX_SOURCES);
+  }
+
   function render() {
     if (!last) return;
     const needle = $('filter').value.trim().toLowerCase();
-    const shown = last.sources.map((s, i) => [s, last.lives[i], last.stored[i]])
-      .filter(([s]) => s.name.toLowerCase().includes(needle));
+    const shown = shownSources(last.sources)
+      .map((s) => [s, last.details.get(s.id)?.live ?? null, last.details.get(s.id)?.stored ?? null]);
     const ids = new Set(shown.map(([s]) => s.id));
     const known = new Set(last.sources.map((s) => s.id));
     const kept = last.recordings.map((r, i) => [r, last.recordingsStored[i]]).filter(([r]) => ids.has(r.source) ||
@@ -451,7 +465,9 @@
         recordingRows.delete(id);
       }
     }
-    $('recordings-status').textContent = recordings.length ? '' : 'No recordings yet.';
+    const total = last?.recordingsTotal ?? recordings.length;
+    $('recordings-status').textContent = !recordings.length ? 'No recordings yet.'
+      : total > MAX_RECORDINGS ? `The newest ${MAX_RECORDINGS} of ${total} recordings.` : '';
   }
 
   // ---- player ----
@@ -538,7 +554,13 @@
     $('login-form').addEventListener('submit', signIn);
     $('logout').addEventListener('click', () => signOut());
     $('close-player').addEventListener('click', stopPlayer);
-    $('filter').addEventListener('input', render);
+    // Sources newly shown by the filter get their live state and storage with a refresh soon after typing stops.
+    let typing;
+    $('filter').addEventListener('input', () => {
+      render();
+      clearTimeout(typing);
+      typing = setTimeout(refresh, 300);
+    });
     $('video').addEventListener('error', () => {
       const err = $('video').error;
       if (err && !hls) showError('Playing', new ApiError(0, err.message || `media error ${err.code}`, null));
