@@ -73,6 +73,11 @@ pub mod reason {
     pub const HAS_RECORDINGS: &str = "has_recordings";
     /// 409: the recording (or one of the source's) is on hold; lift the hold first.
     pub const ON_HOLD: &str = "on_hold";
+    /// 409: a source's continuous recording stops (and can then be deleted) only by switching the source to
+    /// on-demand recording.
+    pub const CONTINUOUS: &str = "continuous";
+    /// 503: every export slot is taken; retry after the `Retry-After` seconds.
+    pub const BUSY: &str = "busy";
 }
 
 /// An error reply. Client errors are logged at `warn`, server errors at `error`, both inside the request span.
@@ -83,12 +88,19 @@ pub struct ApiError {
     /// What clients branch on (`not_found`, `no_such_route`, `conflict`...), so they never parse `message`.
     pub reason: &'static str,
     pub message: String,
+    /// `Retry-After` seconds, for refusals that pass with time (a 503 of a full server).
+    pub retry_after_secs: Option<u32>,
 }
 
 impl ApiError {
     /// An error whose reason is the status's own (`bad_request`, `not_found`, `gateway_timeout`...).
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, reason: status_reason(status), message: message.into() }
+        Self { status, reason: status_reason(status), message: message.into(), retry_after_secs: None }
+    }
+    /// The same error, telling the client to retry after `secs`.
+    pub fn with_retry_after(mut self, secs: u32) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
     }
     /// The same error with a more precise machine-readable reason.
     pub fn with_reason(mut self, reason: &'static str) -> Self {
@@ -136,7 +148,11 @@ impl IntoResponse for ApiError {
             "request_id": request_id().to_string(),
             "error": {"code": self.status.as_u16(), "reason": self.reason, "message": self.message},
         });
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
+        response
     }
 }
 

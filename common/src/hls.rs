@@ -170,11 +170,19 @@ pub struct ServedSegment {
     pub uri: String,
     pub duration_secs: f64,
     pub discontinuity: bool,
+    /// `#EXT-X-PROGRAM-DATE-TIME`: when the segment starts, for players that seek by wall-clock time.
+    pub program_date_time: Option<DateTime<Utc>>,
 }
 
 impl ServedSegment {
     pub fn new(uri: impl Into<String>, duration_secs: f64, discontinuity: bool) -> Self {
-        Self { uri: uri.into(), duration_secs, discontinuity }
+        Self { uri: uri.into(), duration_secs, discontinuity, program_date_time: None }
+    }
+
+    /// The same segment, tagged with the moment it starts.
+    pub fn starting_at(mut self, start: DateTime<Utc>) -> Self {
+        self.program_date_time = Some(start);
+        self
     }
 
     /// A segment whose length is stored in milliseconds, as the control node's index keeps it.
@@ -202,6 +210,7 @@ fn media_segments(segments: &[ServedSegment]) -> Vec<MediaSegment> {
             uri: s.uri.clone(),
             duration: s.duration_secs as f32,
             discontinuity: s.discontinuity,
+            program_date_time: s.program_date_time.map(|t| t.fixed_offset()),
             ..Default::default()
         })
         .collect()

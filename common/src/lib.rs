@@ -9,6 +9,7 @@ pub mod cache;
 pub mod config;
 pub mod control_client;
 pub mod credentials;
+pub mod digest;
 pub mod door;
 pub mod edge_api;
 pub mod fds;

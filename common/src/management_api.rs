@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Recording, Retention, Segment, Source};
+use crate::model::{Recording, RecordingMode, Retention, Segment, Source};
 
 /// `POST /v1/source` body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,6 +26,16 @@ pub struct NewSource {
     /// credentials may then report, look up or forward the source; unset, no per-edge credential may.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edge: Option<String>,
+    /// What the source records; on demand when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<RecordingMode>,
+}
+
+/// `PUT /v1/source/{id}/recording-mode` body.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingModeUpdate {
+    pub recording: RecordingMode,
 }
 
 /// `PUT /v1/source/{id}/edge` body: binds (or moves) the source to this edge.
@@ -203,6 +213,155 @@ pub struct SegmentsReply {
     pub segments: Vec<Segment>,
 }
 
+/// `GET /v1/source/{id}/coverage` and `GET /v1/recording/{id}/coverage` reply: what was recorded in a time range.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CoverageReply {
+    pub coverage: Coverage,
+}
+
+/// The recorded spans of a time range and the gaps between them, in time order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Coverage {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// Seconds of recorded video in the range.
+    pub recorded_secs: f64,
+    pub segments: u64,
+    pub spans: Vec<Span>,
+    pub gaps: Vec<Gap>,
+}
+
+/// Segments that play one after the other without a break.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Span {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub segments: u64,
+    /// The encoder run of its segments (absent for segments recorded before runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+}
+
+/// A break in what was recorded: a stretch of time without segments, or a restart of the encoder (which may
+/// leave no time missing at all).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gap {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub secs: f64,
+    pub cause: GapCause,
+}
+
+/// Why a gap is there, as far as the index can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GapCause {
+    /// A new encoder run starts after it: the encoder (or its edge) restarted.
+    EncoderRestart,
+    /// The same encoder run goes on after it: its segments were not recorded (the edge was unreachable or its
+    /// spool full, or no recording covered them).
+    NotRecorded,
+    /// Before the first or after the last recorded segment of the range.
+    NoRecording,
+}
+
+/// `GET /v1/recording/{id}/manifest` reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestReply {
+    pub manifest: Manifest,
+}
+
+/// Everything needed to check a recording's bytes without LiveMix: each segment's object key, size and SHA-256
+/// (taken by the edge when it spooled the segment), and where it sits in the recording's `export.ts`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Names the signing scheme: [`Manifest::signed_text`] is what the signature covers.
+    pub version: String,
+    pub recording: String,
+    pub source: uuid::Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_name: Option<String>,
+    pub generated_at: DateTime<Utc>,
+    pub total_bytes: i64,
+    pub segments: Vec<ManifestEntry>,
+    /// Lowercase hex HMAC-SHA256 of [`Manifest::signed_text`] under the playback signing key; absent when the
+    /// control node has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+/// One segment of a [`Manifest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// Its name in the recording's playlist.
+    pub name: String,
+    /// Its object key in the bucket.
+    pub key: String,
+    pub start_ts: DateTime<Utc>,
+    pub end_ts: DateTime<Utc>,
+    pub size: i64,
+    /// Where its bytes start in the recording's `export.ts` (the segments one after the other).
+    pub offset: i64,
+    /// Absent for segments recorded before hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+impl Manifest {
+    /// The first line of [`Manifest::signed_text`].
+    pub const VERSION: &str = "livemix-manifest-v1";
+
+    /// What the signature covers: the version, the recording id, then one `sha256sum`-style line per segment
+    /// (`<hex>  <key>`, `-` for a segment without a hash), each line ending in `\n`. `sha256sum -c` reads the
+    /// segment lines as they are, against a copy of the bucket.
+    pub fn signed_text(&self) -> String {
+        let mut text = format!("{}\n{}\n", self.version, self.recording);
+        for entry in &self.segments {
+            text.push_str(entry.sha256.as_deref().unwrap_or("-"));
+            text.push_str("  ");
+            text.push_str(&entry.key);
+            text.push('\n');
+        }
+        text
+    }
+}
+
+/// `POST /v1/recording/{id}/verify` reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifyReply {
+    pub verification: Verification,
+}
+
+/// What re-reading every object of a recording found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verification {
+    pub recording: String,
+    pub at: DateTime<Utc>,
+    /// Segments whose object was read back.
+    pub checked: u64,
+    /// Matching their hash (or, without one, their size).
+    pub ok: u64,
+    /// Segments without a hash (recorded before hashes): only their size was checked.
+    pub unhashed: u64,
+    pub mismatched: Vec<VerifyProblem>,
+    pub missing: Vec<VerifyProblem>,
+}
+
+/// A segment whose object is gone or no longer holds the recorded bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifyProblem {
+    pub name: String,
+    pub key: String,
+    pub size: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// What the store holds now (absent when missing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found_size: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found_sha256: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +377,7 @@ mod tests {
             owner: None,
             retention: None,
             edge: None,
+            recording: None,
         })
         .unwrap();
         assert_eq!(body, serde_json::json!({"name": "cam", "segment_len": 4}));

@@ -38,6 +38,10 @@ pub struct Source {
     #[serde(default)]
     #[cfg_attr(feature = "sqlx", sqlx(flatten))]
     pub retention: Retention,
+    /// Whether every segment is recorded (`continuous`) or only while a recording is active (`on_demand`).
+    #[serde(default)]
+    #[cfg_attr(feature = "sqlx", sqlx(rename = "recording_mode", try_from = "String"))]
+    pub recording: RecordingMode,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -88,6 +92,46 @@ impl Retention {
     }
 }
 
+/// What a source records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingMode {
+    /// Only what a recording covers (`POST /v1/source/{id}/recording`).
+    #[default]
+    #[serde(alias = "onDemand")]
+    OnDemand,
+    /// Every segment, through one open-ended recording the control node keeps active (its `continuous` flag);
+    /// retention decides how long the segments stay.
+    Continuous,
+}
+
+impl RecordingMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OnDemand => "on_demand",
+            Self::Continuous => "continuous",
+        }
+    }
+}
+
+impl std::fmt::Display for RecordingMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<String> for RecordingMode {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        match text.as_str() {
+            "on_demand" | "onDemand" => Ok(Self::OnDemand),
+            "continuous" => Ok(Self::Continuous),
+            other => Err(format!("unknown recording mode {other:?} (continuous or on_demand)")),
+        }
+    }
+}
+
 /// A snippet of one source's stream being (or having been) saved to the object store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
@@ -109,8 +153,34 @@ pub struct Recording {
     /// says whose it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_name: Option<String>,
+    /// The recording the control node keeps for a source whose [`RecordingMode`] is continuous: stopped only by
+    /// switching the source back to on demand.
+    #[serde(default)]
+    pub continuous: bool,
+    /// The last `POST /v1/recording/{id}/verify`: when it ran and what it found (absent: never verified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "sqlx", sqlx(json(nullable)))]
+    pub verification: Option<VerificationSummary>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// The outcome of a recording's last verification, kept with the recording.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerificationSummary {
+    pub at: DateTime<Utc>,
+    /// Segments whose object was read back.
+    pub segments: i64,
+    /// Objects whose bytes no longer match the hash (or size) taken when they were recorded.
+    pub mismatched: i64,
+    /// Objects no longer in the store.
+    pub missing: i64,
+}
+
+impl VerificationSummary {
+    pub fn passed(&self) -> bool {
+        self.mismatched == 0 && self.missing == 0
+    }
 }
 
 /// One MPEG-TS segment of a source, as stored for a recording.
@@ -134,6 +204,10 @@ pub struct Segment {
     pub size: i64,
     /// The object-store key holding the bytes.
     pub uri: String,
+    /// Lowercase hex SHA-256 of the bytes, taken by the edge when it spooled them; absent for segments recorded
+    /// before hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// What an edge knows about a segment it uploaded: a [`Segment`] before the control node gave it an id.
@@ -154,6 +228,9 @@ pub struct SegmentInfo {
     pub length_ms: i64,
     pub size: i64,
     pub uri: String,
+    /// Lowercase hex SHA-256 of the bytes (see [`Segment::sha256`]); absent from edges that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// Serde helper for the seed's `1 | -1` booleans.

@@ -94,7 +94,8 @@ impl SegmentRecord {
         Ok(headers)
     }
 
-    /// The recorded-segment report for this segment, uploaded as `size` bytes at `uri`.
+    /// The recorded-segment report for this segment, uploaded as `size` bytes at `uri`; its hash is added by the
+    /// edge's spool, which reads the bytes once anyway.
     pub fn to_info(&self, size: u64, uri: String) -> SegmentInfo {
         SegmentInfo {
             name: self.name.clone(),
@@ -107,6 +108,7 @@ impl SegmentRecord {
             length_ms: self.length_ms,
             size: i64::try_from(size).unwrap_or(i64::MAX),
             uri,
+            sha256: None,
         }
     }
 

@@ -171,6 +171,33 @@ pub struct Settings {
     pub vod_port: Option<u16>,
     #[command(flatten)]
     pub lifecycle: LifecycleSettings,
+    #[command(flatten)]
+    pub archive: ArchiveSettings,
+}
+
+/// Playback of any time range and exports of recordings (see `docs/recordings.md`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ArchiveSettings {
+    /// Longest time range one playlist, coverage or export covers (`24h`, `90m`, seconds).
+    #[arg(long, env = "LIVEMIX_MAX_RANGE", default_value = "24h", value_parser = livemix_common::units::parse_duration_secs)]
+    pub max_range_secs: i64,
+    /// Most segments one time-range playlist or export lists; a longer one is refused (narrow the range).
+    #[arg(long, env = "LIVEMIX_MAX_RANGE_SEGMENTS", default_value_t = 100_000,
+          value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
+    pub max_range_segments: i64,
+    /// MP4 exports running at once on this replica; more are refused with 503 and `Retry-After`.
+    #[arg(long, env = "LIVEMIX_EXPORT_CONCURRENCY", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub export_concurrency: u32,
+    /// The ffmpeg binary MP4 exports remux with (`-c copy`: no transcoding).
+    #[arg(long, env = "LIVEMIX_FFMPEG", default_value = "ffmpeg")]
+    pub ffmpeg: std::path::PathBuf,
+    /// Longest an MP4 export may run (`30m`, seconds); ffmpeg is killed past it and the download ends short.
+    #[arg(long, env = "LIVEMIX_EXPORT_TIMEOUT", default_value = "1h", value_parser = livemix_common::units::parse_duration_secs)]
+    pub export_timeout_secs: i64,
+    /// Address space each export's ffmpeg may take (`1Gi`; 0: no limit).
+    #[arg(long, env = "LIVEMIX_EXPORT_MEMORY", default_value = "1Gi", value_parser = livemix_common::units::parse_bytes)]
+    pub export_memory_bytes: i64,
 }
 
 /// How long recordings are kept and how their objects are deleted (see `docs/lifecycle.md`).

@@ -13,6 +13,7 @@ use livemix_common::{
     bus::Delivery,
     messages::{Envelope, Message},
     model::{SegmentInfo, validate_segment_name},
+    digest::is_sha256_hex,
     segment_id::{SegmentId, object_key},
     telemetry::Metrics,
 };
@@ -166,6 +167,11 @@ fn check_segment(segment: &SegmentInfo, prefix: &str) -> Result<(), String> {
     if segment.uri != expected {
         return Err(format!("object key {:?} is not this segment's ({expected:?})", segment.uri));
     }
+    if let Some(hash) = &segment.sha256
+        && !is_sha256_hex(hash)
+    {
+        return Err(format!("sha256 {:?} is not 64 lowercase hex digits", hash.chars().take(80).collect::<String>()));
+    }
     if segment.length_ms < 0 || segment.size < 0 || segment.seq < 0 {
         return Err(format!(
             "negative length ({}), size ({}) or sequence number ({})",
@@ -235,6 +241,7 @@ mod tests {
             length_ms: 1000,
             size: 10,
             uri: SegmentId { source, run, seq: 0 }.object_key("recordings"),
+            sha256: None,
         }
     }
 

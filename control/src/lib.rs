@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod edge_link;
+pub mod export;
 pub mod inbox;
 pub mod lifecycle;
 pub mod live_playlists;

@@ -3,7 +3,7 @@
 //! Pure functions of what the database returns, so the rules (sequence numbers, where discontinuities go, how
 //! segments are named) are tested without any service.
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 use livemix_common::{
     hls::{ServedSegment, live_playlist, vod_playlist},
     model::Segment,
@@ -42,14 +42,40 @@ pub fn recording(segments: &[Segment]) -> String {
     vod_playlist(&served)
 }
 
-/// Whether `next` does not continue `previous`: the edge said so, the encoder restarted (a new run), or the
-/// times leave a gap (edge offline, network blip) or jump back. A time that cannot be computed counts as a gap.
-fn breaks_after(previous: &Segment, next: &Segment) -> bool {
-    if next.discontinuity || next.run != previous.run {
-        return true;
-    }
-    let tolerance = TimeDelta::try_milliseconds((next.length_ms / 2).max(1000)).unwrap_or(TimeDelta::MAX);
-    next.start_ts.signed_duration_since(previous.end_ts).abs() > tolerance
+/// The VOD playlist of a time range's segments, given in time order: as a recording's, with every segment's
+/// `#EXT-X-PROGRAM-DATE-TIME`, so players show and seek by the wall-clock time.
+pub fn time_range(segments: &[Segment]) -> String {
+    let served: Vec<ServedSegment> = std::iter::once(None)
+        .chain(segments.iter().map(Some))
+        .zip(segments)
+        .map(|(previous, s)| {
+            let discontinuity = previous.is_some_and(|previous| breaks_after(previous, s));
+            ServedSegment::from_millis(served_name(s), s.length_ms, discontinuity).starting_at(s.start_ts)
+        })
+        .collect();
+    vod_playlist(&served)
+}
+
+/// Whether `next` does not continue `previous` in recorded playback: the edge said so, the encoder restarted (a
+/// new run), or the times leave a gap (edge offline, network blip) or jump back. Recorded playback judges gaps
+/// again (the edge flags only the gaps it saw): a recording may skip segments the edge forwarded in between.
+pub fn breaks_after(previous: &Segment, next: &Segment) -> bool {
+    next.discontinuity || next.run != previous.run || is_time_gap(previous, next)
+}
+
+/// The times of two segments in a row leave a gap or jump back (a time that cannot be computed counts as one).
+pub fn is_time_gap(previous: &Segment, next: &Segment) -> bool {
+    next.start_ts.signed_duration_since(previous.end_ts).abs() > gap_tolerance(next.length_ms)
+}
+
+/// Time missing between `end` and a later `start`, for segments of `length_ms`: more than the jitter of one.
+pub fn is_time_gap_between(end: DateTime<Utc>, start: DateTime<Utc>, length_ms: i64) -> bool {
+    start.signed_duration_since(end) > gap_tolerance(length_ms)
+}
+
+/// Half a segment, at least a second: encoders' clocks and segment lengths jitter by less.
+fn gap_tolerance(length_ms: i64) -> TimeDelta {
+    TimeDelta::try_milliseconds((length_ms / 2).max(1000)).unwrap_or(TimeDelta::MAX)
 }
 
 /// The name a recording playlist gives a segment: its own name for segments from before segment ids (as they
@@ -72,7 +98,6 @@ pub fn parse_served_name(file: &str) -> SegmentRef<'_> {
 
 #[cfg(test)]
 mod tests {
-    use chrono::{DateTime, Utc};
     use livemix_common::hls::parse_media_playlist;
     use uuid::Uuid;
 
@@ -95,6 +120,7 @@ mod tests {
             length_ms: 2000,
             size: 1,
             uri: format!("k/{name}"),
+            sha256: None,
         }
     }
 

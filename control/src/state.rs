@@ -18,8 +18,9 @@ use prometheus_client::metrics::counter::Counter;
 use crate::{
     config::Settings,
     db::Db,
-    domain::{Events, live::Live, recordings::Recordings, sources::Sources},
+    domain::{Events, evidence::Evidence, live::Live, ranges::Ranges, recordings::Recordings, sources::Sources},
     edge_link::EdgeLink,
+    export::Exporter,
     lifecycle::Lifecycle,
     recording_playlists::RecordingPlaylists,
     segments::{HotSegments, SegmentLoader},
@@ -45,6 +46,9 @@ pub struct AppState {
     sources: Sources,
     recordings: Recordings,
     live: Live,
+    ranges: Ranges,
+    evidence: Evidence,
+    exporter: Exporter,
     /// Deletes, retention, the object deletion queue and storage accounting.
     lifecycle: Lifecycle,
     requester: Requester,
@@ -80,6 +84,9 @@ impl AppState {
         let events = Events::new(bus.clone(), settings.broadcast_topic.clone());
         let hot = HotSegments::new(settings.hot_segment_bytes);
         let lifecycle = Lifecycle::new(db.clone(), store.clone(), settings.lifecycle.clone(), &metrics);
+        let archive = Arc::new(settings.archive.clone());
+        let exporter = Exporter::new(store.clone(), Arc::clone(&archive));
+        let evidence = Evidence::new(db.clone(), store.clone(), settings.playback_signing_key.clone());
         let loader = Arc::new(SegmentLoader::new(
             hot.clone(),
             cache.clone(),
@@ -89,6 +96,7 @@ impl AppState {
         ));
         let sources =
             Sources::new(db.clone(), edges.clone(), lifecycle.clone(), events.clone(), settings.default_edge.clone());
+        let ranges = Ranges::new(db.clone(), Arc::clone(&loader), archive, settings.prime_segments);
         let recordings = Recordings::new(
             db.clone(),
             edges,
@@ -103,6 +111,9 @@ impl AppState {
             sources,
             recordings,
             live,
+            ranges,
+            evidence,
+            exporter,
             lifecycle,
             requester,
             db,
@@ -125,6 +136,18 @@ impl AppState {
 
     pub fn live(&self) -> &Live {
         &self.live
+    }
+
+    pub fn ranges(&self) -> &Ranges {
+        &self.ranges
+    }
+
+    pub fn evidence(&self) -> &Evidence {
+        &self.evidence
+    }
+
+    pub fn exporter(&self) -> &Exporter {
+        &self.exporter
     }
 
     pub fn lifecycle(&self) -> &Lifecycle {

@@ -563,6 +563,8 @@ mod tests {
                 active: true,
                 hold: false,
                 source_name: None,
+                continuous: false,
+                verification: None,
                 created_at: start_ts,
                 updated_at: start_ts,
             };

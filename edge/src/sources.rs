@@ -255,6 +255,8 @@ mod tests {
             active: true,
             hold: false,
             source_name: None,
+            continuous: false,
+            verification: None,
             created_at: start,
             updated_at: start,
         }
@@ -276,6 +278,7 @@ mod tests {
                 owner: None,
                 edge: None,
                 retention: Default::default(),
+                recording: Default::default(),
                 created_at: now,
                 updated_at: now,
             },

@@ -5,7 +5,11 @@
 //! and never reaches a client.
 
 use axum::http::StatusCode;
-use livemix_common::{ApiError, api::request_id, rpc::RpcError};
+use livemix_common::{
+    ApiError,
+    api::{reason, request_id},
+    rpc::RpcError,
+};
 
 use crate::{db::DbError, domain, lifecycle::LifecycleError, segments::LoadError};
 
@@ -68,6 +72,10 @@ impl From<domain::Error> for ApiError {
             E::Forbidden(message) => ApiError::forbidden(message),
             E::NotFound(message) => ApiError::not_found(message),
             E::Retry(message) => ApiError::unavailable(message),
+            E::Busy { message, retry_after_secs } => {
+                ApiError::unavailable(message).with_reason(reason::BUSY).with_retry_after(retry_after_secs)
+            }
+            E::Unavailable(message) => ApiError::unavailable(message),
             E::Db(err) => err.into(),
             E::SharedDb(err) => shared_db_error(err),
             E::Lifecycle(err) => err.into(),

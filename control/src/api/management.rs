@@ -9,16 +9,16 @@ use livemix_common::{
     ApiError, ApiResult,
     api::{Body, Json, Path, Query, Reply},
     management_api::{
-        DeletionReply, EdgeBinding, GcReply, HoldUpdate, NewRecording, NewSource, RecordingReply, RecordingsPolicy,
-        RecordingsReply, RetentionReply, SegmentsReply, SourceEdgeReply, SourceReply, SourcesReply, StorageReply,
-        StorageSummary, UsageReply,
+        CoverageReply, DeletionReply, EdgeBinding, GcReply, HoldUpdate, ManifestReply, NewRecording, NewSource,
+        RecordingModeUpdate, RecordingReply, RecordingsPolicy, RecordingsReply, RetentionReply, SegmentsReply,
+        SourceEdgeReply, SourceReply, SourcesReply, StorageReply, StorageSummary, UsageReply, VerifyReply,
     },
-    model::Retention,
+    model::{RecordingMode, Retention},
 };
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::{db::LiveSummary, state::AppState};
+use crate::{db::LiveSummary, domain::ranges::RangeQuery, state::AppState};
 
 /// The management API: the management token (or loopback only), see [`super::auth::ManagementGuard`].
 pub fn app(state: AppState) -> Router {
@@ -36,12 +36,17 @@ fn routes() -> Router<AppState> {
         .route("/v1/source/{id}/live", get(live_summary))
         .route("/v1/source/{id}/recording", post(start_recording).get(list_source_recordings))
         .route("/v1/source/{id}/retention", put(set_retention))
+        .route("/v1/source/{id}/recording-mode", put(set_recording_mode))
+        .route("/v1/source/{id}/coverage", get(source_coverage))
         .route("/v1/source/{id}/storage", get(source_storage))
         .route("/v1/recording", get(list_recordings))
         .route("/v1/recording/{id}", get(get_recording).delete(delete_recording))
         .route("/v1/recording/{id}/stop", post(stop_recording))
         .route("/v1/recording/{id}/hold", put(set_hold))
         .route("/v1/recording/{id}/storage", get(recording_storage))
+        .route("/v1/recording/{id}/coverage", get(recording_coverage))
+        .route("/v1/recording/{id}/manifest", get(recording_manifest))
+        .route("/v1/recording/{id}/verify", post(verify_recording))
         .route("/v1/storage", get(storage_summary))
         .route("/v1/storage/gc", post(collect_garbage))
         .route("/v1/storage/retention", post(run_retention))
@@ -65,7 +70,34 @@ fn parse_flag(name: &str, value: Option<&str>, default: bool) -> ApiResult<bool>
 }
 
 async fn create_source(State(state): State<AppState>, Json(body): Json<NewSource>) -> ApiResult<Reply<SourceReply>> {
-    Ok(Reply(SourceReply { source: state.sources().create(body).await? }))
+    let source = state.sources().create(body).await?;
+    if source.recording == RecordingMode::Continuous {
+        // The source is registered either way: its edge's next report starts a recording this could not.
+        if let Err(err) = state.recordings().follow_mode(&source).await {
+            tracing::warn!(%err, source = %source.id, "continuous recording not started yet; the edge's next report starts it");
+        }
+    }
+    Ok(Reply(SourceReply { source }))
+}
+
+/// Switches a source between continuous and on-demand recording.
+async fn set_recording_mode(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Json(body): Json<RecordingModeUpdate>,
+) -> ApiResult<Reply<SourceReply>> {
+    Ok(Reply(SourceReply { source: state.recordings().set_mode(parse_id(&id)?, body.recording).await? }))
+}
+
+/// What was recorded of a source between `start` and `end` (RFC 3339 or epoch seconds): spans and gaps.
+async fn source_coverage(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(range): Query<RangeQuery>,
+) -> ApiResult<Reply<CoverageReply>> {
+    let ranges = state.ranges();
+    let range = ranges.range(&range)?;
+    Ok(Reply(CoverageReply { coverage: ranges.coverage(parse_id(&id)?, range).await? }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -238,6 +270,20 @@ async fn set_hold(
 /// What the recording stores and when retention deletes it.
 async fn recording_storage(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<UsageReply>> {
     Ok(Reply(UsageReply { storage: state.recordings().storage(&id).await? }))
+}
+
+async fn recording_coverage(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<CoverageReply>> {
+    Ok(Reply(CoverageReply { coverage: state.recordings().coverage(&id).await? }))
+}
+
+/// Every segment's key, size, offset and SHA-256, signed with the playback key when one is set.
+async fn recording_manifest(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<ManifestReply>> {
+    Ok(Reply(ManifestReply { manifest: state.evidence().manifest(&id).await? }))
+}
+
+/// Reads every object of the recording back and reports what no longer matches.
+async fn verify_recording(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<VerifyReply>> {
+    Ok(Reply(VerifyReply { verification: state.evidence().verify(&id).await? }))
 }
 
 async fn recording_segments(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<SegmentsReply>> {

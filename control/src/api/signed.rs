@@ -21,7 +21,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use hmac::{KeyInit, Mac};
-use livemix_common::{ApiError, ApiResult, api::M3U8_CONTENT_TYPE};
+use livemix_common::{ApiError, ApiResult, api::M3U8_CONTENT_TYPE, digest::hex};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -43,10 +43,6 @@ impl std::fmt::Debug for PlaybackSigner {
 /// The part of a path a signature covers: everything up to and including its last `/`.
 fn scope(path: &str) -> &str {
     path.rfind('/').map_or("", |i| &path[..=i])
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {

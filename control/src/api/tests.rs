@@ -84,6 +84,7 @@ async fn listed_live_segment(state: &AppState, name: &str, bytes: &'static [u8])
         owner: None,
         retention: None,
         edge: None,
+        recording: None,
     };
     let source = state.db().create_source(&new).await.expect("a source").id;
     state.db().set_streaming(source, true).await.expect("streaming on");
@@ -496,6 +497,7 @@ async fn edges_act_only_for_the_sources_bound_to_them() {
         owner: None,
         retention: None,
         edge: edge.map(Into::into),
+        recording: None,
     };
     let bound = state.db().create_source(&source(Some("edge-a"))).await.unwrap();
     let unbound = state.db().create_source(&source(None)).await.unwrap();

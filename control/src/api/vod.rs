@@ -5,21 +5,23 @@
 
 use axum::{
     Router,
+    body::Body,
     extract::State,
-    http::{HeaderMap, HeaderValue},
+    http::{HeaderMap, HeaderValue, header},
     response::Response,
     routing::get,
 };
 use livemix_common::{
     ApiError, ApiResult,
-    api::{M3U8_CONTENT_TYPE, Path, TS_CONTENT_TYPE},
-    model::validate_segment_name,
+    api::{M3U8_CONTENT_TYPE, Path, Query, TS_CONTENT_TYPE},
+    model::{Segment, validate_segment_name},
 };
 use tower_http::cors::CorsLayer;
 use uuid::Uuid;
 
 use crate::{
     api::conditional::{Representation, reply},
+    domain::ranges::RangeQuery,
     live_playlists::LivePlaylist,
     segments::SegmentBytes,
     state::AppState,
@@ -49,7 +51,15 @@ fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/vod/live/{source_id}/{file}", get(live))
         .route("/v1/vod/recording/{recording_id}/{file}", get(recording))
+        .route("/v1/vod/source/{source_id}/{file}", get(time_range))
 }
+
+/// The export files of a recording or a time range.
+pub const EXPORT_MP4: &str = "export.mp4";
+pub const EXPORT_TS: &str = "export.ts";
+
+/// `Cache-Control` of a time-range playlist: fixed once its end has passed, but a range may end at now.
+const RANGE_PLAYLIST_CACHE: &str = "public, max-age=2";
 
 fn segment_name(file: &str) -> ApiResult<&str> {
     validate_segment_name(file).map_err(ApiError::bad_request)?;
@@ -103,6 +113,11 @@ async fn recording(
     Path((recording_id, file)): Path<(String, String)>,
     request: HeaderMap,
 ) -> ApiResult<Response> {
+    if file == EXPORT_MP4 || file == EXPORT_TS {
+        let (recording, segments) = state.recordings().export_segments(&recording_id).await?;
+        let name = format!("{}-{}", recording.source_name.as_deref().unwrap_or("recording"), recording.id);
+        return export(&state, &file, &name, segments);
+    }
     if file == PLAYLIST {
         let rendered = state.recordings().playlist(&recording_id).await?;
         let rep = Representation {
@@ -116,4 +131,60 @@ async fn recording(
     let (body, unique_name) = state.recordings().segment(&recording_id, segment_name(&file)?).await?;
     let cache_control = if unique_name { RECORDED_SEGMENT_CACHE } else { LEGACY_SEGMENT_CACHE };
     Ok(segment_reply(&request, &body, cache_control))
+}
+
+/// Any time range of a source (`?start=&end=`, RFC 3339 or epoch seconds): its playlist, its exports, and the
+/// segments the playlist lists.
+async fn time_range(
+    State(state): State<AppState>,
+    Path((source_id, file)): Path<(String, String)>,
+    Query(range): Query<RangeQuery>,
+    request: HeaderMap,
+) -> ApiResult<Response> {
+    let source = Uuid::parse_str(&source_id)
+        .map_err(|_| ApiError::bad_request(format!("{source_id:?} is not a source id (a UUID)")))?;
+    let ranges = state.ranges();
+    if file == PLAYLIST || file == EXPORT_MP4 || file == EXPORT_TS {
+        let range = ranges.range(&range)?;
+        if file == PLAYLIST {
+            let text = bytes::Bytes::from(ranges.playlist(source, range).await?);
+            let etag = crate::segments::etag_of(&text);
+            let rep = Representation {
+                etag: &etag,
+                content_type: M3U8_CONTENT_TYPE,
+                cache_control: HeaderValue::from_static(RANGE_PLAYLIST_CACHE),
+                ranges: false,
+            };
+            return Ok(reply(&request, &text, &rep));
+        }
+        let segments = ranges.recorded(source, range).await?;
+        let name = format!("{source}-{}-{}", range.start.format("%Y%m%dT%H%M%SZ"), range.end.format("%Y%m%dT%H%M%SZ"));
+        return export(&state, &file, &name, segments);
+    }
+    let (body, unique_name) = ranges.segment(source, segment_name(&file)?).await?;
+    let cache_control = if unique_name { RECORDED_SEGMENT_CACHE } else { LEGACY_SEGMENT_CACHE };
+    Ok(segment_reply(&request, &body, cache_control))
+}
+
+/// An export download, `name` its file name without the extension.
+fn export(state: &AppState, file: &str, name: &str, segments: Vec<Segment>) -> ApiResult<Response> {
+    let exporter = state.exporter();
+    let safe: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect();
+    let mut builder = Response::builder()
+        .header(header::CACHE_CONTROL, "no-store")
+        .header(header::CONTENT_DISPOSITION, format!("attachment; filename=\"{safe}.{}\"", extension(file)));
+    let body = if file == EXPORT_MP4 {
+        builder = builder.header(header::CONTENT_TYPE, "video/mp4");
+        exporter.mp4(segments)?
+    } else {
+        let (length, body) = exporter.ts(segments);
+        builder = builder.header(header::CONTENT_TYPE, TS_CONTENT_TYPE).header(header::CONTENT_LENGTH, length);
+        body
+    };
+    builder.body(Body::from_stream(body)).map_err(|err| ApiError::internal(format!("building an export reply: {err}")))
+}
+
+fn extension(file: &str) -> &str {
+    file.rsplit_once('.').map_or(file, |(_, ext)| ext)
 }

@@ -2,6 +2,12 @@
 //! the few places where their SQL really differs (time comparisons, JSON arrays as sets, row locks, bytewise
 //! order) go through [`Dialect`]. Declared first in `db`, so every module after it can use the macros.
 
+/// A time as seconds since the epoch, the parameter [`Dialect::time`], [`Dialect::cmp_time`] and comparisons with
+/// [`Dialect::secs`] take.
+pub fn epoch(time: chrono::DateTime<chrono::Utc>) -> f64 {
+    time.timestamp_micros() as f64 / 1e6
+}
+
 /// Where the two databases' SQL differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -50,6 +56,15 @@ impl Dialect {
         match self {
             Self::Postgres => format!("{column} {op} now() - make_interval(secs => {param})"),
             Self::Sqlite => format!("unixepoch({column}, 'subsec') {op} unixepoch('now', 'subsec') - {param}"),
+        }
+    }
+
+    /// A stored time `column` compared (`op`) with `param`, seconds since the epoch. PostgreSQL compares times
+    /// (an index on `column` may serve it), SQLite epoch seconds.
+    pub fn cmp_time(self, column: &str, op: &str, param: &str) -> String {
+        match self {
+            Self::Postgres => format!("{column} {op} to_timestamp({param})"),
+            Self::Sqlite => format!("unixepoch({column}, 'subsec') {op} {param}"),
         }
     }
 

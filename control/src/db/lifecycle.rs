@@ -18,7 +18,11 @@ use livemix_common::{
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
-use super::{Db, DbError, DbResult, dialect::Dialect, json, not_found};
+use super::{
+    Db, DbError, DbResult,
+    dialect::{Dialect, epoch},
+    json, not_found,
+};
 
 /// Why an object is deleted: the label of `objects_deleted_total` and of every deletion's log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -173,10 +177,6 @@ impl Drop for Leadership {
             conn.close_on_drop();
         }
     }
-}
-
-fn epoch(time: DateTime<Utc>) -> f64 {
-    time.timestamp_millis() as f64 / 1000.0
 }
 
 /// Deletes the segments `$doomed` (`(id, size)` pairs) in transaction `$tx`: records their objects' deletion

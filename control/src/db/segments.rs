@@ -1,11 +1,20 @@
 //! Recorded segments (tables `segments` and `recording_segments`): stored as edges report them, linked to their
 //! recordings, and read back in playback order.
 
-use livemix_common::model::{Segment, SegmentInfo};
+use chrono::{DateTime, Utc};
+use livemix_common::{
+    model::{Segment, SegmentInfo},
+    segment::MAX_SEGMENT_MSEC,
+};
+use uuid::Uuid;
 // Dynamic SQL here only ever interpolates this module's constants and dialect fragments, never input.
 use sqlx::AssertSqlSafe;
 
-use super::{Db, DbResult, dialect::Dialect, json, not_found};
+use super::{
+    Db, DbResult,
+    dialect::{Dialect, epoch},
+    json, not_found,
+};
 
 /// How a recording playlist names one of its segments (see `crate::playlist::RecordedName`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,8 +25,8 @@ pub enum SegmentRef<'a> {
     Run { run: ulid::Ulid, seq: i64 },
 }
 
-const SEGMENT_COLUMNS: &str =
-    "s.id, s.name, s.source, s.run, s.seq, s.discontinuity, s.start_ts, s.end_ts, s.length_ms, s.size, s.uri";
+const SEGMENT_COLUMNS: &str = "s.id, s.name, s.source, s.run, s.seq, s.discontinuity, s.start_ts, s.end_ts, \
+     s.length_ms, s.size, s.uri, s.sha256";
 
 /// The playback order of recorded segments, as a list of expressions over the segments table aliased `t`:
 /// segments from before segment ids (no run) first, in time order as they always played; then encoder runs in
@@ -45,8 +54,8 @@ impl Db {
             // the same key, so its size follows the bytes as it always did.
             let segment_id: i64 = sqlx::query_scalar(
                 "INSERT INTO segments (source, name, run, seq, discontinuity, start_ts, end_ts, length_ms, size, \
-                     uri) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                     uri, sha256) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
                  ON CONFLICT (source, uri) DO UPDATE \
                  SET size = CASE WHEN segments.run IS NULL THEN excluded.size ELSE segments.size END \
                  RETURNING id",
@@ -61,6 +70,7 @@ impl Db {
             .bind(info.length_ms)
             .bind(info.size)
             .bind(&info.uri)
+            .bind(&info.sha256)
             .fetch_one(&mut *tx)
             .await?;
             let wanted = format!("FROM recordings WHERE {} AND source = $2", d.in_texts("id", "$1"));
@@ -132,5 +142,72 @@ impl Db {
                 .fetch_all(pool)
                 .await?
         }))
+    }
+
+    /// The recorded segments of `source` that overlap `[start, end)`, in time order, at most `limit`. Segments
+    /// last at most [`MAX_SEGMENT_MSEC`], so the index on start times bounds the scan to the range and that much
+    /// before it.
+    pub async fn source_segments_between(
+        &self,
+        source: Uuid,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        limit: i64,
+    ) -> DbResult<Vec<Segment>> {
+        let (start, end) = (epoch(start), epoch(end));
+        let earliest = start - MAX_SEGMENT_MSEC as f64 / 1000.0;
+        Ok(on_pool!(self, |pool, d| {
+            let sql = format!(
+                "SELECT {SEGMENT_COLUMNS} FROM segments s WHERE s.source = $1 AND {} AND {} AND {} \
+                 ORDER BY {}, s.seq, s.id LIMIT $5",
+                d.cmp_time("s.start_ts", ">=", "$2"),
+                d.cmp_time("s.start_ts", "<", "$3"),
+                d.cmp_time("s.end_ts", ">", "$4"),
+                d.secs("s.start_ts"),
+            );
+            sqlx::query_as(AssertSqlSafe(sql))
+                .bind(source)
+                .bind(earliest)
+                .bind(end)
+                .bind(start)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    /// A recorded segment of `source` by the name a playlist gave it, and up to `following` segments that start
+    /// after it, in time order (empty when the source has no such segment).
+    pub async fn source_segment_and_next(
+        &self,
+        source: Uuid,
+        wanted: SegmentRef<'_>,
+        following: i64,
+    ) -> DbResult<Vec<Segment>> {
+        let (run, name, seq) = match wanted {
+            SegmentRef::Legacy(name) => (None, name, 0),
+            SegmentRef::Run { run, seq } => (Some(run.to_string()), "", seq),
+        };
+        let found: Option<Segment> = on_pool!(self, |pool, _d| {
+            // sqlx tells PostgreSQL each parameter's type, so `$2 IS NULL` needs no cast.
+            let sql = format!(
+                "SELECT {SEGMENT_COLUMNS} FROM segments s WHERE s.source = $1 \
+                 AND (($2 IS NULL AND s.run IS NULL AND s.name = $3) OR (s.run = $2 AND s.seq = $4)) \
+                 ORDER BY s.id LIMIT 1"
+            );
+            sqlx::query_as(AssertSqlSafe(sql)).bind(source).bind(&run).bind(name).bind(seq).fetch_optional(pool).await?
+        });
+        let Some(found) = found else { return Ok(Vec::new()) };
+        let after = epoch(found.start_ts);
+        let next: Vec<Segment> = on_pool!(self, |pool, d| {
+            let sql = format!(
+                "SELECT {SEGMENT_COLUMNS} FROM segments s WHERE s.source = $1 AND {} AND s.id <> $2 \
+                 ORDER BY {}, s.seq, s.id LIMIT $3",
+                d.cmp_time("s.start_ts", ">=", "$4"),
+                d.secs("s.start_ts"),
+            );
+            sqlx::query_as(AssertSqlSafe(sql)).bind(source).bind(found.id).bind(following).bind(after).fetch_all(pool).await?
+        });
+        Ok(std::iter::once(found).chain(next).collect())
     }
 }

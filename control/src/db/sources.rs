@@ -1,7 +1,10 @@
 //! Sources (table `sources`): registration, lookups, the settings an admin changes and the status edges report.
 
 use chrono::{DateTime, Utc};
-use livemix_common::{management_api::NewSource, model::Source};
+use livemix_common::{
+    management_api::NewSource,
+    model::{RecordingMode, Source},
+};
 // Dynamic SQL here only ever interpolates this module's constants, column literals and dialect fragments, never
 // input.
 use sqlx::AssertSqlSafe;
@@ -14,8 +17,8 @@ use super::{Db, DbError, DbResult, dialect::Dialect, name_conflict, name_taken, 
 fn source_columns(d: Dialect) -> String {
     format!(
         "id, name, segment_length, description, streaming, rr_target, local_time, last_seen, \
-         COALESCE({}, false) AS reachable, owner, retention_max_age_secs, retention_max_bytes, created_at, \
-         updated_at, (SELECT edge_id FROM source_edges se WHERE se.source = sources.id) AS edge",
+         COALESCE({}, false) AS reachable, owner, retention_max_age_secs, retention_max_bytes, recording_mode, \
+         created_at, updated_at, (SELECT edge_id FROM source_edges se WHERE se.source = sources.id) AS edge",
         d.ago("last_seen", ">", "$1")
     )
 }
@@ -29,7 +32,7 @@ impl Db {
         let mut source: Source = on_pool!(self, |pool, d| {
             let sql = format!(
                 "INSERT INTO sources (id, name, segment_length, description, owner, retention_max_age_secs, \
-                     retention_max_bytes) VALUES ($2, $3, $4, $5, $6, $7, $8) \
+                     retention_max_bytes, recording_mode) VALUES ($2, $3, $4, $5, $6, $7, $8, $9) \
                  RETURNING {}",
                 source_columns(d)
             );
@@ -42,6 +45,7 @@ impl Db {
                 .bind(new.owner.as_deref())
                 .bind(retention.max_age_secs)
                 .bind(retention.max_bytes)
+                .bind(new.recording.unwrap_or_default().as_str())
                 .fetch_one(pool)
                 .await
                 .map_err(|err| name_conflict(err, &new.name))?
@@ -114,6 +118,10 @@ impl Db {
 
     pub async fn set_streaming(&self, id: Uuid, streaming: bool) -> DbResult<Source> {
         self.update_source(id, "streaming", streaming).await
+    }
+
+    pub async fn set_recording_mode(&self, id: Uuid, mode: RecordingMode) -> DbResult<Source> {
+        self.update_source(id, "recording_mode", mode.as_str().to_owned()).await
     }
 
     /// Records an edge's status report: which edge serves the source and that it is alive now.

@@ -24,6 +24,12 @@ pub enum Error {
     /// A concurrent request got there first; the same request may succeed at once.
     #[error("{0}")]
     Retry(String),
+    /// Every slot of a bounded kind of work is taken; retry after `retry_after_secs`.
+    #[error("{message}")]
+    Busy { message: String, retry_after_secs: u32 },
+    /// Something this operation needs is missing from this deployment (the message says what).
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Db(#[from] DbError),
     /// A database failure several waiting requests share (one playlist rendering).

@@ -6,9 +6,13 @@
 //! - [`sources`]: registering, naming, binding to an edge, streaming on and off, deleting, retention.
 //! - [`recordings`]: starting and stopping (with the edge's confirmation), holds, deletes, playlists and segments.
 //! - [`live`]: segments edges forward, the live index and what players may fetch of it.
+//! - [`ranges`]: any time range of a source: its playlist, coverage and segments.
+//! - [`evidence`]: recordings' manifests and verification.
 
 mod error;
+pub mod evidence;
 pub mod live;
+pub mod ranges;
 pub mod recordings;
 pub mod sources;
 

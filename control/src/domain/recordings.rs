@@ -6,13 +6,16 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use livemix_common::{
     api::reason,
-    management_api::{Deletion, NewRecording, Usage},
+    management_api::{Coverage, Deletion, NewRecording, Usage},
     messages::Message,
-    model::{Recording, Segment, validate_source_name},
+    model::{Recording, RecordingMode, Segment, Source, validate_source_name},
 };
 use uuid::Uuid;
 
-use super::{Error, Events, Result, check_text};
+use super::{
+    Error, Events, Result, check_text,
+    ranges::{self, TimeRange},
+};
 use crate::{
     db::{
         Db,
@@ -99,12 +102,63 @@ impl Recordings {
     }
 
     /// Stops a recording. The stop is saved first and is final; an edge that misses the command stops when its
-    /// next status reply no longer lists the recording.
+    /// next status reply no longer lists the recording. A source's continuous recording stops only with its mode.
     #[tracing::instrument(skip(self))]
     pub async fn stop(&self, id: &str) -> Result<Recording> {
+        refuse_continuous(&self.get(id).await?, "stop")?;
         let recording = self.db.stop_recording(check_id(id)?).await?;
         self.tell_stopped(&recording).await;
         Ok(recording)
+    }
+
+    /// Switches a source between continuous and on-demand recording, and its recordings with it.
+    #[tracing::instrument(skip(self))]
+    pub async fn set_mode(&self, source: Uuid, mode: RecordingMode) -> Result<Source> {
+        let source = self.db.set_recording_mode(source, mode).await?;
+        self.follow_mode(&source).await?;
+        Ok(source)
+    }
+
+    /// What the recording holds of the time it covers (to now while active): spans and gaps.
+    pub async fn coverage(&self, id: &str) -> Result<Coverage> {
+        let recording = self.get(id).await?;
+        let segments = self.db.recording_segments(&recording.id).await?;
+        Ok(ranges::coverage(TimeRange::of_recording(&recording), &segments))
+    }
+
+    /// The recording's segments in playback order, for an export; 404 when it has none.
+    pub async fn export_segments(&self, id: &str) -> Result<(Recording, Vec<Segment>)> {
+        let recording = self.get(id).await?;
+        let segments = self.db.recording_segments(&recording.id).await?;
+        if segments.is_empty() {
+            return Err(Error::NotFound(format!("recording {} has no segments yet: nothing to export", recording.id)));
+        }
+        Ok((recording, segments))
+    }
+
+    /// Makes the source's recordings follow its recording mode: a continuous source gets its continuous
+    /// recording (kept if it has one), an on-demand source's is stopped. The edge is told at once when it can be;
+    /// otherwise its next status reply carries the change.
+    #[tracing::instrument(skip(self, source), fields(source = %source.id, mode = %source.recording))]
+    pub async fn follow_mode(&self, source: &Source) -> Result<Option<Recording>> {
+        match source.recording {
+            RecordingMode::Continuous => {
+                let recording = self.db.continuous_recording(source.id).await?;
+                match self.edges.start_recording(source, &recording).await {
+                    Ok(delivery) => tracing::info!(recording = %recording.id, ?delivery, "continuous recording on"),
+                    Err(err) => tracing::warn!(%err, recording = %recording.id, "edge did not confirm the \
+                        continuous recording; it starts recording at its next report"),
+                }
+                self.events.publish(Message::RecordingStarted { recording: recording.clone() });
+                Ok(Some(recording))
+            }
+            RecordingMode::OnDemand => {
+                if let Some(stopped) = self.db.stop_continuous_recording(source.id).await? {
+                    self.tell_stopped(&stopped).await;
+                }
+                Ok(None)
+            }
+        }
     }
 
     async fn tell_stopped(&self, recording: &Recording) {
@@ -128,6 +182,7 @@ impl Recordings {
         if recording.hold {
             return Err(Error::Conflict { reason: reason::ON_HOLD, message: hold_refusal(&recording.id) });
         }
+        refuse_continuous(&recording, "delete")?;
         if recording.active {
             let stopped = self.db.stop_recording(&recording.id).await?;
             self.tell_stopped(&stopped).await;
@@ -185,8 +240,23 @@ impl Recordings {
     }
 }
 
+/// A source's active continuous recording goes with its mode, not by itself.
+fn refuse_continuous(recording: &Recording, what: &str) -> Result<()> {
+    if recording.continuous && recording.active {
+        return Err(Error::Conflict {
+            reason: reason::CONTINUOUS,
+            message: format!(
+                "recording {} is source {}'s continuous recording: to {what} it, switch the source to on-demand \
+                 recording first (PUT /v1/source/{}/recording-mode {{\"recording\": \"on_demand\"}})",
+                recording.id, recording.source, recording.source
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// A recording id is a ULID.
-fn check_id(id: &str) -> Result<&str> {
+pub(super) fn check_id(id: &str) -> Result<&str> {
     ulid::Ulid::from_string(id).map_err(|_| Error::Invalid(format!("{id:?} is not a recording id (a ULID)")))?;
     Ok(id)
 }

@@ -8,7 +8,7 @@ use livemix_common::{
     api::reason,
     management_api::{Deletion, NewSource, RecordingsPolicy, Usage},
     messages::Message,
-    model::{Recording, Retention, Source, validate_edge_id, validate_source_name},
+    model::{Recording, RecordingMode, Retention, Source, validate_edge_id, validate_source_name},
 };
 use uuid::Uuid;
 
@@ -248,7 +248,11 @@ impl Sources {
     ) -> Result<(Source, Vec<Recording>)> {
         self.authorize(caller, id).await?;
         let source = self.db.record_status(id, topic, local_time).await?;
-        let recordings = self.db.list_recordings(Some(id), true).await?;
+        let mut recordings = self.db.list_recordings(Some(id), true).await?;
+        if source.recording == RecordingMode::Continuous && !recordings.iter().any(|r| r.continuous) {
+            // Healed here whatever undid it (a mode switch whose recording a crash lost): the reply starts it.
+            recordings.push(self.db.continuous_recording(id).await?);
+        }
         tracing::debug!(source = %source.name, streaming = source.streaming, recordings = recordings.len(), "status report");
         self.events.publish(Message::ReportVideoSourceStatus { source: source.clone() });
         Ok((source, recordings))

@@ -176,6 +176,8 @@ mod tests {
             active,
             hold,
             source_name: None,
+            continuous: false,
+            verification: None,
             created_at: now,
             updated_at: now,
         }

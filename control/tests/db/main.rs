@@ -46,6 +46,7 @@ fn new_source(name: &str, segment_len: i32, description: &str) -> NewSource {
         owner: None,
         retention: None,
         edge: None,
+        recording: None,
     }
 }
 
@@ -155,6 +156,7 @@ pub(crate) fn info(source: Uuid, run: Option<ulid::Ulid>, seq: i64, name: &str, 
             Some(run) => format!("recordings/{source}/{run}/{seq:012}.ts"),
             None => format!("recordings/{source}/{name}"),
         },
+        sha256: None,
     }
 }
 

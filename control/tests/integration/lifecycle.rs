@@ -54,6 +54,7 @@ async fn report(node: &ControlNode, sid: Uuid, recordings: &[&str], run: ulid::U
         length_ms: 1000,
         size: data.len() as i64,
         uri: key,
+        sha256: None,
     };
     let ids = recordings.iter().map(|r| (*r).to_owned()).collect();
     publish_to_control(node, Message::NewVideoRecordingSegment { recording_ids: ids, segment: info.clone() }).await;

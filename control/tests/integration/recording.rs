@@ -39,6 +39,7 @@ async fn recorded_segments_replay_from_s3_with_single_flight_reads() {
             length_ms: 1000,
             size: data.len() as i64,
             uri: key,
+            sha256: None,
         };
         let msg = Message::NewVideoRecordingSegment { recording_ids: vec![rec_id.clone()], segment: info };
         publish_to_control(&node, msg.clone()).await;
@@ -141,6 +142,7 @@ async fn replays_are_served_from_memory_after_the_first_read() {
         length_ms: 1000,
         size: data.len() as i64,
         uri: key.clone(),
+        sha256: None,
     };
     publish_to_control(&node, Message::NewVideoRecordingSegment { recording_ids: vec![rec_id.clone()], segment: info })
         .await;

@@ -27,6 +27,7 @@ async fn restart_keeps_sources_recordings_and_segments() {
         length_ms: 2000,
         size: 10,
         uri: segment_key("recordings", sid, "r0.ts"),
+        sha256: None,
     };
     publish_to_control(&node, Message::NewVideoRecordingSegment { recording_ids: vec![rec_id.clone()], segment: info })
         .await;

@@ -45,6 +45,7 @@ async fn record(
         length_ms: 1000,
         size: data.len() as i64,
         uri: key,
+        sha256: None,
     };
     let msg = Message::NewVideoRecordingSegment { recording_ids: vec![recording.to_owned()], segment: info };
     publish_to_control(node, msg.clone()).await;
@@ -182,6 +183,7 @@ async fn reports_that_can_never_be_stored_are_acknowledged_once() {
         length_ms: 1000,
         size: data.len() as i64,
         uri,
+        sha256: None,
     };
     let msg = Message::NewVideoRecordingSegment { recording_ids: vec![gone_rec.clone()], segment: info(gone_id, key) };
     publish_to_control(&node, msg).await;

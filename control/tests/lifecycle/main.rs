@@ -65,6 +65,7 @@ impl Fixture {
             owner: None,
             retention: None,
             edge: None,
+            recording: None,
         };
         let source = db.create_source(&new).await.unwrap().id;
         let doomed = db.create_recording(source, None, None, Utc::now()).await.unwrap().id;
@@ -89,6 +90,7 @@ impl Fixture {
                 length_ms: 2000,
                 size: data.len() as i64,
                 uri: key.clone(),
+                sha256: None,
             };
             let owners = if (seq as usize) < only { vec![doomed.clone()] } else { vec![doomed.clone(), kept.clone()] };
             db.add_recorded_segment(&owners, &info).await.unwrap();

@@ -23,7 +23,7 @@ use std::{
 };
 
 use livemix_common::{
-    bus::SharedBus, model::SegmentInfo, segment_id::SegmentId, store::SharedStore, telemetry::Metrics,
+    bus::SharedBus, digest::sha256_hex, model::SegmentInfo, segment_id::SegmentId, store::SharedStore, telemetry::Metrics,
 };
 use parking_lot::Mutex;
 use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge};
@@ -337,8 +337,14 @@ impl Shared {
         }
     }
 
-    /// Writes a new job to disk (blocking). The segment's bytes are released once written.
+    /// Writes a new job to disk (blocking), with the segment's SHA-256 in its sidecar: taken here, once, from the
+    /// bytes as they are spooled, so the control node's index can prove later what was recorded. The segment's
+    /// bytes are released once written.
     fn spool_job(&self, id: SegmentId, segment: Arc<CachedSegment>) {
+        let hash = sha256_hex(&segment.data);
+        if let Some(job) = self.state.lock().job_mut(&id) {
+            job.sidecar.segment.sha256 = Some(hash);
+        }
         let written = self.spool.write_segment(&id, &segment.data);
         drop(segment);
         if let Err(err) = written.and_then(|()| self.persist(id)) {

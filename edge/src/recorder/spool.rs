@@ -276,6 +276,7 @@ mod tests {
                 length_ms: 1000,
                 size: 2,
                 uri: id.object_key("recordings"),
+                sha256: None,
             },
             recording_ids: vec!["rec".into()],
         }

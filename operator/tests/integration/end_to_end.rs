@@ -149,6 +149,7 @@ async fn a_source_registered_by_hand_is_adopted_only_when_annotated() {
             owner: None,
             retention: None,
             edge: None,
+            recording: None,
         })
         .await
         .unwrap();

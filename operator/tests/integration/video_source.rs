@@ -389,6 +389,7 @@ async fn a_status_id_naming_another_owners_source_is_not_touched() {
             owner: Some("k8s/elsewhere/cam/0000".into()),
             retention: None,
             edge: None,
+            recording: None,
         })
         .await
         .unwrap();
@@ -508,6 +509,7 @@ async fn an_adopted_source_is_bound_to_spec_edge() {
             owner: None,
             retention: None,
             edge: None,
+            recording: None,
         })
         .await
         .unwrap();

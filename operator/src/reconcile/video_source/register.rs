@@ -95,6 +95,7 @@ pub(super) async fn locate_or_register(
         owner: Some(owner_of(vs)),
         retention: (*retention != Retention::default()).then_some(*retention),
         edge: vs.spec.edge.clone(),
+        recording: None,
     };
     match ctx.control.create_source(&new).await {
         Ok(source) => {
@@ -213,6 +214,7 @@ mod tests {
             owner: owner.map(str::to_owned),
             edge: None,
             retention: Retention::default(),
+            recording: Default::default(),
             created_at: Utc::now(),
             updated_at: Utc::now(),
         }
