@@ -228,6 +228,7 @@ PYTHON
 # The image being assembled: SPEC lines for the archive writer (`s DEST MODE SOURCE` is a file whose debug info is
 # stripped into the image's copy) and CONFIG options.
 SPEC=()
+ADDED_LIBS=
 CONFIG=()
 
 add_file() { SPEC+=("f"$'\t'"$1"$'\t'"$2"$'\t'"$3"); }
@@ -259,6 +260,9 @@ add_libs() {
         fi
         [[ -n $lib ]] || continue
         src=$(readlink -f "$lib") || die "cannot resolve $lib (ldd $bin)"
+        # Several binaries of one image share libraries (libc, libm...): each is added once.
+        [[ " ${ADDED_LIBS:-} " == *" $lib "* ]] && continue
+        ADDED_LIBS+=" $lib"
         add_file "$lib" 0755 "$src"
     done <<<"$out"
 }
@@ -414,6 +418,12 @@ spec_livemix() {
     case $name in
         control)
             description="LiveMix control node: management, VOD and edge-facing APIs"
+            # MP4 exports remux with ffmpeg (docker/Dockerfile installs Debian's); the host's, with its libraries.
+            command -v ffmpeg >/dev/null || apt_install ffmpeg
+            local ffmpeg
+            ffmpeg=$(readlink -f "$(command -v ffmpeg)") || die "ffmpeg is missing (apt-get install ffmpeg)"
+            add_file /usr/bin/ffmpeg 0755 "$ffmpeg"
+            add_libs "$ffmpeg"
             for port in 8080 8081 8082; do CONFIG+=(--port "$port/tcp"); done ;;
         edge)
             description="LiveMix edge node: takes HLS from ffmpeg, dials out to the control node"
@@ -522,6 +532,7 @@ build_one() {
     ref=$(ref_of "$name")
     archive=$(archive_of "$name")
     SPEC=()
+    ADDED_LIBS=
     CONFIG=(--mtime "$MTIME" --arch "$(dpkg --print-architecture 2>/dev/null || echo amd64)")
     case $name in
         control | edge | operator) spec_livemix "$name" ;;

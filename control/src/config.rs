@@ -175,11 +175,11 @@ pub struct Settings {
     pub archive: ArchiveSettings,
 }
 
-/// Playback of any time range and exports of recordings (see `docs/recordings.md`).
+/// Playback of any time range and exports of recordings (see `docs/any-moment.md`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ArchiveSettings {
     /// Longest time range one playlist, coverage or export covers (`24h`, `90m`, seconds).
-    #[arg(long, env = "LIVEMIX_MAX_RANGE", default_value = "24h", value_parser = livemix_common::units::parse_duration_secs)]
+    #[arg(long = "max-range", env = "LIVEMIX_MAX_RANGE", default_value = "24h", value_parser = livemix_common::units::parse_duration_secs)]
     pub max_range_secs: i64,
     /// Most segments one time-range playlist or export lists; a longer one is refused (narrow the range).
     #[arg(long, env = "LIVEMIX_MAX_RANGE_SEGMENTS", default_value_t = 100_000,
@@ -193,10 +193,10 @@ pub struct ArchiveSettings {
     #[arg(long, env = "LIVEMIX_FFMPEG", default_value = "ffmpeg")]
     pub ffmpeg: std::path::PathBuf,
     /// Longest an MP4 export may run (`30m`, seconds); ffmpeg is killed past it and the download ends short.
-    #[arg(long, env = "LIVEMIX_EXPORT_TIMEOUT", default_value = "1h", value_parser = livemix_common::units::parse_duration_secs)]
+    #[arg(long = "export-timeout", env = "LIVEMIX_EXPORT_TIMEOUT", default_value = "1h", value_parser = livemix_common::units::parse_duration_secs)]
     pub export_timeout_secs: i64,
     /// Address space each export's ffmpeg may take (`1Gi`; 0: no limit).
-    #[arg(long, env = "LIVEMIX_EXPORT_MEMORY", default_value = "1Gi", value_parser = livemix_common::units::parse_bytes)]
+    #[arg(long = "export-memory", env = "LIVEMIX_EXPORT_MEMORY", default_value = "1Gi", value_parser = livemix_common::units::parse_bytes)]
     pub export_memory_bytes: i64,
 }
 

@@ -69,7 +69,8 @@ impl Exporter {
                 self.settings.ffmpeg.display()
             ))
         })?;
-        let (Some(stdin), Some(stdout), Some(mut stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        let (Some(stdin), Some(stdout), Some(mut stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
             return Err(Error::Unavailable("ffmpeg started without its pipes".into()));
         };
@@ -93,7 +94,9 @@ impl Exporter {
         let running = Running {
             stdout: ReaderStream::new(stdout),
             child,
-            deadline: Instant::now().checked_add(timeout).unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400)),
+            deadline: Instant::now()
+                .checked_add(timeout)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400)),
             _permit: permit,
             _feeder: feeder,
             stderr: Some(stderr),

@@ -11,9 +11,9 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use livemix_common::{
     bus::Delivery,
+    digest::is_sha256_hex,
     messages::{Envelope, Message},
     model::{SegmentInfo, validate_segment_name},
-    digest::is_sha256_hex,
     segment_id::{SegmentId, object_key},
     telemetry::Metrics,
 };

@@ -117,7 +117,7 @@ impl Db {
         let updated = on_pool!(self, |pool, _d| {
             sqlx::query("UPDATE recordings SET verification = $2 WHERE id = $1")
                 .bind(id)
-                .bind(&summary)
+                .bind(summary)
                 .execute(pool)
                 .await?
                 .rows_affected()

@@ -206,7 +206,13 @@ impl Db {
                 d.cmp_time("s.start_ts", ">=", "$4"),
                 d.secs("s.start_ts"),
             );
-            sqlx::query_as(AssertSqlSafe(sql)).bind(source).bind(found.id).bind(following).bind(after).fetch_all(pool).await?
+            sqlx::query_as(AssertSqlSafe(sql))
+                .bind(source)
+                .bind(found.id)
+                .bind(following)
+                .bind(after)
+                .fetch_all(pool)
+                .await?
         });
         Ok(std::iter::once(found).chain(next).collect())
     }

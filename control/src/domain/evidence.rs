@@ -61,7 +61,8 @@ impl Evidence {
             segments: entries,
             signature: None,
         };
-        manifest.signature = self.signing_key.as_ref().map(|key| sign(key.expose().as_bytes(), &manifest.signed_text()));
+        manifest.signature =
+            self.signing_key.as_ref().map(|key| sign(key.expose().as_bytes(), &manifest.signed_text()));
         Ok(manifest)
     }
 
@@ -119,7 +120,6 @@ impl Evidence {
         }
         Ok(verification)
     }
-
 }
 
 /// What the index says an object holds.

@@ -73,7 +73,12 @@ fn parse_time(field: &str, text: Option<&str>) -> Result<DateTime<Utc>> {
     let text = text.map(str::trim).filter(|t| !t.is_empty()).ok_or_else(|| {
         Error::Invalid(format!("{field} is required: RFC 3339 (2026-12-08T10:02:00Z) or seconds since the epoch"))
     })?;
-    let time = if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+    // An unencoded `+01:00` in a query arrives as ` 01:00`: what else could the space mean.
+    let rfc3339 = DateTime::parse_from_rfc3339(text).or_else(|err| match text.contains(' ') {
+        true => DateTime::parse_from_rfc3339(&text.replace(' ', "+")),
+        false => Err(err),
+    });
+    let time = if let Ok(time) = rfc3339 {
         Some(time.with_timezone(&Utc))
     } else {
         text.parse::<f64>()
@@ -269,8 +274,11 @@ mod tests {
         let c = coverage(range, &segments);
         assert_eq!(c.segments, 5);
         assert_eq!(c.recorded_secs, 10.0);
-        let spans: Vec<(i64, i64, u64)> =
-            c.spans.iter().map(|s| ((s.start - at(0)).num_seconds(), (s.end - at(0)).num_seconds(), s.segments)).collect();
+        let spans: Vec<(i64, i64, u64)> = c
+            .spans
+            .iter()
+            .map(|s| ((s.start - at(0)).num_seconds(), (s.end - at(0)).num_seconds(), s.segments))
+            .collect();
         assert_eq!(spans, [(10, 14, 2), (34, 36, 1), (36, 40, 2)]);
         let gaps: Vec<(i64, i64, GapCause)> =
             c.gaps.iter().map(|g| ((g.start - at(0)).num_seconds(), (g.end - at(0)).num_seconds(), g.cause)).collect();
@@ -293,7 +301,7 @@ mod tests {
         let now = Utc::now().timestamp();
         let ok = TimeRange::parse(&q(&(now - 600).to_string(), &(now - 300).to_string()), 3600).unwrap();
         assert_eq!(ok.end.timestamp() - ok.start.timestamp(), 300);
-        let rfc = TimeRange::parse(&q("2026-01-01T10:00:00Z", "2026-01-01T10:05:00.5+00:00"), 3600).unwrap();
+        let rfc = TimeRange::parse(&q("2026-01-01T10:00:00Z", "2026-01-01T10:05:00.5 00:00"), 3600).unwrap();
         assert_eq!(rfc.end.timestamp_millis() - rfc.start.timestamp_millis(), 300_500);
         // An end in the future is cut to now.
         let cut = TimeRange::parse(&q(&(now - 60).to_string(), &(now + 600).to_string()), 3600).unwrap();

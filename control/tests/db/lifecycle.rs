@@ -24,7 +24,15 @@ on_both!(the_cap_deletes_just_enough_oldest_segments);
 on_both!(one_worker_at_a_time, crate::fresh_postgres());
 
 async fn source(db: &Db, retention: Option<Retention>) -> Uuid {
-    let new = NewSource { name: unique("cam"), segment_len: 2, description: None, owner: None, retention, edge: None, recording: None };
+    let new = NewSource {
+        name: unique("cam"),
+        segment_len: 2,
+        description: None,
+        owner: None,
+        retention,
+        edge: None,
+        recording: None,
+    };
     db.create_source(&new).await.unwrap().id
 }
 

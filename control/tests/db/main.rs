@@ -79,6 +79,7 @@ on_both!(live_segments_are_numbered_once_and_retries_keep_their_number);
 on_both!(a_source_is_bound_to_its_edge_by_an_admin_only);
 on_both!(the_live_gate_sees_streaming_and_retries_before_anything_is_stored);
 on_both!(live_segments_with_a_run_are_the_edges_record);
+on_both!(continuous_recordings_time_ranges_and_hashes);
 
 async fn sources_are_created_found_renamed_and_deleted(db: &Db) {
     let name = unique("cam");
@@ -440,4 +441,60 @@ async fn migrations_keep_both_schemas_in_step() {
     .collect();
     assert!(pg_columns.len() > 40, "{pg_columns:?}");
     assert_eq!(pg_columns, lite_columns, "control/migrations and control/migrations-sqlite differ");
+}
+
+/// One continuous recording per source whoever asks; a source's recorded segments read back by time range
+/// (from any of its recordings, each once) and by served name; hashes and verifications kept.
+async fn continuous_recordings_time_ranges_and_hashes(db: &Db) {
+    let source = db.create_source(&new_source(&unique("cam"), 2, "")).await.unwrap();
+    let continuous = db.continuous_recording(source.id).await.unwrap();
+    assert!(continuous.continuous && continuous.active);
+    let (again, concurrent) = tokio::join!(db.continuous_recording(source.id), db.continuous_recording(source.id));
+    assert_eq!((again.unwrap().id, concurrent.unwrap().id), (continuous.id.clone(), continuous.id.clone()));
+    assert!(matches!(db.continuous_recording(Uuid::new_v4()).await, Err(DbError::NotFound { .. })));
+    let on_demand = db.create_recording(source.id, None, None, Utc::now()).await.unwrap();
+
+    let run = ulid::Ulid::new();
+    let hash = "ab".repeat(32);
+    for seq in 0..10 {
+        let mut segment = info(source.id, Some(run), seq, &format!("index{seq}.ts"), seq * 2 - 100);
+        segment.sha256 = Some(hash.clone());
+        // Both recordings cover the middle: one row, linked twice.
+        let ids = if (3..6).contains(&seq) {
+            vec![continuous.id.clone(), on_demand.id.clone()]
+        } else {
+            vec![continuous.id.clone()]
+        };
+        db.add_recorded_segment(&ids, &segment).await.unwrap();
+    }
+    let all = db.recording_segments(&continuous.id).await.unwrap();
+    assert!(all.iter().all(|s| s.sha256.as_deref() == Some(hash.as_str())));
+    let (first, last) = (all[0].start_ts, all[9].end_ts);
+    let every = db.source_segments_between(source.id, first, last, 100).await.unwrap();
+    assert_eq!(every.iter().map(|s| s.seq).collect::<Vec<_>>(), (0..10).collect::<Vec<_>>(), "each segment once");
+    // A range starting inside a segment includes it; the limit holds.
+    let inside = first + TimeDelta::milliseconds(4500);
+    let from_third = db.source_segments_between(source.id, inside, last, 100).await.unwrap();
+    assert_eq!(from_third.first().map(|s| s.seq), Some(2));
+    assert_eq!(db.source_segments_between(source.id, first, last, 3).await.unwrap().len(), 3);
+    assert!(db.source_segments_between(source.id, last, last + TimeDelta::hours(1), 10).await.unwrap().is_empty());
+    assert!(db.source_segments_between(Uuid::new_v4(), first, last, 10).await.unwrap().is_empty());
+
+    let window = db.source_segment_and_next(source.id, SegmentRef::Run { run, seq: 4 }, 2).await.unwrap();
+    assert_eq!(window.iter().map(|s| s.seq).collect::<Vec<_>>(), vec![4, 5, 6]);
+    assert!(db.source_segment_and_next(source.id, SegmentRef::Run { run, seq: 99 }, 2).await.unwrap().is_empty());
+
+    let summary =
+        livemix_common::model::VerificationSummary { at: Utc::now(), segments: 10, mismatched: 1, missing: 0 };
+    db.record_verification(&continuous.id, &summary).await.unwrap();
+    let kept = db.get_recording(&continuous.id).await.unwrap().verification.unwrap();
+    assert_eq!((kept.segments, kept.mismatched, kept.missing), (10, 1, 0));
+    assert!(db.get_recording(&on_demand.id).await.unwrap().verification.is_none());
+
+    let stopped = db.stop_continuous_recording(source.id).await.unwrap().unwrap();
+    assert_eq!(stopped.id, continuous.id);
+    assert!(!stopped.active && stopped.end_ts.is_some());
+    assert!(db.stop_continuous_recording(source.id).await.unwrap().is_none());
+    let next = db.continuous_recording(source.id).await.unwrap();
+    assert_ne!(next.id, continuous.id, "a new one once the old one stopped");
 }

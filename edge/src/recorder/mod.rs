@@ -23,7 +23,8 @@ use std::{
 };
 
 use livemix_common::{
-    bus::SharedBus, digest::sha256_hex, model::SegmentInfo, segment_id::SegmentId, store::SharedStore, telemetry::Metrics,
+    bus::SharedBus, digest::sha256_hex, model::SegmentInfo, segment_id::SegmentId, store::SharedStore,
+    telemetry::Metrics,
 };
 use parking_lot::Mutex;
 use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge};

@@ -2,6 +2,7 @@
 //! real ffmpeg, decoded by real ffprobe, stopped with SIGTERM and started again on the same data directory. It
 //! needs no backing service.
 
+mod any_moment;
 mod support;
 
 use std::{process::Stdio, time::Duration};
@@ -15,7 +16,7 @@ use support::{Standalone, data_dir};
 use tokio::process::{Child, Command};
 
 /// How long a step involving ffmpeg's real-time output may take.
-const MEDIA: Duration = Duration::from_secs(90);
+pub(crate) const MEDIA: Duration = Duration::from_secs(90);
 
 #[tokio::test]
 async fn demo_plays_live_and_replay_and_keeps_its_state_across_a_restart() {
@@ -170,7 +171,7 @@ async fn the_seed_readme_curl_sequence_works_as_written() {
 }
 
 /// ffmpeg's test pattern as 2-second HLS segments uploaded to `url`; killed when dropped.
-fn push_test_pattern(url: &str) -> Child {
+pub(crate) fn push_test_pattern(url: &str) -> Child {
     Command::new("ffmpeg")
         .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i"])
         .args(["testsrc=size=320x180:rate=25", "-c:v", "libx264", "-preset", "ultrafast", "-g", "50"])

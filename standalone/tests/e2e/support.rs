@@ -87,6 +87,12 @@ impl Standalone {
         assert!(status.success(), "livemix exited with {status}; log in {}", self.data_dir.display());
     }
 
+    /// SIGKILL: a crash, nothing flushed or said goodbye to.
+    pub async fn kill(mut self) {
+        self.child.start_kill().expect("SIGKILL");
+        self.child.wait().await.expect("wait");
+    }
+
     /// The log so far, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("livemix.log")).unwrap_or_default()
