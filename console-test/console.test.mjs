@@ -1,6 +1,7 @@
 // The web console in Debian's headless Chromium against a running control node and edge fed by ffmpeg
 // (console-test/run.sh starts them): a wrong token is refused on screen, the page lists the source, live video
-// plays (its currentTime advances), and a recording started and stopped from the page plays to its end.
+// plays (its currentTime advances), a recording started and stopped from the page plays to its end, and a source
+// switched to continuous recording shows its recorded time, plays and exports a range of it.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { chromium } from 'playwright-core';
@@ -177,6 +178,149 @@ test('a recording made from the page plays to its end', async () => {
     (await row.locator('td[data-label="Stored"]').textContent()).includes('on hold'));
   await row.getByRole('button', { name: /^Lift the hold on recording/ }).click();
   await eventually('the hold lifted', async () => (await mgmt(`/v1/recording/${recordingId}`)).recording.hold === false);
+});
+
+test('continuous recording: the timeline draws it, a range of it plays and exports, a recording verifies', async () => {
+  const { sources } = await mgmt(`/v1/source?source_name=${encodeURIComponent(sourceName)}`);
+  const sourceId = sources[0].id;
+  await page.getByRole('button', { name: `Timeline of ${sourceName}` }).click();
+  const section = page.locator('#source-section');
+  await section.waitFor({ state: 'visible' });
+  assert.equal(await page.locator('#source-title').textContent(), `Recorded time of ${sourceName}`);
+  const toggle = page.getByLabel('Record continuously');
+  assert.equal(await toggle.isChecked(), false);
+
+  // Switched to continuous from the page: the control node keeps a continuous recording of it.
+  await toggle.check();
+  await eventually('the source recording continuously', async () =>
+    (await mgmt(`/v1/source/${sourceId}`)).source.recording === 'continuous');
+  const continuous = await eventually('the continuous recording', async () => {
+    const { recordings } = await mgmt(`/v1/source/${sourceId}/recording?only_active=true`);
+    return recordings.find((r) => r.continuous);
+  });
+  await eventually('the mode in the source row', async () =>
+    (await sourceRow().locator('td[data-label="Recordings"]').textContent()).includes('recording continuously'));
+  const continuousRow = page.locator(`#recordings tr[data-recording-id="${continuous.id}"]`);
+  await continuousRow.waitFor({ state: 'visible' });
+  assert.match(await continuousRow.locator('td[data-label="Recording"]').textContent(), /continuous/);
+  assert.equal(await continuousRow.getByRole('button', { name: /^Stop recording/ }).isVisible(), false,
+    'a continuous recording stops with its mode only');
+
+  // About 20 s of it reach the store; the page's bar draws them as a span.
+  await eventually('20 s recorded continuously', async () =>
+    (await mgmt(`/v1/recording/${continuous.id}/segment`)).segments.length >= 20, 90_000);
+  await eventually('a span of at least 20 s on the bar', async () => {
+    const titles = await section.locator('svg.coverage rect.span title').allTextContents();
+    return titles.some((t) => Number(/(\d+) segments\)$/.exec(t)?.[1] ?? 0) >= 20);
+  }, 30_000);
+  assert.match(await page.locator('#coverage-status').textContent(), /recorded in \d+ spans?/);
+  // The earlier on-demand recording and the continuous one leave a gap between them, its cause in its tooltip.
+  const gaps = await section.locator('svg.coverage rect.gap title').allTextContents();
+  assert.ok(gaps.some((t) => /^Gap, (not recorded|the encoder restarted|nothing recorded): /.test(t)), gaps.join(' | '));
+
+  // Picked by a click on the newest span: its start and end, to the second, go into the inputs.
+  const spans = section.locator('svg.coverage rect.span');
+  const newest = spans.nth((await spans.count()) - 1);
+  const spanStart = Date.parse(await newest.getAttribute('data-start'));
+  const spanEnd = Date.parse(await newest.getAttribute('data-end'));
+  await newest.click();
+  const picked = await page.evaluate(() => ({
+    start: Date.parse(document.getElementById('range-start').value),
+    end: Date.parse(document.getElementById('range-end').value),
+  }));
+  assert.equal(picked.start, Math.floor(spanStart / 1000) * 1000);
+  // The span grows while it records: a refresh may have drawn it longer before the click.
+  assert.ok(picked.end >= Math.ceil(spanEnd / 1000) * 1000 && picked.end <= spanEnd + 15_000, JSON.stringify(picked));
+  assert.ok(picked.end - picked.start >= 19_000, JSON.stringify(picked));
+  assert.equal(await section.locator('svg.coverage rect.selection').isVisible(), true);
+
+  // A drag across the bar picks the range under it.
+  const box = await section.locator('svg.coverage').boundingBox();
+  await page.mouse.move(box.x + box.width * 0.2, box.y + 10);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width * 0.4, box.y + 10, { steps: 4 });
+  await page.mouse.up();
+  const dragged = await page.evaluate(() => ({
+    start: Date.parse(document.getElementById('range-start').value),
+    end: Date.parse(document.getElementById('range-end').value),
+  }));
+  assert.ok(dragged.end - dragged.start > 0.15 * 3600e3 && dragged.end - dragged.start < 0.25 * 3600e3,
+    `a fifth of an hour: ${JSON.stringify(dragged)}`);
+
+  // Typed into the inputs: 16 s of the continuous span.
+  const local = (ms) => {
+    const d = new Date(ms);
+    const p = (n) => String(n).padStart(2, '0');
+    return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+  };
+  const start = Math.ceil(spanStart / 1000) * 1000 + 1000;
+  const end = start + 16_000;
+  await page.getByLabel('From', { exact: true }).fill(local(start));
+  await page.getByLabel('To', { exact: true }).fill(local(end));
+  await eventually('the range checked', async () =>
+    /^16 s from /.test(await page.locator('#range-status').textContent()));
+
+  await page.getByRole('button', { name: 'Play range' }).click();
+  await eventually('the player to open', async () =>
+    (await page.locator('#now-playing').textContent()).startsWith(`Range of ${sourceName}: `));
+  const url = new URL(await video().getAttribute('data-url'));
+  assert.equal(url.pathname, `/v1/vod/source/${sourceId}/vid.m3u8`);
+  assert.ok(url.searchParams.get('sig'), 'a signed URL');
+  assert.equal(Date.parse(url.searchParams.get('start')), start);
+  assert.equal(Date.parse(url.searchParams.get('end')), end);
+  const first = await eventually('range playback to start', async () => {
+    const state = await videoState();
+    assert.equal(state.error, undefined);
+    return state.currentTime > 0 && state;
+  });
+  await eventually('range playback to advance by 2 s', async () => (await videoState()).currentTime > first.currentTime + 2);
+  const state = await videoState();
+  assert.ok(state.duration >= 12 && state.duration <= 20, `a 16 s range plays for ${state.duration} s`);
+  assert.equal(await page.getByRole('alert').isVisible(), false);
+
+  // The export links download that range.
+  const mp4 = page.getByRole('link', { name: 'Export MP4', exact: true });
+  const href = await eventually('a signed export link', async () => {
+    const h = await mp4.getAttribute('href');
+    return /\/export\.mp4\?.*sig=.*&start=/.test(h ?? '') && h;
+  });
+  const exported = await fetch(href);
+  assert.equal(exported.status, 200, await exported.clone().text().catch(() => ''));
+  assert.equal(exported.headers.get('content-type'), 'video/mp4');
+  assert.match(exported.headers.get('content-disposition') ?? '', /^attachment; filename=".+\.mp4"$/);
+  const bytes = Buffer.from(await exported.arrayBuffer());
+  assert.ok(bytes.length > 10_000, `an MP4 of ${bytes.length} bytes`);
+  assert.equal(bytes.subarray(4, 8).toString('latin1'), 'ftyp', 'an MP4 starts with its ftyp box');
+  const tsHref = await page.getByRole('link', { name: 'Export TS', exact: true }).getAttribute('href');
+  const ts = await fetch(tsHref);
+  assert.equal(ts.status, 200);
+  assert.ok((await ts.arrayBuffer()).byteLength > 10_000);
+
+  // The finished on-demand recording, verified from the page, and its own export link (minted when pointed at).
+  const row = page.locator(`#recordings tr[data-recording-id="${recordingId}"]`);
+  assert.equal(await row.locator('td[data-label="Verified"]').textContent(), 'not verified');
+  await row.getByRole('button', { name: /^Verify recording/ }).click();
+  const { segments } = await mgmt(`/v1/recording/${recordingId}/segment`);
+  await eventually('the verification in the row', async () =>
+    (await row.locator('td[data-label="Verified"]').textContent()) === `verified: ${segments.length} segments intact`);
+  assert.equal((await mgmt(`/v1/recording/${recordingId}`)).recording.verification.segments, segments.length);
+  const recordingLink = row.getByRole('link', { name: /^Export recording .+ as TS$/ });
+  await recordingLink.hover();
+  const recordingHref = await eventually('a signed recording export link', async () => {
+    const h = await recordingLink.getAttribute('href');
+    return /\/v1\/vod\/recording\/.+\/export\.ts\?exp=.*sig=/.test(h ?? '') && h;
+  });
+  const recordingTs = await fetch(recordingHref);
+  assert.equal(recordingTs.status, 200);
+  assert.equal(Number(recordingTs.headers.get('content-length')), (await recordingTs.arrayBuffer()).byteLength);
+
+  // Back to on demand from the page: the continuous recording ends.
+  await toggle.uncheck();
+  await eventually('the source back on demand', async () =>
+    (await mgmt(`/v1/source/${sourceId}`)).source.recording === 'on_demand');
+  await eventually('the continuous recording stopped', async () =>
+    (await mgmt(`/v1/recording/${continuous.id}`)).recording.active !== 1);
+  assert.equal(await page.getByRole('alert').isVisible(), false);
 });
 
 test('screenshot of the console, playing live', async () => {
