@@ -4,14 +4,16 @@
 use std::time::Duration;
 
 pub use livemix_common::control_client::ControlError;
-pub use livemix_common::management_api::{Deletion, NewRecording, NewSource, RecordingsPolicy, Usage};
+pub use livemix_common::management_api::{
+    Coverage, Deletion, Gap, GapCause, NewRecording, NewSource, RecordingsPolicy, Usage, Verification,
+};
 use livemix_common::{
     control_client::{ClientOptions, ControlHttp, Empty},
     management_api::{
-        DeletionReply, EdgeBinding, HoldUpdate, RecordingReply, RecordingsReply, SegmentsReply, SourceEdgeReply,
-        SourceReply, SourcesReply, UsageReply,
+        CoverageReply, DeletionReply, EdgeBinding, HoldUpdate, RecordingModeUpdate, RecordingReply, RecordingsReply,
+        SegmentsReply, SourceEdgeReply, SourceReply, SourcesReply, UsageReply, VerifyReply,
     },
-    model::{Recording, Retention, Segment, Source},
+    model::{Recording, RecordingMode, Retention, Segment, Source},
 };
 use reqwest::{Method, RequestBuilder};
 use serde::de::DeserializeOwned;
@@ -93,6 +95,17 @@ impl ControlClient {
     pub async fn set_retention(&self, id: Uuid, retention: &Retention) -> Result<Source, ControlError> {
         let request = self.request(Method::PUT, &["v1", "source", &id.to_string(), "retention"]).json(retention);
         let reply: SourceReply = self.send(format!("setting the retention of source {id}"), request).await?;
+        Ok(reply.source)
+    }
+
+    /// `PUT /v1/source/{id}/recording-mode`: records every segment of the source (`continuous`, through one
+    /// open-ended recording the control node keeps active) or only what recordings cover (`on_demand`).
+    pub async fn set_recording_mode(&self, id: Uuid, recording: RecordingMode) -> Result<Source, ControlError> {
+        let request = self
+            .request(Method::PUT, &["v1", "source", &id.to_string(), "recording-mode"])
+            .json(&RecordingModeUpdate { recording });
+        let reply: SourceReply =
+            self.send(format!("setting the recording mode of source {id} to {recording}"), request).await?;
         Ok(reply.source)
     }
 
@@ -207,6 +220,21 @@ impl ControlClient {
         let request = self.request(Method::GET, &["v1", "recording", id, "storage"]);
         let reply: UsageReply = self.send(format!("reading the storage of recording {id}"), request).await?;
         Ok(reply.storage)
+    }
+
+    /// `GET /v1/recording/{id}/coverage`: the recording's recorded spans and the gaps between them.
+    pub async fn recording_coverage(&self, id: &str) -> Result<Coverage, ControlError> {
+        let request = self.request(Method::GET, &["v1", "recording", id, "coverage"]);
+        let reply: CoverageReply = self.send(format!("reading the coverage of recording {id}"), request).await?;
+        Ok(reply.coverage)
+    }
+
+    /// `POST /v1/recording/{id}/verify`: reads every object of the recording back and checks it against the hash
+    /// (or size) taken when it was recorded; the control node keeps the outcome in `Recording.verification`.
+    pub async fn verify_recording(&self, id: &str) -> Result<Verification, ControlError> {
+        let request = self.request(Method::POST, &["v1", "recording", id, "verify"]);
+        let reply: VerifyReply = self.send(format!("verifying recording {id}"), request).await?;
+        Ok(reply.verification)
     }
 
     pub async fn recording_segments(&self, id: &str) -> Result<Vec<Segment>, ControlError> {

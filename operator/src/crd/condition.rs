@@ -11,6 +11,9 @@ pub const READY: &str = "Ready";
 pub const REACHABLE: &str = "Reachable";
 /// The resource is being deleted and its cleanup in the control node has not finished: says why it waits.
 pub const DELETING: &str = "Deleting";
+/// The recording's segments were read back from the object store and matched what was recorded (Recording only;
+/// `Unknown` until the control node verified it: `POST /v1/recording/{id}/verify`).
+pub const VERIFIED: &str = "Verified";
 /// The spec uses a deprecated field (e.g. `purgeOnDelete`); says what to use instead.
 pub const DEPRECATED: &str = "Deprecated";
 
@@ -46,7 +49,18 @@ pub fn set(
     message: &str,
     generation: Option<i64>,
 ) {
-    let status = if status { "True" } else { "False" };
+    set_status(conditions, type_, if status { "True" } else { "False" }, reason, message, generation);
+}
+
+/// [`set`] with the status spelled out: `True`, `False` or `Unknown`.
+pub fn set_status(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) {
     let message = truncate(message);
     let last_transition_time = match find(conditions, type_) {
         Some(old) if old.status == status => old.last_transition_time.clone(),

@@ -8,8 +8,8 @@ mod recording;
 mod video_source;
 
 pub use lifecycle::{DeletionPolicy, RetentionSpec};
-pub use recording::{Recording, RecordingSpec, RecordingStatus};
-pub use video_source::{VideoSource, VideoSourceSpec, VideoSourceStatus};
+pub use recording::{Recording, RecordingCoverage, RecordingSpec, RecordingStatus};
+pub use video_source::{RecordingMode, VideoSource, VideoSourceSpec, VideoSourceStatus};
 
 /// API group of every LiveMix custom resource.
 pub const GROUP: &str = "livemix.io";

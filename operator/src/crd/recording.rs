@@ -27,10 +27,18 @@ const MAX_ALIAS_LEN: usize = 253;
     printcolumn(name = "Source", type_ = "string", json_path = ".spec.source"),
     printcolumn(name = "Active", type_ = "boolean", json_path = ".status.active"),
     printcolumn(name = "Segments", type_ = "integer", json_path = ".status.segments"),
+    printcolumn(name = "Recorded", type_ = "integer", json_path = ".status.coverage.recordedSeconds"),
     printcolumn(name = "Hold", type_ = "boolean", json_path = ".status.hold"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Start", type_ = "date", json_path = ".status.startTs"),
     printcolumn(name = "End", type_ = "date", json_path = ".status.endTs", priority = 1),
+    printcolumn(name = "Gaps", type_ = "integer", json_path = ".status.coverage.gaps", priority = 1),
+    printcolumn(
+        name = "Verified",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Verified\")].status",
+        priority = 1
+    ),
     printcolumn(name = "Stored Bytes", type_ = "integer", json_path = ".status.storedBytes", priority = 1),
     printcolumn(name = "Expires", type_ = "date", json_path = ".status.expiresAt", priority = 1),
     printcolumn(name = "ID", type_ = "string", json_path = ".status.id", priority = 1),
@@ -126,12 +134,29 @@ pub struct RecordingStatus {
     /// (active, on hold, or no age limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// What the recording holds, and where it breaks: read from the control node while the recording is active
+    /// (and once more after it stops).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<RecordingCoverage>,
     /// HLS URL of the recording for players.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub playlist_url: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "super::conditions_schema")]
     pub conditions: Vec<Condition>,
+}
+
+/// The recording's coverage as the control node computes it (`GET /v1/recording/{id}/coverage`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordingCoverage {
+    /// Seconds of video recorded (the segments' lengths added up, rounded to the second).
+    pub recorded_seconds: i64,
+    /// Segments recorded.
+    pub segments: i64,
+    /// Breaks between recorded segments: stretches whose segments were not recorded, and encoder restarts. The
+    /// time before the first and after the last segment (`no_recording`) is not counted.
+    pub gaps: i64,
 }
 
 impl Recording {

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, ResourceExt};
+use livemix_common::model::RecordingMode as ControlRecordingMode;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -27,6 +28,7 @@ use super::{
     doc = "A camera or encoder feed registered in the LiveMix control node and served by an edge.",
     printcolumn(name = "Streaming", type_ = "boolean", json_path = ".status.streaming"),
     printcolumn(name = "Reachable", type_ = "boolean", json_path = ".status.reachable"),
+    printcolumn(name = "Recording", type_ = "string", json_path = ".status.recording"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Last Seen", type_ = "date", json_path = ".status.lastSeen"),
     printcolumn(name = "ID", type_ = "string", json_path = ".status.id", priority = 1),
@@ -84,6 +86,48 @@ pub struct VideoSourceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9_.-]+$"))]
     pub edge: Option<String>,
+    /// What the source records: `onDemand` (the default when unset) only what its Recordings cover;
+    /// `continuous` every segment, through one open-ended recording the control node starts and keeps active
+    /// (retention decides how long the segments stay). Sent when the source is registered, and applied whenever
+    /// the control node's mode differs; switching back to `onDemand` stops the continuous recording.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<RecordingMode>,
+}
+
+// What a source records. Not a doc comment: it would replace the field's own description in the CRD schema.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum RecordingMode {
+    /// Only what the source's recordings cover.
+    #[default]
+    OnDemand,
+    /// Every segment, through one open-ended recording the control node keeps active.
+    Continuous,
+}
+
+impl RecordingMode {
+    /// The spelling of the CRD (`onDemand`, `continuous`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OnDemand => "onDemand",
+            Self::Continuous => "continuous",
+        }
+    }
+
+    /// The control node's mode.
+    pub fn to_control(self) -> ControlRecordingMode {
+        match self {
+            Self::OnDemand => ControlRecordingMode::OnDemand,
+            Self::Continuous => ControlRecordingMode::Continuous,
+        }
+    }
+
+    pub fn from_control(mode: ControlRecordingMode) -> Self {
+        match mode {
+            ControlRecordingMode::OnDemand => Self::OnDemand,
+            ControlRecordingMode::Continuous => Self::Continuous,
+        }
+    }
 }
 
 /// What the control node reports about the source.
@@ -102,6 +146,9 @@ pub struct VideoSourceStatus {
     /// The edge the source is bound to in the control node (the only one whose credential may act for it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edge: Option<String>,
+    /// What the source records in the control node: `onDemand` or `continuous`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<RecordingMode>,
     /// The edge serving the source (its request topic), once an edge has reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rr_target: Option<String>,
@@ -133,6 +180,11 @@ impl VideoSource {
         self.status.as_ref().and_then(|s| s.id)
     }
 
+    /// What the source is to record: `spec.recording`, on demand when unset.
+    pub fn recording_mode(&self) -> RecordingMode {
+        self.spec.recording.unwrap_or_default()
+    }
+
     /// What deleting the resource does in the control node.
     pub fn deletion_policy(&self) -> DeletionPolicy {
         self.spec.deletion_policy.unwrap_or_default()
@@ -143,5 +195,23 @@ impl VideoSource {
     pub fn ready_source_id(&self) -> Option<Uuid> {
         let status = self.status.as_ref()?;
         condition::is_true(&status.conditions, condition::READY).then_some(status.id).flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recording_mode_is_camel_case_and_maps_to_the_control_node() {
+        assert_eq!(serde_json::to_value(RecordingMode::OnDemand).unwrap(), "onDemand");
+        assert_eq!(serde_json::to_value(RecordingMode::Continuous).unwrap(), "continuous");
+        assert_eq!(RecordingMode::default(), RecordingMode::OnDemand);
+        for mode in [RecordingMode::OnDemand, RecordingMode::Continuous] {
+            assert_eq!(RecordingMode::from_control(mode.to_control()), mode);
+            assert_eq!(serde_json::to_value(mode).unwrap(), mode.as_str());
+        }
+        assert_eq!(RecordingMode::Continuous.to_control(), ControlRecordingMode::Continuous);
+        assert_eq!(RecordingMode::OnDemand.to_control(), ControlRecordingMode::OnDemand);
     }
 }

@@ -93,7 +93,18 @@ fn crds_have_what_kubectl_users_rely_on() {
             serde_json::to_value(VideoSource::crd()).unwrap(),
             "videosources",
             "vsrc",
-            &["Streaming", "Reachable", "Ready", "Last Seen", "ID", "Edge", "Stored Bytes", "Live URL", "Age"][..],
+            &[
+                "Streaming",
+                "Reachable",
+                "Recording",
+                "Ready",
+                "Last Seen",
+                "ID",
+                "Edge",
+                "Stored Bytes",
+                "Live URL",
+                "Age",
+            ][..],
         ),
         (
             serde_json::to_value(Recording::crd()).unwrap(),
@@ -103,10 +114,13 @@ fn crds_have_what_kubectl_users_rely_on() {
                 "Source",
                 "Active",
                 "Segments",
+                "Recorded",
                 "Hold",
                 "Ready",
                 "Start",
                 "End",
+                "Gaps",
+                "Verified",
                 "Stored Bytes",
                 "Expires",
                 "ID",
@@ -151,4 +165,13 @@ fn crds_have_what_kubectl_users_rely_on() {
         (&serde_json::json!("string"), &serde_json::json!(1), &serde_json::json!(128))
     );
     assert_eq!(edge["pattern"], "^[A-Za-z0-9_.-]+$");
+    // Optional, so objects stored before it stay valid; unset means onDemand.
+    assert_eq!(spec["recording"]["enum"], serde_json::json!(["onDemand", "continuous"]));
+    let required = &version_schema(&vs)["schema"]["openAPIV3Schema"]["properties"]["spec"]["required"];
+    assert!(!required.as_array().unwrap().iter().any(|r| r == "recording"), "{required}");
+    let rec = serde_json::to_value(Recording::crd()).unwrap();
+    let status = &version_schema(&rec)["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"];
+    for field in ["recordedSeconds", "segments", "gaps"] {
+        assert_eq!(status["coverage"]["properties"][field]["type"], "integer", "{field}");
+    }
 }

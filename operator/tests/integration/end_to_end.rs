@@ -202,6 +202,7 @@ async fn two_resources_wanting_one_name_never_share_or_delete_each_others_source
         deletion_policy: None,
         retention: None,
         edge: None,
+        recording: None,
     };
     let mut first = video_source(&unique("first"), false);
     first.spec = spec.clone();

@@ -324,3 +324,51 @@ async fn a_missing_or_unready_source_gets_a_condition_and_a_retry() {
     let rec = std::sync::Arc::new(api.get::<Recording>(NAMESPACE, &name).unwrap());
     assert_eq!(reconcile::error_policy(rec, &err, ctx), Action::requeue(Duration::from_secs(1)), "backing off");
 }
+
+/// The status shows the recording's coverage and a `Verified` condition from the control node's last
+/// verification: `Unknown` until `POST /v1/recording/{id}/verify` ran, then `True` when every segment matched.
+#[tokio::test]
+async fn coverage_and_the_last_verification_reach_the_status() {
+    let node = ControlNode::start().await;
+    let control = node.client();
+    let (client, api) = MockApi::start();
+    let (ctx, _metrics) = operator(client, settings(&node.management));
+    let source = unique("cam");
+    settle_source(&api, &ctx, &video_source(&source, true)).await;
+    let name = unique("rec");
+    let rec = settle_recording(&api, &ctx, &recording(&name, &source)).await;
+    let id = rec.recording_id().expect("started").to_owned();
+    let status = serde_json::to_value(rec.status.as_ref().expect("status")).unwrap();
+    assert_eq!(status["coverage"], json!({"recordedSeconds": 0, "segments": 0, "gaps": 0}), "{status}");
+    let verified = condition(&status, "Verified");
+    assert_eq!((&verified["status"], &verified["reason"]), (&json!("Unknown"), &json!("NotVerified")));
+    assert!(verified["message"].as_str().unwrap().contains(&id), "{verified}");
+
+    let verification = control.verify_recording(&id).await.expect("verify");
+    assert!(verification.mismatched.is_empty() && verification.missing.is_empty());
+    let (result, calls) = reconcile_recording(&api, &ctx, &name).await;
+    result.expect("reconcile");
+    assert_eq!(lines(&calls), [status_patch(RECORDINGS, &name)], "a passed verification is no Event");
+    let status = applied_status(&calls[0], "Recording");
+    let verified = condition(status, "Verified");
+    assert_eq!((&verified["status"], &verified["reason"]), (&json!("True"), &json!("Verified")));
+    let message = verified["message"].as_str().unwrap();
+    assert!(message.contains("0 segments checked, 0 mismatched, 0 missing"), "{message}");
+    assert!(message.contains(&verification.at.format("%Y-%m-%dT%H:%M:%S").to_string()), "{message}");
+    assert_eq!(status["coverage"]["segments"], 0);
+
+    // Stopped: the coverage is read once more, then kept; the status stays in step.
+    api.edit::<Recording, _>(NAMESPACE, &name, |rec| {
+        rec.spec.stopped = true;
+        rec.metadata.generation = Some(2);
+    });
+    let (result, calls) = reconcile_recording(&api, &ctx, &name).await;
+    result.expect("reconcile");
+    assert_eq!(lines(&calls), [event_post(), status_patch(RECORDINGS, &name)]);
+    let status = applied_status(&calls[1], "Recording");
+    assert_eq!(status["coverage"], json!({"recordedSeconds": 0, "segments": 0, "gaps": 0}));
+    assert_eq!(condition(status, "Verified")["observedGeneration"], 2);
+    let (result, calls) = reconcile_recording(&api, &ctx, &name).await;
+    result.expect("reconcile");
+    assert!(calls.is_empty(), "{:?}", lines(&calls));
+}

@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use kube::runtime::controller::Action;
-use livemix_common::model::Retention;
+use livemix_common::model::{RecordingMode as ControlRecordingMode, Retention};
 use livemix_operator::{
     control_client::NewSource,
     crd::{
-        DeletionPolicy, RetentionSpec, VideoSource, VideoSourceStatus,
+        DeletionPolicy, RecordingMode, RetentionSpec, VideoSource, VideoSourceStatus,
         lifecycle::{ADOPT_ANNOTATION, SKIP_CLEANUP_ANNOTATION},
     },
     reconcile::{self, Error, video_source::FINALIZER},
@@ -554,4 +554,65 @@ async fn an_invalid_spec_edge_is_a_condition_and_nothing_is_registered() {
     assert_eq!((&ready["status"], &ready["reason"]), (&json!("False"), &json!("InvalidSpec")));
     assert!(status.get("id").is_none(), "{status}");
     assert!(control.find_source(&name).await.unwrap().is_none(), "nothing registered");
+}
+
+/// `spec.recording: continuous` registers the source continuous (carried by the registration, so no mode switch
+/// follows), a change switches the mode with `PUT /v1/source/{id}/recording-mode`, and a mode changed by hand in
+/// the control node is put back.
+#[tokio::test]
+async fn spec_recording_registers_continuous_and_switches_the_mode() {
+    let node = ControlNode::start().await;
+    let control = node.client();
+    let (client, api) = MockApi::start();
+    let (ctx, _metrics) = operator(client, settings(&node.management));
+    let name = unique("cam");
+    let mut vs = video_source(&name, false);
+    vs.spec.recording = Some(RecordingMode::Continuous);
+    api.put(&vs);
+
+    let (result, _) = reconcile_source(&api, &ctx, &name).await;
+    result.expect("finalizer");
+    let (result, calls) = reconcile_source(&api, &ctx, &name).await;
+    result.expect("reconcile");
+    assert_eq!(lines(&calls), [event_post(), status_patch(VIDEOSOURCES, &name)], "registered, no mode switch");
+    assert_event(&calls[0], "Normal", "Created", "VideoSource", &name, &[&name]);
+    let status = applied_status(&calls[1], "VideoSource");
+    assert_eq!(status["recording"], "continuous", "{status}");
+    let id: Uuid = status["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(control.get_source(id).await.unwrap().recording, ControlRecordingMode::Continuous);
+    let active = control.source_recordings(id, true).await.unwrap();
+    assert!(active.iter().any(|r| r.continuous), "the control node keeps a continuous recording: {active:?}");
+
+    // In step: nothing more.
+    let (result, calls) = reconcile_source(&api, &ctx, &name).await;
+    result.expect("reconcile");
+    assert!(calls.is_empty(), "{:?}", lines(&calls));
+
+    // Back to on demand: the continuous recording stops.
+    api.edit::<VideoSource, _>(NAMESPACE, &name, |vs| {
+        vs.spec.recording = Some(RecordingMode::OnDemand);
+        vs.metadata.generation = Some(2);
+    });
+    let (result, calls) = reconcile_source(&api, &ctx, &name).await;
+    result.expect("reconcile");
+    assert_eq!(lines(&calls), [event_post(), status_patch(VIDEOSOURCES, &name)]);
+    assert_event(&calls[0], "Normal", "RecordingModeUpdated", "VideoSource", &name, &["continuous", "onDemand"]);
+    assert_eq!(applied_status(&calls[1], "VideoSource")["recording"], "onDemand");
+    assert_eq!(control.get_source(id).await.unwrap().recording, ControlRecordingMode::OnDemand);
+    assert!(control.source_recordings(id, true).await.unwrap().iter().all(|r| !r.continuous), "stopped");
+
+    // Switched by hand in the control node: the spec wins (unset means onDemand too).
+    api.edit::<VideoSource, _>(NAMESPACE, &name, |vs| {
+        vs.spec.recording = None;
+        vs.metadata.generation = Some(3);
+    });
+    control.set_recording_mode(id, ControlRecordingMode::Continuous).await.unwrap();
+    let (result, calls) = reconcile_source(&api, &ctx, &name).await;
+    result.expect("reconcile");
+    // The same reason and action as the Event above: kube's recorder counts it in that Event's series.
+    assert_eq!(calls.len(), 2, "{:?}", lines(&calls));
+    assert!(is_event(&calls[0]), "{:?}", lines(&calls));
+    assert_eq!(calls[1].line(), status_patch(VIDEOSOURCES, &name));
+    assert_eq!(applied_status(&calls[1], "VideoSource")["recording"], "onDemand");
+    assert_eq!(control.get_source(id).await.unwrap().recording, ControlRecordingMode::OnDemand);
 }

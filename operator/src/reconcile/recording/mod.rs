@@ -1,6 +1,6 @@
 //! Recording: start the recording in the control node once its VideoSource is ready, stop it when `spec.stopped`
-//! is set, keep its legal hold in step with `spec.hold`, report its progress and storage, and when the resource
-//! is deleted stop it and keep or delete it as `deletionPolicy` says.
+//! is set, keep its legal hold in step with `spec.hold`, report its progress, coverage, storage and last
+//! verification, and when the resource is deleted stop it and keep or delete it as `deletionPolicy` says.
 
 mod delete;
 mod start;
@@ -9,15 +9,15 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{ResourceExt, runtime::controller::Action};
-use livemix_common::model::Recording as ControlRecording;
+use livemix_common::model::{Recording as ControlRecording, VerificationSummary};
 use tracing::{Instrument, info_span};
 
 use self::start::{check_own, find_own, ready_source, start};
 use super::{Error, Note, Reconciled, publish_all, with_finalizer, write_status};
 use crate::{
     context::Context,
-    control_client::Usage,
-    crd::{Recording, RecordingStatus, condition},
+    control_client::{Coverage, GapCause, Usage},
+    crd::{Recording, RecordingCoverage, RecordingStatus, condition},
 };
 
 /// Kept on every Recording until its control-node recording is stopped.
@@ -131,7 +131,94 @@ async fn sync(rec: &Recording, ctx: &Context, notes: &mut Vec<Note>) -> Result<R
 
     let segments = ctx.control.recording_segments(&recording.id).await?.len();
     let usage = ctx.control.recording_storage(&recording.id).await?;
-    Ok(status_of(rec, &recording, segments, &usage, ctx))
+    let coverage = coverage(rec, &recording, ctx).await?;
+    let mut status = status_of(rec, &recording, segments, &usage, ctx);
+    status.coverage = coverage;
+    verified(rec, &recording, &mut status, notes);
+    Ok(status)
+}
+
+/// The recording's coverage. Read from the control node only while it can still change: while the recording is
+/// active, on the pass that first sees it finished (the status still says active), and while the status has none
+/// yet; otherwise the status keeps the last one read, so finished recordings cost no coverage call.
+async fn coverage(
+    rec: &Recording,
+    recording: &ControlRecording,
+    ctx: &Context,
+) -> Result<Option<RecordingCoverage>, Error> {
+    let previous = rec.status.as_ref().and_then(|s| s.coverage.clone());
+    if !needs_coverage(rec.status.as_ref(), recording) {
+        return Ok(previous);
+    }
+    match ctx.control.recording_coverage(&recording.id).await {
+        Ok(coverage) => Ok(Some(summarize(&coverage))),
+        // A control node older than the coverage endpoint: no coverage, the rest of the status still counts.
+        Err(err) if err.is_not_found() => Ok(previous),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Whether the coverage is worth a call: the recording is active, or was when the status was written (the pass
+/// that sees it finish reads the final coverage), or the status has none yet.
+fn needs_coverage(status: Option<&RecordingStatus>, recording: &ControlRecording) -> bool {
+    recording.active || status.is_none_or(|s| s.active || s.coverage.is_none())
+}
+
+/// What the status keeps of a coverage: seconds and segments recorded, and the breaks between segments. The
+/// `no_recording` stretches before the first and after the last segment are not breaks (an active recording
+/// always ends in one, up to now), so they are not counted: the count stays put while nothing breaks.
+fn summarize(coverage: &Coverage) -> RecordingCoverage {
+    let gaps = coverage.gaps.iter().filter(|gap| gap.cause != GapCause::NoRecording).count();
+    RecordingCoverage {
+        // Saturating float-to-int cast; the lengths are whole milliseconds.
+        recorded_seconds: coverage.recorded_secs.round() as i64,
+        segments: i64::try_from(coverage.segments).unwrap_or(i64::MAX),
+        gaps: i64::try_from(gaps).unwrap_or(i64::MAX),
+    }
+}
+
+/// The `Verified` condition, from the control node's last verification of the recording: `True` when every
+/// segment read back matched, `False` (reason `Mismatch`, and a Warning Event when it turns so) when a segment's
+/// bytes changed or its object is gone, `Unknown` (reason `NotVerified`) until it was verified.
+fn verified(rec: &Recording, recording: &ControlRecording, status: &mut RecordingStatus, notes: &mut Vec<Note>) {
+    let generation = rec.metadata.generation;
+    let Some(summary) = &recording.verification else {
+        let message = format!(
+            "recording {} has not been verified yet (POST /v1/recording/{}/verify reads its segments back)",
+            recording.id, recording.id
+        );
+        condition::set_status(
+            &mut status.conditions,
+            condition::VERIFIED,
+            "Unknown",
+            "NotVerified",
+            &message,
+            generation,
+        );
+        return;
+    };
+    let message = describe_verification(summary);
+    if summary.passed() {
+        condition::set(&mut status.conditions, condition::VERIFIED, true, "Verified", &message, generation);
+        return;
+    }
+    const REASON: &str = "Mismatch";
+    let already = condition::find(&status.conditions, condition::VERIFIED).is_some_and(|c| c.reason == REASON);
+    if !already {
+        notes.push(Note::warning(REASON, "Verify", format!("recording {}: {message}", recording.id)));
+    }
+    condition::set(&mut status.conditions, condition::VERIFIED, false, REASON, &message, generation);
+}
+
+/// `verified at <time>: 120 segments checked, 0 mismatched, 0 missing`.
+fn describe_verification(summary: &VerificationSummary) -> String {
+    format!(
+        "verified at {}: {} segments checked, {} mismatched, {} missing",
+        summary.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        summary.segments,
+        summary.mismatched,
+        summary.missing
+    )
 }
 
 /// Says once, in a Warning Event, that the spec uses a deprecated field, and keeps saying it in a `Deprecated`
@@ -208,4 +295,122 @@ fn gone(rec: &Recording, id: &str, notes: &mut Vec<Note>) -> RecordingStatus {
     status.expires_at = None;
     condition::set(&mut status.conditions, condition::READY, false, REASON, &message, rec.metadata.generation);
     status
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, TimeDelta, Utc};
+    use livemix_common::management_api::Gap;
+
+    use super::*;
+    use crate::crd::RecordingSpec;
+
+    fn resource() -> Recording {
+        let mut rec = Recording::new(
+            "morning",
+            RecordingSpec {
+                source: "cam".into(),
+                alias: None,
+                description: None,
+                start_time: None,
+                stopped: false,
+                deletion_policy: None,
+                purge_on_delete: false,
+                hold: false,
+            },
+        );
+        rec.metadata.generation = Some(3);
+        rec
+    }
+
+    fn control(verification: Option<VerificationSummary>) -> ControlRecording {
+        let now = Utc::now();
+        ControlRecording {
+            id: "01JREC".into(),
+            alias: None,
+            description: None,
+            source: uuid::Uuid::nil(),
+            start_ts: now,
+            end_ts: None,
+            active: true,
+            hold: false,
+            source_name: None,
+            continuous: false,
+            verification,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn gap(start: DateTime<Utc>, secs: i64, cause: GapCause) -> Gap {
+        Gap { start, end: start + TimeDelta::seconds(secs), secs: secs as f64, cause }
+    }
+
+    #[test]
+    fn coverage_is_read_while_it_can_change_or_is_unknown() {
+        let active = control(None);
+        let finished = ControlRecording { active: false, ..control(None) };
+        let known = Some(RecordingCoverage { recorded_seconds: 4, segments: 2, gaps: 0 });
+        let status = |active: bool, coverage: Option<RecordingCoverage>| RecordingStatus {
+            active,
+            coverage,
+            ..RecordingStatus::default()
+        };
+        assert!(needs_coverage(None, &active));
+        assert!(needs_coverage(None, &finished), "no status yet");
+        assert!(needs_coverage(Some(&status(true, known.clone())), &active), "active");
+        assert!(needs_coverage(Some(&status(true, known.clone())), &finished), "the pass that sees it stop");
+        assert!(needs_coverage(Some(&status(false, None)), &finished), "none yet");
+        assert!(!needs_coverage(Some(&status(false, known)), &finished), "finished and known: no call");
+    }
+
+    #[test]
+    fn coverage_counts_breaks_not_the_edges_of_the_range() {
+        let t = Utc::now();
+        let coverage = Coverage {
+            start: t,
+            end: t + TimeDelta::seconds(100),
+            recorded_secs: 59.6,
+            segments: 30,
+            spans: Vec::new(),
+            gaps: vec![
+                gap(t, 10, GapCause::NoRecording),
+                gap(t + TimeDelta::seconds(20), 4, GapCause::NotRecorded),
+                gap(t + TimeDelta::seconds(40), 0, GapCause::EncoderRestart),
+                gap(t + TimeDelta::seconds(90), 10, GapCause::NoRecording),
+            ],
+        };
+        assert_eq!(summarize(&coverage), RecordingCoverage { recorded_seconds: 60, segments: 30, gaps: 2 });
+    }
+
+    #[test]
+    fn verified_condition_follows_the_last_verification() {
+        let rec = resource();
+        let mut status = RecordingStatus::default();
+        let mut notes = Vec::new();
+        let at: DateTime<Utc> = "2026-12-08T01:00:00Z".parse().unwrap();
+
+        verified(&rec, &control(None), &mut status, &mut notes);
+        let c = condition::find(&status.conditions, condition::VERIFIED).unwrap();
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("Unknown", "NotVerified"));
+        assert!(c.message.contains("/verify"), "{}", c.message);
+        assert_eq!(c.observed_generation, Some(3));
+
+        let passed = VerificationSummary { at, segments: 120, mismatched: 0, missing: 0 };
+        verified(&rec, &control(Some(passed)), &mut status, &mut notes);
+        let c = condition::find(&status.conditions, condition::VERIFIED).unwrap();
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Verified"));
+        assert_eq!(c.message, "verified at 2026-12-08T01:00:00Z: 120 segments checked, 0 mismatched, 0 missing");
+        assert!(notes.is_empty(), "a passed verification is no news");
+
+        let failed = VerificationSummary { at, segments: 120, mismatched: 2, missing: 1 };
+        verified(&rec, &control(Some(failed.clone())), &mut status, &mut notes);
+        let c = condition::find(&status.conditions, condition::VERIFIED).unwrap();
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "Mismatch"));
+        assert!(c.message.contains("2 mismatched, 1 missing"), "{}", c.message);
+        assert_eq!(notes.len(), 1, "a Warning Event when it turns to Mismatch");
+        verified(&rec, &control(Some(failed)), &mut status, &mut notes);
+        assert_eq!(notes.len(), 1, "only once");
+        assert_eq!(status.conditions.len(), 1);
+    }
 }

@@ -1,5 +1,5 @@
 //! VideoSource: register (or adopt) the source in the control node, keep its edge binding, name, description,
-//! streaming state and retention in step with the spec, report what the control node knows and stores, and
+//! streaming state, retention and recording mode in step with the spec, report what the control node knows and stores, and
 //! delete it when the resource goes, keeping or deleting its recordings as `deletionPolicy` says.
 
 mod delete;
@@ -16,7 +16,7 @@ use super::{Error, Note, Reconciled, publish_all, with_finalizer, write_status};
 use crate::{
     context::Context,
     control_client::Usage,
-    crd::{VideoSource, VideoSourceStatus, condition},
+    crd::{RecordingMode, VideoSource, VideoSourceStatus, condition},
 };
 
 /// Kept on every VideoSource until its control-node source is deleted.
@@ -142,6 +142,21 @@ async fn sync(vs: &VideoSource, ctx: &Context, notes: &mut Vec<Note>) -> Result<
         ));
     }
 
+    let mode = vs.recording_mode();
+    if source.recording != mode.to_control() {
+        let previous = RecordingMode::from_control(source.recording);
+        source = ctx.control.set_recording_mode(id, mode.to_control()).await?;
+        notes.push(Note::normal(
+            "RecordingModeUpdated",
+            "SetRecordingMode",
+            format!(
+                "switched source {name:?} from {} to {} recording",
+                previous.as_str(),
+                RecordingMode::from_control(source.recording).as_str()
+            ),
+        ));
+    }
+
     let usage = ctx.control.source_storage(id).await?;
     Ok(status_of(vs, &source, &usage, ctx))
 }
@@ -170,6 +185,7 @@ fn status_of(vs: &VideoSource, source: &Source, usage: &Usage, ctx: &Context) ->
     status.streaming = source.streaming;
     status.reachable = source.reachable;
     status.edge.clone_from(&source.edge);
+    status.recording = Some(RecordingMode::from_control(source.recording));
     status.rr_target.clone_from(&source.rr_target);
     status.last_seen = source.last_seen;
     status.live_url = ctx.live_url(source.id);
@@ -243,6 +259,7 @@ mod tests {
                     deletion_policy: None,
                     retention: None,
                     edge: edge.map(str::to_owned),
+                    recording: None,
                 },
             );
             vs.metadata.namespace = Some("studio".into());

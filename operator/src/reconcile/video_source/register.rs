@@ -6,11 +6,11 @@
 //! lost) or the resource is annotated `livemix.io/adopt: "true"`. `status.id` is user-writable, so a source
 //! found through it is also checked: one whose owner is set and is not this resource's is not touched.
 //!
-//! A source is registered bound to `spec.edge` when the spec names one; the reconcile keeps the binding in step
-//! afterwards.
+//! A source is registered bound to `spec.edge` when the spec names one, and continuous when `spec.recording` says
+//! so; the reconcile keeps the binding and the mode in step afterwards.
 
 use kube::ResourceExt;
-use livemix_common::model::{Retention, Source};
+use livemix_common::model::{RecordingMode as ControlRecordingMode, Retention, Source};
 
 use super::super::{Error, Note};
 use crate::{
@@ -88,15 +88,7 @@ pub(super) async fn locate_or_register(
     if let Some(found) = ctx.control.find_source(name).await? {
         return adopt(vs, found, ctx, notes).await;
     }
-    let new = NewSource {
-        name: name.to_owned(),
-        segment_len: vs.spec.segment_length,
-        description: Some(vs.spec.description.clone()),
-        owner: Some(owner_of(vs)),
-        retention: (*retention != Retention::default()).then_some(*retention),
-        edge: vs.spec.edge.clone(),
-        recording: None,
-    };
+    let new = new_source(vs, name, retention);
     match ctx.control.create_source(&new).await {
         Ok(source) => {
             notes.push(Note::normal(
@@ -112,6 +104,21 @@ pub(super) async fn locate_or_register(
             None => Err(err.into()),
         },
         Err(err) => Err(err.into()),
+    }
+}
+
+/// What registering the resource's source sends: this resource as owner, its edge, and its retention and
+/// recording mode when they are not the control node's defaults (so an on-demand source registers as before).
+pub(super) fn new_source(vs: &VideoSource, name: &str, retention: &Retention) -> NewSource {
+    let mode = vs.recording_mode().to_control();
+    NewSource {
+        name: name.to_owned(),
+        segment_len: vs.spec.segment_length,
+        description: Some(vs.spec.description.clone()),
+        owner: Some(owner_of(vs)),
+        retention: (*retention != Retention::default()).then_some(*retention),
+        edge: vs.spec.edge.clone(),
+        recording: (mode != ControlRecordingMode::default()).then_some(mode),
     }
 }
 
@@ -190,6 +197,7 @@ mod tests {
                 deletion_policy: None,
                 retention: None,
                 edge: None,
+                recording: None,
             },
         );
         vs.metadata.namespace = Some("studio".into());
@@ -234,6 +242,19 @@ mod tests {
         for other in [None, Some("k8s/studio/cam/u-0")] {
             assert!(check_adoptable(&annotated, &source(other)).is_ok());
         }
+    }
+
+    #[test]
+    fn registration_carries_a_continuous_recording_mode() {
+        let mut vs = resource(false);
+        let body = |vs: &VideoSource| serde_json::to_value(new_source(vs, "cam", &Retention::default())).unwrap();
+        assert_eq!(new_source(&vs, "cam", &Retention::default()).recording, None);
+        assert!(body(&vs).get("recording").is_none(), "on demand registers as before: {}", body(&vs));
+        vs.spec.recording = Some(crate::crd::RecordingMode::OnDemand);
+        assert!(body(&vs).get("recording").is_none(), "the default is not sent");
+        vs.spec.recording = Some(crate::crd::RecordingMode::Continuous);
+        assert_eq!(new_source(&vs, "cam", &Retention::default()).recording, Some(ControlRecordingMode::Continuous));
+        assert_eq!(body(&vs)["recording"], "continuous");
     }
 
     #[test]

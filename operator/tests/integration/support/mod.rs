@@ -46,6 +46,7 @@ pub fn video_source(name: &str, streaming: bool) -> VideoSource {
             deletion_policy: None,
             retention: None,
             edge: None,
+            recording: None,
         },
     );
     new_meta(&mut vs.metadata);
