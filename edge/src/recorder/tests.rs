@@ -206,7 +206,11 @@ async fn the_spool_survives_a_restart_and_delivers_every_job_once_in_order() {
         let stored = f.store.get(&info.uri).await.unwrap();
         assert_eq!(stored, segment(f.id(seq), 100 + seq as usize).data, "its own bytes");
         let hash = info.sha256.as_deref().expect("the spool hashed the segment");
-        assert_eq!(hash, livemix_common::digest::sha256_hex(&stored), "the hash of what was recorded, across a restart");
+        assert_eq!(
+            hash,
+            livemix_common::digest::sha256_hex(&stored),
+            "the hash of what was recorded, across a restart"
+        );
     }
     until("the spool to drain", || f.pending() == 0 && f.metrics.spool_bytes.get() == 0).await;
     until("the delivered jobs to be deleted", || Fixture::files(&f.spool_dir()).is_empty()).await;

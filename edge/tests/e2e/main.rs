@@ -259,3 +259,89 @@ async fn hostile_playlists_get_4xx_and_every_task_keeps_running() {
     })
     .await;
 }
+
+/// Continuous recording on the real services: switched on by the mode alone (the command travels over Pub/Sub),
+/// recorded while streaming is off, each object's SHA-256 taken by the edge and kept by control, any range played
+/// and exported from S3, and verification that notices a deleted object.
+#[tokio::test(flavor = "multi_thread")]
+async fn continuous_recording_time_ranges_exports_and_verification_on_the_real_services() {
+    let d = Deployment::start().await;
+    let name = unique("cam");
+    let id = d.register(&name).await;
+    let _ffmpeg = d.ffmpeg_file_push(&name);
+    let resp = http()
+        .put(d.mgmt(&format!("/v1/source/{id}/recording-mode")))
+        .json(&serde_json::json!({"recording": "continuous"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let started = chrono::Utc::now().timestamp() - 2;
+    let recordings: Value =
+        http().get(d.mgmt(&format!("/v1/source/{id}/recording"))).send().await.unwrap().json().await.unwrap();
+    let rec = recordings["recordings"].as_array().unwrap().iter().find(|r| r["continuous"] == true).cloned().unwrap();
+    let rec_id = rec["id"].as_str().unwrap().to_owned();
+    assert_eq!(rec["active"], 1);
+
+    // Streaming stays off: a continuous source records anyway.
+    let segments = eventually_within("8 continuously recorded segments", Duration::from_secs(60), || async {
+        let body: Value =
+            http().get(d.mgmt(&format!("/v1/recording/{rec_id}/segment"))).send().await.ok()?.json().await.ok()?;
+        let segs = body["segments"].as_array()?.clone();
+        (segs.len() >= 8).then_some(segs)
+    })
+    .await;
+    assert!(d.live_playlist(&id).await.is_none(), "nothing forwarded live while streaming is off");
+    let store = livemix_testkit::control::s3().await;
+    for segment in &segments {
+        let data = store.get(segment["uri"].as_str().unwrap()).await.unwrap();
+        let hash = livemix_common::digest::sha256_hex(&data);
+        assert_eq!(segment["sha256"].as_str(), Some(hash.as_str()), "the edge's hash of the stored bytes: {segment}");
+    }
+
+    let end = chrono::Utc::now().timestamp() + 1;
+    let range = format!("start={started}&end={end}");
+    let playlist = format!("{}/v1/vod/source/{id}/vid.m3u8?{range}", d.vod);
+    let (frames, _) = ffprobe(&playlist).await;
+    assert!(frames > 0, "the time range plays");
+    let dir = std::env::temp_dir().join(unique("export"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut counted = Vec::new();
+    for file in ["export.ts", "export.mp4"] {
+        let reply = http().get(format!("{}/v1/vod/source/{id}/{file}?{range}", d.vod)).send().await.unwrap();
+        assert_eq!(reply.status(), 200, "{file}");
+        let path = dir.join(file);
+        std::fs::write(&path, reply.bytes().await.unwrap()).unwrap();
+        counted.push(ffprobe(path.to_str().unwrap()).await.0);
+    }
+    assert!(counted[0] > 0 && counted[0] == counted[1], "the MP4 holds every frame of the segments: {counted:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // Verification: all there, then one object deleted behind LiveMix's back.
+    let verify = || async {
+        let body: Value =
+            http().post(d.mgmt(&format!("/v1/recording/{rec_id}/verify"))).send().await.unwrap().json().await.unwrap();
+        body["verification"].clone()
+    };
+    let clean = verify().await;
+    assert!(
+        clean["mismatched"].as_array().unwrap().is_empty() && clean["missing"].as_array().unwrap().is_empty(),
+        "{clean}"
+    );
+    let gone = segments[3]["uri"].as_str().unwrap();
+    store.delete(gone).await.unwrap();
+    let after = verify().await;
+    assert_eq!(after["missing"].as_array().unwrap().len(), 1, "{after}");
+    assert_eq!(after["missing"][0]["key"], gone);
+
+    // Back to on demand: the continuous recording stops.
+    let resp = http()
+        .put(d.mgmt(&format!("/v1/source/{id}/recording-mode")))
+        .json(&serde_json::json!({"recording": "on_demand"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let rec: Value = http().get(d.mgmt(&format!("/v1/recording/{rec_id}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(rec["recording"]["active"], -1);
+}
