@@ -127,6 +127,8 @@ impl Exporter {
             .args(["-hide_banner", "-loglevel", "error", "-f", "mpegts", "-i", "pipe:0"])
             // Video and audio when present; data streams (ID3, KLV) have no place in MP4.
             .args(["-map", "0:v?", "-map", "0:a?", "-c", "copy"])
+            // ADTS framing (how MPEG-TS carries AAC) becomes the MP4 audio config; ffmpeg 5 does not do it itself.
+            .args(["-bsf:a", "aac_adtstoasc"])
             // Fragmented: written front to back, playable while it downloads.
             .args(["-f", "mp4", "-movflags", "frag_keyframe+empty_moov+default_base_moof", "pipe:1"])
             .stdin(Stdio::piped())

@@ -25,6 +25,16 @@ pub enum SegmentRef<'a> {
     Run { run: ulid::Ulid, seq: i64 },
 }
 
+impl<'a> SegmentRef<'a> {
+    /// The run, name and sequence number as the lookups bind them: `run` NULL selects a legacy name.
+    fn binds(self) -> (Option<String>, &'a str, i64) {
+        match self {
+            Self::Legacy(name) => (None, name, 0),
+            Self::Run { run, seq } => (Some(run.to_string()), "", seq),
+        }
+    }
+}
+
 const SEGMENT_COLUMNS: &str = "s.id, s.name, s.source, s.run, s.seq, s.discontinuity, s.start_ts, s.end_ts, \
      s.length_ms, s.size, s.uri, s.sha256";
 
@@ -117,10 +127,7 @@ impl Db {
         wanted: SegmentRef<'_>,
         following: i64,
     ) -> DbResult<Vec<Segment>> {
-        let (run, name, seq) = match wanted {
-            SegmentRef::Legacy(name) => (None, name, 0),
-            SegmentRef::Run { run, seq } => (Some(run.to_string()), "", seq),
-        };
+        let (run, name, seq) = wanted.binds();
         Ok(on_pool!(self, |pool, d| {
             let (key_s, key_t) = (playback_key(d, "s"), playback_key(d, "t"));
             // sqlx tells PostgreSQL each parameter's type, so `$2 IS NULL` needs no cast.
@@ -184,10 +191,7 @@ impl Db {
         wanted: SegmentRef<'_>,
         following: i64,
     ) -> DbResult<Vec<Segment>> {
-        let (run, name, seq) = match wanted {
-            SegmentRef::Legacy(name) => (None, name, 0),
-            SegmentRef::Run { run, seq } => (Some(run.to_string()), "", seq),
-        };
+        let (run, name, seq) = wanted.binds();
         let found: Option<Segment> = on_pool!(self, |pool, _d| {
             // sqlx tells PostgreSQL each parameter's type, so `$2 IS NULL` needs no cast.
             let sql = format!(

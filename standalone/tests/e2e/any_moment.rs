@@ -21,6 +21,16 @@ async fn recorded(node: &Standalone, id: &str) -> u64 {
     coverage["coverage"]["segments"].as_u64().unwrap_or(0)
 }
 
+async fn set_mode(node: &Standalone, id: &str, mode: &str) -> u16 {
+    let url = node.mgmt(&format!("/v1/source/{id}/recording-mode"));
+    http().put(url).json(&json!({"recording": mode})).send().await.unwrap().status().as_u16()
+}
+
+/// Registers a source with this body; its reply.
+async fn create(node: &Standalone, body: Value) -> Value {
+    http().post(node.mgmt("/v1/source")).json(&body).send().await.unwrap().json().await.unwrap()
+}
+
 async fn wait_recorded(node: &Standalone, id: &str, at_least: u64) {
     eventually_within(&format!("{at_least} recorded segments"), MEDIA, || async {
         (recorded(node, id).await >= at_least).then_some(())
@@ -33,15 +43,7 @@ async fn a_time_range_plays_across_restarts_and_a_crash_and_exports_what_was_rec
     let dir = data_dir();
     let mut node = Standalone::start(&dir, &[]).await;
     let name = unique("cam");
-    let created: Value = http()
-        .post(node.mgmt("/v1/source"))
-        .json(&json!({"name": name, "segment_len": 2, "recording": "continuous"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = create(&node, json!({"name": name, "segment_len": 2, "recording": "continuous"})).await;
     assert_eq!(created["source"]["recording"], "continuous", "{created}");
     let id = created["source"]["id"].as_str().unwrap().to_owned();
     let started = Utc::now();
@@ -111,6 +113,10 @@ async fn a_time_range_plays_across_restarts_and_a_crash_and_exports_what_was_rec
         assert!(disposition.starts_with("attachment;"), "{disposition}");
         std::fs::write(path, reply.bytes().await.unwrap()).unwrap();
     }
+    // Progressive: the movie header comes before any media, so a `<video>` plays while the file downloads.
+    let bytes = std::fs::read(&mp4).unwrap();
+    let first = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
+    assert_eq!((&bytes[4..8], &bytes[first + 4..first + 8]), (&b"ftyp"[..], &b"moov"[..]), "MP4 starts ftyp, moov");
     let (ts_frames, _) = ffprobe(ts.to_str().unwrap()).await;
     let (mp4_frames, mp4_secs) = ffprobe(mp4.to_str().unwrap()).await;
     assert_eq!(mp4_frames, ts_frames, "every frame of the segments is in the MP4");
@@ -156,13 +162,7 @@ async fn a_time_range_plays_across_restarts_and_a_crash_and_exports_what_was_rec
     // A continuous recording stops with its mode only.
     let stop = http().post(node.mgmt(&format!("/v1/recording/{rec_id}/stop"))).send().await.unwrap();
     assert_eq!(stop.status(), 409);
-    let mode = http()
-        .put(node.mgmt(&format!("/v1/source/{id}/recording-mode")))
-        .json(&json!({"recording": "on_demand"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(mode.status(), 200);
+    assert_eq!(set_mode(&node, &id, "on_demand").await, 200);
     assert_eq!(node.get(&format!("/v1/recording/{rec_id}")).await["recording"]["active"], -1);
     node.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -172,15 +172,7 @@ async fn a_time_range_plays_across_restarts_and_a_crash_and_exports_what_was_rec
 async fn bad_ranges_get_a_clear_json_4xx() {
     let dir = data_dir();
     let node = Standalone::start(&dir, &["--max-range=1h"]).await;
-    let created: Value = http()
-        .post(node.mgmt("/v1/source"))
-        .json(&json!({"name": unique("cam"), "segment_len": 2}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = create(&node, json!({"name": unique("cam"), "segment_len": 2})).await;
     let id = created["source"]["id"].as_str().unwrap().to_owned();
     let now = Utc::now().timestamp();
     let at = |secs: i64| DateTime::from_timestamp(secs, 0).unwrap().to_rfc3339();
@@ -222,13 +214,52 @@ async fn bad_ranges_get_a_clear_json_4xx() {
         http().get(format!("{}/v1/vod/source/not-a-uuid/vid.m3u8?{range}", node.vod)).send().await.unwrap().status(),
         400
     );
-    let mode = http()
-        .put(node.mgmt(&format!("/v1/source/{id}/recording-mode")))
-        .json(&json!({"recording": "sometimes"}))
-        .send()
+    assert_eq!(set_mode(&node, &id, "sometimes").await, 400);
+    node.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// H.265 video with AAC audio (what more and more cameras send): the range exports to an MP4 with both streams
+/// copied, every video frame in it.
+#[tokio::test]
+async fn an_h265_and_aac_range_exports_to_mp4_without_transcoding() {
+    let dir = data_dir();
+    let node = Standalone::start(&dir, &[]).await;
+    let name = unique("hevc");
+    let created = create(&node, json!({"name": name, "segment_len": 2, "recording": "continuous"})).await;
+    let id = created["source"]["id"].as_str().unwrap().to_owned();
+    let start = Utc::now().timestamp() - 2;
+    let _ffmpeg = tokio::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=320x180:rate=25", "-f", "lavfi", "-i", "sine=frequency=440"])
+        .args(["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "keyint=50:min-keyint=50:log-level=error"])
+        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k"])
+        .args(["-f", "hls", "-hls_time", "2", "-hls_list_size", "5", "-hls_flags", "delete_segments", "-method", "PUT"])
+        .arg(format!("{}/v1/ingest/{name}/index.m3u8", node.ingest))
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg with libx265");
+    wait_recorded(&node, &id, 4).await;
+    let range = format!("start={start}&end={}", Utc::now().timestamp() + 1);
+    let mp4 = dir.join("hevc.mp4");
+    let reply = http().get(format!("{}/v1/vod/source/{id}/export.mp4?{range}", node.vod)).send().await.unwrap();
+    assert_eq!(reply.status(), 200);
+    std::fs::write(&mp4, reply.bytes().await.unwrap()).unwrap();
+    let probe = tokio::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=codec_type,codec_name", "-of", "csv=p=0"])
+        .arg(&mp4)
+        .output()
         .await
         .unwrap();
-    assert_eq!(mode.status(), 400);
+    let streams = String::from_utf8_lossy(&probe.stdout).to_string();
+    assert!(streams.contains("hevc,video") && streams.contains("aac,audio"), "{streams}");
+    let segments_url = format!("{}/v1/vod/source/{id}/export.ts?{range}", node.vod);
+    let ts = dir.join("hevc.ts");
+    std::fs::write(&ts, http().get(segments_url).send().await.unwrap().bytes().await.unwrap()).unwrap();
+    let (mp4_frames, _) = ffprobe(mp4.to_str().unwrap()).await;
+    assert_eq!(mp4_frames, ffprobe(ts.to_str().unwrap()).await.0, "every H.265 frame is in the MP4");
+    assert!(mp4_frames > 0);
     node.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
