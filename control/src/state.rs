@@ -86,7 +86,8 @@ impl AppState {
         let lifecycle = Lifecycle::new(db.clone(), store.clone(), settings.lifecycle.clone(), &metrics);
         let archive = Arc::new(settings.archive.clone());
         let exporter = Exporter::new(store.clone(), Arc::clone(&archive));
-        let evidence = Evidence::new(db.clone(), store.clone(), settings.playback_signing_key.clone());
+        let evidence =
+            Evidence::new(db.clone(), store.clone(), settings.playback_signing_key.clone(), archive.max_range_segments);
         let loader = Arc::new(SegmentLoader::new(
             hot.clone(),
             cache.clone(),
@@ -105,6 +106,7 @@ impl AppState {
             loader,
             RecordingPlaylists::new(RECORDING_PLAYLIST_BYTES),
             settings.prime_segments,
+            settings.archive.max_range_segments,
         );
         let live = Live::new(db.clone(), cache.clone(), hot, sources.clone(), Arc::clone(&settings));
         Self {

@@ -11,9 +11,9 @@ use livemix_common::{
     control_client::{ClientOptions, ControlHttp, Empty},
     management_api::{
         CoverageReply, DeletionReply, EdgeBinding, HoldUpdate, RecordingModeUpdate, RecordingReply, RecordingsReply,
-        SegmentsReply, SourceEdgeReply, SourceReply, SourcesReply, UsageReply, VerifyReply,
+        SourceEdgeReply, SourceReply, SourcesReply, UsageReply, VerifyReply,
     },
-    model::{Recording, RecordingMode, Retention, Segment, Source},
+    model::{Recording, RecordingMode, Retention, Source},
 };
 use reqwest::{Method, RequestBuilder};
 use serde::de::DeserializeOwned;
@@ -235,11 +235,5 @@ impl ControlClient {
         let request = self.request(Method::POST, &["v1", "recording", id, "verify"]);
         let reply: VerifyReply = self.send(format!("verifying recording {id}"), request).await?;
         Ok(reply.verification)
-    }
-
-    pub async fn recording_segments(&self, id: &str) -> Result<Vec<Segment>, ControlError> {
-        let request = self.request(Method::GET, &["v1", "recording", id, "segment"]);
-        let reply: SegmentsReply = self.send(format!("listing the segments of recording {id}"), request).await?;
-        Ok(reply.segments)
     }
 }

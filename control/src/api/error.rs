@@ -22,25 +22,18 @@ pub fn server_fault(status: StatusCode, what: &str, detail: &dyn std::error::Err
 
 impl From<DbError> for ApiError {
     fn from(err: DbError) -> Self {
-        match err {
-            DbError::NotFound { .. } => ApiError::not_found(err.to_string()),
-            DbError::Conflict(message) => ApiError::conflict(message),
-            DbError::Unavailable(_) => server_fault(StatusCode::SERVICE_UNAVAILABLE, "the database", &err),
-            DbError::Rejected { .. } | DbError::Internal(_) | DbError::Migrate(_) => {
-                server_fault(StatusCode::INTERNAL_SERVER_ERROR, "a database operation", &err)
-            }
-        }
+        db_error(&err)
     }
 }
 
-/// A database failure shared by every request that waited on one load (a playlist render, a source lookup).
-pub fn shared_db_error(err: std::sync::Arc<DbError>) -> ApiError {
-    match &*err {
+/// A database failure as a reply, also when several requests share it (they waited on one load).
+pub fn db_error(err: &DbError) -> ApiError {
+    match err {
         DbError::NotFound { .. } => ApiError::not_found(err.to_string()),
         DbError::Conflict(message) => ApiError::conflict(message.clone()),
-        DbError::Unavailable(_) => server_fault(StatusCode::SERVICE_UNAVAILABLE, "the database", &*err),
+        DbError::Unavailable(_) => server_fault(StatusCode::SERVICE_UNAVAILABLE, "the database", err),
         DbError::Rejected { .. } | DbError::Internal(_) | DbError::Migrate(_) => {
-            server_fault(StatusCode::INTERNAL_SERVER_ERROR, "a database operation", &*err)
+            server_fault(StatusCode::INTERNAL_SERVER_ERROR, "a database operation", err)
         }
     }
 }
@@ -77,7 +70,11 @@ impl From<domain::Error> for ApiError {
             }
             E::Unavailable(message) => ApiError::unavailable(message),
             E::Db(err) => err.into(),
-            E::SharedDb(err) => shared_db_error(err),
+            E::SharedDb(err) => db_error(&err),
+            E::Shared(err) => match std::sync::Arc::try_unwrap(err) {
+                Ok(err) => err.into(),
+                Err(shared) => shared_error(&shared),
+            },
             E::Lifecycle(err) => err.into(),
             E::Load(err) => err.into(),
             E::Cache(err) => server_fault(StatusCode::SERVICE_UNAVAILABLE, "the segment cache", &*err),
@@ -97,5 +94,21 @@ fn command_error(err: RpcError, what_happened: &str) -> ApiError {
             fault.message = format!("{}; {what_happened}", fault.message);
             fault
         }
+    }
+}
+
+/// A failure several requests share, as a reply to each: the same status as the failure's own.
+fn shared_error(err: &domain::Error) -> ApiError {
+    use domain::Error as E;
+    match err {
+        E::Invalid(message) => ApiError::bad_request(message.clone()),
+        E::Conflict { reason, message } => ApiError::conflict(message.clone()).with_reason(reason),
+        E::Forbidden(message) => ApiError::forbidden(message.clone()),
+        E::NotFound(message) => ApiError::not_found(message.clone()),
+        E::Retry(message) | E::Unavailable(message) => ApiError::unavailable(message.clone()),
+        E::Db(err) => db_error(err),
+        E::SharedDb(err) => db_error(err),
+        E::Shared(err) => shared_error(err),
+        other => server_fault(StatusCode::INTERNAL_SERVER_ERROR, "an operation", other),
     }
 }

@@ -109,13 +109,18 @@ impl Db {
     /// order; then encoder runs in the order the edge drew them (ULIDs, compared bytewise), each run in sequence
     /// order; the row id makes the order total.
     pub async fn recording_segments(&self, recording: &str) -> DbResult<Vec<Segment>> {
+        self.recording_segments_upto(recording, i64::MAX).await
+    }
+
+    /// The first `limit` segments of a recording in playback order (see [`Db::recording_segments`]).
+    pub async fn recording_segments_upto(&self, recording: &str, limit: i64) -> DbResult<Vec<Segment>> {
         Ok(on_pool!(self, |pool, d| {
             let sql = format!(
                 "SELECT {SEGMENT_COLUMNS} FROM segments s JOIN recording_segments rs ON rs.segment = s.id \
-                 WHERE rs.recording = $1 ORDER BY {}",
+                 WHERE rs.recording = $1 ORDER BY {} LIMIT $2",
                 playback_key(d, "s")
             );
-            sqlx::query_as(AssertSqlSafe(sql)).bind(recording).fetch_all(pool).await?
+            sqlx::query_as(AssertSqlSafe(sql)).bind(recording).bind(limit).fetch_all(pool).await?
         }))
     }
 

@@ -32,9 +32,12 @@ pub enum Error {
     Unavailable(String),
     #[error(transparent)]
     Db(#[from] DbError),
-    /// A database failure several waiting requests share (one playlist rendering).
+    /// A database failure several waiting requests share (one source lookup).
     #[error(transparent)]
     SharedDb(Arc<DbError>),
+    /// A failure several waiting requests share (one playlist rendering).
+    #[error(transparent)]
+    Shared(Arc<Error>),
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
     #[error(transparent)]

@@ -12,7 +12,10 @@ use livemix_common::{
     store::{SharedStore, StoreError},
 };
 
-use super::{Result, recordings::check_id};
+use super::{
+    Result,
+    recordings::{bounded_segments, check_id},
+};
 use crate::{auth::Secret, db::Db, playlist};
 
 /// Objects read back at once by a verification.
@@ -23,17 +26,19 @@ pub struct Evidence {
     db: Db,
     store: SharedStore,
     signing_key: Option<Secret>,
+    /// Most segments one manifest or verification covers (see [`super::recordings::bounded_segments`]).
+    max_segments: i64,
 }
 
 impl Evidence {
-    pub fn new(db: Db, store: SharedStore, signing_key: Option<Secret>) -> Self {
-        Self { db, store, signing_key }
+    pub fn new(db: Db, store: SharedStore, signing_key: Option<Secret>, max_segments: i64) -> Self {
+        Self { db, store, signing_key, max_segments }
     }
 
     /// The recording's manifest, in playback order (the order of its playlist and its `export.ts`).
     pub async fn manifest(&self, id: &str) -> Result<Manifest> {
         let recording = self.db.get_recording(check_id(id)?).await?;
-        let segments = self.db.recording_segments(&recording.id).await?;
+        let segments = bounded_segments(&self.db, &recording, self.max_segments).await?;
         let mut offset = 0i64;
         let entries = segments
             .iter()
@@ -72,7 +77,7 @@ impl Evidence {
     #[tracing::instrument(skip(self))]
     pub async fn verify(&self, id: &str) -> Result<Verification> {
         let recording = self.db.get_recording(check_id(id)?).await?;
-        let segments = self.db.recording_segments(&recording.id).await?;
+        let segments = bounded_segments(&self.db, &recording, self.max_segments).await?;
         let wanted: Vec<Recorded> =
             segments.iter().map(|s| Recorded { key: s.uri.clone(), size: s.size, sha256: s.sha256.clone() }).collect();
         let store = self.store.clone();

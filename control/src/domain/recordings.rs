@@ -38,6 +38,9 @@ pub struct Recordings {
     playlists: RecordingPlaylists,
     /// Segments loaded ahead of a player.
     prime: usize,
+    /// Most segments one playlist, export, manifest or listing of a recording holds (a continuous recording grows
+    /// without end; time ranges read the rest).
+    max_segments: i64,
 }
 
 impl Recordings {
@@ -49,8 +52,9 @@ impl Recordings {
         loader: Arc<SegmentLoader>,
         playlists: RecordingPlaylists,
         prime: usize,
+        max_segments: i64,
     ) -> Self {
-        Self { db, edges, lifecycle, events, loader, playlists, prime }
+        Self { db, edges, lifecycle, events, loader, playlists, prime, max_segments }
     }
 
     /// Starts a recording of `source`. A reachable edge must confirm (else nothing is kept and the call can be
@@ -98,7 +102,7 @@ impl Recordings {
 
     pub async fn segments(&self, id: &str) -> Result<Vec<Segment>> {
         let recording = self.get(id).await?;
-        Ok(self.db.recording_segments(&recording.id).await?)
+        bounded_segments(&self.db, &recording, self.max_segments).await
     }
 
     /// Stops a recording. The stop is saved first and is final; an edge that misses the command stops when its
@@ -122,14 +126,14 @@ impl Recordings {
     /// What the recording holds of the time it covers (to now while active): spans and gaps.
     pub async fn coverage(&self, id: &str) -> Result<Coverage> {
         let recording = self.get(id).await?;
-        let segments = self.db.recording_segments(&recording.id).await?;
+        let segments = bounded_segments(&self.db, &recording, self.max_segments).await?;
         Ok(ranges::coverage(TimeRange::of_recording(&recording), &segments))
     }
 
     /// The recording's segments in playback order, for an export; 404 when it has none.
     pub async fn export_segments(&self, id: &str) -> Result<(Recording, Vec<Segment>)> {
         let recording = self.get(id).await?;
-        let segments = self.db.recording_segments(&recording.id).await?;
+        let segments = bounded_segments(&self.db, &recording, self.max_segments).await?;
         if segments.is_empty() {
             return Err(Error::NotFound(format!("recording {} has no segments yet: nothing to export", recording.id)));
         }
@@ -209,14 +213,15 @@ impl Recordings {
     /// The recording's playlist, from this replica's memory while fresh; its first segments are loaded ahead.
     pub async fn playlist(&self, id: &str) -> Result<Arc<RenderedRecording>> {
         let id = check_id(id)?;
-        let rendered = self.playlists.get(id, self.render(id)).await?;
+        // Every request that waited on one render gets its answer.
+        let rendered = self.playlists.get(id, self.render(id)).await.map_err(Error::Shared)?;
         self.loader.prime(rendered.first_uris.clone());
         Ok(rendered)
     }
 
-    async fn render(&self, id: &str) -> std::result::Result<Arc<RenderedRecording>, crate::db::DbError> {
+    async fn render(&self, id: &str) -> Result<Arc<RenderedRecording>> {
         let recording = self.db.get_recording(id).await?;
-        let segments = self.db.recording_segments(&recording.id).await?;
+        let segments = bounded_segments(&self.db, &recording, self.max_segments).await?;
         let first_uris = segments.iter().take(self.prime).map(|s| s.uri.clone()).collect();
         Ok(Arc::new(RenderedRecording::new(playlist::recording(&segments), first_uris, recording.active)))
     }
@@ -238,6 +243,19 @@ impl Recordings {
         self.loader.prime(next.iter().map(|s| s.uri.clone()).collect());
         Ok((body, segment.run.is_some()))
     }
+}
+
+/// The recording's segments in playback order, refused past `max` with the way to the rest: time ranges.
+pub(super) async fn bounded_segments(db: &Db, recording: &Recording, max: i64) -> Result<Vec<Segment>> {
+    let segments = db.recording_segments_upto(&recording.id, max.saturating_add(1)).await?;
+    if i64::try_from(segments.len()).unwrap_or(i64::MAX) > max {
+        return Err(Error::Invalid(format!(
+            "recording {} holds more than {max} segments (LIVEMIX_MAX_RANGE_SEGMENTS): play, export and check it \
+             by time range (GET /v1/vod/source/{}/vid.m3u8?start=&end=, /v1/source/{}/coverage?start=&end=)",
+            recording.id, recording.source, recording.source
+        )));
+    }
+    Ok(segments)
 }
 
 /// A source's active continuous recording goes with its mode, not by itself.

@@ -164,3 +164,92 @@ async fn replays_are_served_from_memory_after_the_first_read() {
     }
     assert_eq!(node.store.reads_of(&key), 1, "replays came from memory");
 }
+
+/// A recording longer than one playlist may list (a continuous one, after days) points to time ranges instead
+/// of building an answer of unbounded size; its manifest is signed with the playback key.
+#[tokio::test]
+async fn long_recordings_point_to_time_ranges_and_manifests_are_signed() {
+    const KEY: &str = "manifest-signing-key-0123456789";
+    let node = ControlNode::start(&["--max-range-segments=3", &format!("--playback-signing-key={KEY}")]).await;
+    let source = node.create_source(&unique("cam"), 1).await;
+    let sid: uuid::Uuid = source["id"].as_str().unwrap().parse().unwrap();
+    let rec: Value =
+        http().post(node.mgmt(&format!("/v1/source/{sid}/recording"))).send().await.unwrap().json().await.unwrap();
+    let rec_id = rec["recording"]["id"].as_str().unwrap().to_owned();
+    let start = chrono::Utc::now() - chrono::Duration::seconds(20);
+    for (i, (name, data)) in ffmpeg_segments().await[..4].iter().enumerate() {
+        let key = segment_key("recordings", sid, name);
+        node.store.put(&key, data.clone()).await.unwrap();
+        let start_ts = start + chrono::Duration::seconds(i as i64);
+        let segment = SegmentInfo {
+            name: name.clone(),
+            source: sid,
+            run: None,
+            seq: i as i64,
+            discontinuity: false,
+            start_ts,
+            end_ts: start_ts + chrono::Duration::seconds(1),
+            length_ms: 1000,
+            size: data.len() as i64,
+            uri: key,
+            sha256: Some(livemix_common::digest::sha256_hex(data)),
+        };
+        let msg = Message::NewVideoRecordingSegment { recording_ids: vec![rec_id.clone()], segment };
+        publish_to_control(&node, msg).await;
+    }
+    eventually("4 segments indexed", || async {
+        let body: Value =
+            http().get(node.mgmt(&format!("/v1/recording/{rec_id}/storage"))).send().await.ok()?.json().await.ok()?;
+        (body["storage"]["segments"] == 4).then_some(())
+    })
+    .await;
+    let (management, vod) = (node.management.clone(), node.vod.clone());
+    let signed = |path: String| {
+        let (management, vod) = (management.clone(), vod.clone());
+        async move {
+            let url = format!("{management}/v1/playback-url?path={path}");
+            let body: Value = http().get(url).send().await.unwrap().json().await.unwrap();
+            format!("{vod}{}", body["url"].as_str().unwrap())
+        }
+    };
+    for path in [
+        format!("/v1/vod/recording/{rec_id}/vid.m3u8"),
+        format!("/v1/vod/recording/{rec_id}/export.ts"),
+        format!("/v1/vod/recording/{rec_id}/export.mp4"),
+    ] {
+        let reply = http().get(signed(path.clone()).await).send().await.unwrap();
+        assert_eq!(reply.status(), 400, "{path}");
+        let body: Value = reply.json().await.unwrap();
+        assert!(body["error"]["message"].as_str().unwrap().contains("time range"), "{path}: {body}");
+    }
+    for path in [format!("/v1/recording/{rec_id}/manifest"), format!("/v1/recording/{rec_id}/coverage")] {
+        assert_eq!(http().get(node.mgmt(&path)).send().await.unwrap().status(), 400, "{path}");
+    }
+    // Three of the four by time range, signed for the source.
+    let (from, to) = (start.timestamp(), (start + chrono::Duration::seconds(3)).timestamp());
+    let range = format!("{}&start={from}&end={to}", signed(format!("/v1/vod/source/{sid}/vid.m3u8")).await);
+    let text = http().get(&range).send().await.unwrap().text().await.unwrap();
+    let playlist = parse_media_playlist(text.as_bytes()).unwrap();
+    assert_eq!(playlist.segments.len(), 3, "{text}");
+    assert!(playlist.segments.iter().all(|s| s.uri.contains("sig=")), "the signature carried to its segments: {text}");
+    let first = format!("{}/v1/vod/source/{sid}/{}", node.vod, playlist.segments[0].uri);
+    assert_eq!(http().get(&first).send().await.unwrap().bytes().await.unwrap(), ffmpeg_segments().await[0].1);
+
+    // Below the limit again (a fourth segment is too many only for listings), the manifest is signed.
+    let node = {
+        let settings = node.stop().await;
+        let mut settings = settings;
+        settings.archive.max_range_segments = 10;
+        ControlNode::start_with(settings).await
+    };
+    let manifest: Value =
+        http().get(node.mgmt(&format!("/v1/recording/{rec_id}/manifest"))).send().await.unwrap().json().await.unwrap();
+    let manifest: livemix_common::management_api::Manifest =
+        serde_json::from_value(manifest["manifest"].clone()).unwrap();
+    assert_eq!(manifest.segments.len(), 4);
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(KEY.as_bytes()).unwrap();
+    hmac::Mac::update(&mut mac, manifest.signed_text().as_bytes());
+    let expected = livemix_common::digest::hex(&hmac::Mac::finalize(mac).into_bytes());
+    assert_eq!(manifest.signature.as_deref(), Some(expected.as_str()));
+    assert!(manifest.signed_text().lines().nth(2).unwrap().ends_with(&format!("  {}", manifest.segments[0].key)));
+}

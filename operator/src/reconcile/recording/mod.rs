@@ -129,8 +129,9 @@ async fn sync(rec: &Recording, ctx: &Context, notes: &mut Vec<Note>) -> Result<R
         recording
     };
 
-    let segments = ctx.control.recording_segments(&recording.id).await?.len();
+    // The count the control node keeps, not the segment list: a long recording lists hundreds of thousands.
     let usage = ctx.control.recording_storage(&recording.id).await?;
+    let segments = usize::try_from(usage.segments).unwrap_or(0);
     let coverage = coverage(rec, &recording, ctx).await?;
     let mut status = status_of(rec, &recording, segments, &usage, ctx);
     status.coverage = coverage;
