@@ -18,7 +18,14 @@ use prometheus_client::metrics::counter::Counter;
 use crate::{
     config::Settings,
     db::Db,
-    domain::{Events, evidence::Evidence, live::Live, ranges::Ranges, recordings::Recordings, sources::Sources},
+    domain::{
+        Events,
+        evidence::Evidence,
+        live::Live,
+        ranges::Ranges,
+        recordings::{ReadLimits, Recordings},
+        sources::Sources,
+    },
     edge_link::EdgeLink,
     export::Exporter,
     lifecycle::Lifecycle,
@@ -105,8 +112,7 @@ impl AppState {
             events,
             loader,
             RecordingPlaylists::new(RECORDING_PLAYLIST_BYTES),
-            settings.prime_segments,
-            settings.archive.max_range_segments,
+            ReadLimits { prime: settings.prime_segments, max_segments: settings.archive.max_range_segments },
         );
         let live = Live::new(db.clone(), cache.clone(), hot, sources.clone(), Arc::clone(&settings));
         Self {

@@ -36,11 +36,17 @@ pub struct Recordings {
     events: Events,
     loader: Arc<SegmentLoader>,
     playlists: RecordingPlaylists,
+    limits: ReadLimits,
+}
+
+/// How much of a recording one request reads.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadLimits {
     /// Segments loaded ahead of a player.
-    prime: usize,
+    pub prime: usize,
     /// Most segments one playlist, export, manifest or listing of a recording holds (a continuous recording grows
     /// without end; time ranges read the rest).
-    max_segments: i64,
+    pub max_segments: i64,
 }
 
 impl Recordings {
@@ -51,10 +57,9 @@ impl Recordings {
         events: Events,
         loader: Arc<SegmentLoader>,
         playlists: RecordingPlaylists,
-        prime: usize,
-        max_segments: i64,
+        limits: ReadLimits,
     ) -> Self {
-        Self { db, edges, lifecycle, events, loader, playlists, prime, max_segments }
+        Self { db, edges, lifecycle, events, loader, playlists, limits }
     }
 
     /// Starts a recording of `source`. A reachable edge must confirm (else nothing is kept and the call can be
@@ -102,7 +107,7 @@ impl Recordings {
 
     pub async fn segments(&self, id: &str) -> Result<Vec<Segment>> {
         let recording = self.get(id).await?;
-        bounded_segments(&self.db, &recording, self.max_segments).await
+        bounded_segments(&self.db, &recording, self.limits.max_segments).await
     }
 
     /// Stops a recording. The stop is saved first and is final; an edge that misses the command stops when its
@@ -126,14 +131,14 @@ impl Recordings {
     /// What the recording holds of the time it covers (to now while active): spans and gaps.
     pub async fn coverage(&self, id: &str) -> Result<Coverage> {
         let recording = self.get(id).await?;
-        let segments = bounded_segments(&self.db, &recording, self.max_segments).await?;
+        let segments = bounded_segments(&self.db, &recording, self.limits.max_segments).await?;
         Ok(ranges::coverage(TimeRange::of_recording(&recording), &segments))
     }
 
     /// The recording's segments in playback order, for an export; 404 when it has none.
     pub async fn export_segments(&self, id: &str) -> Result<(Recording, Vec<Segment>)> {
         let recording = self.get(id).await?;
-        let segments = bounded_segments(&self.db, &recording, self.max_segments).await?;
+        let segments = bounded_segments(&self.db, &recording, self.limits.max_segments).await?;
         if segments.is_empty() {
             return Err(Error::NotFound(format!("recording {} has no segments yet: nothing to export", recording.id)));
         }
@@ -221,8 +226,8 @@ impl Recordings {
 
     async fn render(&self, id: &str) -> Result<Arc<RenderedRecording>> {
         let recording = self.db.get_recording(id).await?;
-        let segments = bounded_segments(&self.db, &recording, self.max_segments).await?;
-        let first_uris = segments.iter().take(self.prime).map(|s| s.uri.clone()).collect();
+        let segments = bounded_segments(&self.db, &recording, self.limits.max_segments).await?;
+        let first_uris = segments.iter().take(self.limits.prime).map(|s| s.uri.clone()).collect();
         Ok(Arc::new(RenderedRecording::new(playlist::recording(&segments), first_uris, recording.active)))
     }
 
@@ -231,7 +236,7 @@ impl Recordings {
     pub async fn segment(&self, id: &str, name: &str) -> Result<(SegmentBytes, bool)> {
         let id = check_id(id)?;
         let wanted = playlist::parse_served_name(name);
-        let following = i64::try_from(self.prime).unwrap_or(i64::MAX);
+        let following = i64::try_from(self.limits.prime).unwrap_or(i64::MAX);
         let window = self.db.recording_segment_and_next(id, wanted, following).await?;
         let Some((segment, next)) = window.split_first().filter(|(first, _)| playlist::served_name(first) == name)
         else {
