@@ -81,25 +81,37 @@ async fn kubectl_get_shows_the_printer_columns() {
 
     let out = kubectl_ok(&["get", "videosources", "-n", &ns.name]).await;
     let (header, row) = table(&out, &cam);
-    assert_eq!(header, ["NAME", "STREAMING", "REACHABLE", "READY", "LAST SEEN", "AGE"], "{out}");
-    assert_eq!(row[..4], [cam.as_str(), "true", "true", "True"], "{out}");
+    assert_eq!(header, ["NAME", "STREAMING", "REACHABLE", "RECORDING", "READY", "LAST SEEN", "AGE"], "{out}");
+    assert_eq!(row[..5], [cam.as_str(), "true", "true", "onDemand", "True"], "{out}");
 
     let out = kubectl_ok(&["get", "vsrc", "-n", &ns.name, "-o", "wide"]).await;
     let (header, row) = table(&out, &cam);
     assert_eq!(
         header,
-        ["NAME", "STREAMING", "REACHABLE", "READY", "LAST SEEN", "ID", "EDGE", "STORED BYTES", "LIVE URL", "AGE"],
+        [
+            "NAME",
+            "STREAMING",
+            "REACHABLE",
+            "RECORDING",
+            "READY",
+            "LAST SEEN",
+            "ID",
+            "EDGE",
+            "STORED BYTES",
+            "LIVE URL",
+            "AGE"
+        ],
         "{out}"
     );
-    assert_eq!(row[5], id.to_string(), "{out}");
-    assert_eq!(row[6], "", "bound to no edge: {out}");
-    assert_eq!(row[7], "0", "{out}");
-    assert_eq!(row[8], format!("https://vod.example.com/v1/vod/live/{id}/vid.m3u8"), "{out}");
+    assert_eq!(row[6], id.to_string(), "{out}");
+    assert_eq!(row[7], "", "bound to no edge: {out}");
+    assert_eq!(row[8], "0", "{out}");
+    assert_eq!(row[9], format!("https://vod.example.com/v1/vod/live/{id}/vid.m3u8"), "{out}");
 
     let out = kubectl_ok(&["get", "recordings", "-n", &ns.name]).await;
     let (header, row) = table(&out, &rec_name);
-    assert_eq!(header, ["NAME", "SOURCE", "ACTIVE", "SEGMENTS", "HOLD", "READY", "START", "AGE"], "{out}");
-    assert_eq!(row[..6], [rec_name.as_str(), cam.as_str(), "true", "0", "false", "True"], "{out}");
+    assert_eq!(header, ["NAME", "SOURCE", "ACTIVE", "SEGMENTS", "RECORDED", "HOLD", "READY", "START", "AGE"], "{out}");
+    assert_eq!(row[..7], [rec_name.as_str(), cam.as_str(), "true", "0", "0", "false", "True"], "{out}");
 
     let out = kubectl_ok(&["get", "rec", "-n", &ns.name, "-o", "wide"]).await;
     let (header, _) = table(&out, &rec_name);
@@ -110,10 +122,13 @@ async fn kubectl_get_shows_the_printer_columns() {
             "SOURCE",
             "ACTIVE",
             "SEGMENTS",
+            "RECORDED",
             "HOLD",
             "READY",
             "START",
             "END",
+            "GAPS",
+            "VERIFIED",
             "STORED BYTES",
             "EXPIRES",
             "ID",

@@ -252,7 +252,7 @@ async fn hold_and_retention_reach_the_control_node() {
     wait_event(&client, &ns.name, "Recording", &show, "HoldSet").await;
     let out = kubectl_ok(&["get", "recording", &show, "-n", &ns.name, "--no-headers"]).await;
     let cells: Vec<&str> = out.split_whitespace().collect();
-    assert_eq!(cells[..5], [show.as_str(), cam.as_str(), "true", "0", "true"], "HOLD column: {out}");
+    assert_eq!(cells[..6], [show.as_str(), cam.as_str(), "true", "0", "0", "true"], "HOLD column: {out}");
 
     // Hold lifted, recording stopped: it expires a day after it ended (the source's maxAge).
     let spec = json!({"source": cam, "hold": false, "stopped": true});
