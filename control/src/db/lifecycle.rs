@@ -132,6 +132,17 @@ pub struct RecordingUsage {
     pub newest_end: Option<DateTime<Utc>>,
 }
 
+/// What the fleet looks like, for the object-state gauges.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FleetState {
+    pub sources: i64,
+    pub streaming: i64,
+    pub reachable: i64,
+    pub continuous: i64,
+    pub recordings_active: i64,
+    pub newest_recorded_end: Option<DateTime<Utc>>,
+}
+
 /// Work that one replica at a time does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Work {
@@ -567,6 +578,34 @@ impl Db {
             .fetch_one(pool)
             .await?
         }))
+    }
+
+    /// Counts of sources by state and of active recordings, and the end of the newest recorded segment (its
+    /// index on end times answers that without a scan).
+    pub async fn fleet_state(&self) -> DbResult<FleetState> {
+        let reachable = self.reachable_secs();
+        let (sources, streaming, reachable, continuous, recordings_active, newest): (
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            Option<f64>,
+        ) = on_pool!(self, |pool, d| {
+            let sql = format!(
+                "SELECT (SELECT count(*) FROM sources), \
+                         (SELECT count(*) FROM sources WHERE streaming), \
+                         (SELECT count(*) FROM sources WHERE {}), \
+                         (SELECT count(*) FROM sources WHERE recording_mode = 'continuous'), \
+                         (SELECT count(*) FROM recordings WHERE active), \
+                         (SELECT max({}) FROM segments)",
+                d.ago("last_seen", ">", "$1"),
+                d.secs("end_ts")
+            );
+            sqlx::query_as(AssertSqlSafe(sql)).bind(reachable).fetch_one(pool).await?
+        });
+        let newest_recorded_end = newest.and_then(|secs| DateTime::from_timestamp_millis((secs * 1000.0) as i64));
+        Ok(FleetState { sources, streaming, reachable, continuous, recordings_active, newest_recorded_end })
     }
 
     /// Takes the lock of `work` if no other replica holds it.

@@ -6,7 +6,7 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge},
 };
 
-use crate::db::lifecycle::DeletionReason;
+use crate::db::lifecycle::{DeletionReason, FleetState};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
@@ -19,8 +19,18 @@ impl ReasonLabels {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    state: &'static str,
+}
+
 #[derive(Clone)]
 pub struct LifecycleMetrics {
+    /// Sources by state: `registered` (all), `streaming` (wanted on), `reachable` (an edge reported lately),
+    /// `continuous` (recording every segment).
+    sources: Family<StateLabels, Gauge>,
+    pub recordings_active: Gauge,
+    pub newest_recorded_end: Gauge,
     pub stored_bytes: Gauge,
     pub stored_segments: Gauge,
     pub pending_deletions: Gauge,
@@ -33,8 +43,37 @@ pub struct LifecycleMetrics {
 }
 
 impl LifecycleMetrics {
+    /// Sets the object-state gauges.
+    pub fn set_state(&self, state: &FleetState) {
+        for (name, value) in [
+            ("registered", state.sources),
+            ("streaming", state.streaming),
+            ("reachable", state.reachable),
+            ("continuous", state.continuous),
+        ] {
+            self.sources.get_or_create(&StateLabels { state: name }).set(value);
+        }
+        self.recordings_active.set(state.recordings_active);
+        self.newest_recorded_end.set(state.newest_recorded_end.map_or(0, |t| t.timestamp()));
+    }
+
     pub fn new(metrics: &Metrics) -> Self {
         Self {
+            sources: metrics.register(
+                "sources",
+                "Sources by state (registered, streaming, reachable, continuous), as of the last retention tick",
+                Family::default(),
+            ),
+            recordings_active: metrics.register(
+                "recordings_active",
+                "Recordings active (continuous ones included), as of the last retention tick",
+                Gauge::default(),
+            ),
+            newest_recorded_end: metrics.register(
+                "recorded_segment_newest_timestamp_seconds",
+                "When the newest recorded segment indexed ended (seconds since the epoch; 0: none)",
+                Gauge::default(),
+            ),
             stored_bytes: metrics.register(
                 "stored_bytes",
                 "Bytes of recorded segments indexed (all sources, as of the last retention pass)",

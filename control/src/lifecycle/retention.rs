@@ -35,6 +35,11 @@ impl Lifecycle {
     /// default), if no other replica is running one.
     pub async fn retention_pass(&self) -> Result<RetentionReport, LifecycleError> {
         let db = &self.inner.db;
+        // Every replica exports the object-state gauges, so any one scraped tells.
+        match db.fleet_state().await {
+            Ok(state) => self.inner.metrics.set_state(&state),
+            Err(err) => tracing::debug!(%err, "object-state gauges not updated"),
+        }
         let Some(lead) = db.try_lead(Work::Retention).await? else {
             return Ok(RetentionReport::default());
         };

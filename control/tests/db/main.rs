@@ -477,12 +477,18 @@ async fn continuous_recordings_time_ranges_and_hashes(db: &Db) {
     let from_third = db.source_segments_between(source.id, inside, last, 100).await.unwrap();
     assert_eq!(from_third.first().map(|s| s.seq), Some(2));
     assert_eq!(db.source_segments_between(source.id, first, last, 3).await.unwrap().len(), 3);
-    assert!(db.source_segments_between(source.id, last, last + TimeDelta::hours(1), 10).await.unwrap().is_empty());
+    // SQLite compares times to the millisecond.
+    let after = last + TimeDelta::milliseconds(1);
+    assert!(db.source_segments_between(source.id, after, after + TimeDelta::hours(1), 10).await.unwrap().is_empty());
     assert!(db.source_segments_between(Uuid::new_v4(), first, last, 10).await.unwrap().is_empty());
 
     let window = db.source_segment_and_next(source.id, SegmentRef::Run { run, seq: 4 }, 2).await.unwrap();
     assert_eq!(window.iter().map(|s| s.seq).collect::<Vec<_>>(), vec![4, 5, 6]);
     assert!(db.source_segment_and_next(source.id, SegmentRef::Run { run, seq: 99 }, 2).await.unwrap().is_empty());
+
+    let state = db.fleet_state().await.unwrap();
+    assert!(state.sources >= 1 && state.recordings_active >= 2, "{state:?}");
+    assert!(state.newest_recorded_end.is_some_and(|end| end >= last - TimeDelta::milliseconds(1)), "{state:?}");
 
     let summary =
         livemix_common::model::VerificationSummary { at: Utc::now(), segments: 10, mismatched: 1, missing: 0 };

@@ -76,6 +76,8 @@ pub struct RecordMetrics {
     pub pending: Gauge,
     /// Bytes the spool holds, `failed/` included.
     pub spool_bytes: Gauge,
+    /// The spool's byte budget, so alerts compare the two without knowing the edge's settings.
+    pub spool_budget_bytes: Gauge,
 }
 
 impl RecordMetrics {
@@ -94,6 +96,11 @@ impl RecordMetrics {
                 Gauge::default(),
             ),
             spool_bytes: metrics.register("recording_spool_bytes", "Bytes in the recording spool", Gauge::default()),
+            spool_budget_bytes: metrics.register(
+                "recording_spool_budget_bytes",
+                "Byte budget of the recording spool (LIVEMIX_SPOOL_BYTES); past it new recorded segments are refused",
+                Gauge::default(),
+            ),
         }
     }
 
@@ -197,6 +204,7 @@ impl Recorder {
         });
         let (spool, scan) = opened.map_err(|source| RecorderError { dir: config.spool_dir.clone(), source })?;
         let cancel = CancellationToken::new();
+        metrics.spool_budget_bytes.set(i64::try_from(config.spool_bytes).unwrap_or(i64::MAX));
         let shared = Arc::new(Shared {
             spool,
             budget: config.spool_bytes,
