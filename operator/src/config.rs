@@ -22,12 +22,16 @@ pub struct OperatorArgs {
 
     #[command(flatten)]
     pub settings: Settings,
+
+    #[command(flatten)]
+    pub leader: crate::leader::LeaderArgs,
 }
 
 const DEFAULT_RESYNC_SECS: u64 = 30;
 const DEFAULT_BACKOFF_BASE_MS: u64 = 1000;
 const DEFAULT_BACKOFF_MAX_SECS: u64 = 300;
 const DEFAULT_CONTROL_TIMEOUT_MS: u64 = 15_000;
+const DEFAULT_CONCURRENCY: u16 = 4;
 
 /// How the reconcilers behave; separate from the process flags so tests and an in-process operator can build
 /// it directly.
@@ -59,6 +63,9 @@ pub struct Settings {
     /// so an edge that does not confirm is reported as such.
     #[arg(long, env = "LIVEMIX_CONTROL_TIMEOUT_MS", default_value_t = DEFAULT_CONTROL_TIMEOUT_MS)]
     pub control_timeout_ms: u64,
+    /// Most reconciles of one kind running at once (each controller has its own bound); 0: no bound.
+    #[arg(long, env = "LIVEMIX_OPERATOR_CONCURRENCY", default_value_t = DEFAULT_CONCURRENCY)]
+    pub concurrency: u16,
     /// Name of this operator instance in Kubernetes Events (e.g. the pod name); default: the host name.
     #[arg(long, env = "POD_NAME")]
     pub instance: Option<String>,
@@ -92,6 +99,7 @@ impl Settings {
             backoff_base_ms: DEFAULT_BACKOFF_BASE_MS,
             backoff_max_secs: DEFAULT_BACKOFF_MAX_SECS,
             control_timeout_ms: DEFAULT_CONTROL_TIMEOUT_MS,
+            concurrency: DEFAULT_CONCURRENCY,
             instance: None,
         }
     }
@@ -106,8 +114,20 @@ mod tests {
         let parsed = OperatorArgs::try_parse_from(["livemix-operator"]).unwrap().settings;
         let built = Settings::for_control("http://c:8080", None);
         assert_eq!(
-            (parsed.resync_secs, parsed.backoff_base_ms, parsed.backoff_max_secs, parsed.control_timeout_ms),
-            (built.resync_secs, built.backoff_base_ms, built.backoff_max_secs, built.control_timeout_ms)
+            (
+                parsed.resync_secs,
+                parsed.backoff_base_ms,
+                parsed.backoff_max_secs,
+                parsed.control_timeout_ms,
+                parsed.concurrency
+            ),
+            (
+                built.resync_secs,
+                built.backoff_base_ms,
+                built.backoff_max_secs,
+                built.control_timeout_ms,
+                built.concurrency
+            )
         );
     }
 }

@@ -1,28 +1,44 @@
-//! The operator's own HTTP server: `/metrics` for Prometheus and `/health` for probes.
+//! The operator's own HTTP server: `/metrics` for Prometheus, `/health` (liveness) and `/ready` (readiness).
 
 use std::future::Future;
 
 use axum::{
     Json, Router,
     extract::{FromRef, State},
+    http::StatusCode,
     routing::get,
 };
 use livemix_common::telemetry::{Metrics, metrics_handler};
 use tokio::net::TcpListener;
 
-use crate::metrics::ReconcileMetrics;
+use crate::{metrics::ReconcileMetrics, readiness::Readiness};
 
 #[derive(Clone, FromRef)]
 struct HttpState {
     metrics: Metrics,
     reconciles: ReconcileMetrics,
+    readiness: Readiness,
 }
 
-pub fn router(metrics: Metrics, reconciles: ReconcileMetrics) -> Router {
+pub fn router(metrics: Metrics, reconciles: ReconcileMetrics, readiness: Readiness) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/health", get(health))
-        .with_state(HttpState { metrics, reconciles })
+        .route("/ready", get(ready))
+        .with_state(HttpState { metrics, reconciles, readiness })
+}
+
+/// 200 when this replica is Ready (see [`Readiness`]: a follower always is; the leader once its caches synced and
+/// the control node answers), else 503 saying what is missing. Both answers name the role.
+async fn ready(State(readiness): State<Readiness>) -> (StatusCode, Json<serde_json::Value>) {
+    let role = readiness.role_name();
+    match readiness.check() {
+        Ok(()) => (StatusCode::OK, Json(serde_json::json!({"success": true, "status": "ready", "role": role}))),
+        Err(missing) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"success": false, "status": "not ready", "role": role, "missing": missing})),
+        ),
+    }
 }
 
 /// Alive while the process serves; says when it last reconciled, for humans. Never depends on the control
@@ -49,11 +65,16 @@ mod tests {
     async fn serves_metrics_and_health() {
         let registry = Metrics::new("livemix_operator");
         let reconciles = ReconcileMetrics::new(&registry);
+        let readiness = Readiness::new(&registry);
         drop(reconciles.start("VideoSource"));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = tokio_util::sync::CancellationToken::new();
-        let server = tokio::spawn(serve(listener, router(registry, reconciles), stop.clone().cancelled_owned()));
+        let server = tokio::spawn(serve(
+            listener,
+            router(registry, reconciles, readiness.clone()),
+            stop.clone().cancelled_owned(),
+        ));
         let metrics = reqwest::get(format!("http://{addr}/metrics")).await.unwrap();
         assert_eq!(metrics.status(), 200);
         let text = metrics.text().await.unwrap();
@@ -62,6 +83,20 @@ mod tests {
             reqwest::get(format!("http://{addr}/health")).await.unwrap().json().await.unwrap();
         assert_eq!(health["status"], "ok");
         assert!(health["last_reconcile"].is_string(), "{health}");
+
+        let ready = reqwest::get(format!("http://{addr}/ready")).await.unwrap();
+        assert_eq!(ready.status(), 503);
+        let body: serde_json::Value = ready.json().await.unwrap();
+        assert_eq!(body["role"], "standalone");
+        assert_eq!(body["missing"].as_array().unwrap().len(), 2, "{body}");
+        readiness.set_role(crate::readiness::Role::Follower);
+        let ready = reqwest::get(format!("http://{addr}/ready")).await.unwrap();
+        assert_eq!(ready.status(), 200);
+        readiness.set_role(crate::readiness::Role::Leader);
+        readiness.set_synced(true);
+        readiness.set_control_reachable(true);
+        let body: serde_json::Value = reqwest::get(format!("http://{addr}/ready")).await.unwrap().json().await.unwrap();
+        assert_eq!((body["status"].as_str(), body["role"].as_str()), (Some("ready"), Some("leader")), "{body}");
         stop.cancel();
         server.await.unwrap().unwrap();
     }

@@ -12,7 +12,9 @@ pub mod controller;
 pub mod crd;
 pub mod crdgen;
 pub mod http;
+pub mod leader;
 pub mod metrics;
+pub mod readiness;
 pub mod reconcile;
 
 pub use config::Settings;

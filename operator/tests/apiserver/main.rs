@@ -10,12 +10,14 @@
 //! - `video_source`, `recording`: the control node follows the resources; status, finalizers and Events.
 //! - `restart`: a new operator adopts what the old one made, duplicating nothing.
 //! - `rbac`: the permissions the Helm chart grants the operator are enough.
+//! - `leader_election`: two real operator processes, one leader; SIGKILL of the leader, the other takes over.
 //!
 //! Needs `bash scripts/k8s.sh up && eval "$(bash scripts/k8s.sh env)"` (KUBECONFIG, and kubectl on PATH) and
 //! `scripts/services.sh up && eval "$(scripts/services.sh env)"`. Without them the tests fail, saying so. Each
 //! test works in a namespace of its own, with an operator watching only that namespace.
 
 mod crds;
+mod leader_election;
 mod lifecycle;
 mod rbac;
 mod recording;

@@ -17,9 +17,9 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::support::{
-    NAMESPACE, VIDEOSOURCES, VOD_URL, applied_status, assert_event, closed_port_url, condition, control::ControlNode,
-    event_post, is_event, kube_api::MockApi, lines, mark_deleted, object_patch, operator, reconcile_source, recording,
-    settings, settle_recording, settle_source, status_patch, unique, video_source,
+    NAMESPACE, VIDEOSOURCES, VOD_URL, applied_status, assert_backoff, assert_event, closed_port_url, condition,
+    control::ControlNode, event_post, is_event, kube_api::MockApi, lines, mark_deleted, object_patch, operator,
+    reconcile_source, recording, settings, settle_recording, settle_source, status_patch, unique, video_source,
 };
 
 #[tokio::test]
@@ -179,8 +179,7 @@ async fn an_unreachable_control_node_shows_in_a_condition_and_an_event_and_backs
     // The controller retries after 0.5 s, 1 s, 2 s, then every 4 s (the cap).
     let vs = std::sync::Arc::new(api.get::<VideoSource>(NAMESPACE, &name).unwrap());
     let delays: Vec<Action> = (0..5).map(|_| reconcile::error_policy(vs.clone(), &err, ctx.clone())).collect();
-    let secs = |s: f64| Action::requeue(Duration::from_secs_f64(s));
-    assert_eq!(delays, [secs(0.5), secs(1.0), secs(2.0), secs(4.0), secs(4.0)]);
+    assert_backoff(&delays, &[0.5, 1.0, 2.0, 4.0, 4.0]);
     let text = metrics.encode();
     assert!(
         text.contains(r#"livemix_operator_reconcile_failures_total{kind="VideoSource",reason="ControlNodeError"} 5"#),
@@ -246,11 +245,7 @@ async fn retention_follows_the_spec_and_a_bad_value_is_a_condition() {
     assert!(ready["message"].as_str().unwrap().contains("too large"), "{ready}");
     assert_eq!(control.get_source(id).await.unwrap().retention, want, "nothing changed in control");
     let stored = std::sync::Arc::new(api.get::<VideoSource>(NAMESPACE, &name).unwrap());
-    assert_eq!(
-        reconcile::error_policy(stored, &err, ctx.clone()),
-        Action::requeue(Duration::from_millis(500)),
-        "retried with backoff, no crash"
-    );
+    assert_backoff(&[reconcile::error_policy(stored, &err, ctx.clone())], &[0.5]);
 
     // Removed: back to the control node's default.
     edit(None);
@@ -349,8 +344,7 @@ async fn a_blocked_cleanup_says_why_and_skip_cleanup_releases_the_resource() {
     assert_eq!(condition(status, "Ready")["reason"], "ControlUnreachable");
     let stored = std::sync::Arc::new(api.get::<VideoSource>(NAMESPACE, &name).unwrap());
     let delays: Vec<Action> = (0..3).map(|_| reconcile::error_policy(stored.clone(), &err, ctx.clone())).collect();
-    let secs = |s: f64| Action::requeue(Duration::from_secs_f64(s));
-    assert_eq!(delays, [secs(0.5), secs(1.0), secs(2.0)], "backing off");
+    assert_backoff(&delays, &[0.5, 1.0, 2.0]);
 
     // Still down: the same condition is not rewritten (that would bypass the backoff); the Event becomes a series.
     let (result, calls) = reconcile_source(&api, &ctx, &name).await;

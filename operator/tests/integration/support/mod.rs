@@ -199,3 +199,33 @@ pub async fn closed_port_url() -> String {
     drop(listener);
     format!("http://{addr}")
 }
+
+/// When `action` requeues (kube's `Action` has no getter: read from its `Debug`, e.g. `Some(250.1ms)`).
+pub fn requeue_after(action: &kube::runtime::controller::Action) -> std::time::Duration {
+    let text = format!("{action:?}");
+    let inner = text.split("Some(").nth(1).and_then(|s| s.split(')').next()).unwrap_or_else(|| panic!("{text}"));
+    let split = inner.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or_else(|| panic!("{text}"));
+    let (number, unit) = inner.split_at(split);
+    let number: f64 = number.parse().unwrap_or_else(|_| panic!("{text}"));
+    let scale = match unit {
+        "s" => 1.0,
+        "ms" => 1e-3,
+        "µs" => 1e-6,
+        "ns" => 1e-9,
+        other => panic!("unit {other} in {text}"),
+    };
+    std::time::Duration::from_secs_f64(number * scale)
+}
+
+/// Asserts the retry delays back off with jitter: each in `[nominal/2, nominal]`.
+#[track_caller]
+pub fn assert_backoff(actions: &[kube::runtime::controller::Action], nominal_secs: &[f64]) {
+    assert_eq!(actions.len(), nominal_secs.len(), "{actions:?}");
+    for (action, nominal) in actions.iter().zip(nominal_secs) {
+        let secs = requeue_after(action).as_secs_f64();
+        assert!(
+            secs >= nominal / 2.0 - 1e-3 && secs <= nominal + 1e-3,
+            "{secs} s is not a jittered {nominal} s: {actions:?}"
+        );
+    }
+}
