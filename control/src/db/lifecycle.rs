@@ -138,6 +138,8 @@ pub struct FleetState {
     pub sources: i64,
     pub streaming: i64,
     pub reachable: i64,
+    /// Streaming wanted, but no edge reported lately: nothing of them is live.
+    pub streaming_unreachable: i64,
     pub continuous: i64,
     pub recordings_active: i64,
     pub newest_recorded_end: Option<DateTime<Utc>>,
@@ -583,29 +585,32 @@ impl Db {
     /// Counts of sources by state and of active recordings, and the end of the newest recorded segment (its
     /// index on end times answers that without a scan).
     pub async fn fleet_state(&self) -> DbResult<FleetState> {
-        let reachable = self.reachable_secs();
-        let (sources, streaming, reachable, continuous, recordings_active, newest): (
-            i64,
-            i64,
-            i64,
-            i64,
-            i64,
-            Option<f64>,
-        ) = on_pool!(self, |pool, d| {
+        type Row = (i64, i64, i64, i64, i64, i64, Option<f64>);
+        let reachable_secs = self.reachable_secs();
+        let row: Row = on_pool!(self, |pool, d| {
             let sql = format!(
                 "SELECT (SELECT count(*) FROM sources), \
-                         (SELECT count(*) FROM sources WHERE streaming), \
-                         (SELECT count(*) FROM sources WHERE {}), \
-                         (SELECT count(*) FROM sources WHERE recording_mode = 'continuous'), \
-                         (SELECT count(*) FROM recordings WHERE active), \
-                         (SELECT max({}) FROM segments)",
-                d.ago("last_seen", ">", "$1"),
-                d.secs("end_ts")
+                     (SELECT count(*) FROM sources WHERE streaming), \
+                     (SELECT count(*) FROM sources WHERE {reachable}), \
+                     (SELECT count(*) FROM sources WHERE streaming AND NOT COALESCE({reachable}, false)), \
+                     (SELECT count(*) FROM sources WHERE recording_mode = 'continuous'), \
+                     (SELECT count(*) FROM recordings WHERE active), \
+                     (SELECT max({newest}) FROM segments)",
+                reachable = d.ago("last_seen", ">", "$1"),
+                newest = d.secs("end_ts")
             );
-            sqlx::query_as(AssertSqlSafe(sql)).bind(reachable).fetch_one(pool).await?
+            sqlx::query_as(AssertSqlSafe(sql)).bind(reachable_secs).fetch_one(pool).await?
         });
-        let newest_recorded_end = newest.and_then(|secs| DateTime::from_timestamp_millis((secs * 1000.0) as i64));
-        Ok(FleetState { sources, streaming, reachable, continuous, recordings_active, newest_recorded_end })
+        let (sources, streaming, reachable, streaming_unreachable, continuous, recordings_active, newest) = row;
+        Ok(FleetState {
+            sources,
+            streaming,
+            reachable,
+            streaming_unreachable,
+            continuous,
+            recordings_active,
+            newest_recorded_end: newest.and_then(|secs| DateTime::from_timestamp_millis((secs * 1000.0) as i64)),
+        })
     }
 
     /// Takes the lock of `work` if no other replica holds it.

@@ -27,7 +27,7 @@ pub struct StateLabels {
 #[derive(Clone)]
 pub struct LifecycleMetrics {
     /// Sources by state: `registered` (all), `streaming` (wanted on), `reachable` (an edge reported lately),
-    /// `continuous` (recording every segment).
+    /// `streaming_unreachable` (wanted on, no edge reporting), `continuous` (recording every segment).
     sources: Family<StateLabels, Gauge>,
     pub recordings_active: Gauge,
     pub newest_recorded_end: Gauge,
@@ -49,6 +49,7 @@ impl LifecycleMetrics {
             ("registered", state.sources),
             ("streaming", state.streaming),
             ("reachable", state.reachable),
+            ("streaming_unreachable", state.streaming_unreachable),
             ("continuous", state.continuous),
         ] {
             self.sources.get_or_create(&StateLabels { state: name }).set(value);
@@ -61,7 +62,8 @@ impl LifecycleMetrics {
         Self {
             sources: metrics.register(
                 "sources",
-                "Sources by state (registered, streaming, reachable, continuous), as of the last retention tick",
+                "Sources by state (registered, streaming, reachable, streaming_unreachable, continuous), as of the last \
+                 retention tick",
                 Family::default(),
             ),
             recordings_active: metrics.register(
