@@ -3,6 +3,7 @@
 //! Served from this replica's memory wherever it can be (see `crate::segments` and `crate::live_playlists`),
 //! with the validators and cache headers CDNs and players understand (`crate::api::conditional`).
 
+use axum::http::{Extensions, StatusCode, Version};
 use axum::{
     Router,
     body::Body,
@@ -16,7 +17,13 @@ use livemix_common::{
     api::{M3U8_CONTENT_TYPE, Path, Query, TS_CONTENT_TYPE},
     model::{Segment, validate_segment_name},
 };
-use tower_http::cors::CorsLayer;
+use tower_http::{
+    compression::{
+        CompressionLayer,
+        predicate::{Predicate, SizeAbove},
+    },
+    cors::CorsLayer,
+};
 use uuid::Uuid;
 
 use crate::{
@@ -44,8 +51,21 @@ const RECORDING_PLAYLIST_CACHE: &str = "public, max-age=1";
 pub fn app(state: AppState) -> Router {
     // Outermost, so browser players (hls.js on other origins, the web console) get CORS headers on every reply,
     // errors included, and preflights are answered before routing (which would refuse OPTIONS with a 405).
-    super::app("vod", routes(), super::Access::Players, state).layer(CorsLayer::permissive())
+    super::app("vod", routes(), super::Access::Players, state)
+        // Long playlists (a day of a time range is megabytes of text) go gzipped to players that ask; segments,
+        // already compressed video, and short live playlists go as they are.
+        .layer(CompressionLayer::new().gzip(true).compress_when(SizeAbove::new(COMPRESS_ABOVE_BYTES).and(
+            |_: StatusCode, _: Version, headers: &HeaderMap, _: &Extensions| {
+                headers
+                    .get(header::CONTENT_TYPE)
+                    .is_some_and(|t| t.as_bytes().starts_with(M3U8_CONTENT_TYPE.as_bytes()))
+            },
+        )))
+        .layer(CorsLayer::permissive())
 }
+
+/// Playlists shorter than this go uncompressed: a live window is a few hundred bytes.
+const COMPRESS_ABOVE_BYTES: u64 = 16 * 1024;
 
 fn routes() -> Router<AppState> {
     Router::new()
@@ -58,8 +78,10 @@ fn routes() -> Router<AppState> {
 pub const EXPORT_MP4: &str = "export.mp4";
 pub const EXPORT_TS: &str = "export.ts";
 
-/// `Cache-Control` of a time-range playlist: fixed once its end has passed, but a range may end at now.
+/// `Cache-Control` of a time-range playlist that may still grow (it ends within the last few minutes).
 const RANGE_PLAYLIST_CACHE: &str = "public, max-age=2";
+/// ... and of one that ended minutes ago.
+const SETTLED_RANGE_PLAYLIST_CACHE: &str = "public, max-age=60";
 
 fn segment_name(file: &str) -> ApiResult<&str> {
     validate_segment_name(file).map_err(ApiError::bad_request)?;
@@ -149,10 +171,16 @@ async fn time_range(
         if file == PLAYLIST {
             let text = bytes::Bytes::from(ranges.playlist(source, range).await?);
             let etag = crate::segments::etag_of(&text);
+            // A range that ended a while ago only changes if retention deletes from it or a late report fills it.
+            let settled = range.end < chrono::Utc::now() - chrono::TimeDelta::minutes(5);
             let rep = Representation {
                 etag: &etag,
                 content_type: M3U8_CONTENT_TYPE,
-                cache_control: HeaderValue::from_static(RANGE_PLAYLIST_CACHE),
+                cache_control: HeaderValue::from_static(if settled {
+                    SETTLED_RANGE_PLAYLIST_CACHE
+                } else {
+                    RANGE_PLAYLIST_CACHE
+                }),
                 ranges: false,
             };
             return Ok(reply(&request, &text, &rep));

@@ -158,7 +158,7 @@ impl Db {
 
     /// The recorded segments of `source` that overlap `[start, end)`, in time order, at most `limit`. Segments
     /// last at most [`MAX_SEGMENT_MSEC`], so the index on start times bounds the scan to the range and that much
-    /// before it.
+    /// before it, and gives the order without a sort (SQLite's stored times sort as text in time order).
     pub async fn source_segments_between(
         &self,
         source: Uuid,
@@ -171,11 +171,10 @@ impl Db {
         Ok(on_pool!(self, |pool, d| {
             let sql = format!(
                 "SELECT {SEGMENT_COLUMNS} FROM segments s WHERE s.source = $1 AND {} AND {} AND {} \
-                 ORDER BY {}, s.seq, s.id LIMIT $5",
+                 ORDER BY s.start_ts, s.seq, s.id LIMIT $5",
                 d.cmp_time("s.start_ts", ">=", "$2"),
                 d.cmp_time("s.start_ts", "<", "$3"),
                 d.cmp_time("s.end_ts", ">", "$4"),
-                d.secs("s.start_ts"),
             );
             sqlx::query_as(AssertSqlSafe(sql))
                 .bind(source)
@@ -211,9 +210,8 @@ impl Db {
         let next: Vec<Segment> = on_pool!(self, |pool, d| {
             let sql = format!(
                 "SELECT {SEGMENT_COLUMNS} FROM segments s WHERE s.source = $1 AND {} AND s.id <> $2 \
-                 ORDER BY {}, s.seq, s.id LIMIT $3",
+                 ORDER BY s.start_ts, s.seq, s.id LIMIT $3",
                 d.cmp_time("s.start_ts", ">=", "$4"),
-                d.secs("s.start_ts"),
             );
             sqlx::query_as(AssertSqlSafe(sql))
                 .bind(source)
