@@ -13,7 +13,10 @@ use std::{io, pin::Pin, process::Stdio, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, stream};
-use livemix_common::{model::Segment, store::SharedStore};
+use livemix_common::{
+    model::Segment,
+    store::{SharedStore, StoreError},
+};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     process::{Child, ChildStdin, Command},
@@ -22,7 +25,7 @@ use tokio::{
 };
 use tokio_util::{io::ReaderStream, task::AbortOnDropHandle};
 
-use crate::{config::ArchiveSettings, domain::Error};
+use crate::{config::ArchiveSettings, domain::Error, segments::LoadError};
 
 /// The bytes of an export as they are produced; an `Err` ends the download short.
 pub type ExportBody = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
@@ -55,7 +58,7 @@ impl Exporter {
 
     /// The segments remuxed into fragmented MP4 by ffmpeg. `Busy` when every export slot is taken,
     /// `Unavailable` when ffmpeg cannot be started.
-    pub fn mp4(&self, segments: Vec<Segment>) -> Result<ExportBody, Error> {
+    pub async fn mp4(&self, mut segments: Vec<Segment>) -> Result<ExportBody, Error> {
         let permit = Arc::clone(&self.slots).try_acquire_owned().map_err(|_| Error::Busy {
             message: format!(
                 "all {} MP4 export slots of this replica are in use (LIVEMIX_EXPORT_CONCURRENCY); retry shortly",
@@ -63,7 +66,18 @@ impl Exporter {
             ),
             retry_after_secs: BUSY_RETRY_SECS,
         })?;
-        let mut child = self.ffmpeg().spawn().map_err(|err| {
+        // The first segment says the video codec before ffmpeg starts: H.265 is tagged `hvc1`, the tag Apple's
+        // players require (ffmpeg's default, `hev1`, plays elsewhere only).
+        let rest = segments.split_off(1.min(segments.len()));
+        let first = match segments.first() {
+            Some(segment) => Some(self.store.get(&segment.uri).await.map_err(|err| match err {
+                StoreError::NotFound { key } => LoadError::Missing(key),
+                other => LoadError::Store(Arc::new(other)),
+            })?),
+            None => None,
+        };
+        let hevc = first.as_deref().and_then(video_stream_type) == Some(STREAM_TYPE_HEVC);
+        let mut child = self.ffmpeg(hevc).spawn().map_err(|err| {
             Error::Unavailable(format!(
                 "MP4 export needs ffmpeg ({}), which could not be started: {err}; the .ts export works without it",
                 self.settings.ffmpeg.display()
@@ -74,8 +88,9 @@ impl Exporter {
         else {
             return Err(Error::Unavailable("ffmpeg started without its pipes".into()));
         };
-        let segments_count = segments.len();
-        let feeder = AbortOnDropHandle::new(tokio::spawn(feed(self.read(segments), stdin)));
+        let segments_count = rest.len() + usize::from(first.is_some());
+        let input = stream::iter(first.map(Ok)).chain(self.read(rest));
+        let feeder = AbortOnDropHandle::new(tokio::spawn(feed(input, stdin)));
         let stderr = AbortOnDropHandle::new(tokio::spawn(async move {
             let mut tail = Vec::new();
             let mut chunk = [0u8; 1024];
@@ -90,7 +105,7 @@ impl Exporter {
             String::from_utf8_lossy(&tail).into_owned()
         }));
         let timeout = Duration::from_secs(u64::try_from(self.settings.export_timeout_secs).unwrap_or(u64::MAX));
-        tracing::info!(segments = segments_count, "MP4 export started");
+        tracing::info!(segments = segments_count, hevc, "MP4 export started");
         let running = Running {
             stdout: ReaderStream::new(stdout),
             child,
@@ -121,14 +136,18 @@ impl Exporter {
             .buffered(READ_AHEAD)
     }
 
-    fn ffmpeg(&self) -> Command {
+    fn ffmpeg(&self, hevc: bool) -> Command {
         let mut command = Command::new(&self.settings.ffmpeg);
         command
             .args(["-hide_banner", "-loglevel", "error", "-f", "mpegts", "-i", "pipe:0"])
             // Video and audio when present; data streams (ID3, KLV) have no place in MP4.
             .args(["-map", "0:v?", "-map", "0:a?", "-c", "copy"])
             // ADTS framing (how MPEG-TS carries AAC) becomes the MP4 audio config; ffmpeg 5 does not do it itself.
-            .args(["-bsf:a", "aac_adtstoasc"])
+            .args(["-bsf:a", "aac_adtstoasc"]);
+        if hevc {
+            command.args(["-tag:v", "hvc1"]);
+        }
+        command
             // Fragmented: written front to back, playable while it downloads.
             .args(["-f", "mp4", "-movflags", "frag_keyframe+empty_moov+default_base_moof", "pipe:1"])
             .stdin(Stdio::piped())
@@ -150,6 +169,56 @@ impl Exporter {
         }
         command
     }
+}
+
+/// MPEG-TS `stream_type` of H.265 video (ISO/IEC 13818-1, table 2-34); H.264 is 0x1B.
+const STREAM_TYPE_HEVC: u8 = 0x24;
+const TS_PACKET: usize = 188;
+
+/// The `stream_type` of the first video stream the segment's program map lists (0x1B H.264, 0x24 H.265...), read
+/// from its PAT and PMT; `None` when the segment has none in the packets it starts with.
+fn video_stream_type(data: &[u8]) -> Option<u8> {
+    let mut pmt_pid = None;
+    for packet in data.chunks_exact(TS_PACKET).take(64) {
+        if packet[0] != 0x47 || packet[1] & 0x40 == 0 {
+            continue; // not in sync, or no section starts here
+        }
+        let pid = (u16::from(packet[1] & 0x1f) << 8) | u16::from(packet[2]);
+        let payload = match (packet[3] >> 4) & 0x3 {
+            1 => packet.get(4..)?,
+            3 => packet.get(5 + usize::from(packet[4])..)?,
+            _ => continue,
+        };
+        let section = payload.get(1 + usize::from(*payload.first()?)..)?;
+        let length = (usize::from(*section.get(1)? & 0x0f) << 8) | usize::from(*section.get(2)?);
+        // The section's body, without its 3-byte header and 4-byte CRC.
+        let body = section.get(3..(3 + length).checked_sub(4)?)?;
+        match (pid, section[0]) {
+            (0, 0x00) => {
+                // PAT: the first program's map (program 0 is the network information table).
+                pmt_pid = body
+                    .get(5..)?
+                    .chunks_exact(4)
+                    .find(|p| p[0] != 0 || p[1] != 0)
+                    .map(|p| (u16::from(p[2] & 0x1f) << 8) | u16::from(p[3]));
+            }
+            (pid, 0x02) if Some(pid) == pmt_pid => {
+                let info_length = (usize::from(*body.get(7)? & 0x0f) << 8) | usize::from(*body.get(8)?);
+                let mut streams = body.get(9 + info_length..)?;
+                while streams.len() >= 5 {
+                    let stream_type = streams[0];
+                    if matches!(stream_type, 0x01 | 0x02 | 0x10 | 0x1b | 0x24) {
+                        return Some(stream_type);
+                    }
+                    let es_info = (usize::from(streams[3] & 0x0f) << 8) | usize::from(streams[4]);
+                    streams = streams.get(5 + es_info..)?;
+                }
+                return None;
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Writes the segments into ffmpeg's standard input; closing it ends the file. A failed read ends it early.
@@ -210,5 +279,21 @@ impl Running {
                 Some((Err(io::Error::new(io::ErrorKind::TimedOut, "export timed out")), self))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_program_map_names_the_video_codec() {
+        let (_, segment) = &livemix_testkit::media::ffmpeg_segments().await[0];
+        assert_eq!(video_stream_type(segment), Some(0x1b), "ffmpeg's libx264 test segments");
+        // Garbage, truncation and silence never panic and find nothing.
+        for bad in [&b""[..], &[0x47; 188][..], &[0u8; 1000][..], &segment[..187], &segment[..200]] {
+            let _ = video_stream_type(bad);
+        }
+        assert_eq!(video_stream_type(&[0u8; 188 * 4]), None);
     }
 }

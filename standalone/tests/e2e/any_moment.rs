@@ -247,13 +247,14 @@ async fn an_h265_and_aac_range_exports_to_mp4_without_transcoding() {
     assert_eq!(reply.status(), 200);
     std::fs::write(&mp4, reply.bytes().await.unwrap()).unwrap();
     let probe = tokio::process::Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "stream=codec_type,codec_name", "-of", "csv=p=0"])
+        .args(["-v", "error", "-show_entries", "stream=codec_type,codec_name,codec_tag_string", "-of", "csv=p=0"])
         .arg(&mp4)
         .output()
         .await
         .unwrap();
     let streams = String::from_utf8_lossy(&probe.stdout).to_string();
-    assert!(streams.contains("hevc,video") && streams.contains("aac,audio"), "{streams}");
+    // `hvc1`, the tag Apple's players need (ffmpeg's own choice is `hev1`).
+    assert!(streams.contains("hevc,video,hvc1") && streams.contains("aac,audio"), "{streams}");
     let segments_url = format!("{}/v1/vod/source/{id}/export.ts?{range}", node.vod);
     let ts = dir.join("hevc.ts");
     std::fs::write(&ts, http().get(segments_url).send().await.unwrap().bytes().await.unwrap()).unwrap();
