@@ -176,11 +176,16 @@ fn status_reason(status: StatusCode) -> &'static str {
 
 /// The `error` object of an error reply, as clients read it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
+    /// The HTTP status.
     pub code: u16,
-    /// Absent in replies of LiveMix versions before it was added.
+    /// What programs branch on: the status's name in snake case (`bad_request`, `not_found`, `conflict`...) or a
+    /// more precise one (`no_such_route`, `has_recordings`, `on_hold`, `continuous`, `busy`). Absent in replies of
+    /// LiveMix versions before it was added.
     #[serde(default)]
     pub reason: Option<String>,
+    /// For people; may change between versions.
     pub message: String,
 }
 
@@ -198,6 +203,30 @@ impl ErrorBody {
             message: String::from_utf8_lossy(body).chars().take(300).collect(),
         })
     }
+}
+
+/// The fields every successful JSON reply has; the route's named object (`source`, `recordings`...) stands beside
+/// them. Only documents the shape ([`Reply`] writes it).
+#[cfg(feature = "openapi")]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Success {
+    /// Always `true`.
+    #[schema(value_type = bool, example = true)]
+    pub success: bool,
+    /// Also in the `X-Request-ID` header and in the server's logs.
+    pub request_id: Uuid,
+}
+
+/// Every error reply ([`ApiError`] writes it).
+#[cfg(feature = "openapi")]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorReply {
+    /// Always `false`.
+    #[schema(example = false)]
+    pub success: bool,
+    /// Also in the `X-Request-ID` header and in the server's logs.
+    pub request_id: Uuid,
+    pub error: ErrorBody,
 }
 
 macro_rules! rejection_into_api_error {

@@ -9,6 +9,7 @@ use crate::model::{Recording, Source};
 /// `POST /v1/source/{id}/status` body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusReport {
     /// The edge's id, which is also the Pub/Sub topic it takes commands on.
     pub rr_target_id: String,
@@ -19,6 +20,7 @@ pub struct StatusReport {
 
 /// The reply to a status report: the wanted state, so an edge heals after any missed command.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusReply {
     pub source: Source,
     /// The source's active recordings: the edge uploads for exactly these.

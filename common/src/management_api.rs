@@ -10,6 +10,7 @@ use crate::model::{Recording, RecordingMode, Retention, Segment, Source};
 /// `POST /v1/source` body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewSource {
     pub name: String,
     /// Seconds.
@@ -34,6 +35,7 @@ pub struct NewSource {
 /// `PUT /v1/source/{id}/recording-mode` body.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecordingModeUpdate {
     pub recording: RecordingMode,
 }
@@ -41,12 +43,14 @@ pub struct RecordingModeUpdate {
 /// `PUT /v1/source/{id}/edge` body: binds (or moves) the source to this edge.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EdgeBinding {
     pub edge_id: String,
 }
 
 /// `GET`/`PUT`/`DELETE /v1/source/{id}/edge` reply: the edge the source is bound to, if any.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SourceEdgeReply {
     pub edge_id: Option<String>,
 }
@@ -55,6 +59,7 @@ pub struct SourceEdgeReply {
 /// source that has recordings is refused (409), so no routine delete destroys evidence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RecordingsPolicy {
     /// Keep them: listable and playable after the source is gone.
     Retain,
@@ -74,12 +79,14 @@ impl RecordingsPolicy {
 /// `PUT /v1/recording/{id}/hold` body.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HoldUpdate {
     pub hold: bool,
 }
 
 /// What a delete did: `DELETE /v1/source/{id}` and `DELETE /v1/recording/{id}`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Deletion {
     /// Recordings kept (a source deleted with `recordings=retain`).
     pub recordings_retained: u64,
@@ -91,12 +98,14 @@ pub struct Deletion {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeletionReply {
     pub deleted: Deletion,
 }
 
 /// Bytes and segments kept in the object store for a source or a recording.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Usage {
     pub bytes: i64,
     pub segments: i64,
@@ -108,12 +117,14 @@ pub struct Usage {
 
 /// `GET /v1/source/{id}/storage`, `GET /v1/recording/{id}/storage`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UsageReply {
     pub storage: Usage,
 }
 
 /// `GET /v1/storage`: the whole store as the control node accounts for it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StorageSummary {
     /// Recorded segments indexed, all sources (deleted ones with retained recordings included).
     pub bytes: i64,
@@ -125,6 +136,7 @@ pub struct StorageSummary {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StorageReply {
     pub storage: StorageSummary,
 }
@@ -132,6 +144,7 @@ pub struct StorageReply {
 /// `POST /v1/storage/gc` result: objects under the prefix that no segment refers to, and segments whose object
 /// is missing (reported, never dropped).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GcReport {
     pub dry_run: bool,
     /// Objects listed under the prefix.
@@ -148,12 +161,14 @@ pub struct GcReport {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GcReply {
     pub gc: GcReport,
 }
 
 /// `POST /v1/storage/retention` result: one retention pass, as the timer runs it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RetentionReport {
     pub segments_deleted: u64,
     pub bytes_deleted: u64,
@@ -162,6 +177,7 @@ pub struct RetentionReport {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RetentionReply {
     pub retention: RetentionReport,
 }
@@ -169,6 +185,7 @@ pub struct RetentionReply {
 /// `POST /v1/source/{id}/recording` body; every field is optional (an empty body means "now, no alias").
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewRecording {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alias: Option<String>,
@@ -189,38 +206,45 @@ impl NewRecording {
 
 /// One source: the management API's source routes and the edge-facing `GET /v1/source?source_name=`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SourceReply {
     pub source: Source,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SourcesReply {
     pub sources: Vec<Source>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecordingReply {
     pub recording: Recording,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecordingsReply {
     pub recordings: Vec<Recording>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SegmentsReply {
     pub segments: Vec<Segment>,
 }
 
 /// `GET /v1/source/{id}/coverage` and `GET /v1/recording/{id}/coverage` reply: what was recorded in a time range.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CoverageReply {
     pub coverage: Coverage,
 }
 
 /// The recorded spans of a time range and the gaps between them, in time order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Coverage {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
@@ -233,6 +257,7 @@ pub struct Coverage {
 
 /// Segments that play one after the other without a break.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Span {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
@@ -245,6 +270,7 @@ pub struct Span {
 /// A break in what was recorded: a stretch of time without segments, or a restart of the encoder (which may
 /// leave no time missing at all).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Gap {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
@@ -255,6 +281,7 @@ pub struct Gap {
 /// Why a gap is there, as far as the index can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum GapCause {
     /// A new encoder run starts after it: the encoder (or its edge) restarted.
     EncoderRestart,
@@ -267,6 +294,7 @@ pub enum GapCause {
 
 /// `GET /v1/recording/{id}/manifest` reply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ManifestReply {
     pub manifest: Manifest,
 }
@@ -274,6 +302,7 @@ pub struct ManifestReply {
 /// Everything needed to check a recording's bytes without LiveMix: each segment's object key, size and SHA-256
 /// (taken by the edge when it spooled the segment), and where it sits in the recording's `export.ts`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Manifest {
     /// Names the signing scheme: [`Manifest::signed_text`] is what the signature covers.
     pub version: String,
@@ -292,6 +321,7 @@ pub struct Manifest {
 
 /// One segment of a [`Manifest`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ManifestEntry {
     /// Its name in the recording's playlist.
     pub name: String,
@@ -328,12 +358,14 @@ impl Manifest {
 
 /// `POST /v1/recording/{id}/verify` reply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerifyReply {
     pub verification: Verification,
 }
 
 /// What re-reading every object of a recording found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Verification {
     pub recording: String,
     pub at: DateTime<Utc>,
@@ -349,6 +381,7 @@ pub struct Verification {
 
 /// A segment whose object is gone or no longer holds the recorded bytes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerifyProblem {
     pub name: String,
     pub key: String,

@@ -10,6 +10,7 @@ use uuid::Uuid;
 /// A camera or encoder feed, registered in the control node and served by one edge.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Source {
     pub id: Uuid,
     pub name: String,
@@ -18,6 +19,7 @@ pub struct Source {
     pub description: String,
     /// The state the control node wants: `1` forward segments, `-1` keep them on the edge.
     #[serde(with = "flag")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = flag::schema))]
     pub streaming: bool,
     /// The edge serving this source (its request topic); `null` until an edge has reported.
     pub rr_target: Option<String>,
@@ -53,6 +55,7 @@ pub struct Source {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Retention {
     /// Seconds, at least 1.
     #[serde(default)]
@@ -95,6 +98,7 @@ impl Retention {
 /// What a source records.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RecordingMode {
     /// Only what a recording covers (`POST /v1/source/{id}/recording`).
     #[default]
@@ -135,6 +139,7 @@ impl TryFrom<String> for RecordingMode {
 /// A snippet of one source's stream being (or having been) saved to the object store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Recording {
     /// A ULID, so recordings sort by creation time.
     pub id: String,
@@ -144,6 +149,7 @@ pub struct Recording {
     pub start_ts: DateTime<Utc>,
     pub end_ts: Option<DateTime<Utc>>,
     #[serde(with = "flag")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = flag::schema))]
     pub active: bool,
     /// Legal hold: no automatic deletion (retention, storage cap) touches it, and deleting it is refused until the
     /// hold is lifted.
@@ -167,6 +173,7 @@ pub struct Recording {
 
 /// The outcome of a recording's last verification, kept with the recording.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerificationSummary {
     pub at: DateTime<Utc>,
     /// Segments whose object was read back.
@@ -186,6 +193,7 @@ impl VerificationSummary {
 /// One MPEG-TS segment of a source, as stored for a recording.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Segment {
     pub id: i64,
     pub name: String,
@@ -247,6 +255,16 @@ pub mod flag {
             -1 => Ok(false),
             other => Err(D::Error::custom(format!("expected 1 or -1, got {other}"))),
         }
+    }
+
+    /// The schema of such a field: the integer `1` (true) or `-1` (false).
+    #[cfg(feature = "openapi")]
+    pub fn schema() -> utoipa::openapi::Object {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Integer)
+            .enum_values(Some([1, -1]))
+            .description(Some("`1` (true) or `-1` (false), as the original product sent it"))
+            .build()
     }
 }
 

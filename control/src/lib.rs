@@ -13,6 +13,7 @@ pub mod export;
 pub mod inbox;
 pub mod lifecycle;
 pub mod live_playlists;
+pub mod openapi;
 pub mod playlist;
 pub mod recording_playlists;
 pub mod segments;

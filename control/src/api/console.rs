@@ -76,13 +76,34 @@ const REVALIDATE: &str = "no-cache";
 
 /// The console's routes, open to all: the page asks for the token itself.
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(PATH, get(page))
-        .route("/ui/", get(|| async { Redirect::permanent(PATH) }))
-        .route("/ui/assets/{file}", get(asset))
+    Router::new().route(PATH, get(page)).route("/ui/", get(to_page)).route("/ui/assets/{file}", get(asset))
+}
+
+/// The console's operations, for [`crate::openapi`].
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(page, to_page, asset))]
+pub(crate) struct Operations;
+
+/// `/ui/` is the page too.
+#[utoipa::path(
+    get,
+    path = "/ui/",
+    tag = "console",
+    summary = "Redirects to the console's page.",
+    responses((status = 308, description = "To `/ui`"))
+)]
+async fn to_page() -> Redirect {
+    Redirect::permanent(PATH)
 }
 
 /// The page, with the VOD API's address filled in and the asset fingerprint in its links.
+#[utoipa::path(
+    get,
+    path = "/ui",
+    tag = "console",
+    summary = "The web console's page (it asks for the management token itself).",
+    responses((status = 200, description = "The page", content_type = "text/html", body = String))
+)]
 async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let vod = vod_base_url(&state, &headers);
     let html = PAGE.replace("{{VOD_URL}}", &escape_html(&vod)).replace("{{VERSION}}", &VERSION);
@@ -111,6 +132,21 @@ struct AssetQuery {
 }
 
 /// An asset; cached for good when asked for by the current fingerprint, revalidated (ETag) otherwise.
+#[utoipa::path(
+    get,
+    path = "/ui/assets/{file}",
+    tag = "console",
+    summary = "A script or style sheet of the console.",
+    params(
+        ("file" = String, Path, description = "The asset's name"),
+        ("v" = Option<String>, Query, description = "The assets' fingerprint: cached for good when it is the current one")
+    ),
+    responses(
+        (status = 200, description = "The asset", content_type = "application/javascript", body = String),
+        (status = 304, description = "Not modified"),
+        (status = 404, description = "No such asset", body = livemix_common::api::ErrorReply)
+    )
+)]
 async fn asset(Path(file): Path<String>, Query(q): Query<AssetQuery>, headers: HeaderMap) -> ApiResult<Response> {
     let asset = ASSETS
         .iter()

@@ -8,13 +8,12 @@ use axum::{
 };
 use livemix_common::{
     ApiError, ApiResult,
-    api::{Body, Json, Path, Query, Reply},
+    api::{Body, ErrorReply, Json, Path, Query, Reply},
     edge_api::{StatusReply, StatusReport},
     management_api::SourceReply,
     segment::{NewSegment, insane_time, sane_time},
 };
 use serde::Deserialize;
-use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::{
@@ -36,12 +35,25 @@ fn routes(max_segment_bytes: usize) -> Router<AppState> {
         .route("/v1/new-segment", post(new_segment).layer(DefaultBodyLimit::max(max_segment_bytes)))
 }
 
+/// The edge-facing API's operations, for [`crate::openapi`].
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(find_source, report_status, new_segment))]
+pub(crate) struct Operations;
+
 #[derive(Debug, Deserialize)]
 struct ByName {
     source_name: String,
 }
 
 /// Edges know sources by the name ffmpeg sends; a source the caller may not act for reads as none.
+#[utoipa::path(
+    get,
+    path = "/v1/source",
+    tag = "edges",
+    summary = "The source of this name, if the calling edge may act for it.",
+    params(("source_name" = String, Query, description = "The name the encoder sends", example = "camera-0")),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = SourceReply))
+)]
 async fn find_source(
     State(state): State<AppState>,
     caller: EdgeCaller,
@@ -51,6 +63,18 @@ async fn find_source(
 }
 
 /// An edge says it serves a source; the reply carries the wanted state so the edge heals after missed commands.
+#[utoipa::path(
+    post,
+    path = "/v1/source/{id}/status",
+    tag = "edges",
+    summary = "An edge reports that it serves a source; the reply carries the wanted state.",
+    params(("id" = Uuid, Path, description = "The source's id")),
+    request_body(content = StatusReport, example = json!({"rr_target_id": "edge-lab-1", "local_timestamp": "2026-12-01T10:00:00Z"})),
+    responses(
+        (status = 200, description = "The named object beside `success` and `request_id`", body = StatusReply),
+        (status = 403, description = "The caller may not act for this source or take commands on this topic", body = ErrorReply)
+    )
+)]
 #[tracing::instrument(skip(state, report), fields(edge = %report.rr_target_id))]
 async fn report_status(
     State(state): State<AppState>,
@@ -78,13 +102,33 @@ async fn report_status(
 /// A live segment forwarded by an edge: its record decoded and every header checked
 /// ([`NewSegment::from_headers`]) before anything is stored, then taken by the live stream
 /// ([`crate::domain::live::Live::accept`]).
+#[utoipa::path(
+    post,
+    path = "/v1/new-segment",
+    tag = "edges",
+    summary = "A live segment forwarded by an edge: MPEG-TS bytes, described by its headers.",
+    params(
+        ("Source-ID" = Uuid, Header, description = "The source's id"),
+        ("Segment-Name" = String, Header, description = "The segment's name in the live playlist", example = "camera-0-1764070000.ts"),
+        ("Segment-Run" = Option<String>, Header, description = "The encoder run, a ULID (absent from edges that predate it)"),
+        ("Segment-Seq" = Option<i64>, Header, description = "The sequence number within the run"),
+        ("Segment-Start-TS" = String, Header, description = "Seconds since the Unix epoch (fractions allowed) or RFC 3339"),
+        ("Segment-Length-MSec" = i64, Header, description = "The segment's length in milliseconds"),
+        ("Segment-Discontinuity" = Option<bool>, Header, description = "`true` when a discontinuity precedes the segment")
+    ),
+    request_body(content = crate::openapi::Binary, content_type = "video/mp2t", description = "The segment's MPEG-TS bytes"),
+    responses(
+        (status = 200, description = "The segment's media sequence number in the live playlist", body = NewSegmentReply),
+        (status = 403, description = "The caller may not act for this source", body = ErrorReply)
+    )
+)]
 #[tracing::instrument(skip_all, fields(source, segment))]
 async fn new_segment(
     State(state): State<AppState>,
     caller: EdgeCaller,
     headers: HeaderMap,
     Body(data): Body,
-) -> ApiResult<Reply<Map<String, Value>>> {
+) -> ApiResult<Reply<NewSegmentReply>> {
     let segment = NewSegment::from_headers(&headers)?;
     if data.is_empty() {
         return Err(ApiError::bad_request("empty segment body"));
@@ -93,7 +137,12 @@ async fn new_segment(
         .record("source", tracing::field::display(segment.source()))
         .record("segment", segment.name());
     let media_seq = state.live().accept(&caller.identity, segment, data).await?;
-    let mut reply = Map::new();
-    reply.insert("media_seq".into(), media_seq.into());
-    Ok(Reply(reply))
+    Ok(Reply(NewSegmentReply { media_seq }))
+}
+
+/// `POST /v1/new-segment` reply.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct NewSegmentReply {
+    /// The segment's media sequence number in the source's live playlist.
+    media_seq: i64,
 }

@@ -7,7 +7,7 @@ use axum::{
 };
 use livemix_common::{
     ApiError, ApiResult,
-    api::{Body, Json, Path, Query, Reply},
+    api::{Body, ErrorReply, Json, Path, Query, Reply},
     management_api::{
         CoverageReply, DeletionReply, EdgeBinding, GcReply, HoldUpdate, ManifestReply, NewRecording, NewSource,
         RecordingModeUpdate, RecordingReply, RecordingsPolicy, RecordingsReply, RetentionReply, SegmentsReply,
@@ -16,6 +16,7 @@ use livemix_common::{
     model::{RecordingMode, Retention},
 };
 use serde::Deserialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::{db::LiveSummary, domain::ranges::RangeQuery, state::AppState};
@@ -55,6 +56,47 @@ fn routes() -> Router<AppState> {
         .route("/v1/playback-url", get(playback_url))
 }
 
+/// The management API's operations (their `#[utoipa::path]`s), for [`crate::openapi`].
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    components(schemas(RecordingsPolicy)),
+    paths(
+        create_source,
+        set_recording_mode,
+        source_coverage,
+        list_sources,
+        get_source,
+        delete_source,
+        set_retention,
+        source_storage,
+        rename_source,
+        set_description,
+        set_streaming,
+        start_recording,
+        live_summary,
+        list_source_recordings,
+        list_recordings,
+        get_recording,
+        stop_recording,
+        delete_recording,
+        set_hold,
+        recording_storage,
+        recording_coverage,
+        recording_manifest,
+        verify_recording,
+        recording_segments,
+        storage_summary,
+        collect_garbage,
+        run_retention,
+        run_deletions,
+        source_edge,
+        bind_source_edge,
+        release_source_edge,
+        playback_url
+    )
+)]
+pub(crate) struct Operations;
+
 fn parse_id(id: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(id).map_err(|_| ApiError::bad_request(format!("{id:?} is not a source id (a UUID)")))
 }
@@ -69,6 +111,14 @@ fn parse_flag(name: &str, value: Option<&str>, default: bool) -> ApiResult<bool>
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/source",
+    tag = "sources",
+    summary = "Registers a source (409 if the name exists).",
+    request_body(content = NewSource, example = json!({"name": "cam-1", "segment_len": 4, "description": "Gate"})),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = SourceReply), (status = 409, description = "A source of this name exists", body = ErrorReply))
+)]
 async fn create_source(State(state): State<AppState>, Json(body): Json<NewSource>) -> ApiResult<Reply<SourceReply>> {
     let source = state.sources().create(body).await?;
     if source.recording == RecordingMode::Continuous {
@@ -81,6 +131,15 @@ async fn create_source(State(state): State<AppState>, Json(body): Json<NewSource
 }
 
 /// Switches a source between continuous and on-demand recording.
+#[utoipa::path(
+    put,
+    path = "/v1/source/{id}/recording-mode",
+    tag = "sources",
+    summary = "Switches a source between continuous and on-demand recording.",
+    params(("id" = Uuid, Path, description = "The source's id")),
+    request_body(content = RecordingModeUpdate, example = json!({"recording": "continuous"})),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = SourceReply))
+)]
 async fn set_recording_mode(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -90,6 +149,14 @@ async fn set_recording_mode(
 }
 
 /// What was recorded of a source between `start` and `end` (RFC 3339 or epoch seconds): spans and gaps.
+#[utoipa::path(
+    get,
+    path = "/v1/source/{id}/coverage",
+    tag = "sources",
+    summary = "What was recorded of a source between `start` and `end`: spans and gaps.",
+    params(("id" = Uuid, Path, description = "The source's id"), ("start" = Option<String>, Query, description = "Start of the range: RFC 3339 or seconds since the Unix epoch", example = "2026-12-01T10:00:00Z"), ("end" = Option<String>, Query, description = "End of the range: RFC 3339 or seconds since the Unix epoch", example = "2026-12-01T11:00:00Z")),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = CoverageReply))
+)]
 async fn source_coverage(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -105,10 +172,26 @@ struct SourceFilter {
     source_name: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/source",
+    tag = "sources",
+    summary = "Lists sources, or finds one by name.",
+    params(("source_name" = Option<String>, Query, description = "Only the source of this name", example = "cam-1")),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = SourcesReply))
+)]
 async fn list_sources(State(state): State<AppState>, Query(q): Query<SourceFilter>) -> ApiResult<Reply<SourcesReply>> {
     Ok(Reply(SourcesReply { sources: state.sources().list(q.source_name.as_deref()).await? }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/source/{id}",
+    tag = "sources",
+    summary = "One source.",
+    params(("id" = Uuid, Path, description = "The source's id")),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = SourceReply))
+)]
 async fn get_source(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<SourceReply>> {
     Ok(Reply(SourceReply { source: state.sources().get(parse_id(&id)?).await? }))
 }
@@ -119,6 +202,14 @@ struct DeleteSourceQuery {
 }
 
 /// Deletes a source; one with recordings needs `?recordings=retain` or `?recordings=delete`.
+#[utoipa::path(
+    delete,
+    path = "/v1/source/{id}",
+    tag = "sources",
+    summary = "Deletes a source; one with recordings needs `recordings=retain` or `recordings=delete` (409 `has_recordings` without).",
+    params(("id" = Uuid, Path, description = "The source's id"), ("recordings" = Option<RecordingsPolicy>, Query, description = "What becomes of the source's recordings (required when it has any)", example = "retain")),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = DeletionReply), (status = 409, description = "`has_recordings`: say `recordings=retain` or `recordings=delete`; `on_hold`: a recording is held", body = ErrorReply))
+)]
 async fn delete_source(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -137,6 +228,15 @@ async fn delete_source(
 }
 
 /// Sets the source's own retention; a limit left out (or `null`) follows the control node's default.
+#[utoipa::path(
+    put,
+    path = "/v1/source/{id}/retention",
+    tag = "sources",
+    summary = "Sets the source's own retention; a limit left out (or null) follows the control node's default.",
+    params(("id" = Uuid, Path, description = "The source's id")),
+    request_body(content = Retention, example = json!({"max_age_secs": 86400, "max_bytes": 5000000000u64})),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = SourceReply))
+)]
 async fn set_retention(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -146,6 +246,14 @@ async fn set_retention(
 }
 
 /// What the source stores (also after it was deleted with its recordings retained: the id still answers here).
+#[utoipa::path(
+    get,
+    path = "/v1/source/{id}/storage",
+    tag = "storage",
+    summary = "What the source stores (also after it was deleted with its recordings retained).",
+    params(("id" = Uuid, Path, description = "The source's id")),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = UsageReply))
+)]
 async fn source_storage(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<UsageReply>> {
     Ok(Reply(UsageReply { storage: state.sources().storage(parse_id(&id)?).await? }))
 }
@@ -155,6 +263,14 @@ struct NewName {
     new_name: String,
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/source/{id}/name",
+    tag = "sources",
+    summary = "Renames a source.",
+    params(("id" = Uuid, Path, description = "The source's id"), ("new_name" = String, Query, description = "The new name", example = "cam-2")),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = SourceReply), (status = 409, description = "A source of this name exists", body = ErrorReply))
+)]
 async fn rename_source(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -163,12 +279,22 @@ async fn rename_source(
     Ok(Reply(SourceReply { source: state.sources().rename(parse_id(&id)?, &q.new_name).await? }))
 }
 
-#[derive(Debug, Deserialize)]
+/// `PUT /v1/source/{id}/description` body.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewDescription {
+pub(crate) struct NewDescription {
     description: String,
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/source/{id}/description",
+    tag = "sources",
+    summary = "Sets a source's description.",
+    params(("id" = Uuid, Path, description = "The source's id")),
+    request_body(content = NewDescription, example = json!({"description": "Gate, north side"})),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = SourceReply))
+)]
 async fn set_description(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -183,6 +309,14 @@ struct NewState {
 }
 
 /// Saves the wanted streaming state and tells a reachable edge (an unreachable one gets it at its next report).
+#[utoipa::path(
+    put,
+    path = "/v1/source/{id}/streaming",
+    tag = "sources",
+    summary = "Switches forwarding of live segments on or off; saved first, then confirmed by a reachable edge (504 when it does not confirm in time).",
+    params(("id" = Uuid, Path, description = "The source's id"), ("new_state" = bool, Query, description = "`true` or `false`; anything else is 400", example = true)),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = SourceReply), (status = 504, description = "The edge did not confirm in time; the saved state reaches it with its next report", body = ErrorReply))
+)]
 async fn set_streaming(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -198,6 +332,15 @@ async fn set_streaming(
 }
 
 /// Starts a recording; an empty body means "now, no alias", as `curl -X POST` sends it.
+#[utoipa::path(
+    post,
+    path = "/v1/source/{id}/recording",
+    tag = "recordings",
+    summary = "Starts a recording; every field is optional and an empty body means now, no alias. 504 when a reachable edge does not confirm in time.",
+    params(("id" = Uuid, Path, description = "The source's id")),
+    request_body(content = Option<NewRecording>, description = "Optional: an empty body means now, no alias", example = json!({"alias": "dock-incident", "description": "y", "start_time_epoch": 1764070000})),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = RecordingReply), (status = 504, description = "The edge did not confirm in time; nothing is kept", body = ErrorReply))
+)]
 async fn start_recording(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -212,12 +355,54 @@ async fn start_recording(
     Ok(Reply(RecordingReply { recording: state.recordings().start(id, body).await? }))
 }
 
-#[derive(Debug, serde::Serialize)]
-struct LiveReply {
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub(crate) struct LiveReply {
     live: LiveSummary,
 }
 
+/// Written by hand: [`LiveSummary`] lives in the database layer, which does not depend on utoipa; a test checks
+/// that its serialized fields are the ones named here.
+impl utoipa::PartialSchema for LiveSummary {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::{
+            ObjectBuilder,
+            schema::{KnownFormat, SchemaFormat, Type},
+        };
+        ObjectBuilder::new()
+            .description(Some("What a source's live stream looks like now."))
+            .property(
+                "segments",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                    .description(Some("Segments a player gets in the live playlist now (0: nothing to play).")),
+            )
+            .required("segments")
+            .property(
+                "last_segment_at",
+                ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Null]))
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+                    .description(Some(
+                        "When the newest live segment arrived, by the control node's clock; `null` before the first one.",
+                    )),
+            )
+            .required("last_segment_at")
+            .into()
+    }
+}
+
+impl ToSchema for LiveSummary {}
+
 /// How many segments the source's live playlist lists now and when the newest arrived.
+#[utoipa::path(
+    get,
+    path = "/v1/source/{id}/live",
+    tag = "sources",
+    summary = "How many segments the live playlist lists now and when the newest arrived.",
+    params(("id" = Uuid, Path, description = "The source's id")),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = LiveReply))
+)]
 async fn live_summary(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<LiveReply>> {
     Ok(Reply(LiveReply { live: state.live().summary(parse_id(&id)?).await? }))
 }
@@ -228,6 +413,14 @@ struct ActiveFilter {
     only_active: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/source/{id}/recording",
+    tag = "recordings",
+    summary = "A source's recordings.",
+    params(("id" = Uuid, Path, description = "The source's id"), ("only_active" = Option<bool>, Query, description = "Only active recordings (default false)")),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = RecordingsReply))
+)]
 async fn list_source_recordings(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -238,6 +431,14 @@ async fn list_source_recordings(
     Ok(Reply(RecordingsReply { recordings: state.recordings().list(Some(id), only_active).await? }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/recording",
+    tag = "recordings",
+    summary = "Every recording.",
+    params(("only_active" = Option<bool>, Query, description = "Only active recordings (default false)")),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = RecordingsReply))
+)]
 async fn list_recordings(
     State(state): State<AppState>,
     Query(q): Query<ActiveFilter>,
@@ -246,19 +447,52 @@ async fn list_recordings(
     Ok(Reply(RecordingsReply { recordings: state.recordings().list(None, only_active).await? }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/recording/{id}",
+    tag = "recordings",
+    summary = "One recording.",
+    params(("id" = String, Path, description = "The recording's id (a ULID)")),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = RecordingReply))
+)]
 async fn get_recording(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<RecordingReply>> {
     Ok(Reply(RecordingReply { recording: state.recordings().get(&id).await? }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/recording/{id}/stop",
+    tag = "recordings",
+    summary = "Stops a recording.",
+    params(("id" = String, Path, description = "The recording's id (a ULID)")),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = RecordingReply), (status = 409, description = "`continuous`: a continuous recording stops only by switching its source to on-demand recording", body = ErrorReply), (status = 504, description = "The edge did not confirm in time", body = ErrorReply))
+)]
 async fn stop_recording(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<RecordingReply>> {
     Ok(Reply(RecordingReply { recording: state.recordings().stop(&id).await? }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/recording/{id}",
+    tag = "recordings",
+    summary = "Deletes a recording and queues its objects for deletion.",
+    params(("id" = String, Path, description = "The recording's id (a ULID)")),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = DeletionReply), (status = 409, description = "`on_hold`: lift the hold first; `continuous`: switch the source to on-demand recording first", body = ErrorReply))
+)]
 async fn delete_recording(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<DeletionReply>> {
     Ok(Reply(DeletionReply { deleted: state.recordings().delete(&id).await? }))
 }
 
 /// Puts a recording on hold (legal hold: no automatic deletion, deletes refused) or lifts the hold.
+#[utoipa::path(
+    put,
+    path = "/v1/recording/{id}/hold",
+    tag = "recordings",
+    summary = "Puts a recording on legal hold (no automatic deletion, deletes refused) or lifts the hold.",
+    params(("id" = String, Path, description = "The recording's id (a ULID)")),
+    request_body(content = HoldUpdate, example = json!({"hold": true})),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = RecordingReply))
+)]
 async fn set_hold(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -268,29 +502,76 @@ async fn set_hold(
 }
 
 /// What the recording stores and when retention deletes it.
+#[utoipa::path(
+    get,
+    path = "/v1/recording/{id}/storage",
+    tag = "storage",
+    summary = "What the recording stores and when retention deletes it.",
+    params(("id" = String, Path, description = "The recording's id (a ULID)")),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = UsageReply))
+)]
 async fn recording_storage(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<UsageReply>> {
     Ok(Reply(UsageReply { storage: state.recordings().storage(&id).await? }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/recording/{id}/coverage",
+    tag = "recordings",
+    summary = "What a recording covers: spans and gaps.",
+    params(("id" = String, Path, description = "The recording's id (a ULID)")),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = CoverageReply))
+)]
 async fn recording_coverage(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<CoverageReply>> {
     Ok(Reply(CoverageReply { coverage: state.recordings().coverage(&id).await? }))
 }
 
 /// Every segment's key, size, offset and SHA-256, signed with the playback key when one is set.
+#[utoipa::path(
+    get,
+    path = "/v1/recording/{id}/manifest",
+    tag = "recordings",
+    summary = "Every segment's key, size, offset and SHA-256, signed with the playback key when one is set.",
+    params(("id" = String, Path, description = "The recording's id (a ULID)")),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = ManifestReply))
+)]
 async fn recording_manifest(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<ManifestReply>> {
     Ok(Reply(ManifestReply { manifest: state.evidence().manifest(&id).await? }))
 }
 
 /// Reads every object of the recording back and reports what no longer matches.
+#[utoipa::path(
+    post,
+    path = "/v1/recording/{id}/verify",
+    tag = "recordings",
+    summary = "Reads every object of the recording back and reports what no longer matches.",
+    params(("id" = String, Path, description = "The recording's id (a ULID)")),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = VerifyReply))
+)]
 async fn verify_recording(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<VerifyReply>> {
     Ok(Reply(VerifyReply { verification: state.evidence().verify(&id).await? }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/recording/{id}/segment",
+    tag = "recordings",
+    summary = "A recording's segments.",
+    params(("id" = String, Path, description = "The recording's id (a ULID)")),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = SegmentsReply))
+)]
 async fn recording_segments(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<SegmentsReply>> {
     Ok(Reply(SegmentsReply { segments: state.recordings().segments(&id).await? }))
 }
 
 /// The whole store as the control node accounts for it.
+#[utoipa::path(
+    get,
+    path = "/v1/storage",
+    tag = "storage",
+    summary = "The whole store as the control node accounts for it: totals, pending deletions, default retention.",
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = StorageReply))
+)]
 async fn storage_summary(State(state): State<AppState>) -> ApiResult<Reply<StorageReply>> {
     let lifecycle = state.lifecycle();
     let (bytes, segments, pending_deletions) = lifecycle.totals().await?;
@@ -308,6 +589,14 @@ struct GcQuery {
 
 /// Garbage collection now: `dry_run` (default `true`) only lists; `grace_secs` (default the configured grace)
 /// spares younger objects; `prefix` narrows the scan to part of the recordings prefix (e.g. one source's).
+#[utoipa::path(
+    post,
+    path = "/v1/storage/gc",
+    tag = "storage",
+    summary = "Garbage collection now: objects no segment refers to, and segments whose object is missing.",
+    params(("dry_run" = Option<bool>, Query, description = "Only list (default true)", example = false), ("grace_secs" = Option<u64>, Query, description = "Spare objects younger than this (default the configured grace)", example = 86400), ("prefix" = Option<String>, Query, description = "Narrow the scan to part of the recordings prefix")),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = GcReply))
+)]
 #[tracing::instrument(skip(state))]
 async fn collect_garbage(State(state): State<AppState>, Query(q): Query<GcQuery>) -> ApiResult<Reply<GcReply>> {
     let dry_run = parse_flag("dry_run", q.dry_run.as_deref(), true)?;
@@ -330,24 +619,38 @@ async fn collect_garbage(State(state): State<AppState>, Query(q): Query<GcQuery>
 
 /// A retention pass now (the timer runs one every `--retention-interval-secs`); empty when another replica is
 /// running one.
+#[utoipa::path(
+    post,
+    path = "/v1/storage/retention",
+    tag = "storage",
+    summary = "A retention pass now; empty when another replica is running one.",
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = RetentionReply))
+)]
 async fn run_retention(State(state): State<AppState>) -> ApiResult<Reply<RetentionReply>> {
     let retention = state.lifecycle().retention_pass().await?;
     Ok(Reply(RetentionReply { retention }))
 }
 
-#[derive(Debug, serde::Serialize)]
-struct DeletionsRun {
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub(crate) struct DeletionsRun {
     /// Objects tried in this turn (0 also when another replica holds the worker's lock).
     tried: usize,
     pending: i64,
 }
 
-#[derive(Debug, serde::Serialize)]
-struct DeletionsReply {
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub(crate) struct DeletionsReply {
     deletions: DeletionsRun,
 }
 
 /// Carries out due object deletions now instead of at the worker's next look.
+#[utoipa::path(
+    post,
+    path = "/v1/storage/deletions",
+    tag = "storage",
+    summary = "Carries out due object deletions now.",
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = DeletionsReply))
+)]
 async fn run_deletions(State(state): State<AppState>) -> ApiResult<Reply<DeletionsReply>> {
     let tried = state.lifecycle().delete_due().await?;
     let (_, _, pending) = state.lifecycle().totals().await?;
@@ -355,12 +658,29 @@ async fn run_deletions(State(state): State<AppState>) -> ApiResult<Reply<Deletio
 }
 
 /// Which edge a source is bound to.
+#[utoipa::path(
+    get,
+    path = "/v1/source/{id}/edge",
+    tag = "sources",
+    summary = "The edge a source is bound to.",
+    params(("id" = Uuid, Path, description = "The source's id")),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = SourceEdgeReply))
+)]
 async fn source_edge(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<SourceEdgeReply>> {
     Ok(Reply(SourceEdgeReply { edge_id: state.sources().edge(parse_id(&id)?).await? }))
 }
 
 /// Binds a source to the edge that serves it (or moves it to another): from then on only that edge's credentials
 /// may report, look up or forward it. Replicas may keep the old binding for a few seconds.
+#[utoipa::path(
+    put,
+    path = "/v1/source/{id}/edge",
+    tag = "sources",
+    summary = "Binds a source to the edge that serves it (or moves it).",
+    params(("id" = Uuid, Path, description = "The source's id")),
+    request_body(content = EdgeBinding, example = json!({"edge_id": "edge-lab-1"})),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = SourceEdgeReply))
+)]
 async fn bind_source_edge(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -371,6 +691,14 @@ async fn bind_source_edge(
 }
 
 /// Unbinds a source from its edge: no per-edge credential may act for it until it is bound again.
+#[utoipa::path(
+    delete,
+    path = "/v1/source/{id}/edge",
+    tag = "sources",
+    summary = "Unbinds a source from its edge.",
+    params(("id" = Uuid, Path, description = "The source's id")),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = SourceEdgeReply))
+)]
 async fn release_source_edge(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -385,8 +713,8 @@ struct PlaybackUrlQuery {
     ttl_secs: Option<u64>,
 }
 
-#[derive(Debug, serde::Serialize)]
-struct PlaybackUrlReply {
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub(crate) struct PlaybackUrlReply {
     /// The path with `exp` and `sig` when signing is on; the path itself when it is off.
     url: String,
     signed: bool,
@@ -398,6 +726,14 @@ struct PlaybackUrlReply {
 const MAX_PLAYBACK_TTL_SECS: u64 = 7 * 24 * 3600;
 
 /// Mints a playback URL for a VOD path (`/v1/vod/live/<id>/vid.m3u8`...), valid `ttl_secs` (default an hour).
+#[utoipa::path(
+    get,
+    path = "/v1/playback-url",
+    tag = "playback",
+    summary = "Mints a playback URL for a VOD path, signed when a playback signing key is set.",
+    params(("path" = String, Query, description = "A VOD API path", example = "/v1/vod/live/0b9f5c2e-3f0e-4a8e-9d3c-7c1d2e3f4a5b/vid.m3u8"), ("ttl_secs" = Option<u64>, Query, description = "Validity in seconds, 1 to a week (default an hour)", example = 3600)),
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = PlaybackUrlReply))
+)]
 async fn playback_url(
     State(state): State<AppState>,
     Query(q): Query<PlaybackUrlQuery>,

@@ -18,14 +18,16 @@ use axum::{
     Router,
     extract::{DefaultBodyLimit, State},
     middleware,
+    response::Response,
     routing::get,
 };
 use livemix_common::{
     ApiError, ApiResult,
-    api::{Reply, ok, request_id, with_conventions},
+    api::{ErrorReply, Reply, Success, ok, request_id, with_conventions},
     door,
-    telemetry::metrics_handler,
+    telemetry::{Metrics, metrics_handler},
 };
+use serde_json::{Map, Value};
 
 use crate::state::AppState;
 
@@ -54,6 +56,8 @@ fn app_with_open_routes(
     state: AppState,
 ) -> Router {
     let settings = state.settings();
+    // The API's own document, behind the same door as its routes.
+    let routes = routes.route("/openapi.json", get(move || openapi_document(service)));
     // The doors run after routing (they know the route) and before any handler reads a body byte.
     let routes = match access {
         Access::Management => {
@@ -78,23 +82,88 @@ fn app_with_open_routes(
     with_conventions(routes.merge(health_routes()).merge(open), service, metrics).with_state(state)
 }
 
+/// The routes every control API has (health, metrics, its own document), for [`crate::openapi`].
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(alive, ready, metrics, openapi_document))]
+pub(crate) struct CommonOperations;
+
+/// The service's OpenAPI document (`docs/openapi/<service>.json`).
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "meta",
+    summary = "This API's OpenAPI 3.1 document.",
+    responses((status = 200, description = "The document", content_type = "application/json", body = Object))
+)]
+async fn openapi_document(service: &'static str) -> Response {
+    crate::openapi::reply(service)
+}
+
 /// `/liveness/alive`, `/liveness/ready` and `/metrics`, served on every port.
 pub fn health_routes() -> Router<AppState> {
     Router::new()
-        .route("/liveness/alive", get(|| async { ok() }))
+        .route("/liveness/alive", get(alive))
         .route("/liveness/ready", get(ready))
-        .route("/metrics", get(metrics_handler))
+        .route("/metrics", get(metrics))
+}
+
+/// The process runs.
+#[utoipa::path(
+    get,
+    path = "/liveness/alive",
+    tag = "health",
+    summary = "The process answers.",
+    responses((status = 200, description = "Alive", body = Success))
+)]
+async fn alive() -> Reply<Map<String, Value>> {
+    ok()
+}
+
+/// Prometheus metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    summary = "Prometheus metrics, OpenMetrics text.",
+    responses((status = 200, description = "The metrics", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String))
+)]
+async fn metrics(state: State<Metrics>) -> Response {
+    metrics_handler(state).await
 }
 
 /// How long readiness waits for each backing service: well under the probes' own timeout (3 s in the chart), so
 /// the probe gets an answer rather than a timeout.
 const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// `GET /liveness/ready` reply: each backing service `ok`, or (cache, bus) `degraded`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Readiness {
+    /// `ok` (the reply is 503 otherwise).
+    #[schema(value_type = String, example = "ok")]
+    database: &'static str,
+    /// `ok` or `degraded` (live segments may be missing).
+    #[schema(value_type = String, example = "ok")]
+    cache: &'static str,
+    /// `ok` or `degraded` (commands reach edges with their next report).
+    #[schema(value_type = String, example = "ok")]
+    bus: &'static str,
+}
+
 /// Ready while PostgreSQL answers: without it no API can serve anything. The cache and the bus only degrade
 /// what is served (live segments, commands to edges), and a blip of theirs must not take every replica out of its
 /// Service at once, so they are reported but do not fail readiness. This port may be public: the reply names
 /// what failed, the log says why.
-async fn ready(State(state): State<AppState>) -> ApiResult<Reply<serde_json::Value>> {
+#[utoipa::path(
+    get,
+    path = "/liveness/ready",
+    tag = "health",
+    summary = "Ready while the database answers; the cache and the bus are reported, degraded without failing.",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "The database does not answer", body = ErrorReply)
+    )
+)]
+async fn ready(State(state): State<AppState>) -> ApiResult<Reply<Readiness>> {
     async fn check<E: std::fmt::Display>(what: &str, ping: impl Future<Output = Result<(), E>>) -> &'static str {
         match tokio::time::timeout(READY_CHECK_TIMEOUT, ping).await {
             Ok(Ok(())) => "ok",
@@ -120,5 +189,5 @@ async fn ready(State(state): State<AppState>) -> ApiResult<Reply<serde_json::Val
         )));
     }
     let degraded = |status: &'static str| if status == "ok" { "ok" } else { "degraded" };
-    Ok(Reply(serde_json::json!({"database": db, "cache": degraded(cache), "bus": degraded(bus)})))
+    Ok(Reply(Readiness { database: db, cache: degraded(cache), bus: degraded(bus) }))
 }

@@ -22,6 +22,7 @@ use uuid::Uuid;
 use crate::{Backends, config::Settings, db::Db, segments::live_cache_key, state::AppState};
 
 mod console;
+mod openapi;
 
 const MGMT_TOKEN: &str = "mgmt-secret";
 const EDGE_TOKEN: &str = "edge-secret";

@@ -74,6 +74,11 @@ fn routes() -> Router<AppState> {
         .route("/v1/vod/source/{source_id}/{file}", get(time_range))
 }
 
+/// The VOD API's operations, for [`crate::openapi`].
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(live, recording, time_range))]
+pub(crate) struct Operations;
+
 /// The export files of a recording or a time range.
 pub const EXPORT_MP4: &str = "export.mp4";
 pub const EXPORT_TS: &str = "export.ts";
@@ -98,6 +103,27 @@ fn segment_reply(request: &HeaderMap, body: &SegmentBytes, cache_control: &'stat
     reply(request, &body.data, &rep)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/vod/live/{source_id}/{file}",
+    tag = "vod",
+    summary = "A source's live playlist (the newest segments) or one of its segments.",
+    params(
+        ("source_id" = Uuid, Path, description = "The source's id"),
+        ("file" = String, Path, description = "`vid.m3u8` or the name of a segment it lists", example = "vid.m3u8"),
+        ("Range" = Option<String>, Header, description = "A byte range of a segment (`bytes=0-1023`); answered with 206 or 416"),
+        ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier reply; answered with 304 while it holds")
+    ),
+    responses(
+        (status = 200, description = "A playlist (`vid.m3u8`), a segment", content(
+            (String = "application/vnd.apple.mpegurl"),
+            (crate::openapi::Binary = "video/mp2t")
+        )),
+        (status = 206, description = "The asked byte range of a segment", content((crate::openapi::Binary = "video/mp2t"))),
+        (status = 304, description = "Not modified since the ETag given in `If-None-Match`"),
+        (status = 416, description = "The asked byte range lies outside the segment")
+    )
+)]
 async fn live(
     State(state): State<AppState>,
     Path((source_id, file)): Path<(String, String)>,
@@ -130,6 +156,28 @@ async fn live_playlist_for(state: &AppState, source_id: Uuid, request: &HeaderMa
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/vod/recording/{recording_id}/{file}",
+    tag = "vod",
+    summary = "A recording's playlist, its segments, or its export as MP4 or MPEG-TS.",
+    params(
+        ("recording_id" = String, Path, description = "The recording's id (a ULID)"),
+        ("file" = String, Path, description = "`vid.m3u8`, a segment it lists, `export.mp4` or `export.ts`", example = "vid.m3u8"),
+        ("Range" = Option<String>, Header, description = "A byte range of a segment (`bytes=0-1023`); answered with 206 or 416"),
+        ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier reply; answered with 304 while it holds")
+    ),
+    responses(
+        (status = 200, description = "A playlist (`vid.m3u8`), a segment, or an export download", content(
+            (String = "application/vnd.apple.mpegurl"),
+            (crate::openapi::Binary = "video/mp2t"),
+            (crate::openapi::Binary = "video/mp4")
+        )),
+        (status = 206, description = "The asked byte range of a segment", content((crate::openapi::Binary = "video/mp2t"))),
+        (status = 304, description = "Not modified since the ETag given in `If-None-Match`"),
+        (status = 416, description = "The asked byte range lies outside the segment")
+    )
+)]
 async fn recording(
     State(state): State<AppState>,
     Path((recording_id, file)): Path<(String, String)>,
@@ -138,7 +186,7 @@ async fn recording(
     if file == EXPORT_MP4 || file == EXPORT_TS {
         let (recording, segments) = state.recordings().export_segments(&recording_id).await?;
         let name = format!("{}-{}", recording.source_name.as_deref().unwrap_or("recording"), recording.id);
-        return export(&state, &file, &name, segments);
+        return export(&state, &file, &name, segments).await;
     }
     if file == PLAYLIST {
         let rendered = state.recordings().playlist(&recording_id).await?;
@@ -157,6 +205,30 @@ async fn recording(
 
 /// Any time range of a source (`?start=&end=`, RFC 3339 or epoch seconds): its playlist, its exports, and the
 /// segments the playlist lists.
+#[utoipa::path(
+    get,
+    path = "/v1/vod/source/{source_id}/{file}",
+    tag = "vod",
+    summary = "Any time range of a source: its playlist, the segments it lists, its export as MP4 or MPEG-TS.",
+    params(
+        ("source_id" = Uuid, Path, description = "The source's id"),
+        ("file" = String, Path, description = "`vid.m3u8`, a segment it lists, `export.mp4` or `export.ts`", example = "vid.m3u8"),
+        ("start" = Option<String>, Query, description = "Start of the range (playlist and exports): RFC 3339 or seconds since the Unix epoch", example = "2026-12-01T10:00:00Z"),
+        ("end" = Option<String>, Query, description = "End of the range (playlist and exports): RFC 3339 or seconds since the Unix epoch", example = "2026-12-01T11:00:00Z"),
+        ("Range" = Option<String>, Header, description = "A byte range of a segment (`bytes=0-1023`); answered with 206 or 416"),
+        ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier reply; answered with 304 while it holds")
+    ),
+    responses(
+        (status = 200, description = "A playlist (`vid.m3u8`), a segment, or an export download", content(
+            (String = "application/vnd.apple.mpegurl"),
+            (crate::openapi::Binary = "video/mp2t"),
+            (crate::openapi::Binary = "video/mp4")
+        )),
+        (status = 206, description = "The asked byte range of a segment", content((crate::openapi::Binary = "video/mp2t"))),
+        (status = 304, description = "Not modified since the ETag given in `If-None-Match`"),
+        (status = 416, description = "The asked byte range lies outside the segment")
+    )
+)]
 async fn time_range(
     State(state): State<AppState>,
     Path((source_id, file)): Path<(String, String)>,
@@ -187,7 +259,7 @@ async fn time_range(
         }
         let segments = ranges.recorded(source, range).await?;
         let name = format!("{source}-{}-{}", range.start.format("%Y%m%dT%H%M%SZ"), range.end.format("%Y%m%dT%H%M%SZ"));
-        return export(&state, &file, &name, segments);
+        return export(&state, &file, &name, segments).await;
     }
     let (body, unique_name) = ranges.segment(source, segment_name(&file)?).await?;
     let cache_control = if unique_name { RECORDED_SEGMENT_CACHE } else { LEGACY_SEGMENT_CACHE };
@@ -195,7 +267,7 @@ async fn time_range(
 }
 
 /// An export download, `name` its file name without the extension.
-fn export(state: &AppState, file: &str, name: &str, segments: Vec<Segment>) -> ApiResult<Response> {
+async fn export(state: &AppState, file: &str, name: &str, segments: Vec<Segment>) -> ApiResult<Response> {
     let exporter = state.exporter();
     let safe: String =
         name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect();
@@ -204,7 +276,7 @@ fn export(state: &AppState, file: &str, name: &str, segments: Vec<Segment>) -> A
         .header(header::CONTENT_DISPOSITION, format!("attachment; filename=\"{safe}.{}\"", extension(file)));
     let body = if file == EXPORT_MP4 {
         builder = builder.header(header::CONTENT_TYPE, "video/mp4");
-        exporter.mp4(segments)?
+        exporter.mp4(segments).await?
     } else {
         let (length, body) = exporter.ts(segments);
         builder = builder.header(header::CONTENT_TYPE, TS_CONTENT_TYPE).header(header::CONTENT_LENGTH, length);
