@@ -33,6 +33,8 @@ if [ $# -eq 0 ]; then
   bash scripts/check-chart.sh
   step "Helm chart monitoring: promtool check/test rules, monitors, Grafana dashboard"
   bash scripts/check-monitoring.sh
+  step "OpenAPI documents: openapi-spec-validator"
+  bash scripts/check-openapi.sh
   step "web console in headless Chromium: a control node and an edge fed by ffmpeg"
   bash console-test/run.sh
   step "LiveMix on a real Kubernetes node: helm install, ffmpeg into the edge pod, playback through the ingress"
