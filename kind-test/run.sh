@@ -134,6 +134,7 @@ stop_background() {
 cleanup() {
     local status=$?
     set +eu
+    spool_cleanup # S3 resumed if the spool step froze it
     stop_background
     if ((FAILED && CLUSTER_UP)); then
         diagnostics
@@ -898,6 +899,9 @@ upgrade_and_uninstall() {
     pass "helm uninstall removed every object of the release in $((SECONDS - t))s (the CRDs stay, as Helm keeps crds/)"
 }
 
+# shellcheck source=kind-test/steps/spool.sh
+source "$ROOT/kind-test/steps/spool.sh"
+
 # ---------------------------------------------------------------------------------------------------- main
 
 check_tools
@@ -915,6 +919,7 @@ switch_on_streaming
 play_live "$PF_RESOURCE"
 record_and_replay
 resilience
+spool_survives_edge_pod
 if ((KEEP)); then
     log "--keep: the sources, the recording and the release stay for you to look around"
 else

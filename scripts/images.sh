@@ -14,6 +14,9 @@
 #   curl          livemix/curl:8-local               Debian's curl and busybox's sh: the chart's `helm test` pod
 #   coredns       livemix/coredns:<ver>-local        CoreDNS built from its Go module (github.com/coredns/coredns)
 #   traefik       livemix/traefik:<ver>-local        Traefik built from its Go module (github.com/traefik/traefik/v3)
+#   local-path    livemix/local-path-provisioner:<ver>-local  Rancher's local-path-provisioner built from its Go
+#                                                    module (github.com/rancher/local-path-provisioner): the node's
+#                                                    dynamic PersistentVolumes (its helper pods use the curl image)
 #   control       livemix-control:local              the LiveMix binaries of the cargo target directory (debug
 #   edge          livemix-edge:local                 build, debug info stripped from the image's copy), the same
 #   operator      livemix-operator:local             layout and user as docker/Dockerfile's images
@@ -29,6 +32,7 @@
 # cache of scripts/k8s.sh: CoreDNS ~200 s and Traefik ~300 s on 2 cores. Traefik's go.mod has replace
 # directives, which `go install module@version` refuses: the module is downloaded, copied to a writable scratch
 # directory and built there with `go build ./cmd/traefik` so that its replaces apply (CoreDNS the same way).
+# local-path-provisioner is built the same way (~140 s).
 #
 # Environment (all optional):
 #   LIVEMIX_IMAGES_CACHE        where the archives are written          (default /var/cache/livemix-images)
@@ -38,6 +42,8 @@
 #   LIVEMIX_COREDNS_VERSION     github.com/coredns/coredns release      (default v1.14.1)
 #   LIVEMIX_TRAEFIK_VERSION     github.com/traefik/traefik/v3 release   (default v3.6.12; v3.7.x does not build
 #                               from the module proxy)
+#   LIVEMIX_LOCAL_PATH_VERSION  github.com/rancher/local-path-provisioner release (default v0.0.30, the newest the
+#                               module proxy serves)
 #   CARGO_TARGET_DIR            cargo target directory of the LiveMix binaries (default: the checkout's target/);
 #                               a missing binary is built with `cargo build --locked --bins -p livemix-NAME`
 #   LIVEMIX_BIN_DIR             take the LiveMix binaries from this directory instead ($CARGO_TARGET_DIR/debug)
@@ -51,6 +57,7 @@ SNAPSHOTTER=${LIVEMIX_CONTAINERD_SNAPSHOTTER:-overlayfs}
 K8S_CACHE=${LIVEMIX_K8S_CACHE:-/var/cache/livemix-k8s}
 COREDNS_VERSION=${LIVEMIX_COREDNS_VERSION:-v1.14.1}
 TRAEFIK_VERSION=${LIVEMIX_TRAEFIK_VERSION:-v3.6.12}
+LOCAL_PATH_VERSION=${LIVEMIX_LOCAL_PATH_VERSION:-v0.0.30}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN_DIR=${LIVEMIX_BIN_DIR:-$TARGET_DIR/debug}
 MTIME=${SOURCE_DATE_EPOCH:-0}
@@ -62,7 +69,7 @@ LIVEMIX_UID=65532
 PATH_ENV=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 # Build order when no NAME is given: the LiveMix binaries may still be compiling, so their images come last.
-ALL_NAMES=(pause curl coredns traefik control edge operator)
+ALL_NAMES=(pause curl coredns traefik local-path control edge operator)
 
 ref_of() {
     case $1 in
@@ -70,6 +77,7 @@ ref_of() {
         curl) echo livemix/curl:8-local ;;
         coredns) echo "livemix/coredns:${COREDNS_VERSION#v}-local" ;;
         traefik) echo "livemix/traefik:${TRAEFIK_VERSION#v}-local" ;;
+        local-path) echo "livemix/local-path-provisioner:${LOCAL_PATH_VERSION#v}-local" ;;
         control | edge | operator) echo "livemix-$1:local" ;;
         *) die "unknown image '$1' (known: ${ALL_NAMES[*]})" ;;
     esac
@@ -404,6 +412,19 @@ spec_traefik() {
         --label "org.opencontainers.image.title=traefik"
         --label "org.opencontainers.image.version=${TRAEFIK_VERSION#v}"
         --label "org.opencontainers.image.source=https://github.com/traefik/traefik")
+}
+
+# The node's dynamic provisioner (scripts/k8s-addons/local-path.yaml). It only talks to the API server; the
+# directories of the volumes are made and removed by its helper pods, which run the curl image's busybox sh.
+spec_local-path() {
+    go_module_build local-path-provisioner github.com/rancher/local-path-provisioner "$LOCAL_PATH_VERSION" . \
+        "-s -w -X main.VERSION=$LOCAL_PATH_VERSION"
+    base_files
+    add_file /usr/bin/local-path-provisioner 0755 "$RESULT"
+    CONFIG+=(--user "$LIVEMIX_UID:$LIVEMIX_UID" --entrypoint /usr/bin/local-path-provisioner --workdir /tmp
+        --label "org.opencontainers.image.title=local-path-provisioner"
+        --label "org.opencontainers.image.version=${LOCAL_PATH_VERSION#v}"
+        --label "org.opencontainers.image.source=https://github.com/rancher/local-path-provisioner")
 }
 
 # spec_livemix NAME: docker/Dockerfile's image of livemix-NAME, from the cargo debug build.

@@ -6,10 +6,12 @@
 # CRs, status, finalizers, RBAC, garbage collection (ownerReferences), namespace deletion and helm installs are real.
 #
 #   scripts/k8s.sh up       build the binaries if not cached, start everything, wait for /readyz, write a kubeconfig
-#   scripts/k8s.sh up --node  the same plus the node; Ready with DNS and an ingress (INGRESS_URL in `env`)
+#   scripts/k8s.sh up --node  the same plus the node; Ready with DNS, an ingress (INGRESS_URL in `env`) and a
+#                           dynamic provisioner (StorageClass local-path, the default: volumes are directories
+#                           under $LIVEMIX_K8S_STATE/local-path)
 #   scripts/k8s.sh down     stop what this script started and remove the node's traces from the host (bridge,
-#                           iptables chains, mounts, network namespaces, sysctls); keeps etcd data, certificates
-#                           and the image store
+#                           iptables chains, mounts, network namespaces, sysctls) and the local-path volumes'
+#                           directory; keeps etcd data, certificates and the image store
 #   scripts/k8s.sh expose PORT...  pods reach these host loopback ports at the node address (PostgreSQL...)
 #   scripts/k8s.sh host-state  print what the node changes on the host (links, iptables, netns, mounts,
 #                           sysctls): the same before `up --node` and after `down`
@@ -67,6 +69,9 @@ API_LOG=$STATE/kube-apiserver.log
 API_PID=$STATE/kube-apiserver.pid
 KCM_LOG=$STATE/kube-controller-manager.log
 KCM_PID=$STATE/kube-controller-manager.pid
+# The directories of the node's PersistentVolumes (scripts/k8s-addons/local-path.yaml names the default one).
+LOCAL_PATH_DIR=$STATE/local-path
+LOCAL_PATH_DEFAULT=/var/tmp/livemix-k8s/local-path
 
 # name:package of each binary built into $BIN.
 TARGETS=(
@@ -563,7 +568,13 @@ cmd_up() {
         up_kcm
     fi
     log "control plane ready in $(since "$t"): Kubernetes $K8S_VERSION at https://$HOST:$API_PORT"
-    ((WITH_NODE == 0)) || cmd_node_up
+    if ((WITH_NODE)); then
+        # Built before the node starts (containerd must run to import it: up_local_path).
+        bash "$ROOT/scripts/images.sh" build local-path
+        mkdir -p "$LOCAL_PATH_DIR"
+        cmd_node_up
+        up_local_path
+    fi
     log "use it with:"
     print_env | sed 's/^/    /'
     log "or: eval \"\$(scripts/k8s.sh env)\""
@@ -574,6 +585,38 @@ cmd_down() {
     stop kube-controller-manager "$KCM_PID"
     stop kube-apiserver "$API_PID"
     stop etcd "$ETCD_PID"
+    if [[ -d $LOCAL_PATH_DIR ]]; then
+        rm -rf "$LOCAL_PATH_DIR"
+        log "removed the local-path volumes' directory $LOCAL_PATH_DIR"
+    fi
+}
+
+# The local-path provisioner (scripts/k8s-addons/local-path.yaml, applied with the other addons): its image is
+# imported once containerd runs, so a pod that found it missing (ErrImageNeverPull) is replaced.
+up_local_path() {
+    local t
+    t=$(now_us)
+    LIVEMIX_CONTAINERD_SOCK=$CONTAINERD_SOCK bash "$ROOT/scripts/images.sh" import local-path
+    if [[ $LOCAL_PATH_DIR != "$LOCAL_PATH_DEFAULT" ]]; then
+        sed "s|$LOCAL_PATH_DEFAULT|$LOCAL_PATH_DIR|g" "$ADDONS/local-path.yaml" | kubectl_admin apply -f - >/dev/null \
+            || die "kubectl apply of $ADDONS/local-path.yaml failed"
+    fi
+    if ! deployment_available local-path-storage local-path-provisioner; then
+        kubectl_admin -n local-path-storage delete pod -l app=local-path-provisioner --wait=false >/dev/null 2>&1 || true
+    fi
+    wait_node "the local-path provisioner to be available" deployment_available local-path-storage local-path-provisioner
+    # `down` removed the directories of the volumes that etcd still lists: they come back empty and writable as
+    # the provisioner's setup script makes them (a kubelet that got there first made them root's, 0755).
+    local path n=0
+    while IFS= read -r path; do
+        [[ $path == "$LOCAL_PATH_DIR"/* ]] || continue
+        [[ -d $path && $(stat -c %a "$path") == 777 ]] && continue
+        mkdir -p "$path" && chmod 0777 "$path"
+        n=$((n + 1))
+    done < <(kubectl_admin get pv \
+        -o 'jsonpath={range .items[?(@.spec.storageClassName=="local-path")]}{.spec.hostPath.path}{"\n"}{end}' 2>/dev/null)
+    ((n == 0)) || log "made the (empty) directories of $n local-path volumes left from before down"
+    log "local-path provisioner ready in $(since "$t"): StorageClass local-path (default), volumes in $LOCAL_PATH_DIR"
 }
 
 cmd_status() {
