@@ -156,17 +156,15 @@ EOF
     wait_for "the new $EDGE_POD to upload its spool" spool_pending_zero
     wait_for "the recording to hold the segments spooled before the deletion" \
         spool_segments_at_least "$id" "$((before + pending))"
-    read -r recorded secs gaps <<<"$(spool_coverage "$id")"
-    # A segment missing inside an encoder run (not_recorded) before the deletion would be one the spool lost.
-    local gap cause end
-    for gap in ${gaps//,/ }; do
-        [[ $gap != - ]] || continue
-        cause=${gap%%@*}
-        end=${gap##*..}
-        if [[ $cause == not_recorded ]] && ((end <= deleted_at)); then
-            die "Recording $SPOOL_RECORDING misses segments before the edge pod was deleted (gap $gap; S3 frozen at $frozen_at, pod deleted at $deleted_at)"
-        fi
+    # A segment missing inside an encoder run (not_recorded) before the deletion would be one the spool lost. The
+    # control node indexes what the edge reports through Pub/Sub: a hole may take a moment to fill.
+    local hole deadline=$((SECONDS + 120))
+    while hole=$(spool_hole_before "$id" "$deleted_at"); do
+        ((SECONDS < deadline)) ||
+            die "Recording $SPOOL_RECORDING misses segments before the edge pod was deleted (gap $hole; S3 frozen at $frozen_at, pod deleted at $deleted_at; coverage: $(spool_coverage "$id"))"
+        sleep 2
     done
+    read -r recorded secs gaps <<<"$(spool_coverage "$id")"
     kn patch recording "$SPOOL_RECORDING" --type merge -p '{"spec":{"stopped":true}}' >/dev/null
     wait_for "Recording $SPOOL_RECORDING to stop" field_is "recording/$SPOOL_RECORDING" '{.status.active}' false
     kn delete recording "$SPOOL_RECORDING" --wait=false >/dev/null
@@ -177,6 +175,21 @@ EOF
 spool_new_pod() {
     local uid
     uid=$(jsonpath "pod/$EDGE_POD" '{.metadata.uid}') && [[ -n $uid && $uid != "$1" ]]
+}
+
+# Prints the first gap of recording $1 that lies inside an encoder run (not_recorded) and ends by time $2 (epoch
+# seconds); fails when there is none. Fails too (nothing printed) when the coverage cannot be read.
+spool_hole_before() {
+    local coverage gap
+    coverage=$(spool_coverage "$1") || { printf 'coverage unreadable\n'; return 0; }
+    for gap in $(cut -d' ' -f3 <<<"$coverage" | tr ',' ' '); do
+        [[ $gap == not_recorded@* ]] || continue
+        if ((${gap##*..} <= $2)); then
+            printf '%s\n' "$gap"
+            return 0
+        fi
+    done
+    return 1
 }
 
 # How many spooled segments the edge found when it opened its spool (its log; fails before that line).
