@@ -1,7 +1,8 @@
 // The web console in Debian's headless Chromium against a running control node and edge fed by ffmpeg
 // (console-test/run.sh starts them): a wrong token is refused on screen, the page lists the source, live video
 // plays (its currentTime advances), a recording started and stopped from the page plays to its end, and a source
-// switched to continuous recording shows its recorded time, plays and exports a range of it.
+// switched to continuous recording shows its recorded time, plays and exports a range of it; the API reference
+// renders the generated OpenAPI documents.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { chromium } from 'playwright-core';
@@ -338,4 +339,22 @@ test('on a phone the console fits the screen', async () => {
   const box = await page.getByRole('button', { name: `Watch ${sourceName} live` }).boundingBox();
   assert.ok(box.x >= 0 && box.x + box.width <= 390 && box.height >= 32, JSON.stringify(box));
   if (process.env.PHONE_SCREENSHOT) await page.screenshot({ path: process.env.PHONE_SCREENSHOT, fullPage: true });
+});
+
+test('the API reference renders the generated documents and tries a call with the console token', async () => {
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await page.goto(`${api}/ui/api`);
+  await eventually('the management operations', async () => (await page.locator('.opblock').count()) >= 30);
+  assert.ok(await page.getByText('/v1/source/{id}/coverage', { exact: true }).first().isVisible());
+  // "Try it out" on GET /v1/source, with the token the console kept in this tab.
+  const list = page.locator('.opblock-get', { has: page.getByText('/v1/source', { exact: true }) }).first();
+  await list.locator('.opblock-summary').click();
+  await list.getByRole('button', { name: 'Try it out' }).click();
+  await list.getByRole('button', { name: 'Execute' }).click();
+  await eventually('a 200 from the management API', async () =>
+    (await list.locator('.live-responses-table tbody .response-col_status').first().textContent() ?? '').trim().startsWith('200'));
+  // The VOD document, time ranges included.
+  await page.getByLabel('VOD (:8081)').check();
+  await eventually('the VOD operations', async () =>
+    (await page.getByText('/v1/vod/source/{source_id}/{file}', { exact: true }).count()) > 0);
 });

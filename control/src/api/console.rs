@@ -58,7 +58,31 @@ const ASSETS: &[Asset] = &[
         content_type: "text/plain; charset=utf-8",
         body: include_bytes!("../../assets/vendor/hls.js.LICENSE"),
     },
+    Asset {
+        name: "api.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/api.js"),
+    },
+    Asset { name: "api.css", content_type: "text/css; charset=utf-8", body: include_bytes!("../../assets/api.css") },
+    Asset {
+        name: "swagger-ui-bundle.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/vendor/swagger-ui-bundle.js"),
+    },
+    Asset {
+        name: "swagger-ui.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../../assets/vendor/swagger-ui.css"),
+    },
+    Asset {
+        name: "swagger-ui.LICENSE",
+        content_type: "text/plain; charset=utf-8",
+        body: include_bytes!("../../assets/vendor/swagger-ui.LICENSE"),
+    },
 ];
+
+/// The API reference's page (`/ui/api`).
+const API_PAGE: &str = include_str!("../../assets/api.html");
 
 /// A fingerprint of every asset: the page links `?v=<it>`, so browsers may cache assets for good and still get
 /// new ones after an upgrade.
@@ -76,13 +100,56 @@ const REVALIDATE: &str = "no-cache";
 
 /// The console's routes, open to all: the page asks for the token itself.
 pub fn routes() -> Router<AppState> {
-    Router::new().route(PATH, get(page)).route("/ui/", get(to_page)).route("/ui/assets/{file}", get(asset))
+    Router::new()
+        .route(PATH, get(page))
+        .route("/ui/", get(to_page))
+        .route("/ui/assets/{file}", get(asset))
+        .route("/ui/api", get(api_page))
+        .route("/ui/api/{document}", get(api_document))
 }
 
 /// The console's operations, for [`crate::openapi`].
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(page, to_page, asset))]
+#[openapi(paths(page, to_page, asset, api_page, api_document))]
 pub(crate) struct Operations;
+
+/// The browsable API reference: Swagger UI over the documents below.
+#[utoipa::path(
+    get,
+    path = "/ui/api",
+    tag = "console",
+    summary = "The browsable API reference of the management, VOD and edge-facing APIs.",
+    responses((status = 200, description = "The page", content_type = "text/html", body = String))
+)]
+async fn api_page() -> Response {
+    let html = API_PAGE.replace("{{VERSION}}", &VERSION);
+    // Swagger UI sets inline styles; scripts stay this origin's own.
+    html_reply(
+        html,
+        "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+         font-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    )
+}
+
+/// The OpenAPI document of one API, as generated from the code (`docs/openapi/` holds the same). Open like the
+/// console's assets: it describes the API (as the repository does), it holds nothing of this deployment.
+#[utoipa::path(
+    get,
+    path = "/ui/api/{document}",
+    tag = "console",
+    summary = "An API's OpenAPI document, for the API reference page.",
+    params(("document" = String, Path, description = "`management.json`, `vod.json` or `edge.json`", example = "management.json")),
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object),
+        (status = 404, description = "No such document", body = livemix_common::api::ErrorReply)
+    )
+)]
+async fn api_document(Path(document): Path<String>) -> ApiResult<Response> {
+    match document.strip_suffix(".json") {
+        Some(service @ ("management" | "vod" | "edge")) => Ok(crate::openapi::reply(service)),
+        _ => Err(ApiError::not_found(format!("no API document {document:?}: management.json, vod.json or edge.json"))),
+    }
+}
 
 /// `/ui/` is the page too.
 #[utoipa::path(
@@ -107,6 +174,20 @@ async fn to_page() -> Redirect {
 async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let vod = vod_base_url(&state, &headers);
     let html = PAGE.replace("{{VOD_URL}}", &escape_html(&vod)).replace("{{VERSION}}", &VERSION);
+    // Only this origin's scripts run, so names an attacker gave a source cannot; video and playlists come from
+    // the VOD API (hls.js plays through blob: URLs and may start a blob: worker).
+    html_reply(
+        html,
+        &format!(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self' {vod}; media-src 'self' blob: {vod}; worker-src blob:; \
+             base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+        ),
+    )
+}
+
+/// A page of the console, revalidated on every load, with this content security policy.
+fn html_reply(html: String, csp: &str) -> Response {
     let mut response = (StatusCode::OK, html).into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
@@ -114,13 +195,7 @@ async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    // Only this origin's scripts run, so names an attacker gave a source cannot; video and playlists come from
-    // the VOD API (hls.js plays through blob: URLs and may start a blob: worker).
-    if let Ok(csp) = HeaderValue::from_str(&format!(
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-         connect-src 'self' {vod}; media-src 'self' blob: {vod}; worker-src blob:; \
-         base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-    )) {
+    if let Ok(csp) = HeaderValue::from_str(csp) {
         h.insert(header::CONTENT_SECURITY_POLICY, csp);
     }
     response

@@ -195,3 +195,46 @@ async fn the_vod_api_lets_the_console_page_in() {
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert_eq!(reply.header(header::ACCESS_CONTROL_ALLOW_ORIGIN), "*");
 }
+
+/// The API reference: an open page (like the console's) whose scripts are this origin's, over the same documents
+/// `/openapi.json` serves behind the token.
+#[tokio::test]
+async fn the_api_reference_is_bundled_and_shows_the_generated_documents() {
+    let app = management();
+    let page = fetch(&app, get("/ui/api")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    assert_eq!(page.header(header::CONTENT_TYPE), "text/html; charset=utf-8");
+    let csp = page.header(header::CONTENT_SECURITY_POLICY);
+    assert!(csp.contains("script-src 'self';") && csp.contains("connect-src 'self';"), "{csp}");
+    let html = page.text();
+    assert!(!html.contains("{{") && !html.contains("//cdn") && !html.contains("https://"), "{html}");
+    let links = asset_links(&html);
+    for name in ["swagger-ui-bundle.js", "swagger-ui.css", "api.js", "api.css"] {
+        let link = links.iter().find(|l| l.starts_with(&format!("/ui/assets/{name}?v="))).expect(name);
+        let asset = fetch(&app, get(link)).await;
+        assert_eq!(asset.status, StatusCode::OK, "{link}");
+        assert!(!asset.body.is_empty(), "{link}");
+    }
+    let license = fetch(&app, get("/ui/assets/swagger-ui.LICENSE")).await;
+    assert_eq!(license.status, StatusCode::OK);
+
+    let behind_token = Request::get("/openapi.json")
+        .header(header::AUTHORIZATION, format!("Bearer {MGMT_TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    let served = fetch(&app, behind_token).await;
+    assert_eq!(served.status, StatusCode::OK);
+    let open = fetch(&app, get("/ui/api/management.json")).await;
+    assert_eq!((open.status, &open.body), (StatusCode::OK, &served.body), "the same document");
+    for document in ["vod.json", "edge.json"] {
+        let doc: serde_json::Value =
+            serde_json::from_slice(&fetch(&app, get(&format!("/ui/api/{document}"))).await.body)
+                .unwrap_or_else(|err| panic!("{document}: {err}"));
+        assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")), "{document}");
+    }
+    for nope in ["/ui/api/secrets.json", "/ui/api/management", "/ui/api/..%2f..%2fetc%2fpasswd"] {
+        let reply = fetch(&app, get(nope)).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{nope}");
+        assert!(reply.text().contains("\"success\":false"), "{nope}: {}", reply.text());
+    }
+}
