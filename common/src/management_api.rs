@@ -12,13 +12,19 @@ use crate::model::{Recording, RecordingMode, Retention, Segment, Source};
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewSource {
+    /// 1 to 253 letters, digits, `-`, `_` or `.`; not only dots, never `..`.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^(?!\.+$)(?!.*\.\.)[A-Za-z0-9._-]{1,253}$"))]
     pub name: String,
     /// Seconds.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3600))]
+    #[serde(deserialize_with = "crate::model::whole::i32")]
     pub segment_len: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 4096))]
     pub description: Option<String>,
     /// Who manages the source (see [`Source::owner`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 4096))]
     pub owner: Option<String>,
     /// The source's own retention policy; the control node's default applies where it is silent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -26,6 +32,7 @@ pub struct NewSource {
     /// The edge (its id in the control node's edge credentials) that serves this source. Only that edge's
     /// credentials may then report, look up or forward the source; unset, no per-edge credential may.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._-]{1,128}$"))]
     pub edge: Option<String>,
     /// What the source records; on demand when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -45,6 +52,8 @@ pub struct RecordingModeUpdate {
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EdgeBinding {
+    /// 1 to 128 letters, digits, `-`, `_` or `.`.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._-]{1,128}$"))]
     pub edge_id: String,
 }
 
@@ -188,11 +197,14 @@ pub struct RetentionReply {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewRecording {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^(?!\.+$)(?!.*\.\.)[A-Za-z0-9._-]{1,253}$"))]
     pub alias: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 4096))]
     pub description: Option<String>,
-    /// Seconds since the Unix epoch; absent means now.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Seconds since the Unix epoch, no later than tomorrow; absent means now.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::model::whole::option")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub start_time_epoch: Option<i64>,
 }
 

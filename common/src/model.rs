@@ -57,13 +57,17 @@ pub struct Source {
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Retention {
-    /// Seconds, at least 1.
+    /// Seconds, at least 1 and at most 100 years.
     #[serde(default)]
     #[cfg_attr(feature = "sqlx", sqlx(rename = "retention_max_age_secs"))]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3_162_240_000.0))]
+    #[serde(deserialize_with = "whole::option")]
     pub max_age_secs: Option<i64>,
     /// Bytes, at least 1.
     #[serde(default)]
     #[cfg_attr(feature = "sqlx", sqlx(rename = "retention_max_bytes"))]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    #[serde(deserialize_with = "whole::option")]
     pub max_bytes: Option<i64>,
 }
 
@@ -322,6 +326,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn integers_may_be_written_as_whole_floats() {
+        let retention: Retention = serde_json::from_str(r#"{"max_age_secs": 86400.0, "max_bytes": null}"#).unwrap();
+        assert_eq!(retention, Retention { max_age_secs: Some(86400), max_bytes: None });
+        let retention: Retention = serde_json::from_str(r#"{"max_bytes": 7}"#).unwrap();
+        assert_eq!(retention, Retention { max_age_secs: None, max_bytes: Some(7) });
+        for bad in [r#"{"max_bytes": 1.5}"#, r#"{"max_bytes": 1e300}"#, r#"{"max_bytes": "1"}"#] {
+            assert!(serde_json::from_str::<Retention>(bad).is_err(), "{bad}");
+        }
+        let new: crate::management_api::NewSource =
+            serde_json::from_str(r#"{"name": "cam-1", "segment_len": 2.0}"#).unwrap();
+        assert_eq!(new.segment_len, 2);
+        assert!(
+            serde_json::from_str::<crate::management_api::NewSource>(r#"{"name": "cam-1", "segment_len": 4294967296}"#)
+                .is_err()
+        );
+    }
+
+    #[test]
     fn segment_names_are_single_safe_components() {
         for ok in ["seg-1.ts", "test-video-1704596100.ts", "index0.ts", "a_b~c+d=e.ts"] {
             assert!(validate_segment_name(ok).is_ok(), "{ok}");
@@ -359,5 +381,75 @@ mod tests {
         assert_eq!(serde_json::to_string(&F { f: true }).unwrap(), r#"{"f":1}"#);
         assert_eq!(serde_json::to_string(&F { f: false }).unwrap(), r#"{"f":-1}"#);
         assert!(serde_json::from_str::<F>(r#"{"f":0}"#).is_err());
+    }
+}
+
+/// Integers as JSON Schema counts them: `2` and `2.0` are the same integer (the documents declare these fields
+/// `integer`, and a client's JSON library may write a whole float), while `2.5` or one out of range is refused.
+pub mod whole {
+    use serde::de::{Deserializer, Error, Visitor};
+    use std::fmt;
+
+    struct Whole;
+
+    impl Visitor<'_> for Whole {
+        type Value = i64;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an integer")
+        }
+
+        fn visit_i64<E: Error>(self, v: i64) -> Result<i64, E> {
+            Ok(v)
+        }
+
+        fn visit_u64<E: Error>(self, v: u64) -> Result<i64, E> {
+            i64::try_from(v).map_err(|_| E::custom(format!("integer {v} is too large")))
+        }
+
+        fn visit_f64<E: Error>(self, v: f64) -> Result<i64, E> {
+            // 2^63 is exactly representable; anything at or past it does not fit an i64.
+            if v.fract() == 0.0 && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&v) {
+                Ok(v as i64)
+            } else {
+                Err(E::custom(format!("expected an integer, not {v}")))
+            }
+        }
+    }
+
+    /// An `i64`, also from a whole float.
+    pub fn i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        d.deserialize_any(Whole)
+    }
+
+    /// An `i32`, also from a whole float.
+    pub fn i32<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+        let v = i64(d)?;
+        i32::try_from(v).map_err(|_| D::Error::custom(format!("integer {v} is out of range")))
+    }
+
+    /// An optional `i64` (`null` or absent is `None`), also from a whole float.
+    pub fn option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        struct Opt;
+        impl<'de> Visitor<'de> for Opt {
+            type Value = Option<i64>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an integer or null")
+            }
+
+            fn visit_none<E: Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+
+            fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                i64(d).map(Some)
+            }
+        }
+        d.deserialize_option(Opt)
     }
 }

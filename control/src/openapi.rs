@@ -232,6 +232,24 @@ fn generate(service: &str) -> Value {
                     operation.insert("security".into(), json!([]));
                 }
                 let has_body = operation.contains_key("requestBody");
+                // utoipa 5 writes a Link object's fields in snake case; OpenAPI spells them in camel case.
+                if let Some(Value::Object(responses)) = operation.get_mut("responses") {
+                    for response in responses.values_mut() {
+                        let Some(Value::Object(links)) = response.get_mut("links") else { continue };
+                        for link in links.values_mut() {
+                            let Value::Object(link) = link else { continue };
+                            for (snake, camel) in [
+                                ("operation_id", "operationId"),
+                                ("operation_ref", "operationRef"),
+                                ("request_body", "requestBody"),
+                            ] {
+                                if let Some(value) = link.remove(snake) {
+                                    link.insert(camel.into(), value);
+                                }
+                            }
+                        }
+                    }
+                }
                 // An `Option<T>` body (`request_body(content = Option<T>)`) may be left out; it is never `null`.
                 if let Some(Value::Object(content)) =
                     operation.get_mut("requestBody").and_then(|b| b.get_mut("content"))

@@ -51,7 +51,7 @@ struct ByName {
     path = "/v1/source",
     tag = "edges",
     summary = "The source of this name, if the calling edge may act for it.",
-    params(("source_name" = String, Query, description = "The name the encoder sends", example = "camera-0")),
+    params(("source_name" = String, Query, description = "The name the encoder sends: 1 to 253 letters, digits, `-`, `_` or `.`; not only dots, never `..`", example = "camera-0", pattern = r"^(?!\.+$)(?!.*\.\.)[A-Za-z0-9._-]{1,253}$")),
     responses((status = 200, description = "The named object beside `success` and `request_id`", body = SourceReply))
 )]
 async fn find_source(
@@ -59,6 +59,8 @@ async fn find_source(
     caller: EdgeCaller,
     Query(q): Query<ByName>,
 ) -> ApiResult<Reply<SourceReply>> {
+    // Not a name a source can have: refused before it reaches the database (which refuses a NUL in text).
+    livemix_common::model::validate_source_name(&q.source_name).map_err(ApiError::bad_request)?;
     Ok(Reply(SourceReply { source: state.sources().find_for(&caller.identity, &q.source_name).await? }))
 }
 

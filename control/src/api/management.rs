@@ -117,7 +117,7 @@ fn parse_flag(name: &str, value: Option<&str>, default: bool) -> ApiResult<bool>
     tag = "sources",
     summary = "Registers a source (409 if the name exists).",
     request_body(content = NewSource, example = json!({"name": "cam-1", "segment_len": 4, "description": "Gate"})),
-    responses((status = 200, description = "The named object beside `success` and `request_id`", body = SourceReply), (status = 409, description = "A source of this name exists", body = ErrorReply))
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = SourceReply, links(("GetSource" = (operation_id = "get_source", parameters(("id" = "$response.body#/source/id")))), ("StartRecording" = (operation_id = "start_recording", parameters(("id" = "$response.body#/source/id")))), ("ListSourceRecordings" = (operation_id = "list_source_recordings", parameters(("id" = "$response.body#/source/id")))), ("SourceCoverage" = (operation_id = "source_coverage", parameters(("id" = "$response.body#/source/id")))), ("SetRetention" = (operation_id = "set_retention", parameters(("id" = "$response.body#/source/id")))), ("SetDescription" = (operation_id = "set_description", parameters(("id" = "$response.body#/source/id")))), ("SetRecordingMode" = (operation_id = "set_recording_mode", parameters(("id" = "$response.body#/source/id")))), ("SourceStorage" = (operation_id = "source_storage", parameters(("id" = "$response.body#/source/id")))), ("LiveSummary" = (operation_id = "live_summary", parameters(("id" = "$response.body#/source/id")))), ("DeleteSource" = (operation_id = "delete_source", parameters(("id" = "$response.body#/source/id")))))), (status = 409, description = "A source of this name exists", body = ErrorReply))
 )]
 async fn create_source(State(state): State<AppState>, Json(body): Json<NewSource>) -> ApiResult<Reply<SourceReply>> {
     let source = state.sources().create(body).await?;
@@ -154,7 +154,7 @@ async fn set_recording_mode(
     path = "/v1/source/{id}/coverage",
     tag = "sources",
     summary = "What was recorded of a source between `start` and `end`: spans and gaps.",
-    params(("id" = Uuid, Path, description = "The source's id"), ("start" = Option<String>, Query, description = "Start of the range: RFC 3339 or seconds since the Unix epoch", example = "2026-12-01T10:00:00Z"), ("end" = Option<String>, Query, description = "End of the range: RFC 3339 or seconds since the Unix epoch", example = "2026-12-01T11:00:00Z")),
+    params(("id" = Uuid, Path, description = "The source's id"), ("start" = String, Query, description = "Start of the range: RFC 3339 or seconds since the Unix epoch", example = "2026-12-01T10:00:00Z"), ("end" = String, Query, description = "End of the range: RFC 3339 or seconds since the Unix epoch", example = "2026-12-01T11:00:00Z")),
     responses((status = 200, description = "The named object beside `success` and `request_id`", body = CoverageReply))
 )]
 async fn source_coverage(
@@ -177,10 +177,14 @@ struct SourceFilter {
     path = "/v1/source",
     tag = "sources",
     summary = "Lists sources, or finds one by name.",
-    params(("source_name" = Option<String>, Query, description = "Only the source of this name", example = "cam-1")),
+    params(("source_name" = Option<String>, Query, description = "Only the source of this name: 1 to 253 letters, digits, `-`, `_` or `.`; not only dots, never `..`", example = "cam-1", pattern = r"^(?!\.+$)(?!.*\.\.)[A-Za-z0-9._-]{1,253}$")),
     responses((status = 200, description = "The named object beside `success` and `request_id`", body = SourcesReply))
 )]
 async fn list_sources(State(state): State<AppState>, Query(q): Query<SourceFilter>) -> ApiResult<Reply<SourcesReply>> {
+    // Not a name a source can have: refused before it reaches the database (which refuses a NUL in text).
+    if let Some(name) = &q.source_name {
+        livemix_common::model::validate_source_name(name).map_err(ApiError::bad_request)?;
+    }
     Ok(Reply(SourcesReply { sources: state.sources().list(q.source_name.as_deref()).await? }))
 }
 
@@ -268,7 +272,7 @@ struct NewName {
     path = "/v1/source/{id}/name",
     tag = "sources",
     summary = "Renames a source.",
-    params(("id" = Uuid, Path, description = "The source's id"), ("new_name" = String, Query, description = "The new name", example = "cam-2")),
+    params(("id" = Uuid, Path, description = "The source's id"), ("new_name" = String, Query, description = "The new name: 1 to 253 letters, digits, `-`, `_` or `.`; not only dots, never `..`", example = "cam-2", pattern = r"^(?!\.+$)(?!.*\.\.)[A-Za-z0-9._-]{1,253}$")),
     responses((status = 200, description = "The named object beside `success` and `request_id`", body = SourceReply), (status = 409, description = "A source of this name exists", body = ErrorReply))
 )]
 async fn rename_source(
@@ -283,6 +287,7 @@ async fn rename_source(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewDescription {
+    #[schema(max_length = 4096)]
     description: String,
 }
 
@@ -339,7 +344,7 @@ async fn set_streaming(
     summary = "Starts a recording; every field is optional and an empty body means now, no alias. 504 when a reachable edge does not confirm in time.",
     params(("id" = Uuid, Path, description = "The source's id")),
     request_body(content = Option<NewRecording>, description = "Optional: an empty body means now, no alias", example = json!({"alias": "dock-incident", "description": "y", "start_time_epoch": 1764070000})),
-    responses((status = 200, description = "The named object beside `success` and `request_id`", body = RecordingReply), (status = 504, description = "The edge did not confirm in time; nothing is kept", body = ErrorReply))
+    responses((status = 200, description = "The named object beside `success` and `request_id`", body = RecordingReply, links(("GetRecording" = (operation_id = "get_recording", parameters(("id" = "$response.body#/recording/id")))), ("RecordingCoverage" = (operation_id = "recording_coverage", parameters(("id" = "$response.body#/recording/id")))), ("RecordingManifest" = (operation_id = "recording_manifest", parameters(("id" = "$response.body#/recording/id")))), ("RecordingSegments" = (operation_id = "recording_segments", parameters(("id" = "$response.body#/recording/id")))), ("RecordingStorage" = (operation_id = "recording_storage", parameters(("id" = "$response.body#/recording/id")))), ("SetHold" = (operation_id = "set_hold", parameters(("id" = "$response.body#/recording/id")))), ("VerifyRecording" = (operation_id = "verify_recording", parameters(("id" = "$response.body#/recording/id")))), ("StopRecording" = (operation_id = "stop_recording", parameters(("id" = "$response.body#/recording/id")))), ("DeleteRecording" = (operation_id = "delete_recording", parameters(("id" = "$response.body#/recording/id")))))), (status = 504, description = "The edge did not confirm in time; nothing is kept", body = ErrorReply))
 )]
 async fn start_recording(
     State(state): State<AppState>,
@@ -452,7 +457,7 @@ async fn list_recordings(
     path = "/v1/recording/{id}",
     tag = "recordings",
     summary = "One recording.",
-    params(("id" = String, Path, description = "The recording's id (a ULID)")),
+    params(("id" = String, Path, description = "The recording's id (a ULID)", pattern = r"^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")),
     responses((status = 200, description = "The named object beside `success` and `request_id`", body = RecordingReply))
 )]
 async fn get_recording(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<RecordingReply>> {
@@ -464,7 +469,7 @@ async fn get_recording(State(state): State<AppState>, Path(id): Path<String>) ->
     path = "/v1/recording/{id}/stop",
     tag = "recordings",
     summary = "Stops a recording.",
-    params(("id" = String, Path, description = "The recording's id (a ULID)")),
+    params(("id" = String, Path, description = "The recording's id (a ULID)", pattern = r"^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")),
     responses((status = 200, description = "The named object beside `success` and `request_id`", body = RecordingReply), (status = 409, description = "`continuous`: a continuous recording stops only by switching its source to on-demand recording", body = ErrorReply), (status = 504, description = "The edge did not confirm in time", body = ErrorReply))
 )]
 async fn stop_recording(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<RecordingReply>> {
@@ -476,7 +481,7 @@ async fn stop_recording(State(state): State<AppState>, Path(id): Path<String>) -
     path = "/v1/recording/{id}",
     tag = "recordings",
     summary = "Deletes a recording and queues its objects for deletion.",
-    params(("id" = String, Path, description = "The recording's id (a ULID)")),
+    params(("id" = String, Path, description = "The recording's id (a ULID)", pattern = r"^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")),
     responses((status = 200, description = "The named object beside `success` and `request_id`", body = DeletionReply), (status = 409, description = "`on_hold`: lift the hold first; `continuous`: switch the source to on-demand recording first", body = ErrorReply))
 )]
 async fn delete_recording(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<DeletionReply>> {
@@ -489,7 +494,7 @@ async fn delete_recording(State(state): State<AppState>, Path(id): Path<String>)
     path = "/v1/recording/{id}/hold",
     tag = "recordings",
     summary = "Puts a recording on legal hold (no automatic deletion, deletes refused) or lifts the hold.",
-    params(("id" = String, Path, description = "The recording's id (a ULID)")),
+    params(("id" = String, Path, description = "The recording's id (a ULID)", pattern = r"^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")),
     request_body(content = HoldUpdate, example = json!({"hold": true})),
     responses((status = 200, description = "The named object beside `success` and `request_id`", body = RecordingReply))
 )]
@@ -507,7 +512,7 @@ async fn set_hold(
     path = "/v1/recording/{id}/storage",
     tag = "storage",
     summary = "What the recording stores and when retention deletes it.",
-    params(("id" = String, Path, description = "The recording's id (a ULID)")),
+    params(("id" = String, Path, description = "The recording's id (a ULID)", pattern = r"^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")),
     responses((status = 200, description = "The named object beside `success` and `request_id`", body = UsageReply))
 )]
 async fn recording_storage(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<UsageReply>> {
@@ -519,7 +524,7 @@ async fn recording_storage(State(state): State<AppState>, Path(id): Path<String>
     path = "/v1/recording/{id}/coverage",
     tag = "recordings",
     summary = "What a recording covers: spans and gaps.",
-    params(("id" = String, Path, description = "The recording's id (a ULID)")),
+    params(("id" = String, Path, description = "The recording's id (a ULID)", pattern = r"^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")),
     responses((status = 200, description = "The named object beside `success` and `request_id`", body = CoverageReply))
 )]
 async fn recording_coverage(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<CoverageReply>> {
@@ -532,7 +537,7 @@ async fn recording_coverage(State(state): State<AppState>, Path(id): Path<String
     path = "/v1/recording/{id}/manifest",
     tag = "recordings",
     summary = "Every segment's key, size, offset and SHA-256, signed with the playback key when one is set.",
-    params(("id" = String, Path, description = "The recording's id (a ULID)")),
+    params(("id" = String, Path, description = "The recording's id (a ULID)", pattern = r"^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")),
     responses((status = 200, description = "The named object beside `success` and `request_id`", body = ManifestReply))
 )]
 async fn recording_manifest(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<ManifestReply>> {
@@ -545,7 +550,7 @@ async fn recording_manifest(State(state): State<AppState>, Path(id): Path<String
     path = "/v1/recording/{id}/verify",
     tag = "recordings",
     summary = "Reads every object of the recording back and reports what no longer matches.",
-    params(("id" = String, Path, description = "The recording's id (a ULID)")),
+    params(("id" = String, Path, description = "The recording's id (a ULID)", pattern = r"^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")),
     responses((status = 200, description = "The named object beside `success` and `request_id`", body = VerifyReply))
 )]
 async fn verify_recording(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<VerifyReply>> {
@@ -557,7 +562,7 @@ async fn verify_recording(State(state): State<AppState>, Path(id): Path<String>)
     path = "/v1/recording/{id}/segment",
     tag = "recordings",
     summary = "A recording's segments.",
-    params(("id" = String, Path, description = "The recording's id (a ULID)")),
+    params(("id" = String, Path, description = "The recording's id (a ULID)", pattern = r"^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$")),
     responses((status = 200, description = "The named object beside `success` and `request_id`", body = SegmentsReply))
 )]
 async fn recording_segments(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Reply<SegmentsReply>> {
@@ -594,7 +599,7 @@ struct GcQuery {
     path = "/v1/storage/gc",
     tag = "storage",
     summary = "Garbage collection now: objects no segment refers to, and segments whose object is missing.",
-    params(("dry_run" = Option<bool>, Query, description = "Only list (default true)", example = false), ("grace_secs" = Option<u64>, Query, description = "Spare objects younger than this (default the configured grace)", example = 86400), ("prefix" = Option<String>, Query, description = "Narrow the scan to part of the recordings prefix")),
+    params(("dry_run" = Option<bool>, Query, description = "Only list (default true)", example = false), ("grace_secs" = Option<u64>, Query, description = "Spare objects younger than this, at most 100 years (default the configured grace)", example = 86400, maximum = 3_162_240_000.0), ("prefix" = Option<String>, Query, description = "Narrow the scan to part of the recordings prefix: under the object prefix (`recordings/`; the pattern assumes that default), at most 1024 bytes, no `..` segment", example = "recordings/", pattern = r"^recordings/(?!(?:.*/)?\.\.(?:/|$))[ -~]{0,1012}$")),
     responses((status = 200, description = "The named object beside `success` and `request_id`", body = GcReply))
 )]
 #[tracing::instrument(skip(state))]
@@ -731,7 +736,7 @@ const MAX_PLAYBACK_TTL_SECS: u64 = 7 * 24 * 3600;
     path = "/v1/playback-url",
     tag = "playback",
     summary = "Mints a playback URL for a VOD path, signed when a playback signing key is set.",
-    params(("path" = String, Query, description = "A VOD API path", example = "/v1/vod/live/0b9f5c2e-3f0e-4a8e-9d3c-7c1d2e3f4a5b/vid.m3u8"), ("ttl_secs" = Option<u64>, Query, description = "Validity in seconds, 1 to a week (default an hour)", example = 3600)),
+    params(("path" = String, Query, description = "A VOD API path: under `/v1/vod/`, no query or fragment, no `..` segment", example = "/v1/vod/live/0b9f5c2e-3f0e-4a8e-9d3c-7c1d2e3f4a5b/vid.m3u8", pattern = r"^/v1/vod/(?!(?:.*/)?\.\.(?:/|$))[^?#]*$"), ("ttl_secs" = Option<u64>, Query, description = "Validity in seconds, 1 to a week (default an hour)", example = 3600, minimum = 1, maximum = 604_800)),
     responses((status = 200, description = "The named object beside `success` and `request_id`", body = PlaybackUrlReply))
 )]
 async fn playback_url(

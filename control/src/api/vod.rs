@@ -110,7 +110,7 @@ fn segment_reply(request: &HeaderMap, body: &SegmentBytes, cache_control: &'stat
     summary = "A source's live playlist (the newest segments) or one of its segments.",
     params(
         ("source_id" = Uuid, Path, description = "The source's id"),
-        ("file" = String, Path, description = "`vid.m3u8` or the name of a segment it lists", example = "vid.m3u8"),
+        ("file" = String, Path, description = "`vid.m3u8` or the name of a segment it lists (1 to 255 letters, digits, `-`, `_`, `.`, `~`, `+` or `=`, never `..`)", example = "vid.m3u8", pattern = r"^(?!.*\.\.)[A-Za-z0-9._~+=-]{1,255}$"),
         ("Range" = Option<String>, Header, description = "A byte range of a segment (`bytes=0-1023`); answered with 206 or 416"),
         ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier reply; answered with 304 while it holds")
     ),
@@ -162,8 +162,8 @@ async fn live_playlist_for(state: &AppState, source_id: Uuid, request: &HeaderMa
     tag = "vod",
     summary = "A recording's playlist, its segments, or its export as MP4 or MPEG-TS.",
     params(
-        ("recording_id" = String, Path, description = "The recording's id (a ULID)"),
-        ("file" = String, Path, description = "`vid.m3u8`, a segment it lists, `export.mp4` or `export.ts`", example = "vid.m3u8"),
+        ("recording_id" = String, Path, description = "The recording's id (a ULID)", pattern = r"^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$"),
+        ("file" = String, Path, description = "`vid.m3u8`, a segment it lists (1 to 255 letters, digits, `-`, `_`, `.`, `~`, `+` or `=`, never `..`), `export.mp4` or `export.ts`", example = "vid.m3u8", pattern = r"^(?!.*\.\.)[A-Za-z0-9._~+=-]{1,255}$"),
         ("Range" = Option<String>, Header, description = "A byte range of a segment (`bytes=0-1023`); answered with 206 or 416"),
         ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier reply; answered with 304 while it holds")
     ),
@@ -212,7 +212,7 @@ async fn recording(
     summary = "Any time range of a source: its playlist, the segments it lists, its export as MP4 or MPEG-TS.",
     params(
         ("source_id" = Uuid, Path, description = "The source's id"),
-        ("file" = String, Path, description = "`vid.m3u8`, a segment it lists, `export.mp4` or `export.ts`", example = "vid.m3u8"),
+        ("file" = String, Path, description = "`vid.m3u8`, a segment it lists (1 to 255 letters, digits, `-`, `_`, `.`, `~`, `+` or `=`, never `..`), `export.mp4` or `export.ts`", example = "vid.m3u8", pattern = r"^(?!.*\.\.)[A-Za-z0-9._~+=-]{1,255}$"),
         ("start" = Option<String>, Query, description = "Start of the range (playlist and exports): RFC 3339 or seconds since the Unix epoch", example = "2026-12-01T10:00:00Z"),
         ("end" = Option<String>, Query, description = "End of the range (playlist and exports): RFC 3339 or seconds since the Unix epoch", example = "2026-12-01T11:00:00Z"),
         ("Range" = Option<String>, Header, description = "A byte range of a segment (`bytes=0-1023`); answered with 206 or 416"),

@@ -26,10 +26,11 @@ pub use error::{Error, Result};
 /// Longest free text (descriptions, owners) accepted.
 pub const MAX_TEXT_LEN: usize = 4096;
 
-/// Refuses text longer than [`MAX_TEXT_LEN`], naming the field.
+/// Refuses text longer than [`MAX_TEXT_LEN`] characters, naming the field. Characters, not bytes: the documents
+/// declare it as JSON Schema's `maxLength`, which counts characters.
 pub fn check_text(field: &str, text: &str) -> Result<()> {
-    if text.len() > MAX_TEXT_LEN {
-        return Err(Error::Invalid(format!("{field} is longer than {MAX_TEXT_LEN} bytes")));
+    if text.chars().count() > MAX_TEXT_LEN {
+        return Err(Error::Invalid(format!("{field} is longer than {MAX_TEXT_LEN} characters")));
     }
     Ok(())
 }
