@@ -899,6 +899,11 @@ upgrade_and_uninstall() {
     pass "helm uninstall removed every object of the release in $((SECONDS - t))s (the CRDs stay, as Helm keeps crds/)"
 }
 
+# Steps in files of their own (kind-test/steps/).
+# shellcheck source=kind-test/steps/operator_ha.sh
+source "$ROOT/kind-test/steps/operator_ha.sh"
+# shellcheck source=kind-test/steps/monitoring.sh
+source "$ROOT/kind-test/steps/monitoring.sh"
 # shellcheck source=kind-test/steps/spool.sh
 source "$ROOT/kind-test/steps/spool.sh"
 
@@ -920,6 +925,8 @@ play_live "$PF_RESOURCE"
 record_and_replay
 resilience
 spool_survives_edge_pod
+operator_leader_killed
+control_unreachable_alert
 if ((KEEP)); then
     log "--keep: the sources, the recording and the release stay for you to look around"
 else
