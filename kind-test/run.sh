@@ -723,6 +723,16 @@ switch_on_streaming() {
 }
 
 # A recording as a player gets it, reduced to one SHA-256: the playlist's segment names and every segment's bytes.
+# Whether the playlist at $1 lists as many segments as at the previous call (wait_for polls every 2 s); the
+# first call only records the count.
+playlist_settled() {
+    local n
+    n=$(curl -fsS --max-time 10 "$1" | grep -c '^#EXTINF') || return 1
+    if ((n == SETTLED_COUNT)); then return 0; fi
+    SETTLED_COUNT=$n
+    return 1
+}
+
 recording_digest() {
     local url=$1 base segment
     base=${url%/*}
@@ -750,6 +760,13 @@ record_and_replay() {
     url=$(jsonpath "recording/$RECORDING" '{.status.playlistUrl}')
     [[ $url == "$VOD_URL"/v1/vod/recording/* ]] || die "Recording $RECORDING has playlistUrl '$url'"
     wait_for "the recording playlist at $url" check_playlist "$url" vod
+    # Segments recorded before the stop may still be in the edge's spool (uploads lag under load): the recording
+    # is whole once the spool is empty and the playlist has stopped growing. Its fingerprint is taken then.
+    if [[ $MODE == local ]]; then
+        wait_for "the edge to upload every segment it recorded" spool_pending_zero
+    fi
+    SETTLED_COUNT=-1
+    wait_for "the recording playlist to stop growing" playlist_settled "$url"
     # The durations the playlist lists, and what ffprobe finds reading every packet of every segment to ENDLIST.
     listed=$(curl -fsS --max-time 10 "$url" | awk -F'[:,]' '/^#EXTINF:/ {s += $2; n++} END {printf "%.1f %d", s, n}')
     segments=${listed#* }
