@@ -22,6 +22,7 @@
 #   LIVEMIX_FUZZ_WORKERS     concurrent schemathesis workers     (default 1: with more, Python 3.11 can fail
 #                            in Hypothesis with "AST constructor recursion depth mismatch", a CPython bug)
 #   LIVEMIX_FUZZ_ONLY        standalone or split: one deployment (default both)
+#   LIVEMIX_FUZZ_SEED        Schemathesis's seed: the same cases on every run (default 28); change it to explore
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,6 +31,7 @@ PACKAGES=(schemathesis==4.32.5)
 EXAMPLES=${LIVEMIX_FUZZ_EXAMPLES:-60}
 WORKERS=${LIVEMIX_FUZZ_WORKERS:-1}
 ONLY=${LIVEMIX_FUZZ_ONLY:-}
+SEED=${LIVEMIX_FUZZ_SEED:-28}
 MIN_CASES=1000
 
 log() { printf '[check-api-fuzz] %s\n' "$*"; }
@@ -116,13 +118,16 @@ fuzz() {
     out=$WORK/$deployment-$api.txt
     local args=(--config-file "$WORK/schemathesis.toml" --no-color run "$ROOT/docs/openapi/$api.json" --url "$url"
         --workers "$WORKERS" --max-examples "$examples" --request-timeout 10 --max-response-time 10
-        --seed 28 --no-shrink --output-truncate false --suppress-health-check all)
+        --seed "$SEED" --no-shrink --output-truncate false --suppress-health-check all)
     [[ -n $token ]] && args+=(--header "Authorization: Bearer $token")
     log "$deployment: $api API at $url"
     local rc=0
     # The token is filtered out of Schemathesis's output (output sanitization is on by default).
-    "$VENV/bin/st" "${args[@]}" >"$out" 2>&1 || rc=$?
-    cases=$(grep -oE '^ *[0-9]+ generated' "$out" | grep -oE '[0-9]+' | tail -n 1)
+    # From $WORK: Schemathesis keeps a .schemathesis directory in the working directory.
+    (cd "$WORK" && "$VENV/bin/st" "${args[@]}") >"$out" 2>&1 || rc=$?
+    # Which phases ran (examples, coverage, fuzzing, stateful through the documents' links).
+    sed -n '/^Test Phases:/,/^$/p' "$out" | sed -n 's/^ \+/    /p' || true
+    cases=$(grep -oE '^ *[0-9]+ generated' "$out" | grep -oE '[0-9]+' | tail -n 1 || true)
     cases=${cases:-0}
     if ((rc != 0)); then
         sed -n '/^=\+ FAILURES\|^=\+ ERRORS/,$p' "$out" | head -n 300 >&2
@@ -151,7 +156,8 @@ if [[ -z $ONLY || $ONLY == standalone ]]; then
     wait_for "http://127.0.0.1:$mp/liveness/ready" standalone "$WORK/standalone.log"
     fuzz standalone management "http://127.0.0.1:$mp" "$MGMT_TOKEN"
     fuzz standalone vod "http://127.0.0.1:$vp"
-    kill -TERM "${pids[-1]}" && wait "${pids[-1]}" 2>/dev/null || true
+    kill -TERM "${pids[-1]}" 2>/dev/null || true
+    wait "${pids[-1]}" 2>/dev/null || true
     unset 'pids[-1]'
 fi
 
