@@ -84,6 +84,12 @@ checks.positive_data_acceptance.enabled = false
 include-path = "/v1/vod/source/{source_id}/{file}"
 checks.positive_data_acceptance.enabled = false
 
+# A source's edge binding is a property of the source, not a resource of its own: DELETE releases it and GET then
+# answers 200 with `"edge_id": null`, as documented (SourceEdgeReply), where use_after_free expects a 404.
+[[operations]]
+include-path = "/v1/source/{id}/edge"
+checks.use_after_free.enabled = false
+
 # start_time_epoch must be no later than tomorrow: a bound relative to the clock.
 [[operations]]
 include-path = "/v1/source/{id}/recording"
