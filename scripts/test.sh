@@ -35,6 +35,8 @@ if [ $# -eq 0 ]; then
   bash scripts/check-monitoring.sh
   step "OpenAPI documents: openapi-spec-validator"
   bash scripts/check-openapi.sh
+  step "API contract: Schemathesis against the standalone binary and the split deployment"
+  bash scripts/check-api-fuzz.sh
   step "web console in headless Chromium: a control node and an edge fed by ffmpeg"
   bash console-test/run.sh
   step "LiveMix on a real Kubernetes node: helm install, ffmpeg into the edge pod, playback through the ingress"
