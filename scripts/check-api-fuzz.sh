@@ -51,9 +51,19 @@ BIN=$(cargo metadata --format-version 1 --no-deps \
 WORK=$(mktemp -d /tmp/livemix-api-fuzz.XXXXXX)
 pids=()
 cleanup() {
-    local pid
+    local pid kind name
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    # The split run's topics and subscriptions go too: an emulator that keeps every test's streams slows down.
+    if [[ -n ${suffix:-} && -n ${PUBSUB_EMULATOR_HOST:-} ]]; then
+        for kind in subscriptions topics; do
+            for name in control reply broadcast; do
+                curl -fsS --max-time 5 -X DELETE -o /dev/null \
+                    "http://$PUBSUB_EMULATOR_HOST/v1/projects/${PUBSUB_PROJECT_ID:-livemix-dev}/$kind/livemix-$name-$suffix" \
+                    2>/dev/null || true
+            done
+        done
+    fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM

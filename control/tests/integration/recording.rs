@@ -10,6 +10,34 @@ use serde_json::Value;
 
 use crate::support::{ControlNode, eventually, ffmpeg_segments, ffprobe, http, publish_to_control, unique};
 
+/// Plays an edge of before segment ids: uploads segment `i` (1 s long, `i` seconds after `start`) to S3 at the
+/// documented key and returns its report.
+async fn upload_legacy(
+    node: &ControlNode,
+    sid: uuid::Uuid,
+    i: usize,
+    name: &str,
+    data: &bytes::Bytes,
+    start: chrono::DateTime<chrono::Utc>,
+) -> SegmentInfo {
+    let key = segment_key("recordings", sid, name);
+    node.store.put(&key, data.clone()).await.unwrap();
+    let start_ts = start + chrono::Duration::seconds(i as i64);
+    SegmentInfo {
+        name: name.to_owned(),
+        source: sid,
+        run: None,
+        seq: i as i64,
+        discontinuity: false,
+        start_ts,
+        end_ts: start_ts + chrono::Duration::seconds(1),
+        length_ms: 1000,
+        size: data.len() as i64,
+        uri: key,
+        sha256: None,
+    }
+}
+
 #[tokio::test]
 async fn recorded_segments_replay_from_s3_with_single_flight_reads() {
     // Without the in-process layer, so every read shows in memcached and S3 as it did before there was one
@@ -25,22 +53,7 @@ async fn recorded_segments_replay_from_s3_with_single_flight_reads() {
     let segments = &ffmpeg_segments().await[..5];
     let start = chrono::Utc::now() - chrono::Duration::seconds(10);
     for (i, (name, data)) in segments.iter().enumerate() {
-        let key = segment_key("recordings", sid, name);
-        node.store.put(&key, data.clone()).await.unwrap();
-        let start_ts = start + chrono::Duration::seconds(i as i64);
-        let info = SegmentInfo {
-            name: name.clone(),
-            source: sid,
-            run: None,
-            seq: i as i64,
-            discontinuity: false,
-            start_ts,
-            end_ts: start_ts + chrono::Duration::seconds(1),
-            length_ms: 1000,
-            size: data.len() as i64,
-            uri: key,
-            sha256: None,
-        };
+        let info = upload_legacy(&node, sid, i, name, data, start).await;
         let msg = Message::NewVideoRecordingSegment { recording_ids: vec![rec_id.clone()], segment: info };
         publish_to_control(&node, msg.clone()).await;
         // Redelivery is normal on Pub/Sub: handling is idempotent.
@@ -178,21 +191,9 @@ async fn long_recordings_point_to_time_ranges_and_manifests_are_signed() {
     let rec_id = rec["recording"]["id"].as_str().unwrap().to_owned();
     let start = chrono::Utc::now() - chrono::Duration::seconds(20);
     for (i, (name, data)) in ffmpeg_segments().await[..4].iter().enumerate() {
-        let key = segment_key("recordings", sid, name);
-        node.store.put(&key, data.clone()).await.unwrap();
-        let start_ts = start + chrono::Duration::seconds(i as i64);
         let segment = SegmentInfo {
-            name: name.clone(),
-            source: sid,
-            run: None,
-            seq: i as i64,
-            discontinuity: false,
-            start_ts,
-            end_ts: start_ts + chrono::Duration::seconds(1),
-            length_ms: 1000,
-            size: data.len() as i64,
-            uri: key,
             sha256: Some(livemix_common::digest::sha256_hex(data)),
+            ..upload_legacy(&node, sid, i, name, data, start).await
         };
         let msg = Message::NewVideoRecordingSegment { recording_ids: vec![rec_id.clone()], segment };
         publish_to_control(&node, msg).await;
