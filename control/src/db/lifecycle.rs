@@ -582,8 +582,9 @@ impl Db {
         }))
     }
 
-    /// Counts of sources by state and of active recordings, and the end of the newest recorded segment (its
-    /// index on end times answers that without a scan).
+    /// Counts of sources by state and of active recordings, and the end of the newest recorded segment among the
+    /// last thousand indexed, read through the primary key (a `max` over every segment of every source would scan
+    /// the table, on every replica, every tick).
     pub async fn fleet_state(&self) -> DbResult<FleetState> {
         type Row = (i64, i64, i64, i64, i64, i64, Option<f64>);
         let reachable_secs = self.reachable_secs();
@@ -595,7 +596,7 @@ impl Db {
                      (SELECT count(*) FROM sources WHERE streaming AND NOT COALESCE({reachable}, false)), \
                      (SELECT count(*) FROM sources WHERE recording_mode = 'continuous'), \
                      (SELECT count(*) FROM recordings WHERE active), \
-                     (SELECT max({newest}) FROM segments)",
+                     (SELECT max({newest}) FROM (SELECT end_ts FROM segments ORDER BY id DESC LIMIT 1000) recent)",
                 reachable = d.ago("last_seen", ">", "$1"),
                 newest = d.secs("end_ts")
             );
